@@ -1,0 +1,233 @@
+"""Configuration: a TOML file over embedded defaults.
+
+Every setting has a default that runs mailbot with no server at all (a local Maildir in, reply
+files out, SQLite). Relative paths are resolved against the directory of the config file, or
+the working directory when no file is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from mailbot.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    address: str = "claves@example.com"  # our mailbox: replies come from it, mail from it is ignored
+    from_name: str = "Claves de actualización"
+    reference_prefix: str = "CLV"  # request reference numbers look like CLV-000042
+    rules_dir: str = "rules"
+    templates_dir: str = "templates"
+    operators: tuple[str, ...] = ()  # addresses that receive operator alerts
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    type: str = "maildir"  # "maildir" (the default) or "imap"
+    path: str = "var/inbox"  # Maildir root, for type = "maildir"
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    type: str = "files"  # "files" (the default) or "smtp"
+    path: str = "var/outbox"  # where reply .eml files go, for type = "files"
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    """The IMAP mailbox, for [source] type = "imap"."""
+
+    host: str = ""
+    port: int = 993
+    security: str = "tls"  # "tls" (implicit, port 993), "starttls" (port 143) or "none"
+    allow_plaintext: bool = False  # "none" security needs this; only for loopback test servers
+    verify_certificates: bool = True
+    ca_file: str = ""  # extra CA bundle (PEM) for a private CA
+    username: str = ""
+    auth: str = "password"  # "password" or "xoauth2" (Gmail, Microsoft 365)
+    password_env: str = "MAILBOT_IMAP_PASSWORD"  # the password is read from this variable...
+    password_file: str = ""  # ...or from this file; never written in the config itself
+    oauth2_token_command: str = ""  # prints a fresh access token (xoauth2)
+    oauth2_token_file: str = ""  # or a file holding the current access token (xoauth2)
+    inbox: str = "INBOX"
+    folder_processed: str = "mailbot/procesados"
+    folder_review: str = "mailbot/revision"
+    folder_ignored: str = "mailbot/ignorados"
+    folder_failed: str = "mailbot/fallidos"
+    sent_folder: str = "Sent"  # a copy of every reply is appended here ("" to skip)
+    batch_size: int = 200
+    timeout_seconds: int = 60
+    idle: bool = True  # use IMAP IDLE to pick up new mail within seconds
+    idle_renew_seconds: int = 1500  # re-issue IDLE before the server's 29-minute limit
+    poll_interval_seconds: int = 60  # fallback schedule when IDLE is off or unsupported
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The SMTP server, for [sink] type = "smtp"."""
+
+    host: str = ""
+    port: int = 587
+    security: str = "starttls"  # "tls" (implicit, port 465), "starttls" (587) or "none"
+    allow_plaintext: bool = False
+    verify_certificates: bool = True
+    ca_file: str = ""
+    username: str = ""  # empty: no authentication
+    auth: str = "password"  # "password" or "xoauth2"
+    password_env: str = "MAILBOT_SMTP_PASSWORD"
+    password_file: str = ""
+    oauth2_token_command: str = ""
+    oauth2_token_file: str = ""
+    envelope_from: str = ""  # MAIL FROM; defaults to [mailbot] address
+    timeout_seconds: int = 60
+    max_attempts: int = 8  # temporary failures are retried this many times...
+    retry_base_seconds: int = 30  # ...after 30 s, 60 s, 120 s, ... (capped at one hour)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = "sqlite:///var/mailbot.db"  # any SQLAlchemy URL; postgresql://... works too
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    max_attachments: int = 20
+    max_rows: int = 2000  # rows read from one spreadsheet
+    max_requests: int = 200  # requests accepted from one mail
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    window_minutes: int = 60
+    max_replies_per_sender: int = 10  # more answers than this to one sender in the window -> held
+
+
+@dataclass(frozen=True)
+class Config:
+    bot: BotConfig = field(default_factory=BotConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    imap: ImapConfig = field(default_factory=ImapConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    base_dir: Path = field(default_factory=Path.cwd)
+    path: Path | None = None  # the file this came from, if any
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def store_url(self) -> str:
+        """The store URL with a relative SQLite path made absolute against base_dir."""
+        url = self.store.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+            rest = url[len(prefix):]
+            if rest and rest != ":memory:":
+                return prefix + str(self.resolve(rest))
+        return url
+
+
+_SECTIONS = {
+    "mailbot": ("bot", BotConfig),
+    "source": ("source", SourceConfig),
+    "sink": ("sink", SinkConfig),
+    "store": ("store", StoreConfig),
+    "imap": ("imap", ImapConfig),
+    "smtp": ("smtp", SmtpConfig),
+    "limits": ("limits", LimitsConfig),
+    "throttle": ("throttle", ThrottleConfig),
+}
+
+
+def _coerce(section: str, key: str, value: Any, annotation: Any, where: str) -> Any:
+    if getattr(annotation, "__origin__", None) is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: [{section}] {key} must be a list of strings")
+        return tuple(value)
+    expected = annotation if annotation in (str, int, bool) else None
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: [{section}] {key} must be a whole number, not {value!r}")
+    if expected is not None and not isinstance(value, expected):
+        names = {str: "a string", int: "a whole number", bool: "true or false"}
+        raise ConfigError(f"{where}: [{section}] {key} must be {names[expected]}, not {value!r}")
+    return value
+
+
+def from_mapping(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
+    where = str(path) if path else "configuration"
+    parts: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in _SECTIONS:
+            known = ", ".join(f"[{s}]" for s in _SECTIONS)
+            raise ConfigError(f"{where}: unknown section [{name}]; known sections: {known}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {name} must be a table ([{name}])")
+        attr, cls = _SECTIONS[name]
+        hints = get_type_hints(cls)
+        values = {}
+        for key, value in table.items():
+            if key not in hints:
+                known = ", ".join(hints)
+                raise ConfigError(f"{where}: unknown setting [{name}] {key}; known: {known}")
+            values[key] = _coerce(name, key, value, hints[key], where)
+        parts[attr] = cls(**values)
+    config = Config(**parts, base_dir=base_dir, path=path)
+    _validate(config, where)
+    return config
+
+
+def _validate(config: Config, where: str) -> None:
+    if config.source.type not in ("maildir", "imap"):
+        raise ConfigError(f"{where}: [source] type must be \"maildir\" or \"imap\", not {config.source.type!r}")
+    if config.sink.type not in ("files", "smtp"):
+        raise ConfigError(f"{where}: [sink] type must be \"files\" or \"smtp\", not {config.sink.type!r}")
+    if "@" not in config.bot.address:
+        raise ConfigError(f"{where}: [mailbot] address must be an e-mail address, not {config.bot.address!r}")
+    for section_name, section in (("limits", config.limits), ("throttle", config.throttle)):
+        for f in dataclasses.fields(section):
+            if getattr(section, f.name) <= 0:
+                raise ConfigError(f"{where}: [{section_name}] {f.name} must be greater than zero")
+    for name, server in (("imap", config.imap), ("smtp", config.smtp)):
+        if server.security not in ("tls", "starttls", "none"):
+            raise ConfigError(f"{where}: [{name}] security must be \"tls\", \"starttls\" or \"none\", "
+                              f"not {server.security!r}")
+        if server.auth not in ("password", "xoauth2"):
+            raise ConfigError(f"{where}: [{name}] auth must be \"password\" or \"xoauth2\", not {server.auth!r}")
+    if config.source.type == "imap" and not config.imap.host:
+        raise ConfigError(f"{where}: [source] type is \"imap\" but [imap] host is not set")
+    if config.sink.type == "smtp" and not config.smtp.host:
+        raise ConfigError(f"{where}: [sink] type is \"smtp\" but [smtp] host is not set")
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Load `path`; without one, ./config.toml if present, else the embedded defaults."""
+    if path is None:
+        candidate = Path("config.toml")
+        if not candidate.exists():
+            return Config()
+        path = candidate
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return from_mapping(data, base_dir=path.resolve().parent, path=path)
