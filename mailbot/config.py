@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -24,6 +25,7 @@ class BotConfig:
     rules_dir: str = "rules"
     templates_dir: str = "templates"
     operators: tuple[str, ...] = ()  # addresses that receive operator alerts
+    timezone: str = "America/Mexico_City"  # decides what "today" is for dates in the rules
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,11 @@ def _validate(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [source] type must be \"maildir\" or \"imap\", not {config.source.type!r}")
     if config.sink.type not in ("files", "smtp"):
         raise ConfigError(f"{where}: [sink] type must be \"files\" or \"smtp\", not {config.sink.type!r}")
+    try:
+        zoneinfo.ZoneInfo(config.bot.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: [mailbot] timezone {config.bot.timezone!r} is not a known "
+                          "time zone; use a name like \"America/Mexico_City\"") from None
     if "@" not in config.bot.address:
         raise ConfigError(f"{where}: [mailbot] address must be an e-mail address, not {config.bot.address!r}")
     for section_name, section in (("limits", config.limits), ("throttle", config.throttle)):

@@ -1,0 +1,335 @@
+"""Reading the five request fields the way customers really write them.
+
+Everything here is tolerant on purpose: customers type labels in capitals, without accents,
+abbreviated, behind bullets; serials in lower case or without dashes; addresses as
+``Name <addr>`` or ``mailto:`` links; system names with an en dash or without the space in
+"CONTPAQ i". Comparisons go through `fold`; values keep the customer's own spelling until they
+are normalised here. The only module that imports rapidfuzz.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Mapping
+
+from rapidfuzz import fuzz
+
+from mailbot.ruleset import Catalogue
+
+# Every dash-like character customers (and Word's autocorrect) produce.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+_DASH_TABLE = str.maketrans({d: "-" for d in _DASHES})
+
+
+def _fold_chars(text: str) -> list[tuple[str, int]]:
+    """Folded characters, each with the index of the original character it came from.
+
+    Letters and digits survive (case-folded, accents removed); any run of other characters
+    becomes one space. Keeping the index lets a caller find where a folded match ends in the
+    original text.
+    """
+    out: list[tuple[str, int]] = []
+    for index, char in enumerate(text):
+        for c in unicodedata.normalize("NFKD", char).casefold():
+            if unicodedata.combining(c):
+                continue
+            if c.isalnum():
+                out.append((c, index))
+            elif out and out[-1][0] != " ":
+                out.append((" ", index))
+    if out and out[-1][0] == " ":
+        out.pop()
+    return out
+
+
+def fold(text: str) -> str:
+    """A spelling-insensitive form for comparisons only (never shown to anyone).
+
+    Case, accents, dashes (hyphen, en/em dash), punctuation and runs of whitespace are all
+    reduced to lower-case words separated by single spaces:
+    ``fold("CONTPAQ i – Factura Electrónica.") == "contpaq i factura electronica"``.
+    """
+    return "".join(c for c, _ in _fold_chars(text))
+
+
+# --- serials ----------------------------------------------------------------------------------
+
+_SERIAL_SEPARATORS = re.compile(r"[-._]")
+# Where words end when looking for serials; dashes, dots and underscores stay inside words.
+_SERIAL_WORD_BREAK = re.compile(r"[\s,;:()\[\]{}<>\"'«»“”‘’*!?¡¿/\\|=#]+")
+
+
+def _aligned_parts(word: str) -> list[str] | None:
+    """The alphanumeric parts of `word` if each could be whole groups of four, else None."""
+    parts = [p for p in _SERIAL_SEPARATORS.split(word) if p]
+    if not parts or any(not (p.isascii() and p.isalnum()) or len(p) % 4 for p in parts):
+        return None
+    return parts
+
+
+def find_serials(text: str) -> list[str]:
+    """Every serial in `text`, normalised, in order of appearance, without repeats.
+
+    A serial is one word of 16 letters/digits in groups of four ("AAAA-BBBB-CCCC-DDDD",
+    "aaaabbbbccccdddd", "aaaa.bbbb.cccc.dddd"), or consecutive words that together make
+    exactly four groups ("AAAA BBBB CCCC DDDD", "AAAA-BBBB CCCC-DDDD"). A longer run of
+    four-letter words ("para esta AAAA BBBB CCCC DDDD") cannot be told apart and gives nothing.
+    """
+    found: list[str] = []
+    run: list[list[str]] = []
+    for word in [*_SERIAL_WORD_BREAK.split(text.translate(_DASH_TABLE)), ""]:
+        if word and not _SERIAL_SEPARATORS.sub("", word):
+            continue  # a lone "-" between groups: "AAAA - BBBB - CCCC - DDDD"
+        parts = _aligned_parts(word)
+        if parts is not None:
+            run.append(parts)
+            continue
+        whole = [w for w in run if sum(map(len, w)) == 16]
+        if whole:
+            found.extend("".join(w) for w in whole)
+        elif sum(len(p) for w in run for p in w) == 16:
+            found.append("".join(p for w in run for p in w))
+        run = []
+    serials: list[str] = []
+    for chars in found:
+        serial = _format_serial(chars)
+        if serial not in serials:
+            serials.append(serial)
+    return serials
+
+
+def normalise_serial(text: str) -> str | None:
+    """``AAAA-BBBB-CCCC-DDDD`` (upper case) from how a customer wrote it, or None.
+
+    Accepts lower case, dashes (any kind), dots, underscores, spaces or no separators at all,
+    and words around it ("es la aaaa bbbb cccc dddd, gracias"). None when `text` holds no
+    serial (15 or 17 characters, a fifth group...) or more than one.
+    """
+    serials = find_serials(text)
+    return serials[0] if len(serials) == 1 else None
+
+
+def _format_serial(chars: str) -> str:
+    chars = chars.upper()
+    return "-".join(chars[i:i + 4] for i in range(0, 16, 4))
+
+
+# --- e-mail addresses ---------------------------------------------------------------------------
+
+_ANGLE_ADDRESS = re.compile(r"<\s*(?:mailto:)?([^<>\s]+@[^<>\s]+?)\s*>", re.IGNORECASE)
+_MAILTO = re.compile(r"mailto:", re.IGNORECASE)
+_ADDRESS_SPLIT = re.compile(r"[\s\[\]()<>,;\"'|]+")
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+$")
+_EDGE_PUNCTUATION = ".,;:!?'\"()[]{}<>«»“”‘’*"
+
+
+def parse_email(text: str) -> str | None:
+    """The one address in `text`, lower case, or None when there is none or several.
+
+    Understands ``Raul <RGonzalez@Empresa.com.mx>``, ``mailto:addr``, Outlook's
+    ``addr[mailto:addr]`` and an address followed by a full stop. Internationalised domains are
+    accepted as written; local parts must be ASCII (what every mail system accepts).
+    """
+    match = _ANGLE_ADDRESS.search(text)
+    if match:
+        candidates = [match.group(1)]
+    else:
+        cleaned = _MAILTO.sub(" ", text)
+        candidates = [t for t in _ADDRESS_SPLIT.split(cleaned) if "@" in t]
+    addresses = {c.strip(_EDGE_PUNCTUATION).lower() for c in candidates}
+    addresses.discard("")
+    if len(addresses) != 1:
+        return None
+    address = addresses.pop()
+    return address if _valid_address(address) else None
+
+
+def _valid_address(address: str) -> bool:
+    if address.count("@") != 1:
+        return False
+    local, domain = address.split("@")
+    if not local or len(address) > 254 or not _LOCAL_PART.match(local):
+        return False
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return False
+    labels = domain.split(".")
+    if len(labels) < 2 or len(labels[-1]) < 2:
+        return False
+    for label in labels:
+        if not label or label.startswith("-") or label.endswith("-"):
+            return False
+        if not all(c.isalnum() or c == "-" for c in label):
+            return False
+    return True
+
+
+# --- labels -------------------------------------------------------------------------------------
+
+# Words that all mean "number" in a label: "No.", "Núm.", "Nº", "N°", "Nro.", "#".
+_NUMBER_WORDS = frozenset({"no", "num", "numero", "nro", "n"})
+# Bullets and list numbering in front of a label: "•", "-", "*", "1.", "2)", "a)", ">".
+_BULLET = re.compile(r"^[\s\u00a0]*(?:(?:[•·▪◦●○■□►➢✓✔\-–—*+>]|\d{1,2}[.)]|[a-eA-E]\))[\s\u00a0]*)*")
+# What may separate a label from its value on the same line.
+_SEPARATOR = re.compile(r"^(?:[\s\u00a0]*[*_]*[\s\u00a0]*[:：=|\-–—>]+[*_]*|\t|[ \u00a0]{2,})[\s\u00a0]*")
+# "(recomendable que sea el mismo ...)" between a label and its colon.
+_ASIDE = re.compile(r"^[\s\u00a0]*\([^)]{0,120}\)")
+# Nothing at all after the label, or only a stray full stop / colon: the value is on the next line.
+_NOTHING = re.compile(r"^[\s\u00a0]*[*_]*[:：.\-–—]*[*_]*[\s\u00a0]*$")
+# A few words between a label and a colon: "Nombre completo del contacto: ...".
+_FILLER = re.compile(r"^[\s\u00a0]+((?:[^\W\d_]+[\s\u00a0]+){0,2}[^\W\d_]+)[\s\u00a0]*[:：][\s\u00a0]*")
+_MAX_FILLER_WORDS = 3
+
+
+def _label_key(words: list[str]) -> str:
+    return "".join("numero" if w in _NUMBER_WORDS else w for w in words)
+
+
+def _words(text: str) -> list[tuple[str, int, int]]:
+    """Folded words of `text` with the start and end index of each in the original."""
+    words: list[tuple[str, int, int]] = []
+    current: list[str] = []
+    start = end = 0
+    for c, index in _fold_chars(text):
+        if c == " ":
+            if current:
+                words.append(("".join(current), start, end))
+                current = []
+            continue
+        if not current:
+            start = index
+        current.append(c)
+        end = index + 1
+    if current:
+        words.append(("".join(current), start, end))
+    return words
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    field: str
+    rest: str  # the text after the label and its separator, stripped ("" = value on next line)
+
+
+class LabelMatcher:
+    """Recognises a field label at the start of a line, spelt any of the ways in `labels`.
+
+    Case, accents, punctuation, "No."/"Núm."/"Número" and "E-mail"/"Email" differences are
+    ignored. The longest label wins, so "Nombre de la empresa" beats "Nombre". A label must be
+    followed by a separator (":", "-", "–", a tab, two spaces), a short aside in parentheses, a
+    few words and a colon, or nothing; that keeps prose such as "Empresa de muestra" or
+    "Sistema de 1 y 2 usuarios" from being read as a label.
+    """
+
+    def __init__(self, labels: Mapping[str, tuple[str, ...]]) -> None:
+        self._fields: dict[str, str] = {}
+        self._max_words = 1
+        for field_name, spellings in labels.items():
+            for spelling in spellings:
+                words = fold(spelling).split()
+                if not words:
+                    continue
+                self._fields.setdefault(_label_key(words), field_name)
+                self._max_words = max(self._max_words, len(words))
+
+    def match(self, text: str) -> tuple[str, str] | None:
+        """``(field, rest_of_line)`` when `text` (one line) starts with a label, else None."""
+        found = self._match(text, header=False)
+        return (found.field, found.rest) if found else None
+
+    def match_header(self, text: str) -> str | None:
+        """The field a spreadsheet header cell names, or None.
+
+        A header cell is a label alone, possibly with an aside or a couple of extra words
+        ("Número de serie (actual)", "Correo electrónico del cliente").
+        """
+        found = self._match(text, header=True)
+        return found.field if found and not found.rest else None
+
+    def _match(self, text: str, *, header: bool) -> LabelMatch | None:
+        line = text.split("\n", 1)[0]
+        offset = _BULLET.match(line)
+        body = line[offset.end():] if offset else line
+        words = _words(body[:400])
+        # Try the longest candidate first; stop at the first that is a label with a proper ending.
+        for count in range(min(len(words), self._max_words), 0, -1):
+            field_name = self._fields.get(_label_key([w for w, _, _ in words[:count]]))
+            if field_name is None:
+                continue
+            after = body[words[count - 1][2]:]
+            rest = self._value_after(after, header=header)
+            if rest is not None:
+                return LabelMatch(field_name, rest)
+        return None
+
+    @staticmethod
+    def _value_after(after: str, *, header: bool) -> str | None:
+        aside = _ASIDE.match(after)
+        if aside:
+            after = after[aside.end():]
+        if _NOTHING.match(after):
+            return ""
+        separator = _SEPARATOR.match(after)
+        if separator:
+            return after[separator.end():].strip()
+        filler = _FILLER.match(after)
+        if filler and len(filler.group(1).split()) <= _MAX_FILLER_WORDS:
+            return after[filler.end():].strip()
+        if header and len(after.split()) <= 2 and not any(c.isdigit() for c in after):
+            return ""
+        return None
+
+
+# --- systems ------------------------------------------------------------------------------------
+
+# Two systems scoring within this many points of each other are too close to call.
+AMBIGUITY_MARGIN = 5.0
+
+
+def _compact(text: str) -> str:
+    return fold(text).replace(" ", "")
+
+
+class SystemMatcher:
+    """Finds the catalogue's canonical name for what a customer wrote as "Tipo de sistema".
+
+    First an exact comparison of the folded, space-free spelling against every name and alias
+    ("CONTPAQ i – Factura electrónica" = "CONTPAQi factura electronica"); then fuzzy matching
+    (rapidfuzz token-set ratio) at the catalogue's `min_score`, refusing a guess when two
+    systems score almost the same ("CONTPAQ i" alone, "Contabilidad y Bancos").
+    """
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._min_score = catalogue.min_score
+        self._exact: dict[str, str] = {}
+        self._spellings: list[tuple[str, str]] = []  # (folded spelling, canonical name)
+        for system in catalogue.systems:
+            for spelling in (system.name, *system.aliases):
+                self._exact.setdefault(_compact(spelling), system.name)
+                self._spellings.append((fold(spelling), system.name))
+
+    def match(self, text: str) -> str | None:
+        return self.explain(text)[0]
+
+    def explain(self, text: str) -> tuple[str | None, str]:
+        """The canonical name (or None) and why, for operators reading the log."""
+        folded = fold(text)
+        if not folded:
+            return None, "no system written"
+        exact = self._exact.get(folded.replace(" ", ""))
+        if exact:
+            return exact, f"{text!r} is a catalogue spelling of {exact!r}"
+        best: dict[str, float] = {}
+        for spelling, name in self._spellings:
+            score = fuzz.token_set_ratio(folded, spelling)
+            if score > best.get(name, -1.0):
+                best[name] = score
+        ranked = sorted(best.items(), key=lambda item: item[1], reverse=True)
+        if not ranked or ranked[0][1] < self._min_score:
+            return None, f"{text!r} is not like any catalogue system"
+        name, score = ranked[0]
+        if len(ranked) > 1 and ranked[1][1] >= score - AMBIGUITY_MARGIN:
+            return None, (f"{text!r} could be {name!r} or {ranked[1][0]!r} "
+                          f"({score:.0f} vs {ranked[1][1]:.0f})")
+        return name, f"{text!r} is close to {name!r} (score {score:.0f})"

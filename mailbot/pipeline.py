@@ -1,0 +1,413 @@
+"""One pass over the inbox: each mail flows read -> decide -> render -> outbox -> send -> file.
+
+Crash safety comes from the order of commits:
+1. the mail is recorded (source, id, content fingerprint) before anything else;
+2. what was read, every decision, every key assignment and every rendered reply are committed
+   in ONE transaction, with the replies' Message-IDs generated beforehand;
+3. replies are delivered from the outbox and marked sent;
+4. only then is the mail filed out of the inbox.
+A crash between any two steps resumes at the next one on the next run: a mail is never
+answered twice (the decision transaction happens once) and never lost (it stays in the inbox
+until its answers are out). The only window no design can close is between the SMTP server
+accepting a reply and the store marking it sent: then the same bytes, with the same
+Message-ID, go out once more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from sqlalchemy.engine import Connection
+
+from mailbot import answer
+from mailbot.config import Config
+from mailbot.decide import decide_free_update
+from mailbot.extract import read_mail
+from mailbot.model import (ISSUED, PENDING, Decision, Extraction, ParsedMail, Problem, RawMail,
+                           Request, RuleHit)
+from mailbot.render import Renderer
+from mailbot.reply import build_alert, build_reply, make_message_id
+from mailbot.ruleset import Ruleset
+from mailbot.seams import (FAILED, IGNORED, REVIEW, PermanentDeliveryError, Sink, Source,
+                           TemporaryDeliveryError)
+from mailbot.store import MailRecord, Store, fingerprint
+
+log = logging.getLogger("mailbot")
+
+MAX_ATTEMPTS = 3  # a mail that fails this many times is quarantined for operators
+MAX_RETRY_DELAY = dt.timedelta(hours=1)
+
+
+def _noop_hook(point: str) -> None:
+    pass
+
+
+@dataclass
+class App:
+    """Everything a run needs, passed explicitly (no module-level state)."""
+
+    config: Config
+    rules: Ruleset
+    store: Store
+    renderer: Renderer
+    source: Source
+    sink: Sink
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    hook: Callable[[str], None] = _noop_hook  # crash points for the fault tests
+    after_send: Callable[[bytes], None] | None = None  # e.g. copy to the IMAP Sent folder
+
+    @property
+    def own_addresses(self) -> tuple[str, ...]:
+        return (self.config.bot.address.lower(),)
+
+    def now(self) -> dt.datetime:
+        """Naive UTC, as the store keeps it."""
+        return self.clock().astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def today(self) -> dt.date:
+        return self.clock().astimezone(zoneinfo.ZoneInfo(self.config.bot.timezone)).date()
+
+
+@dataclass
+class RunReport:
+    seen: int = 0
+    decided: int = 0
+    duplicates: int = 0
+    sent: int = 0
+    filed: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class StoreKeyPool:
+    """The KeyPool the rules see, inside the decision's transaction."""
+
+    def __init__(self, store: Store, conn: Connection) -> None:
+        self.store, self.conn = store, conn
+        self.assigned: dict[str, int] = {}  # serial -> key row id, to bind to the request
+
+    def existing(self, serial: str) -> tuple[str, dt.datetime | None] | None:
+        row = self.store.key_for_serial(self.conn, serial)
+        if row is None:
+            return None
+        self.assigned[serial] = row.id
+        return row.key, row.assigned_at
+
+    def assign(self, system: str, serial: str) -> str | None:
+        row = self.store.assign_key(self.conn, system=system, serial=serial)
+        if row is None:
+            return None
+        self.assigned[serial] = row.id
+        return row.key
+
+
+def run_once(app: App) -> RunReport:
+    """Finish what an earlier run left, then handle every mail waiting in the inbox."""
+    report = RunReport()
+    fulfil_pending(app)
+    deliver_due(app, report)
+    finish_unfiled(app, report)
+    for raw in app.source.fetch_new():
+        report.seen += 1
+        try:
+            process(app, raw, report)
+        except Exception as exc:  # a store or mailbox fault: the mail stays for the next run
+            log.exception("mail %s: %s", raw.mail_id, exc)
+            report.errors.append(f"{raw.mail_id}: {exc}")
+    send_alerts(app)
+    deliver_due(app, report)
+    return report
+
+
+def process(app: App, raw: RawMail, report: RunReport) -> MailRecord:
+    store = app.store
+    with store.transaction() as conn:
+        rec = store.find_mail(conn, raw.source, raw.mail_id)
+        if rec is None:
+            fp = (fingerprint(raw.data) if not raw.oversized
+                  else f"oversized:{raw.source}:{raw.mail_id}:{raw.size}")
+            original = store.mail_by_fingerprint(conn, fp)
+            if original is not None:
+                rec = store.add_mail(conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
+                                     size=raw.size or len(raw.data), status="duplicate",
+                                     duplicate_of=original.id,
+                                     folder=original.folder or IGNORED,
+                                     prefix=app.config.bot.reference_prefix)
+                store.update_mail(conn, rec.id, outcome="duplicate",
+                                  notes=[f"the same mail as {original.reference}: not answered again"])
+                store.log_event(conn, "duplicate", mail=rec.id, of=original.id)
+                report.duplicates += 1
+            else:
+                rec = store.add_mail(conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
+                                     size=raw.size or len(raw.data),
+                                     prefix=app.config.bot.reference_prefix)
+        if rec.status == "received":
+            if rec.attempts >= MAX_ATTEMPTS:
+                store.update_mail(conn, rec.id, status="quarantined", folder=FAILED,
+                                  outcome="quarantined")
+                store.log_event(conn, "alert", mail=rec.id, title="Correo en cuarentena",
+                                detail=f"{rec.reference} falló {rec.attempts} veces; revisar")
+            else:
+                store.update_mail(conn, rec.id, attempts=rec.attempts + 1)
+        rec = store.get_mail(conn, rec.id)
+    if rec.filed:  # handled before, yet back in the inbox (restored by hand): file it again
+        app.source.file(rec.mail_id, rec.folder or REVIEW)
+        return rec
+    app.hook("after_fetch")
+    if rec.status == "received":
+        try:
+            decide_mail(app, rec, raw)
+            report.decided += 1
+        except Exception as exc:
+            log.exception("mail %s (%s) could not be decided", rec.reference, raw.mail_id)
+            with store.transaction() as conn:
+                store.update_mail(conn, rec.id, error=f"{type(exc).__name__}: {exc}")
+            report.errors.append(f"{rec.reference}: {exc}")
+            return rec
+        app.hook("after_decision")
+    deliver_due(app, report, mail=rec.id)
+    with store.transaction() as conn:
+        rec = store.get_mail(conn, rec.id)
+    file_mail(app, rec, report)
+    return rec
+
+
+def _read(app: App, raw: RawMail) -> tuple[ParsedMail | None, Extraction]:
+    if raw.oversized:
+        limit = app.config.limits.max_message_bytes
+        return None, Extraction(
+            kind=None, ignored=None, sender=None, subject="", message_id=None,
+            problems=(Problem("message_too_large",
+                              f"the mail is {raw.size} bytes, over the limit of {limit} "
+                              "([limits] max_message_bytes); it was not read"),))
+    parsed, extraction = read_mail(raw.data, app.rules, app.config.limits, app.own_addresses)
+    return parsed, extraction
+
+
+def decide_mail(app: App, rec: MailRecord, raw: RawMail) -> None:
+    """Read, decide, render and queue the answers of one mail in one transaction."""
+    parsed, extraction = _read(app, raw)
+    store = app.store
+    with store.transaction() as conn:
+        notes: list[str] = []
+        decisions: list[Decision] = []
+        pool = StoreKeyPool(store, conn)
+        if extraction.kind == "free_update" and not extraction.ignored:
+            for request in extraction.requests:
+                licence = store.licence(conn, request.serial)
+                decisions.append(decide_free_update(
+                    request, requester=extraction.sender, licence=licence, today=app.today(),
+                    rules=app.rules, pool=pool))
+        app.hook("after_key_assigned")
+        plan = answer.plan_answers(extraction, decisions)
+        if raw.oversized and extraction.sender is None:
+            plan = answer.Plan("too_large", REVIEW, (), ("over the size limit: not read",))
+        elif extraction.kind == "unlock" and not extraction.ignored and extraction.sender:
+            plan = answer.Plan("review", REVIEW,
+                               (answer.Planned("reply", "under_review", extraction.sender, ()),),
+                               ("unlock requests are handled by operators",))
+        messages = plan.messages
+        if messages and _throttled(app, conn, extraction.sender):
+            notes.append(f"throttled: more than {app.config.throttle.max_replies_per_sender} "
+                         f"answers to {extraction.sender} in "
+                         f"{app.config.throttle.window_minutes} min; held for operators")
+            messages = tuple(m for m in messages if m.purpose != "reply")
+            plan = answer.Plan("throttled", REVIEW, messages)
+        for position, decision in enumerate(decisions):
+            key_id = pool.assigned.get(decision.request.serial) if decision.key else None
+            request_id = store.add_request(
+                conn, mail=rec.id, position=position, kind=extraction.kind or "",
+                request=decision.request, outcome=decision.outcome, hits=decision.hits,
+                recipient=decision.recipient, key_id=key_id)
+            if key_id is not None:
+                store.bind_key_to_request(conn, key_id, request_id)
+        for planned in messages:
+            _queue(app, conn, rec, extraction, parsed, planned)
+        store.update_mail(
+            conn, rec.id, status="decided", folder=plan.folder, outcome=plan.outcome,
+            message_id=(extraction.message_id or "")[:1000] or None,
+            sender=extraction.sender, subject=extraction.subject, kind=extraction.kind,
+            ignored=extraction.ignored, extraction=extraction.to_json(),
+            notes=[*plan.notes, *notes], decided_at=app.now(), error=None)
+        if plan.folder == REVIEW:
+            store.log_event(conn, "alert", mail=rec.id, title="Solicitud para revisión",
+                            detail=f"{rec.reference} de {extraction.sender or '?'}: {plan.outcome}")
+        if any(d.outcome == PENDING for d in decisions):
+            systems = sorted({d.request.system for d in decisions if d.outcome == PENDING})
+            store.log_event(conn, "alert", mail=rec.id, title="Sin claves disponibles",
+                            detail=f"{rec.reference}: no quedan claves para {', '.join(systems)}")
+
+
+def _throttled(app: App, conn: Connection, sender: str | None) -> bool:
+    if not sender:
+        return False
+    since = app.now() - dt.timedelta(minutes=app.config.throttle.window_minutes)
+    return app.store.replies_to_since(conn, sender, since) >= app.config.throttle.max_replies_per_sender
+
+
+def _context(app: App, rec: MailRecord, extraction: Extraction,
+             rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    kind_id = extraction.kind or "free_update"
+    ctx = answer.base_context(
+        reference=rec.reference or "", kind_title=app.rules.kind(kind_id).title,
+        original_subject=extraction.subject, requester=extraction.sender, today=app.today(),
+        target_version=app.rules.free_update.target_version,
+        phone=app.rules.free_update.installation.phone,
+        eligible_from=app.rules.free_update.eligible_from, bot_name=app.config.bot.from_name,
+        extraction=extraction, rows=rows)
+    if rows:
+        ctx["requester"]["name"] = rows[0].get("contact_name") or ""
+    return ctx
+
+
+def _queue(app: App, conn: Connection, rec: MailRecord, extraction: Extraction,
+           parsed: ParsedMail | None, planned: answer.Planned) -> None:
+    rendered = app.renderer.render(planned.template, _context(app, rec, extraction, planned.rows))
+    domain = app.config.bot.address.rpartition("@")[2]
+    message_id = make_message_id(domain)
+    data = build_reply(
+        from_address=app.config.bot.address, from_name=app.config.bot.from_name,
+        to=[planned.to], original_subject=extraction.subject,
+        in_reply_to=extraction.message_id,
+        references=parsed.references if parsed else (), rendered=rendered,
+        reference=rec.reference or "", message_id=message_id, date=app.clock())
+    app.store.enqueue(conn, mail=rec.id, purpose=planned.purpose, template=planned.template,
+                      message_id=message_id, envelope_from=_envelope_from(app),
+                      recipients=[planned.to], data=data)
+
+
+def _envelope_from(app: App) -> str:
+    return app.config.smtp.envelope_from or app.config.bot.address
+
+
+def deliver_due(app: App, report: RunReport, *, mail: int | None = None) -> None:
+    """Send queued messages whose time has come; temporary failures retry with backoff."""
+    with app.store.transaction() as conn:
+        due = app.store.due_messages(conn, now=app.now(), mail=mail)
+    smtp = app.config.smtp
+    for msg in due:
+        recipients = json.loads(msg.recipients)
+        try:
+            app.sink.send(msg.envelope_from, recipients, msg.data, msg.message_id)
+        except TemporaryDeliveryError as exc:
+            with app.store.transaction() as conn:
+                if msg.attempts + 1 >= smtp.max_attempts:
+                    app.store.mark_failed(conn, msg.id, error=str(exc))
+                    _delivery_failed(app, conn, msg, str(exc))
+                    report.failed += 1
+                else:
+                    delay = min(dt.timedelta(seconds=smtp.retry_base_seconds * 2 ** msg.attempts),
+                                MAX_RETRY_DELAY)
+                    app.store.mark_retry(conn, msg.id, error=str(exc),
+                                         next_attempt_at=app.now() + delay)
+            log.warning("delivery of %s deferred: %s", msg.message_id, exc)
+            continue
+        except PermanentDeliveryError as exc:
+            with app.store.transaction() as conn:
+                app.store.mark_failed(conn, msg.id, error=str(exc))
+                _delivery_failed(app, conn, msg, str(exc))
+            report.failed += 1
+            log.error("delivery of %s failed: %s", msg.message_id, exc)
+            continue
+        app.hook("after_smtp_accept")
+        if app.after_send is not None and msg.purpose != "alert":
+            try:
+                app.after_send(msg.data)
+            except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
+                log.warning("could not keep a copy of %s: %s", msg.message_id, exc)
+        with app.store.transaction() as conn:
+            app.store.mark_sent(conn, msg.id)
+        report.sent += 1
+
+
+def _delivery_failed(app: App, conn: Connection, msg: Any, error: str) -> None:
+    if msg.mail is not None:
+        app.store.update_mail(conn, msg.mail, folder=REVIEW)
+    if msg.purpose != "alert":
+        app.store.log_event(conn, "alert", mail=msg.mail, title="Entrega fallida",
+                            detail=f"{msg.message_id} a {', '.join(json.loads(msg.recipients))}: {error}")
+
+
+def file_mail(app: App, rec: MailRecord, report: RunReport) -> None:
+    """File a decided mail once none of its answers is still waiting to go out."""
+    if rec.filed or rec.status == "received":
+        return
+    with app.store.transaction() as conn:
+        if app.store.unsent_for_mail(conn, rec.id):
+            return
+        rec = app.store.get_mail(conn, rec.id)
+    app.hook("before_file")
+    app.source.file(rec.mail_id, rec.folder or REVIEW)
+    with app.store.transaction() as conn:
+        app.store.update_mail(conn, rec.id, filed=True, filed_at=app.now())
+        if rec.status == "decided":
+            app.store.update_mail(conn, rec.id, status="done")
+    report.filed += 1
+
+
+def finish_unfiled(app: App, report: RunReport) -> None:
+    with app.store.transaction() as conn:
+        pending = app.store.mails_to_finish(conn, app.source.name)
+    for rec in pending:
+        file_mail(app, rec, report)
+
+
+def fulfil_pending(app: App) -> int:
+    """Requests that waited for keys get them as soon as the pool has some."""
+    done = 0
+    with app.store.transaction() as conn:
+        waiting = app.store.pending_requests(conn)
+    for req in waiting:
+        with app.store.transaction() as conn:
+            key = app.store.assign_key(conn, system=req.system, serial=req.serial)
+            if key is None:
+                continue
+            hits = [RuleHit(**h) for h in json.loads(req.hits)]
+            hits.append(RuleHit("keys.assign", f"keys were imported: a new key from the "
+                                               f"{req.system} pool is bound to {req.serial}"))
+            app.store.update_request(conn, req.id, outcome=ISSUED, hits=hits, key_id=key.id)
+            app.store.bind_key_to_request(conn, key.id, req.id)
+            request = Request(req.company, req.contact_name, req.contact_email, req.system,
+                              req.serial, req.source)
+            decision = Decision(request, ISSUED, tuple(hits), key=key.key, recipient=req.recipient)
+            mail = app.store.get_mail(conn, req.mail)
+            stored = json.loads(app.store.mail_extraction(conn, mail.id) or "{}")
+            extraction = Extraction(kind=stored.get("kind"), ignored=None,
+                                    sender=stored.get("sender"),
+                                    subject=stored.get("subject", ""),
+                                    message_id=stored.get("message_id"))
+            planned = answer.Planned("keys", "keys_issued", req.recipient,
+                                     (answer.row(decision, show_key=True,
+                                                 requester=req.recipient),))
+            _queue(app, conn, mail, extraction, None, planned)
+            app.store.log_event(conn, "pending_fulfilled", mail=req.mail, serial=req.serial)
+            done += 1
+    return done
+
+
+def send_alerts(app: App) -> None:
+    """One grouped alert to the operators for everything flagged since the last one."""
+    operators = app.config.bot.operators
+    with app.store.transaction() as conn:
+        pending = app.store.unalerted(conn)
+        if not pending:
+            return
+        if operators:
+            alerts = [{"title": e["title"], "detail": e["detail"], "reference": e["reference"]}
+                      for e in pending]
+            rendered = app.renderer.render("operator_alert", {
+                "alerts": alerts, "bot_name": app.config.bot.from_name, "today": app.today()})
+            domain = app.config.bot.address.rpartition("@")[2]
+            message_id = make_message_id(domain)
+            data = build_alert(from_address=app.config.bot.address, to=list(operators),
+                               subject=f"[mailbot] {len(alerts)} aviso(s) para operadores",
+                               rendered=rendered, message_id=message_id)
+            app.store.enqueue(conn, mail=None, purpose="alert", template="operator_alert",
+                              message_id=message_id, envelope_from=_envelope_from(app),
+                              recipients=list(operators), data=data)
+        app.store.mark_alerted(conn, max(e["id"] for e in pending))

@@ -1,0 +1,65 @@
+"""Builds the App from the configuration: the one place that picks the back-ends."""
+
+from __future__ import annotations
+
+from mailbot.config import Config
+from mailbot.errors import ConfigError
+from mailbot.pipeline import App
+from mailbot.render import Renderer
+from mailbot.ruleset import Ruleset, load_rules
+from mailbot.seams import Sink, Source
+from mailbot.store import Store
+
+
+def open_store(config: Config) -> Store:
+    store = Store(config.store_url)
+    store.migrate()
+    return store
+
+
+def open_rules(config: Config) -> Ruleset:
+    return load_rules(config.resolve(config.bot.rules_dir))
+
+
+def open_renderer(config: Config) -> Renderer:
+    directory = config.resolve(config.bot.templates_dir)
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: templates directory not found ([mailbot] templates_dir)")
+    return Renderer(directory)
+
+
+def open_source(config: Config) -> Source:
+    if config.source.type == "imap":
+        from mailbot.imap import ImapSource
+
+        return ImapSource(config.imap, base_dir=config.base_dir,
+                          max_message_bytes=config.limits.max_message_bytes)
+    from mailbot.maildir import MaildirSource
+
+    return MaildirSource(config.resolve(config.source.path),
+                         max_message_bytes=config.limits.max_message_bytes)
+
+
+def open_sink(config: Config) -> Sink:
+    if config.sink.type == "smtp":
+        from mailbot.smtp import SmtpSink
+
+        return SmtpSink(config.smtp, base_dir=config.base_dir,
+                        default_envelope_from=config.bot.address)
+    from mailbot.files import FileSink
+
+    return FileSink(config.resolve(config.sink.path))
+
+
+def open_app(config: Config) -> App:
+    rules = open_rules(config)
+    renderer = open_renderer(config)
+    store = open_store(config)
+    source = open_source(config)
+    sink = open_sink(config)
+    after_send = None
+    append_sent = getattr(source, "append_sent", None)
+    if callable(append_sent):
+        after_send = append_sent
+    return App(config=config, rules=rules, store=store, renderer=renderer, source=source,
+               sink=sink, after_send=after_send)

@@ -1,0 +1,51 @@
+"""Shared fixtures. Server fixtures live in their own modules, loaded as plugins."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mailbot.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get("MAILBOT_TEST_POSTGRES",
+                                    "postgresql://postgres@127.0.0.1:5432/postgres")
+
+pytest_plugins = [p for p in ("fixtures_imap", "fixtures_smtp") if (Path(__file__).parent / f"{p}.py").exists()]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"mailbot_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} "
+                    f"(set MAILBOT_TEST_POSTGRES): {exc.orig}")
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A migrated, empty store on each back-end."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'mailbot.db'}")
+    else:
+        s = Store(request.getfixturevalue("postgres_url"))
+    s.migrate()
+    with s.transaction() as conn:
+        for table in ("events", "outbox", "requests", "keys", "licences", "mails"):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    yield s
+    s.close()

@@ -1,0 +1,123 @@
+"""The store on SQLite and on a real PostgreSQL: schema, de-duplication, atomic keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+
+from mailbot.store import Store, keys, utcnow
+
+
+@dataclass(frozen=True)
+class Key:
+    system: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Licence:
+    serial: str
+    system: str = "CONTPAQ i Bancos"
+    company: str = "Empresa"
+    contact_email: str | None = "a@b.mx"
+    purchase_date: dt.date = dt.date(2012, 1, 1)
+    modality: str = "fisico"
+    support_until: dt.date | None = None
+    users: int | None = 1
+
+
+def test_migrating_twice_is_harmless(store):
+    store.migrate()
+    with store.transaction() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    assert {"mails", "requests", "licences", "keys", "outbox", "events"} <= tables
+
+
+def test_a_mail_is_recorded_once_per_source_and_id(store):
+    with store.transaction() as conn:
+        rec = store.add_mail(conn, source="maildir:/x", mail_id="1", fp="f" * 64, size=10)
+        assert rec.reference == f"CLV-{rec.id:06d}"
+    with pytest.raises(sa.exc.IntegrityError):
+        with store.transaction() as conn:
+            store.add_mail(conn, source="maildir:/x", mail_id="1", fp="e" * 64, size=10)
+    with store.transaction() as conn:
+        assert store.find_mail(conn, "maildir:/x", "1").fingerprint == "f" * 64
+        assert store.mail_by_fingerprint(conn, "f" * 64).id == rec.id
+
+
+def test_registry_import_upserts_by_serial(store):
+    with store.transaction() as conn:
+        assert store.upsert_licences(conn, [Licence("AAAA-BBBB-CCCC-DDDD")]) == (1, 0)
+        assert store.upsert_licences(conn, [Licence("AAAA-BBBB-CCCC-DDDD", users=5),
+                                            Licence("AAAA-BBBB-CCCC-EEEE")]) == (1, 1)
+        assert store.licence(conn, "AAAA-BBBB-CCCC-DDDD").users == 5
+
+
+def test_keys_already_stored_are_refused(store):
+    with store.transaction() as conn:
+        assert store.add_keys(conn, [Key("CONTPAQ i Bancos", "K1")]) == []
+        assert store.add_keys(conn, [Key("CONTPAQ i Bancos", "K1"),
+                                     Key("CONTPAQ i Bancos", "K2")]) == ["K1"]
+        assert store.pool_counts(conn) == {"CONTPAQ i Bancos": (2, 0)}
+
+
+def test_a_key_is_bound_to_one_serial_only(store):
+    with store.transaction() as conn:
+        store.add_keys(conn, [Key("CONTPAQ i Bancos", "K1")])
+        assert store.assign_key(conn, system="CONTPAQ i Bancos", serial="S1").key == "K1"
+        assert store.assign_key(conn, system="CONTPAQ i Bancos", serial="S2") is None
+        assert store.key_for_serial(conn, "S1").key == "K1"
+    with pytest.raises(sa.exc.IntegrityError):
+        with store.transaction() as conn:  # the schema itself refuses a second key per serial
+            conn.execute(sa.insert(keys).values(system="CONTPAQ i Bancos", key="K9",
+                                                serial="S1", imported_at=utcnow()))
+
+
+def test_concurrent_assignments_never_share_a_key(store):
+    with store.transaction() as conn:
+        store.add_keys(conn, [Key("CONTPAQ i Bancos", f"K{i}") for i in range(20)])
+    got: list[str] = []
+    errors: list[Exception] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(5):
+                with store.transaction() as conn:
+                    row = store.assign_key(conn, system="CONTPAQ i Bancos", serial=f"S{n}-{i}")
+                    if row is not None:
+                        got.append(row.key)
+        except Exception as exc:  # SQLite may report "database is locked" under contention
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(got) == len(set(got)) == 20
+
+
+def test_outbox_retry_and_sent_states(store):
+    now = utcnow()
+    with store.transaction() as conn:
+        mid = store.enqueue(conn, mail=None, purpose="reply", template="t", message_id="<1@x>",
+                            envelope_from="claves@x", recipients=["a@b.mx"], data=b"x")
+        assert [m.id for m in store.due_messages(conn, now=now)] == [mid]
+        store.mark_retry(conn, mid, error="451", next_attempt_at=now + dt.timedelta(minutes=1))
+        assert store.due_messages(conn, now=now) == []
+        assert [m.id for m in store.due_messages(conn, now=now + dt.timedelta(minutes=2))] == [mid]
+        assert store.replies_to_since(conn, "a@b.mx", now - dt.timedelta(hours=1)) == 1
+        store.mark_sent(conn, mid)
+        assert store.due_messages(conn, now=now + dt.timedelta(hours=1)) == []
+
+
+def test_an_unreachable_database_is_a_clear_error():
+    from mailbot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot open"):
+        Store("postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=2").migrate()
