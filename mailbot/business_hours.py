@@ -17,6 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -257,7 +258,7 @@ def _week_from_mapping(days: Any, fail: _Fail) -> WorkingWeek:
         seen[index] = str(name)
         if not isinstance(value, str):
             raise fail(key, f"must be text; {_RANGE_HELP}")
-        hours[index] = _day_hours(value, lambda problem: fail(key, problem))
+        hours[index] = _day_hours(value, partial(fail, key))
     if all(h is None for h in hours):
         raise fail("days", 'every day is closed; give at least one day hours like "09:00-18:00"')
     return WorkingWeek(tuple(hours))

@@ -146,7 +146,9 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     from mailbot.wiring import open_rules, open_store
 
     config = _config(args)
-    records = read_registry(Path(args.file), open_rules(config).catalogue)
+    rules = open_rules(config)
+    records = read_registry(Path(args.file), rules.catalogue,
+                            catalogue_file=str(rules.directory / "catalogue.toml"))
     store = open_store(config)
     with store.transaction() as conn:
         added, updated = store.upsert_licences(conn, records)
@@ -160,7 +162,9 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
     from mailbot.wiring import open_app, open_rules, open_store
 
     config = _config(args)
-    records = read_keys(Path(args.file), open_rules(config).catalogue)
+    rules = open_rules(config)
+    records = read_keys(Path(args.file), rules.catalogue,
+                        catalogue_file=str(rules.directory / "catalogue.toml"))
     store = open_store(config)
     with store.transaction() as conn:
         refused = store.add_keys(conn, records)

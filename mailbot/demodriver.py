@@ -45,11 +45,14 @@ def run_demo(root: Path, *, project: Path | None = None) -> int:
         templates=json.dumps(str(project / "templates"))), encoding="utf-8")
     config = config_module.load(config_path)
     app = open_app(config)
+    catalogue_file = str(app.rules.directory / "catalogue.toml")
     try:
         with app.store.transaction() as conn:
             added, updated = app.store.upsert_licences(
-                conn, read_registry(files.registry_csv, app.rules.catalogue))
-            refused = app.store.add_keys(conn, read_keys(files.keys_csv, app.rules.catalogue))
+                conn, read_registry(files.registry_csv, app.rules.catalogue,
+                                    catalogue_file=catalogue_file))
+            refused = app.store.add_keys(conn, read_keys(files.keys_csv, app.rules.catalogue,
+                                                         catalogue_file=catalogue_file))
         print(f"registry: {added} licence(s) added, {updated} updated ({files.registry_csv})")
         print(f"key pool: {len(refused)} key(s) already stored were not added again "
               f"({files.keys_csv})")

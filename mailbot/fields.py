@@ -119,35 +119,34 @@ def _format_serial(chars: str) -> str:
 # --- e-mail addresses ---------------------------------------------------------------------------
 
 _ANGLE_ADDRESS = re.compile(r"<\s*(?:mailto:)?([^<>\s]+@[^<>\s]+?)\s*>", re.IGNORECASE)
-_MAILTO = re.compile(r"mailto:", re.IGNORECASE)
-_ADDRESS_SPLIT = re.compile(r"[\s\[\]()<>,;\"'|]+")
+# Outlook's "addr[mailto:addr]" and a name in parentheses after the address.
+_ASIDES = re.compile(r"\[\s*mailto:[^\]]*\]|\([^)]*\)", re.IGNORECASE)
+_MAILTO = re.compile(r"^\s*mailto:", re.IGNORECASE)
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+$")
-_EDGE_PUNCTUATION = ".,;:!?'\"()[]{}<>«»“”‘’*"
+_LEADING_PUNCTUATION = "\"'([{<«“‘"
+_TRAILING_PUNCTUATION = ".,;:!?\"')]}>»”’"
 
 
 def parse_email(text: str) -> str | None:
-    """The one address in `text`, lower case, or None when there is none or several.
+    """The one address in `text`, lower case, or None when it is not exactly one valid address.
 
     Understands ``Raul <RGonzalez@Empresa.com.mx>``, ``mailto:addr``, Outlook's
-    ``addr[mailto:addr]`` and an address followed by a full stop. Internationalised domains are
-    accepted as written; local parts must be ASCII (what every mail system accepts).
+    ``addr[mailto:addr]``, ``addr (Raul)`` and an address followed by a full stop. Anything
+    else around the address ("r gonzalez@x.com") is refused rather than guessed at.
+    Internationalised domains are accepted as written; local parts must be ASCII.
     """
     match = _ANGLE_ADDRESS.search(text)
     if match:
-        candidates = [match.group(1)]
+        address = match.group(1)
     else:
-        cleaned = _MAILTO.sub(" ", text)
-        candidates = [t for t in _ADDRESS_SPLIT.split(cleaned) if "@" in t]
-    addresses = {c.strip(_EDGE_PUNCTUATION).lower() for c in candidates}
-    addresses.discard("")
-    if len(addresses) != 1:
-        return None
-    address = addresses.pop()
+        address = _MAILTO.sub("", _ASIDES.sub(" ", text)).strip()
+        address = address.lstrip(_LEADING_PUNCTUATION).rstrip(_TRAILING_PUNCTUATION).strip()
+    address = address.lower()
     return address if _valid_address(address) else None
 
 
 def _valid_address(address: str) -> bool:
-    if address.count("@") != 1:
+    if address.count("@") != 1 or any(c.isspace() for c in address):
         return False
     local, domain = address.split("@")
     if not local or len(address) > 254 or not _LOCAL_PART.match(local):
@@ -251,7 +250,7 @@ class LabelMatcher:
         line = text.split("\n", 1)[0]
         offset = _BULLET.match(line)
         body = line[offset.end():] if offset else line
-        words = _words(body[:400])
+        words = _words(body[:200])  # labels are short; never fold a whole long line
         # Try the longest candidate first; stop at the first that is a label with a proper ending.
         for count in range(min(len(words), self._max_words), 0, -1):
             field_name = self._fields.get(_label_key([w for w, _, _ in words[:count]]))

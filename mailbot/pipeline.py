@@ -33,8 +33,8 @@ from mailbot.model import (ISSUED, PENDING, Decision, Extraction, ParsedMail, Pr
 from mailbot.render import Renderer
 from mailbot.reply import build_alert, build_reply, make_message_id
 from mailbot.ruleset import Ruleset
-from mailbot.seams import (FAILED, IGNORED, REVIEW, PermanentDeliveryError, Sink, Source,
-                           TemporaryDeliveryError)
+from mailbot.seams import (FAILED, IGNORED, REVIEW, PartiallyDelivered, PermanentDeliveryError,
+                           Sink, SinkUnavailable, Source, TemporaryDeliveryError)
 from mailbot.store import MailRecord, Store, fingerprint
 
 log = logging.getLogger("mailbot")
@@ -294,6 +294,16 @@ def deliver_due(app: App, report: RunReport, *, mail: int | None = None) -> None
         recipients = json.loads(msg.recipients)
         try:
             app.sink.send(msg.envelope_from, recipients, msg.data, msg.message_id)
+        except SinkUnavailable as exc:
+            # Nothing can go out until an operator fixes the setup: keep every message's
+            # attempts, retry the whole batch later, alert once per pass that sees it.
+            with app.store.transaction() as conn:
+                app.store.mark_retry(conn, msg.id, error=str(exc), count_attempt=False,
+                                     next_attempt_at=app.now() + dt.timedelta(
+                                         seconds=smtp.retry_base_seconds))
+            log.error("event=sink_unavailable error=%r", str(exc))
+            report.errors.append(f"sink unavailable: {exc}")
+            break
         except TemporaryDeliveryError as exc:
             with app.store.transaction() as conn:
                 if msg.attempts + 1 >= smtp.max_attempts:
@@ -305,14 +315,21 @@ def deliver_due(app: App, report: RunReport, *, mail: int | None = None) -> None
                                 MAX_RETRY_DELAY)
                     app.store.mark_retry(conn, msg.id, error=str(exc),
                                          next_attempt_at=app.now() + delay)
-            log.warning("delivery of %s deferred: %s", msg.message_id, exc)
+            log.warning("event=delivery_deferred message_id=%s error=%r", msg.message_id, str(exc))
+            continue
+        except PartiallyDelivered as exc:
+            # Delivered to some recipients: resending would duplicate it for them.
+            with app.store.transaction() as conn:
+                app.store.mark_sent(conn, msg.id, error=str(exc))
+                _delivery_failed(app, conn, msg, str(exc))
+            log.error("event=delivery_partial message_id=%s error=%r", msg.message_id, str(exc))
             continue
         except PermanentDeliveryError as exc:
             with app.store.transaction() as conn:
                 app.store.mark_failed(conn, msg.id, error=str(exc))
                 _delivery_failed(app, conn, msg, str(exc))
             report.failed += 1
-            log.error("delivery of %s failed: %s", msg.message_id, exc)
+            log.error("event=delivery_failed message_id=%s error=%r", msg.message_id, str(exc))
             continue
         app.hook("after_smtp_accept")
         if app.after_send is not None and msg.purpose != "alert":

@@ -88,6 +88,7 @@ import functools
 import operator
 import re
 import string
+import textwrap
 import time
 import traceback
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ from typing import Any, Callable, Iterable, Mapping
 import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
 from mailbot.errors import TemplateError
@@ -334,13 +336,30 @@ def _size_checked(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _capped_width(func: Callable[..., Any], position: int) -> Callable[..., Any]:
+def _capped_width(func: Callable[..., Any], position: int, keyword: str) -> Callable[..., Any]:
+    """Refuse a width-like argument that would make the filter allocate without bound."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        width = args[position] if len(args) > position else kwargs.get("width")
+        width = args[position] if len(args) > position else kwargs.get(keyword)
         if isinstance(width, int) and width > _MAX_WIDTH:
-            raise _LimitExceeded(f"width {width} too large")
+            raise _LimitExceeded(f"{keyword} {width} too large")
         return func(*args, **kwargs)
+    return wrapper
+
+
+def _join_checked(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`join` of many references to one big string would allocate before any post-check."""
+    @functools.wraps(func)
+    def wrapper(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        if isinstance(value, (list, tuple)) and attribute is None:
+            budget = _budget.get()
+            limit = budget.max_value if budget else 10**7
+            total = len(str(d)) * max(len(value) - 1, 0)
+            for item in value:
+                total += len(item) if isinstance(item, str) else 20
+                if total > limit:
+                    raise _LimitExceeded("join() result too large")
+        return func(eval_ctx, value, d, attribute)
     return wrapper
 
 
@@ -350,24 +369,29 @@ def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
     return text % (kwargs or args)
 
 
+class _GuardLoops(NodeTransformer):
+    """Route every `for` loop and every `~` through the budgeted filters above."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, "_mailbot_iter", [], [], None, None,
+                                 lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Filter(nodes.List(list(node.nodes), lineno=node.lineno), "_mailbot_concat",
+                            [], [], None, None, lineno=node.lineno)
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox plus step, time and size limits (a hostile or buggy template cannot hang us)."""
 
     intercepted_binops = frozenset(_BINOPS)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        for loop in tree.find_all(nodes.For):
-            loop.iter = nodes.Filter(loop.iter, "_mailbot_iter", [], [], None, None,
-                                     lineno=loop.lineno)
-        for concat in list(tree.find_all(nodes.Concat)):
-            parts = nodes.List(list(concat.nodes), lineno=concat.lineno)
-            # Turn the Concat node in place into a call of the guarded join.
-            concat.__class__ = nodes.Filter  # type: ignore[assignment]
-            filt: Any = concat
-            filt.node, filt.name, filt.args, filt.kwargs = parts, "_mailbot_concat", [], []
-            filt.dyn_args = filt.dyn_kwargs = None
-            del filt.nodes
+        tree = _GuardLoops().visit(super()._parse(source, name, filename))
+        tree.set_environment(self)
         return tree
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -393,17 +417,16 @@ def _make_environment(templates_dir: Path) -> _Environment:
         auto_reload=True,
     )
     env.globals.pop("lipsum", None)  # generates unbounded text; templates have no use for it
-    for name, func in list(env.filters.items()):
-        env.filters[name] = _size_checked(func)
-    env.filters["center"] = _size_checked(_capped_width(env.filters["center"], 1))
-    env.filters["indent"] = _size_checked(_capped_width(env.filters["indent"], 1))
-    env.filters["format"] = _size_checked(_format_filter)
-    env.filters["slice"] = _size_checked(_capped_width(env.filters["slice"], 2))
-    env.filters.update(
-        money=money, date_es=date_es, datetime_es=datetime_es, mask_email=mask_email,
-        source_es=source_es, pad=pad,
-        _mailbot_iter=_guarded_iter, _mailbot_concat=_guarded_concat,
-    )
+    filters = dict(env.filters)
+    filters["center"] = _capped_width(filters["center"], 1, "width")
+    filters["indent"] = _capped_width(filters["indent"], 1, "width")
+    filters["slice"] = _capped_width(filters["slice"], 1, "slices")
+    filters["format"] = _format_filter
+    filters["join"] = _join_checked(filters["join"])
+    filters.update(money=money, date_es=date_es, datetime_es=datetime_es,
+                   mask_email=mask_email, source_es=source_es, pad=pad)
+    env.filters = {name: _size_checked(func) for name, func in filters.items()}
+    env.filters.update(_mailbot_iter=_guarded_iter, _mailbot_concat=_guarded_concat)
     return env
 
 
@@ -440,7 +463,7 @@ class Renderer:
         html_file = name + HTML_SUFFIX
         if not (self.templates_dir / text_file).is_file():
             raise TemplateError(f"{self.templates_dir / text_file}: template not found")
-        text = self._render_file(text_file, context)
+        text = tidy_text(self._render_file(text_file, context))
         html = None
         if (self.templates_dir / html_file).is_file():
             html = self._render_file(html_file, context)
@@ -462,20 +485,22 @@ class Renderer:
         if not self.templates_dir.is_dir():
             return [f"{self.templates_dir}: templates directory not found"]
         errors: list[str] = []
+        broken: set[str] = set()
         for path in sorted(self.templates_dir.iterdir()):
             if not path.is_file() or not path.name.endswith(".j2"):
                 continue
             if path.name.endswith(HTML_SUFFIX) and not path.name.startswith("_"):
-                if not (self.templates_dir / (path.name[: -len(HTML_SUFFIX)] + TEXT_SUFFIX)).is_file():
-                    errors.append(f"{path}: HTML part without a text part "
-                                  f"({path.name[: -len(HTML_SUFFIX)]}{TEXT_SUFFIX})")
-            try:  # syntax errors, also in partials no template includes
+                text_part = path.name[: -len(HTML_SUFFIX)] + TEXT_SUFFIX
+                if not (self.templates_dir / text_part).is_file():
+                    errors.append(f"{path}: HTML part without a text part ({text_part})")
+            try:  # syntax errors, also in partials that no template includes
                 self._env.get_template(path.name)
             except Exception as exc:  # noqa: BLE001 - reported as a line
                 errors.append(self._describe(exc, path.name))
-        if errors:
-            return _unique(errors)
+                broken.add(path.name)
         for name in self.names():
+            if {name + TEXT_SUFFIX, name + HTML_SUFFIX} & broken:
+                continue
             for label, context in sample_contexts(name).items():
                 try:
                     self.render(name, context)
@@ -546,6 +571,32 @@ class Renderer:
             return str(Path(filename).resolve().relative_to(self.templates_dir.resolve()))
         except ValueError:
             return None
+
+
+_LIST_MARK = re.compile(r"\s*(?:[-*•]|\d+\.)\s+")
+_COLUMN = re.compile(r"\s*\S.*?\S {2,}(?=\S)")  # "   Semestral   $4,000.00": align under the value
+
+
+def tidy_text(text: str, width: int = 76) -> str:
+    """Blank-line runs collapsed, long lines wrapped with a hanging indent: templates stay
+    readable for admins while the text part reads well in any mail client."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line if line == "-- " else line.rstrip()  # keep the signature separator
+        if not line and (not out or not out[-1]):
+            continue
+        if len(line) <= width:
+            out.append(line)
+            continue
+        mark = _LIST_MARK.match(line) or _COLUMN.match(line)
+        indent = line[: len(line) - len(line.lstrip())]
+        hanging = " " * len(mark.group(0)) if mark else indent
+        out.extend(textwrap.wrap(line.strip(), width=width, initial_indent=indent,
+                                 subsequent_indent=hanging, break_long_words=False,
+                                 break_on_hyphens=False))
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out) + "\n"
 
 
 def _one_line(text: str, limit: int = 500) -> str:

@@ -50,6 +50,15 @@ class PermanentDeliveryError(DeliveryError):
     """Never try again (5xx); operators are told."""
 
 
+class SinkUnavailable(TemporaryDeliveryError):
+    """The sink cannot be used as configured (TLS, login): stop the batch, keep every message
+    queued without spending its attempts, and tell operators."""
+
+
+class PartiallyDelivered(PermanentDeliveryError):
+    """Some recipients accepted the message: it must never be sent again."""
+
+
 class Sink(Protocol):
     """Where replies go. The envelope is explicit and never taken from the message headers."""
 

@@ -8,7 +8,8 @@ Decisions look at the address only: the display name is whatever the sender type
 The only trustworthy evidence in a mail is what our own receiving server wrote. Any sender can
 add an `Authentication-Results` header saying "pass"; RFC 8601 section 5 has the border server
 remove headers that claim its authserv-id, so we read only headers whose authserv-id is in the
-configured trusted list and ignore the rest. Exchange Online writes its header without an
+configured trusted list, and only above any untrusted one (a header below it was in the mail
+before our server saw it). Exchange Online writes its header without an
 authserv-id; for it, `TOPMOST_WITHOUT_AUTHSERV_ID` trusts only the topmost header, the one
 Exchange prepended above everything the sender could write.
 """
@@ -72,27 +73,36 @@ def parse_authentication_results(values: Sequence[str],
                                  trusted_authserv_ids: Sequence[str]) -> AuthResults:
     """Read the trusted ones of a mail's Authentication-Results header values.
 
-    `values` are in the order they appear in the mail, topmost (most recent) first. Parsing is
-    tolerant of what real servers write: comments (nested too), quoted values, folding, spaces
-    around "=", properties without a ptype (Microsoft's "action=none"), stray segments, an empty
-    value. A header with an unknown version is ignored, as RFC 8601 asks.
+    `values` are in the order they appear in the mail, topmost (most recent) first. Our servers
+    prepend their headers above anything the sender wrote, so only the topmost run of trusted
+    headers is read: a header below an untrusted one was in the mail before our server saw it,
+    whatever authserv-id it claims.
+
+    Parsing is tolerant of what real servers write: comments (nested too), quoted values,
+    folding, spaces around "=", properties without a ptype (Microsoft's "action=none"), stray
+    segments, empty values. A header with an unknown version is ignored, as RFC 8601 asks.
+    (The `authres` package was tried: it rejects Exchange Online's headers.)
     """
     trusted_ids = {t.strip().lower() for t in trusted_authserv_ids}
     dmarc: list[DmarcResult] = []
     dkim: list[DkimResult] = []
     trusted: list[str] = []
     ignored: list[str] = []
+    below_untrusted = False
     for position, value in enumerate(values):
         parsed = _parse_header(value)
         if parsed is None:
+            ignored.append("(unreadable)")
+            below_untrusted = True
             continue
         authserv_id, results = parsed
         if authserv_id:
             is_trusted = authserv_id.lower() in trusted_ids
         else:
             is_trusted = position == 0 and TOPMOST_WITHOUT_AUTHSERV_ID in trusted_ids
-        if not is_trusted:
+        if below_untrusted or not is_trusted:
             ignored.append(authserv_id or "(none)")
+            below_untrusted = True
             continue
         trusted.append(authserv_id or "(none)")
         for method, result, props in results:
@@ -165,7 +175,9 @@ def _strip_comments(text: str) -> str:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts, current, quoted, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in text:
         if escaped:
             escaped = False
@@ -262,7 +274,8 @@ def organisational_domain(domain: str) -> str | None:
     ascii_domain = normalise_domain(domain)
     if ascii_domain is None:
         return None
-    return _public_suffixes().privatesuffix(ascii_domain)
+    org: str | None = _public_suffixes().privatesuffix(ascii_domain)
+    return org
 
 
 @cache
@@ -333,7 +346,7 @@ def _suspicious_label(label: str) -> str | None:
 
 def _ascii_lookalike(ch: str) -> str | None:
     for glyph in confusables.confusables_data.get(ch, ()):
-        candidate = glyph["c"]
+        candidate = str(glyph["c"])
         if candidate.isascii() and candidate.isalnum():
             return candidate.lower()
     return None
@@ -417,10 +430,10 @@ def _authentication_pass(auth: AuthResults, domain: str) -> str | None:
             return f"DMARC pass for {domain} ({d.authserv_id or 'topmost header'})"
     from_org = organisational_domain(domain)
     for k in auth.dkim:
-        if k.result == "pass" and k.domain and from_org is not None:
-            if organisational_domain(k.domain) == from_org:
-                return (f"DKIM pass for d={k.domain}, aligned with {domain} "
-                        f"({k.authserv_id or 'topmost header'})")
+        if (k.result == "pass" and k.domain and from_org is not None
+                and organisational_domain(k.domain) == from_org):
+            return (f"DKIM pass for d={k.domain}, aligned with {domain} "
+                    f"({k.authserv_id or 'topmost header'})")
     return None
 
 

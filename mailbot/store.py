@@ -390,14 +390,15 @@ class Store:
         return conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
             outbox.c.mail == mail, outbox.c.status == "queued")).scalar_one()
 
-    def mark_sent(self, conn: Connection, message: int) -> None:
+    def mark_sent(self, conn: Connection, message: int, *, error: str | None = None) -> None:
         conn.execute(outbox.update().where(outbox.c.id == message).values(
-            status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None))
+            status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=error))
 
     def mark_retry(self, conn: Connection, message: int, *, error: str,
-                   next_attempt_at: dt.datetime) -> None:
+                   next_attempt_at: dt.datetime, count_attempt: bool = True) -> None:
         conn.execute(outbox.update().where(outbox.c.id == message).values(
-            attempts=outbox.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at))
+            attempts=outbox.c.attempts + (1 if count_attempt else 0), last_error=error,
+            next_attempt_at=next_attempt_at))
 
     def mark_failed(self, conn: Connection, message: int, *, error: str) -> None:
         conn.execute(outbox.update().where(outbox.c.id == message).values(

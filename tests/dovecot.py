@@ -5,6 +5,9 @@ BODY.PEEK, MOVE vs COPY, what a `doveadm kick` or a restart does to a live sessi
 serves every security mode at once: plaintext and STARTTLS on `port`, implicit TLS on
 `tls_port`, with a certificate for `localhost` signed by a private CA (`ca_file`).
 
+With `oauth2=True` the server also accepts XOAUTH2: Dovecot's oauth2 passdb asks a small HTTP
+endpoint in this process whether a token is valid; tests put tokens in `valid_tokens`.
+
 The helpers talk to the server with the standard library's imaplib or with doveadm, never with
 mailbot's own IMAP code, so a bug there cannot hide itself in the tests.
 """
@@ -12,6 +15,8 @@ mailbot's own IMAP code, so a bug there cannot hide itself in the tests.
 from __future__ import annotations
 
 import atexit
+import json
+import threading
 import imaplib
 import os
 import re
@@ -21,6 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -76,8 +82,12 @@ class DovecotServer:
     host = "127.0.0.1"
 
     def __init__(self, user: str = "bot", password: str = "botpass", tls: bool = True,
-                 root: str | Path | None = None) -> None:
+                 oauth2: bool = False, root: str | Path | None = None) -> None:
         self.user = user
+        self.oauth2 = oauth2
+        self.valid_tokens: set[str] = set()  # XOAUTH2 tokens the server accepts now
+        self.token_checks: list[str] = []  # every token Dovecot asked about, in order
+        self._http: ThreadingHTTPServer | None = None
         self.password = password
         self.tls = tls
         self.dir = Path(root or tempfile.mkdtemp(prefix="mailbot-dovecot-"))
@@ -151,6 +161,10 @@ class DovecotServer:
         self.start()
 
     def remove(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
@@ -279,6 +293,8 @@ class DovecotServer:
         if self.tls:
             self.ca_file, self.cert_file, self.key_file = make_certificates(self.dir)
             os.chmod(self.key_file, 0o600)
+        if self.oauth2:
+            self._start_token_endpoint()
         self.port = _free_port()
         self.tls_port = _free_port() if self.tls else 0
         self._write_config()
@@ -292,6 +308,22 @@ class DovecotServer:
         else:
             ssl = "ssl = no\n"
             imaps = "port = 0"
+        if self.oauth2:
+            mechanisms = "plain login xoauth2 oauthbearer"
+            oauth_passdb = f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/oauth2.conf.ext
+}}
+"""
+            (d / "oauth2.conf.ext").write_text(
+                f"tokeninfo_url = http://127.0.0.1:{self._http.server_port}/tokeninfo?token=\n"
+                "introspection_mode = auth\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n")
+        else:
+            mechanisms, oauth_passdb = "plain login", ""
         self.conf.write_text(f"""\
 instance_name = mailbot-test-{self.port}
 base_dir = {d}/run
@@ -301,11 +333,11 @@ info_log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
 {ssl}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 first_valid_uid = 1000
 stats_writer_socket_path =
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
 }}
@@ -325,6 +357,11 @@ service imap-login {{
   }}
   inet_listener imaps {{
     {imaps}
+  }}
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
   }}
 }}
 """)
@@ -361,6 +398,35 @@ service imap-login {{
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no dovecot log)"
+
+
+    def _start_token_endpoint(self) -> None:
+        server = self
+
+        class TokenInfo(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # dovecot's HTTP client keeps connections alive
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+                server.token_checks.append(token)
+                if token in server.valid_tokens:
+                    status, body = 200, {"username": server.user, "active": True}
+                else:
+                    status, body = 401, {"error": "invalid_token"}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), TokenInfo)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, daemon=True,
+                         name="dovecot-tokeninfo").start()
 
 
 def _quote(folder: str) -> str:

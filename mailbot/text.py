@@ -1,0 +1,368 @@
+"""Mail bodies as plain text a field parser can read: HTML converted, quoted history removed.
+
+Customers write from Outlook, Gmail and phones; the field parser downstream reads lines such as
+``Label: value`` or ``Label<TAB>value``. This module is where every client's layout is turned
+into such lines, and where the history of a reply is cut off so that a serial quoted from an
+earlier mail is never read as a new request. Only this module imports inscriptis and
+mailparser_reply.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from urllib.parse import unquote
+
+from inscriptis import Inscriptis
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
+from lxml import etree
+from lxml.html import HtmlElement, document_fromstring
+from mailparser_reply.parser import EmailMessage
+
+# The strict profile does not indent blocks, so a value keeps the column its label gave it.
+_CONFIG = ParserConfig(css=CSS_PROFILES["strict"])
+
+# Stands in for a tab while inscriptis renders: it collapses real tabs to one space.
+_TAB = "\ue000"
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
+# --- HTML to text -------------------------------------------------------------------------------
+
+def html_to_text(html: str) -> str:
+    """Render an HTML body as lines of text; never raises.
+
+    Beyond what inscriptis does, three things matter for request mails: a ``mailto:`` link
+    keeps its address even when its text is a name; the two cells of a label/value table row
+    come out on one line as ``label<TAB>value``; and quoted history (Gmail's ``gmail_quote``,
+    Apple/Thunderbird ``type="cite"``) comes out with ``> `` in front of every line, as a
+    plain-text client writes it, so that `strip_quoted` removes it.
+    """
+    if not html or not html.strip():
+        return ""
+    try:
+        tree = _parse_html(html)
+        if tree is None:
+            return ""
+        _show_mailto_addresses(tree)
+        _mark_quoted_blocks(tree)
+        _flatten_tables(tree)
+        text = _render(tree)
+    except Exception:  # lxml/inscriptis on hostile input: fall back to crude tag stripping
+        text = _strip_tags(html)
+    return _tidy(text.replace(_TAB, "\t"))
+
+
+def _parse_html(html: str) -> HtmlElement | None:
+    html = html.replace("\x00", "").strip()
+    html = re.sub(r"^<\?xml[^>]*\?>", "", html)  # lxml refuses str input with an encoding declaration
+    if not html:
+        return None
+    try:
+        return document_fromstring(html)
+    except (etree.ParserError, ValueError):
+        return document_fromstring("<pre>" + html_lib.escape(html) + "</pre>")
+
+
+def _render(element: HtmlElement) -> str:
+    return Inscriptis(element, _CONFIG).get_text()
+
+
+def _show_mailto_addresses(tree: HtmlElement) -> None:
+    """``<a href="mailto:x@y">Raúl</a>`` -> ``Raúl <x@y>``: the address is the data."""
+    for anchor in tree.iter("a"):
+        href = (anchor.get("href") or "").strip()
+        if not href.lower().startswith("mailto:"):
+            continue
+        address = unquote(href[7:].split("?", 1)[0]).strip()
+        if not address:
+            continue
+        shown = anchor.text_content().strip()
+        if address.casefold() in shown.casefold():
+            continue
+        addition = f" <{address}>" if shown else address
+        anchor.tail = addition + (anchor.tail or "")
+
+
+def _is_quote(element: HtmlElement) -> bool:
+    """A quoting blockquote, not Gmail's "indent" button (a blockquote with border:none)."""
+    if (element.get("type") or "").lower() == "cite":
+        return True
+    if "quote" in (element.get("class") or "").lower():
+        return True
+    style = (element.get("style") or "").replace(" ", "").lower()
+    return "border-left:" in style and "border-left:none" not in style and "border:none" not in style
+
+
+def _mark_quoted_blocks(tree: HtmlElement) -> None:
+    # Innermost first, so a quote inside a quote ends up with "> > ".
+    for block in reversed(list(tree.iter("blockquote"))):
+        if not _is_quote(block) or block.getparent() is None:
+            continue
+        lines = _tidy(_render(block).replace(_TAB, "\t")).split("\n")
+        pre = block.makeelement("pre", {})
+        pre.text = "\n" + "\n".join(("> " + line).rstrip() for line in lines) + "\n"
+        pre.tail = block.tail
+        block.getparent().replace(block, pre)
+
+
+def _cell_lines(cell: HtmlElement) -> list[str]:
+    text = _tidy(_render(cell))
+    return [" ".join(line.split()) for line in text.split("\n") if line.strip()]
+
+
+def _flatten_tables(tree: HtmlElement) -> None:
+    """Replace every table by one line per row, innermost tables first.
+
+    A row whose cells each hold one line becomes ``cell<TAB>cell``: a label and its value stay
+    together, and a pasted spreadsheet keeps its columns. A row with multi-line cells (layout
+    tables around a whole mail or a signature) becomes the cells' lines one after the other,
+    never interleaved side by side.
+    """
+    for table in reversed(list(tree.iter("table"))):
+        parent = table.getparent()
+        if parent is None:
+            continue
+        block = table.makeelement("div", {})
+        for row in table.iter("tr"):
+            cells = [c for c in row if isinstance(c.tag, str) and c.tag in ("td", "th")]
+            rendered = [_cell_lines(c) for c in cells]
+            if all(len(lines) <= 1 for lines in rendered):
+                values = [lines[0] if lines else "" for lines in rendered]
+                while values and not values[-1]:
+                    values.pop()
+                while values and not values[0]:
+                    values.pop(0)
+                filled = [v for v in values if v]
+                if len(filled) == 2:
+                    values = filled  # a label and its value, whatever spacer cells sat between
+                if values:
+                    _add_line(block, _TAB.join(values))
+            else:
+                for lines in rendered:
+                    for line in lines:
+                        _add_line(block, line)
+        for caption in table.iter("caption"):
+            for line in _cell_lines(caption):
+                _add_line(block, line)
+        block.tail = table.tail
+        parent.replace(table, block)
+
+
+def _add_line(block: HtmlElement, line: str) -> None:
+    div = block.makeelement("div", {})
+    # A leading "> " must survive inscriptis' whitespace collapsing; it only has single spaces.
+    div.text = line
+    block.append(div)
+
+
+def _strip_tags(html: str) -> str:
+    html = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", html)
+    html = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|li|h\d)\s*>", "\n", html)
+    html = re.sub(r"(?i)</t[dh]\s*>", "\t", html)
+    return html_lib.unescape(re.sub(r"<[^>]*>", "", html))
+
+
+def _tidy(text: str) -> str:
+    """Spaces made plain, trailing blanks gone, at most one empty line in a row."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
+    text = text.translate(_ZERO_WIDTH)
+    lines = [line.rstrip() for line in text.split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
+
+
+# --- Quoted history -----------------------------------------------------------------------------
+
+# mailparser_reply knows Outlook's "De:/Enviado:" and "From:/Sent:" header blocks, "On ... wrote:"
+# and "-----Original Message-----"; we take its pattern and add what it misses below.
+_REPLY_HEADERS = EmailMessage(text="", languages=["es", "en"]).HEADER_REGEX
+
+_HEADER_NAMES = (
+    r"de|from|enviado(?: el)?|sent|fecha|date|para|to|asunto|subject|cc|cco|bcc|"
+    r"responder a|reply-to|importancia|importance|datum|von|an|betreff"
+)
+_HEADER_LINE = re.compile(rf"^[*_ ]*(?:{_HEADER_NAMES})[*_ ]*:", re.IGNORECASE)
+_FROM_LINE = re.compile(r"^[*_ ]*(?:de|from|von)[*_ ]*:[*_ ]*\S", re.IGNORECASE)
+
+_ORIGINAL_MESSAGE = re.compile(
+    r"^-{2,}\s*(?:mensaje original|original message|mensagem original|message d'origine|"
+    r"urspr[üu]ngliche nachricht)\s*-{2,}$",
+    re.IGNORECASE,
+)
+_FORWARD_MARKER = re.compile(
+    r"^(?:-{2,}\s*(?:forwarded message|mensaje reenviado|forwarded message follows|"
+    r"mensaje reenviado original|mensagem encaminhada)\s*-{2,}"
+    r"|(?:begin forwarded message|inicio del mensaje reenviado|comienza el mensaje reenviado|"
+    r"mensaje reenviado)\s*:)$",
+    re.IGNORECASE,
+)
+_UNDERSCORES = re.compile(r"^_{10,}$")
+_ATTRIBUTION_END = re.compile(
+    r"(?:escribi[óo]|wrote|a [ée]crit|schrieb|escreveu|ha scritto)\s*:\s*$", re.IGNORECASE
+)
+_ATTRIBUTION_START = re.compile(r"^(?:el|on|en|le|am|em|il)\b", re.IGNORECASE)
+
+
+def strip_quoted(text: str, *, forwarded: bool = False) -> str:
+    """Keep only what the sender wrote in this mail, never the quoted history.
+
+    Removes ``>``-quoted lines wherever they are (top or bottom posting), and cuts the text at
+    the first history marker: an Outlook header block (``De:/Enviado:/Para:/Asunto:``, also
+    ``From:/Sent:`` and ``*De:*``), ``-----Mensaje original-----``, or an attribution line
+    such as Gmail's ``El lun, 3 oct 2022 a las 10:00, Fulano (<x@y>) escribió:`` (even when it
+    wraps). A forwarded message (``---------- Forwarded message ---------``, Apple's ``Inicio
+    del mensaje reenviado:``) is content, not history: only its header block goes. With
+    ``forwarded=True`` (the subject says RV:/Fwd:) the first Outlook header block is also taken
+    as a forward, since Outlook writes forwards and replies alike.
+
+    Signatures are left alone: a signature often holds "Correo: x@y" that a request needs.
+    """
+    if not text:
+        return ""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    bare = [_bare(line) for line in lines]
+    drop: set[int] = set()
+    cut = len(lines)
+    forward_used = not forwarded
+    reply_starts = _reply_header_starts("\n".join(line[:500] for line in bare))
+
+    i = 0
+    while i < cut:
+        line = bare[i]
+        if not line:
+            i += 1
+            continue
+        if line.startswith(">"):
+            drop.add(i)
+            i += 1
+            continue
+        if _FORWARD_MARKER.match(line):
+            drop.add(i)
+            i = _drop_header_block(bare, i + 1, drop)
+            continue
+        block_end = _outlook_block_end(bare, i, reply_starts)
+        if block_end is not None:
+            if not forward_used:
+                forward_used = True
+                i = _drop_header_block(bare, i, drop)
+                continue
+            cut = i
+            break
+        attribution = _attribution(bare, i)
+        if attribution is not None:
+            start, end = attribution
+            if _next_content_is_quoted(bare, end + 1):
+                drop.update(range(start, end + 1))  # bottom or inline posting: keep going
+                i = end + 1
+                continue
+            cut = start
+            break
+        i += 1
+
+    kept = [lines[n].rstrip() for n in range(cut) if n not in drop]
+    return _tidy("\n".join(kept)).strip("\n")
+
+
+def _bare(line: str) -> str:
+    return line.replace("\xa0", " ").translate(_ZERO_WIDTH).strip()
+
+
+def _reply_header_starts(joined: str) -> set[int]:
+    """Line numbers where mailparser_reply sees a reply header (a block naming a sender)."""
+    starts: set[int] = set()
+    for match in _REPLY_HEADERS.finditer(joined):
+        found = match.group(0)
+        if not found.strip():
+            continue
+        offset = match.start() + (len(found) - len(found.lstrip("\n")))
+        first_line = joined.count("\n", 0, offset)
+        block = found.strip("\n").split("\n")
+        if any(_FROM_LINE.match(_bare(b).lstrip("> ")) for b in block) or _ORIGINAL_MESSAGE.match(
+            _bare(block[0])
+        ) or _ATTRIBUTION_END.search(found):
+            starts.add(first_line)
+    return starts
+
+
+def _outlook_block_end(bare: list[str], i: int, reply_starts: set[int]) -> int | None:
+    """If line i opens a quoted mail's header block, the index of that block's last line."""
+    line = bare[i]
+    if _ORIGINAL_MESSAGE.match(line):
+        return i
+    if _UNDERSCORES.match(line):
+        # Outlook's rule above the header block; alone it is just a signature separator.
+        nxt = _next_nonblank(bare, i + 1)
+        if nxt is not None and _FROM_LINE.match(bare[nxt]) and _header_count(bare, nxt) >= 2:
+            return nxt
+        return None
+    if _FROM_LINE.match(line) and _header_count(bare, i) >= 3:
+        return i
+    if i in reply_starts and _FROM_LINE.match(line) and _header_count(bare, i) >= 2:
+        return i
+    return None
+
+
+def _header_count(bare: list[str], start: int) -> int:
+    """How many header lines follow `start` (blank lines between them allowed)."""
+    count = 0
+    for line in bare[start:start + 12]:
+        if not line:
+            continue
+        if not _HEADER_LINE.match(line):
+            break
+        count += 1
+    return count
+
+
+def _drop_header_block(bare: list[str], start: int, drop: set[int]) -> int:
+    """Drop a forwarded mail's header lines from `start`; return its first content line."""
+    i = start
+    while i < len(bare):
+        line = bare[i]
+        if _UNDERSCORES.match(line) or _ORIGINAL_MESSAGE.match(line) or _HEADER_LINE.match(line):
+            drop.add(i)
+        elif line:
+            break
+        i += 1
+    return i
+
+
+def _attribution(bare: list[str], i: int) -> tuple[int, int] | None:
+    """Lines (first, last) of an "El ... escribió:" / "On ... wrote:" starting at line i.
+
+    Gmail wraps the line at 78 characters, so it may end one or two lines further down; it
+    starts at the nearest line above its end that begins like one ("El", "On", "En"...).
+    """
+    for end in range(i, min(i + 3, len(bare))):
+        if not bare[end]:
+            return None
+        if end > i and _ATTRIBUTION_START.match(bare[end]):
+            return None  # a nearer start: the attribution begins there, not at line i
+        if _ATTRIBUTION_END.search(bare[end]):
+            if end > i and not _ATTRIBUTION_START.match(bare[i]):
+                return None
+            if len(" ".join(bare[i:end + 1])) > 300:
+                return None
+            return i, end
+    return None
+
+
+def _next_content_is_quoted(bare: list[str], start: int) -> bool:
+    nxt = _next_nonblank(bare, start)
+    return nxt is not None and bare[nxt].startswith(">")
+
+
+def _next_nonblank(bare: list[str], start: int) -> int | None:
+    for n in range(start, len(bare)):
+        if bare[n]:
+            return n
+    return None

@@ -1,0 +1,309 @@
+"""How customers write each field, and what mailbot reads from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailbot.fields import (
+    LabelMatcher,
+    SystemMatcher,
+    find_serials,
+    fold,
+    normalise_serial,
+    parse_email,
+)
+from mailbot.ruleset import Catalogue, System, load_rules
+
+RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules(RULES_DIR)
+
+
+@pytest.fixture(scope="module")
+def labels(rules):
+    return LabelMatcher(rules.labels)
+
+
+@pytest.fixture(scope="module")
+def systems(rules):
+    return SystemMatcher(rules.catalogue)
+
+
+# --- fold -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, folded", [
+    ("CONTPAQ i – Factura Electrónica.", "contpaq i factura electronica"),
+    ("  NÚMERO   DE\tSERIE: ", "numero de serie"),
+    ("Nóminas—2012", "nominas 2012"),
+    ("E-mail", "e mail"),
+    ("Razón  social", "razon social"),
+    ("", ""),
+])
+def test_fold_ignores_case_accents_dashes_punctuation_and_spacing(text, folded):
+    assert fold(text) == folded
+
+
+# --- serials ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("written", [
+    "AAAA-BBBB-CCCC-DDDD",
+    "Aaaa-Bbbb-Cccc-Dddd",
+    "aaaa-bbbb-cccc-dddd",
+    "aaaabbbbccccdddd",
+    "AAAA BBBB CCCC DDDD",
+    "aaaa.bbbb.cccc.dddd",
+    "AAAA–BBBB—CCCC-DDDD",
+    "AAAA - BBBB - CCCC - DDDD",
+    "AAAA-BBBB CCCC-DDDD",
+    "  AAAA-BBBB-CCCC-DDDD.",
+    "mi serie es aaaa-bbbb-cccc-dddd, gracias",
+    "serie:AAAABBBBCCCCDDDD",
+])
+def test_normalise_serial_accepts_how_customers_write_it(written):
+    assert normalise_serial(written) == "AAAA-BBBB-CCCC-DDDD"
+
+
+def test_normalise_serial_keeps_digits():
+    assert normalise_serial("1a2b 3c4d 5e6f 7a8b") == "1A2B-3C4D-5E6F-7A8B"
+
+
+@pytest.mark.parametrize("written", [
+    "AAAABBBBCCCCDDD",  # 15 characters
+    "AAAABBBBCCCCDDDDE",  # 17 characters
+    "AAAA-BBBB-CCCC",  # three groups
+    "AAAA-BBBB-CCCC-DDDD-EEEE",  # five groups
+    "AAA-BBBBB-CCCC-DDDD",  # misaligned groups
+    "ÁAAA-BBBB-CCCC-DDDD",  # not ASCII
+    "para esta AAAA BBBB CCCC DDDD",  # cannot tell the words from the groups
+    "no la tengo",
+    "",
+])
+def test_normalise_serial_refuses_what_is_not_one_serial(written):
+    assert normalise_serial(written) is None
+
+
+def test_normalise_serial_refuses_two_serials_but_find_serials_lists_both():
+    text = "AAAA-BBBB-CCCC-DDDD y aaaa-bbbb-cccc-eeee"
+    assert normalise_serial(text) is None
+    assert find_serials(text) == ["AAAA-BBBB-CCCC-DDDD", "AAAA-BBBB-CCCC-EEEE"]
+
+
+def test_find_serials_lists_a_repeated_serial_once():
+    assert find_serials("AAAA-BBBB-CCCC-DDDD (aaaabbbbccccdddd)") == ["AAAA-BBBB-CCCC-DDDD"]
+
+
+# --- e-mail addresses -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("written, address", [
+    ("rgonzalez@empresamuestra.com.mx", "rgonzalez@empresamuestra.com.mx"),
+    ("RGonzalez@EmpresaMuestra.com.mx", "rgonzalez@empresamuestra.com.mx"),
+    ("Raul Gonzalez <rgonzalez@empresamuestra.com.mx>", "rgonzalez@empresamuestra.com.mx"),
+    ('"Gonzalez, Raul" <rgonzalez@empresamuestra.com.mx>', "rgonzalez@empresamuestra.com.mx"),
+    ("mailto:rgonzalez@empresamuestra.com.mx", "rgonzalez@empresamuestra.com.mx"),
+    ("rgonzalez@empresamuestra.com.mx<mailto:rgonzalez@empresamuestra.com.mx>",
+     "rgonzalez@empresamuestra.com.mx"),
+    ("rgonzalez@empresamuestra.com.mx[mailto:rgonzalez@empresamuestra.com.mx]",
+     "rgonzalez@empresamuestra.com.mx"),
+    ("rgonzalez@empresamuestra.com.mx.", "rgonzalez@empresamuestra.com.mx"),
+    ("rgonzalez@empresamuestra.com.mx (Raul Gonzalez)", "rgonzalez@empresamuestra.com.mx"),
+    ("\"rgonzalez@empresamuestra.com.mx\";", "rgonzalez@empresamuestra.com.mx"),
+    ("ventas@compañía.mx", "ventas@compañía.mx"),
+    ("r.gonzalez+claves@sub.empresa-muestra.com", "r.gonzalez+claves@sub.empresa-muestra.com"),
+])
+def test_parse_email_finds_the_address(written, address):
+    assert parse_email(written) == address
+
+
+@pytest.mark.parametrize("written", [
+    "rgonzalez",
+    "rgonzalez@empresamuestra",  # no dot in the domain
+    "rgonzalez@@empresamuestra.com",
+    "r gonzalez@empresamuestra.com",
+    "rgonzalez@empresa muestra.com",
+    "rgonzalez@.com",
+    "rgonzalez@empresa.c",
+    ".rgonzalez@empresa.com",
+    "a@b.com, c@d.com",  # two addresses: which one?
+    "",
+])
+def test_parse_email_refuses_what_is_not_one_valid_address(written):
+    assert parse_email(written) is None
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, field", [
+    ("Nombre de la empresa: X", "company"),
+    ("Nombre de la empresa / Nombre de la persona física: X", "company"),
+    ("NOMBRE DE LA EMPRESA: X", "company"),
+    ("Empresa: X", "company"),
+    ("Razón social: X", "company"),
+    ("Razon Social: X", "company"),
+    ("Nombre del contacto: X", "contact_name"),
+    ("Contacto: X", "contact_name"),
+    ("Nombre: X", "contact_name"),
+    ("Correo electrónico del contacto: X", "contact_email"),
+    ("CORREO ELECTRONICO DEL CONTACTO: X", "contact_email"),
+    ("Correo: X", "contact_email"),
+    ("E-mail: X", "contact_email"),
+    ("e-mail: X", "contact_email"),
+    ("Email: X", "contact_email"),
+    ("Tipo de sistema: X", "system"),
+    ("Sistema: X", "system"),
+    ("Número de serie: X", "serial"),
+    ("NUMERO DE SERIE: X", "serial"),
+    ("Numero de serie: X", "serial"),
+    ("No. de serie: X", "serial"),
+    ("No de serie: X", "serial"),
+    ("Núm. de serie: X", "serial"),
+    ("Num de serie: X", "serial"),
+    ("Nº de serie: X", "serial"),
+    ("N° de serie: X", "serial"),
+    ("Serie: X", "serial"),
+])
+def test_label_matcher_knows_every_spelling(labels, line, field):
+    assert labels.match(line) == (field, "X")
+
+
+@pytest.mark.parametrize("line", [
+    "Número de serie: X",
+    "Número de serie:X",
+    "Número de serie - X",
+    "Número de serie – X",
+    "Número de serie\tX",
+    "Número de serie    X",
+    "Número de serie = X",
+    "Número de serie | X",
+    "• Número de serie: X",
+    "- Número de serie: X",
+    "* Número de serie: X",
+    "1. Número de serie: X",
+    "5) Número de serie: X",
+    "   Número de serie: X",
+    "*Número de serie:* X",
+    "**Número de serie**: X",
+    "Número de serie (actual): X",
+    "Número de serie del sistema: X",
+])
+def test_label_matcher_accepts_separators_bullets_and_asides(labels, line):
+    assert labels.match(line) == ("serial", "X")
+
+
+@pytest.mark.parametrize("line", [
+    "Número de serie",
+    "Número de serie:",
+    "NÚMERO DE SERIE.",
+    "• Número de serie:  ",
+])
+def test_label_alone_means_the_value_is_on_the_next_line(labels, line):
+    assert labels.match(line) == ("serial", "")
+
+
+def test_longest_label_wins(labels):
+    assert labels.match("Nombre de la empresa: X") == ("company", "X")
+    assert labels.match("Nombre del contacto: X") == ("contact_name", "X")
+    assert labels.match("Correo electrónico del contacto: X") == ("contact_email", "X")
+    assert labels.match("Número de serie actual: X") == ("serial", "X")
+
+
+def test_value_keeps_the_customers_spelling(labels):
+    assert labels.match("Tipo de sistema: CONTPAQ i – Factura electrónica") == (
+        "system", "CONTPAQ i – Factura electrónica")
+
+
+def test_aside_copied_from_the_instructions_is_skipped(labels):
+    line = ("Correo electrónico del contacto (recomendable que sea el mismo que envía la "
+            "solicitud): rgonzalez@empresamuestra.com.mx")
+    assert labels.match(line) == ("contact_email", "rgonzalez@empresamuestra.com.mx")
+
+
+@pytest.mark.parametrize("line", [
+    "Buenas tardes",
+    "Me permito solicitar mis claves para la actualización sin costo de mi sistema.",
+    "Empresa de muestra S.A. de C.V.",  # a value, not a label
+    "Sistema de 1 y 2 usuarios",
+    "Serie AAAA-BBBB-CCCC-DDDD",  # one space only: prose, not a label
+    "Mi número de serie: X",
+    "",
+])
+def test_prose_is_not_a_label(labels, line):
+    assert labels.match(line) is None
+
+
+@pytest.mark.parametrize("cell, field", [
+    ("Nombre de la empresa", "company"),
+    ("Correo electrónico", "contact_email"),
+    ("  Número de serie ", "serial"),
+    ("Número de serie (actual)", "serial"),
+    ("TIPO DE SISTEMA", "system"),
+    ("No. de serie:", "serial"),
+])
+def test_header_cells_name_their_field(labels, cell, field):
+    assert labels.match_header(cell) == field
+
+
+@pytest.mark.parametrize("cell", [
+    "Empresa de muestra, S.A. de C.V.",
+    "AAAA-BBBB-CCCC-DDDD",
+    "Observaciones",
+    "Serie: AAAA-BBBB-CCCC-DDDD",
+])
+def test_data_cells_are_not_headers(labels, cell):
+    assert labels.match_header(cell) is None
+
+
+# --- systems ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("written", [
+    "CONTPAQ i Factura electrónica",
+    "CONTPAQ i – Factura electrónica",
+    "CONTPAQi factura electronica",
+    "contpaq i - FACTURA ELECTRONICA",
+    "Factura Electrónica",
+    "CONTPAQ i® Factura electrónica",
+    "CONTPAQ i Factura electrónica 2011",
+    "CONTPAQ i Factura electronca",  # typo
+])
+def test_system_matcher_finds_the_canonical_name(systems, written):
+    assert systems.match(written) == "CONTPAQ i Factura electrónica"
+
+
+@pytest.mark.parametrize("written, name", [
+    ("Nominas", "CONTPAQ i Nóminas"),
+    ("CONTPAQi Nómina", "CONTPAQ i Nóminas"),
+    ("contabilidad", "CONTPAQ i Contabilidad"),
+    ("CONTPAQ i Contabilidda", "CONTPAQ i Contabilidad"),
+    ("Bancos", "CONTPAQ i Bancos"),
+    ("Aspel Facture", "Aspel FACTURE"),
+])
+def test_system_matcher_knows_aliases_and_typos(systems, written, name):
+    assert systems.match(written) == name
+
+
+@pytest.mark.parametrize("written", [
+    "CONTPAQ i",  # which one?
+    "Contabilidad y Bancos",  # two systems
+    "SAP Business One",
+    "Aspel NOI",
+    "",
+    "---",
+])
+def test_system_matcher_refuses_unknown_or_ambiguous_names(systems, written):
+    assert systems.match(written) is None
+
+
+def test_system_matcher_explains_an_ambiguous_guess(systems):
+    name, why = systems.explain("Contabilidad y Bancos")
+    assert name is None
+    assert "CONTPAQ i Contabilidad" in why and "CONTPAQ i Bancos" in why
+
+
+def test_system_matcher_uses_the_catalogues_min_score():
+    catalogue = Catalogue(systems=(System("CONTPAQ i Nóminas", ()),), min_score=100)
+    assert SystemMatcher(catalogue).match("CONTPAQ i Nominas") == "CONTPAQ i Nóminas"
+    assert SystemMatcher(catalogue).match("CONTPAQ i Nomina") is None
