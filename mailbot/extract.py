@@ -70,6 +70,9 @@ _CLOSINGS = ("saludo", "gracias", "atentamente", "atte", "att", "cordialmente", 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACES = re.compile(r"\s+")
 _VALUE_EDGES = " \t*_\"'«»“”`"
+# Subject prefixes: replies and forwards in the languages our customers' clients use.
+_SUBJECT_PREFIX = re.compile(r"^\s*([a-z]{2,7})\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
+_FORWARD_PREFIXES = frozenset({"rv", "fw", "fwd", "tr", "enc", "wg", "reenv", "reenvio"})
 
 
 @dataclass(frozen=True)
@@ -416,6 +419,15 @@ def _header_bytes(data: bytes) -> bytes:
     return head[:end] + b"\r\n\r\n"
 
 
+def is_forward(subject: str) -> bool:
+    """True when the outermost subject prefix says the mail is a forward ("RV:", "Fwd:").
+
+    "RE: RV: ..." is a reply (to a forward): its first header block is history, not content.
+    """
+    match = _SUBJECT_PREFIX.match(subject)
+    return match is not None and fold(match.group(1)) in _FORWARD_PREFIXES
+
+
 def _extension(filename: str, content_type: str) -> str:
     ext = PurePath(filename.strip().lower()).suffix
     if ext:
@@ -488,7 +500,8 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
     readers = steps.run("rules", None, lambda: _readers(rules))
     if readers is None:
         return parsed, extraction()
-    text = steps.run("strip_quoted", parsed.text, lambda: strip_quoted(parsed.text))
+    text = steps.run("strip_quoted", parsed.text,
+                     lambda: strip_quoted(parsed.text, forwarded=is_forward(parsed.subject)))
     if len(text) > MAX_BODY_CHARS:
         notes.append(f"only the first {MAX_BODY_CHARS:,} characters of the body were read")
     blocks = steps.run("extract_body", [], lambda: _body_blocks(text, readers))

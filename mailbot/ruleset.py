@@ -7,11 +7,13 @@ fix it without reading code (`mailbot rules check`).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from mailbot.business_hours import calendar_from_mapping
 from mailbot.errors import RulesError
 from mailbot.model import FIELDS
 
@@ -72,6 +74,58 @@ class FreeUpdate:
     installation: Installation
 
 
+# The licence modalities of the registry (mirrors `mailbot.imports.MODALITIES`, which imports
+# this module, so the tuple cannot be shared without a cycle; a test keeps the two equal).
+UNLOCK_MODALITIES: tuple[str, ...] = ("suscripcion", "electronico", "fisico")
+
+# What an unlock policy does with the request (seed 000's table, one cell each).
+UNLOCK_AUTO = "auto"  # released at once; the reply gives the minutes it may take
+UNLOCK_REVIEW = "review"  # an operator decides within a window of business hours
+UNLOCK_DOCUMENTS = "documents"  # documentation first, then review within a window
+UNLOCK_ACTIONS: tuple[str, ...] = (UNLOCK_AUTO, UNLOCK_REVIEW, UNLOCK_DOCUMENTS)
+
+
+@dataclass(frozen=True)
+class UnlockPolicy:
+    """What happens to the `number`-th unlock of a serial of one modality.
+
+    `auto` uses the minutes (the reply's "inmediato o puede demorar de 10 a 15 minutos");
+    `review` and `documents` use the business hours of their window.
+    """
+
+    number: int
+    action: str
+    min_minutes: int | None = None
+    max_minutes: int | None = None
+    min_hours: float | None = None
+    max_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class UnlockModality:
+    id: str  # one of UNLOCK_MODALITIES
+    label: str  # how a reply names it, in Spanish
+    policies: tuple[UnlockPolicy, ...]  # the 1st, 2nd, ... unlock; beyond the last: review
+    documents_required: str | None  # what to send, in Spanish; set when a policy needs it
+
+    def policy(self, number: int) -> UnlockPolicy | None:
+        """The policy of the `number`-th unlock; None when not configured (review)."""
+        return self.policies[number - 1] if 1 <= number <= len(self.policies) else None
+
+
+@dataclass(frozen=True)
+class Unlock:
+    """Seed 000's unlock procedure: timing and policy per modality and unlock number."""
+
+    business_hours: Mapping[str, Any]  # validated; `mailbot.unlock.calendar_for` builds it
+    modalities: Mapping[str, UnlockModality]
+    document_types: tuple[str, ...]  # file extensions, lower case, without the dot
+    identify_help: str
+    max_unlocks_per_period: int
+    period_days: int
+    review_due_hours: float
+
+
 @dataclass(frozen=True)
 class Ruleset:
     directory: Path
@@ -79,6 +133,7 @@ class Ruleset:
     labels: Mapping[str, tuple[str, ...]]
     catalogue: Catalogue
     free_update: FreeUpdate
+    unlock: Unlock | None = None  # None: no rules/unlock.toml, unlocks go to operators
 
     def kind(self, kind_id: str) -> Kind:
         for k in self.kinds:
@@ -254,6 +309,115 @@ def _free_update(t: _Table) -> FreeUpdate:
     )
 
 
+_POLICY_KEYS = {
+    UNLOCK_AUTO: {"policy", "min_minutes", "max_minutes"},
+    UNLOCK_REVIEW: {"policy", "min_hours", "max_hours"},
+    UNLOCK_DOCUMENTS: {"policy", "min_hours", "max_hours"},
+}
+
+
+def _hours(t: _Table, key: str) -> float:
+    """Business hours: a whole or decimal number, zero or more."""
+    if key not in t.data:
+        raise t.fail(key, "missing; write a number of business hours, e.g. 24")
+    value = t.data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise t.fail(key, f"must be a number of business hours, e.g. 24, not {value!r}")
+    if value < 0:
+        raise t.fail(key, f"must not be negative ({value}); write 0 or more business hours")
+    return value
+
+
+def _unlock_policy(t: _Table, number: int) -> UnlockPolicy:
+    action = t.text("policy")
+    if action not in UNLOCK_ACTIONS:
+        raise t.fail("policy", f"unknown policy {action!r}; write one of "
+                               f"{', '.join(repr(a) for a in UNLOCK_ACTIONS)}")
+    allowed = _POLICY_KEYS[action]
+    for key in t.data:
+        if key not in allowed:
+            raise t.fail(key, f"not used by policy {action!r}; it takes "
+                              f"{', '.join(sorted(allowed))}")
+    if action == UNLOCK_AUTO:
+        low, high = t.number("min_minutes"), t.number("max_minutes")
+        if low > high:
+            raise t.fail("min_minutes", f"is more than max_minutes ({low} > {high}); "
+                                        "swap them or correct one")
+        return UnlockPolicy(number, action, min_minutes=low, max_minutes=high)
+    min_hours, max_hours = _hours(t, "min_hours"), _hours(t, "max_hours")
+    if min_hours > max_hours:
+        raise t.fail("min_hours", f"is more than max_hours ({min_hours} > {max_hours}); "
+                                  "swap them or correct one")
+    return UnlockPolicy(number, action, min_hours=min_hours, max_hours=max_hours)
+
+
+def _unlock_modality(t: _Table, modality: str) -> UnlockModality:
+    t.reject_unknown({"label", "documents_required", "unlocks"})
+    unlocks = t.table("unlocks")
+    if not unlocks.data:
+        raise t.fail("unlocks", 'needs at least the 1st unlock, e.g. 1 = { policy = "review", '
+                                "min_hours = 4, max_hours = 24 }")
+    numbers: dict[int, str] = {}
+    for key in unlocks.data:
+        if not str(key).isdigit() or int(key) < 1:
+            raise unlocks.fail(str(key), "not an unlock number; write 1 for the 1st unlock, "
+                                         "2 for the 2nd, ...")
+        numbers[int(key)] = str(key)
+    for expected, number in enumerate(sorted(numbers), start=1):
+        if number != expected:
+            raise unlocks.fail(numbers[number], f"unlock numbers must run 1, 2, 3... without "
+                                                f"gaps; add unlock {expected} or renumber")
+    policies = tuple(_unlock_policy(unlocks.table(numbers[n]), n) for n in sorted(numbers))
+    documents = t.text("documents_required", default=None)
+    needing = [p.number for p in policies if p.action == UNLOCK_DOCUMENTS]
+    if needing and documents is None:
+        raise t.fail("documents_required", f"missing: unlock {needing[0]} asks for documents; "
+                                            "write what the customer must send, in Spanish")
+    return UnlockModality(id=modality, label=t.text("label"), policies=policies,
+                          documents_required=documents)
+
+
+def _unlock(t: _Table) -> Unlock:
+    t.reject_unknown({"business_hours", "document_types", "identify_help",
+                      "max_unlocks_per_period", "period_days", "review_due_hours",
+                      "modalities"})
+    business_hours = t.get("business_hours", dict)
+    calendar_from_mapping(business_hours, t.where("business_hours"))  # validates; errors name keys
+    modalities_table = t.table("modalities")
+    for key in modalities_table.data:
+        if key not in UNLOCK_MODALITIES:
+            raise modalities_table.fail(str(key), f"unknown modality; the registry knows "
+                                                  f"{', '.join(UNLOCK_MODALITIES)}")
+    modalities = {}
+    for modality in UNLOCK_MODALITIES:
+        if modality not in modalities_table.data:
+            raise modalities_table.fail(modality, "missing: every modality of the registry needs "
+                                                  f"its unlock policy ([modalities.{modality}])")
+        modalities[modality] = _unlock_modality(modalities_table.table(modality), modality)
+    types = []
+    for i, raw in enumerate(t.texts("document_types")):
+        ext = raw.strip().lower().lstrip(".")
+        if not ext.isalnum():
+            raise t.fail(f"document_types[{i}]", f"{raw!r} is not a file extension; write "
+                                                 'extensions like "pdf" or "jpg"')
+        if ext not in types:
+            types.append(ext)
+    if not types:
+        raise t.fail("document_types", 'needs at least one file extension, e.g. ["pdf"]')
+    review_due = _hours(t, "review_due_hours")
+    if review_due <= 0:
+        raise t.fail("review_due_hours", "must be more than 0 business hours")
+    return Unlock(
+        business_hours=business_hours,
+        modalities=modalities,
+        document_types=tuple(types),
+        identify_help=t.text("identify_help").strip(),
+        max_unlocks_per_period=t.number("max_unlocks_per_period", minimum=1),
+        period_days=t.number("period_days", minimum=1),
+        review_due_hours=review_due,
+    )
+
+
 def load_rules(directory: str | Path) -> Ruleset:
     directory = Path(directory)
     if not directory.is_dir():
@@ -267,4 +431,6 @@ def load_rules(directory: str | Path) -> Ruleset:
         labels=_labels(_read(directory, "fields.toml")),
         catalogue=_catalogue(_read(directory, "catalogue.toml")),
         free_update=_free_update(_read(directory, "free_update.toml")),
+        unlock=(_unlock(_read(directory, "unlock.toml"))
+                if (directory / "unlock.toml").exists() else None),
     )

@@ -387,3 +387,20 @@ def test_ordinary_domains_are_not_suspicious(domain: str) -> None:
 def test_look_alike_domains_are_suspicious(domain: str, words: str) -> None:
     reason = suspicious_domain(domain)
     assert reason is not None and words in reason
+
+
+# --- through the project's own MIME layer ---------------------------------------------------
+
+@pytest.mark.parametrize(("name", "trusted", "ok"), [
+    ("gmail.txt", ["mx.google.com"], True),
+    ("microsoft365.txt", [TOPMOST_WITHOUT_AUTHSERV_ID], True),
+    ("microsoft365_forged.txt", [TOPMOST_WITHOUT_AUTHSERV_ID], False),
+    ("postfix_opendmarc.txt", [OUR_POSTFIX], True),
+    ("postfix_forged_untrusted.txt", [OUR_POSTFIX], False),
+])
+def test_samples_parsed_by_mailbot_mime(name: str, trusted: list[str], ok: bool) -> None:
+    from mailbot.mime import parse_mail
+
+    verdict = check_sender(parse_mail((AUTH / name).read_bytes()), require_authentication=True,
+                           trusted_authserv_ids=trusted)
+    assert verdict.ok is ok, verdict.hits
