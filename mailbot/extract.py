@@ -22,7 +22,6 @@ from mailbot.fields import LabelMatcher, SystemMatcher, find_serials, fold, pars
 from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
 from mailbot.ruleset import Ruleset
 from mailbot.sheets import (
-    SAVE_AS_HINT,
     SPREADSHEET_EXTENSIONS,
     UNSUPPORTED_EXTENSIONS,
     EncryptedSheet,
@@ -41,6 +40,8 @@ NOTE_EMAIL_FROM_SENDER = "contact_email taken from From"
 # A spreadsheet's header row must name at least this many fields, within its first rows.
 MIN_HEADER_FIELDS = 3
 HEADER_SEARCH_ROWS = 30
+# An .xlsx is zipped XML; a real list expands a few times. More than this is a zip bomb.
+XLSX_EXPANSION = 10
 # A request is a few lines; the rest of a huge body is not read (and the operator is told).
 MAX_BODY_CHARS = 256 * 1024
 
@@ -184,7 +185,8 @@ def _read_blocks(text: str, labels: LabelMatcher) -> list[dict[str, str]]:
 
     A label alone on its line takes the next non-empty line as its value, unless that line is
     another label or the mail's closing ("Saludos", "Gracias"). Lines without a label
-    (greetings, prose, signatures) are skipped. A spreadsheet pasted into the body (a line of
+    (greetings, prose, signatures) are skipped; "Sistema: X, Serie: Y" on one line is two
+    fields. A spreadsheet pasted into the body (a line of
     tab-separated column names, then tab-separated rows) gives one block per row.
     """
     blocks: list[dict[str, str]] = []
@@ -212,15 +214,35 @@ def _read_blocks(text: str, labels: LabelMatcher) -> list[dict[str, str]]:
                 current[waiting] = line.strip()
             waiting = None
             continue
-        field_name, rest = found
-        if current.get(field_name):
-            blocks.append(current)
-            current = {}
-        current[field_name] = rest
-        waiting = None if rest else field_name
+        for field_name, rest in _inline_fields(*found, labels):
+            if current.get(field_name):
+                blocks.append(current)
+                current = {}
+            current[field_name] = rest
+            waiting = None if rest else field_name
     if current:
         blocks.append(current)
     return blocks
+
+
+_INLINE_BREAK = re.compile(r"[,;|]\s*|\s{2,}|\s[-–—]\s")
+
+
+def _inline_fields(field_name: str, rest: str, labels: LabelMatcher) -> list[tuple[str, str]]:
+    """Split "Sistema: Bancos, Serie: AAAA-..." (several fields on one line, as phones write
+    them) into one (field, value) pair each. Only "label:" counts inside a line."""
+    pairs = [(field_name, rest)]
+    while True:
+        name, value = pairs[-1]
+        for match in _INLINE_BREAK.finditer(value):
+            segment = value[match.end():]
+            found = labels.match(segment)
+            if found is not None and ":" in segment[:80].split(found[1] or "\n", 1)[0]:
+                pairs[-1] = (name, value[:match.start()].strip())
+                pairs.append(found)
+                break
+        else:
+            return pairs
 
 
 @dataclass(frozen=True)
@@ -329,8 +351,7 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
     columns: dict[str, int] | None = None
     try:
         for row in iter_rows(name, payload, max_rows=limits.max_rows,
-                             max_uncompressed_bytes=max(limits.max_attachment_bytes * 10,
-                                                        limits.max_attachment_bytes)):
+                             max_uncompressed_bytes=limits.max_attachment_bytes * XLSX_EXPANSION):
             if row.sheet != sheet:
                 sheet, columns = row.sheet, None
             if columns is None and row.row_number > HEADER_SEARCH_ROWS:
@@ -522,19 +543,15 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
     for number, attachment in enumerate(attachments, start=1):
         ext = _extension(attachment.filename or "", attachment.content_type or "")
         name = display_name(attachment.filename, fallback=f"attachment-{number}{ext}")
-        if ext in SPREADSHEET_EXTENSIONS:
+        if ext in SPREADSHEET_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS:
+            # Unsupported formats go through the reader too: it tells an .xls from a
+            # misnamed .xlsx by content, and words the hint for each format.
             has_sheet = True
             r, p = steps.run(f"extract_sheet {name}", ([], []), lambda a=attachment, n=name:
                              extract_sheet(n, a.payload, rules, limits, sender=parsed.sender,
                                            defaults=context))
             sheet_requests += r
             problems += p
-        elif ext in UNSUPPORTED_EXTENSIONS:
-            has_sheet = True
-            problems.append(Problem(
-                "unsupported_attachment",
-                f"{name}: this spreadsheet format is not supported; {SAVE_AS_HINT}",
-                source=f"attachment:{name}"))
         else:
             other_files.append(name)
 

@@ -125,7 +125,7 @@ class ImapSource:
         changes mid-way (seen after a reconnect), the listing starts over under the new ids.
         """
         for _ in range(MAX_RELISTS + 1):
-            validity, uids = self._run("list the inbox", self._list_inbox)
+            validity, high, uids = self._run("list the inbox", self._list_inbox)
             try:
                 yield from self._fetch_listed(validity, uids)
             except _ValidityChanged:
@@ -133,10 +133,7 @@ class ImapSource:
                             "mails already read come again under new ids",
                             self.name, validity, self._uidvalidity)
                 continue
-            if uids:
-                self._high_uid = (validity, uids[-1])
-            elif self._high_uid is None or self._high_uid[0] != validity:
-                self._high_uid = (validity, 0)
+            self._high_uid = (validity, high)
             return
         raise MailboxError(f"{self.name}: the inbox's UIDVALIDITY keeps changing; "
                            "check what else is modifying the mailbox")
@@ -380,11 +377,15 @@ class ImapSource:
 
     # -- the operations ---------------------------------------------------------------------
 
-    def _list_inbox(self, client: IMAPClient) -> tuple[int, list[int]]:
-        self._select(client)
+    def _list_inbox(self, client: IMAPClient) -> tuple[int, int, list[int]]:
+        """(UIDVALIDITY, highest UID the listing covers, UIDs of undeleted mails)."""
+        info = self._select(client)
         uids = sorted(int(u) for u in client.search(["UNDELETED"]))
         assert self._uidvalidity is not None
-        return self._uidvalidity, uids
+        # UIDNEXT at SELECT, not the last UID found: a mail that came and went must not look
+        # new forever to wait_for_mail()
+        high = max(int(info.get(b"UIDNEXT", 1)) - 1, uids[-1] if uids else 0)
+        return self._uidvalidity, high, uids
 
     def _fetch_listed(self, validity: int, uids: Sequence[int]) -> Iterator[RawMail]:
         batch = max(1, self.config.batch_size)
@@ -507,11 +508,19 @@ class ImapSource:
                 client.idle()
 
     def _has_unlisted_mail(self, client: IMAPClient) -> bool:
-        """Mail with a UID above the last listing's: it came while we were not idling."""
-        validity = self._ensure_selected(client)
-        if self._high_uid is None or self._high_uid[0] != validity:
+        """Whether mail came after the last listing, while we were not idling.
+
+        A fresh SELECT gives the current UIDNEXT, and since no command runs between it and
+        IDLE, the server reports anything later during IDLE. (Comparing events instead would
+        miss an EXISTS that a MOVE or APPEND response swallowed.)
+        """
+        info = self._select(client)
+        if self._high_uid is None or self._high_uid[0] != self._uidvalidity:
             return True
         high = self._high_uid[1]
+        if b"UIDNEXT" in info:
+            return int(info[b"UIDNEXT"]) - 1 > high
+        client.noop()  # no UIDNEXT (old servers): sync the view, then ask
         return any(int(u) > high for u in client.search(["UID", f"{high + 1}:*", "UNDELETED"]))
 
     # -- folders ------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ Filters: ``money`` (2500 -> "$2,500.00"), ``date_es`` (date -> "5 de enero de 20
 10:30"), ``mask_email``, ``source_es`` ("attachment:x.xlsx:row 3" -> "archivo x.xlsx, fila 3"),
 ``pad(width)`` (left-justify, for text tables).
 
+The text part is tidied after rendering (``tidy_text``): runs of blank lines collapse and lines
+over 76 characters wrap with a hanging indent, so templates can keep one paragraph per line.
+
 Adding a template (e.g. the unlock replies): write ``<name>.txt.j2`` (and ``.html.j2``),
 extending ``_layout.*.j2``, and register sample contexts in ``SAMPLES`` so that
 ``check()`` covers its branches. Templates without registered samples are checked with the
@@ -182,11 +185,13 @@ def source_es(value: Any) -> str:
     text = str(value)
     if text == "body":
         return "cuerpo del correo"
+    if text == "message":
+        return "tu correo"
     match = _ATTACHMENT_SOURCE.match(text)
     if match:
         where = f"archivo {match['file']}" if match["file"] else "archivo adjunto"
         return f"{where}, fila {match['row']}" if match["row"] else where
-    return text
+    return "tu correo"  # "message", internal step names: nothing a customer should read
 
 
 def pad(value: Any, width: int = 0) -> str:
@@ -222,7 +227,8 @@ _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("mailbo
 
 def _check_size(value: Any) -> Any:
     budget = _budget.get()
-    if budget is not None and isinstance(value, (str, list, tuple)) and len(value) > budget.max_value:
+    if budget is not None and isinstance(value, (str, list, tuple)) \
+            and len(value) > budget.max_value:
         raise _LimitExceeded(f"template builds a value of more than {budget.max_value} characters")
     return value
 
@@ -247,8 +253,8 @@ def _guarded_concat(eval_ctx: Any, parts: list[Any]) -> str:
     strings = [p if isinstance(p, str) else str(p) for p in parts]
     if budget is not None and sum(len(s) for s in strings) > budget.max_value:
         raise _LimitExceeded(f"template builds a value of more than {budget.max_value} characters")
-    if eval_ctx.autoescape:
-        return Markup("").join(parts)
+    if eval_ctx.autoescape and any(hasattr(p, "__html__") for p in parts):
+        return Markup("").join(parts)  # as jinja's markup_join: escape the plain parts
     return "".join(strings)
 
 
@@ -294,7 +300,8 @@ def _precheck_str_method(method: Any, args: tuple[Any, ...]) -> None:
     if name == "expandtabs" and args and isinstance(args[0], int) \
             and owner.count("\t") * args[0] > limit:
         raise _LimitExceeded("expandtabs() result too large")
-    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) \
+            and isinstance(args[1], str):
         count = owner.count(args[0]) if args[0] else len(owner) + 1
         if len(owner) + count * max(len(args[1]) - len(args[0]), 0) > limit:
             raise _LimitExceeded("replace() result too large")
@@ -363,6 +370,16 @@ def _join_checked(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _undefined_fails(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Our filters report an undefined input as "'x' is undefined", not as a type error."""
+    @functools.wraps(func)
+    def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, jinja2.Undefined):
+            value._fail_with_undefined_error()
+        return func(value, *args, **kwargs)
+    return wrapper
+
+
 def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
     text = str(value)
     _check_percent_format(text)
@@ -394,9 +411,9 @@ class _Environment(ImmutableSandboxedEnvironment):
         tree.set_environment(self)
         return tree
 
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+    def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
         _step()
-        return _safe_binop(operator, left, right)
+        return _safe_binop(op, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         _step()
@@ -423,8 +440,9 @@ def _make_environment(templates_dir: Path) -> _Environment:
     filters["slice"] = _capped_width(filters["slice"], 1, "slices")
     filters["format"] = _format_filter
     filters["join"] = _join_checked(filters["join"])
-    filters.update(money=money, date_es=date_es, datetime_es=datetime_es,
-                   mask_email=mask_email, source_es=source_es, pad=pad)
+    ours = dict(money=money, date_es=date_es, datetime_es=datetime_es, mask_email=mask_email,
+                source_es=source_es, pad=pad)
+    filters.update({name: _undefined_fails(func) for name, func in ours.items()})
     env.filters = {name: _size_checked(func) for name, func in filters.items()}
     env.filters.update(_mailbot_iter=_guarded_iter, _mailbot_concat=_guarded_concat)
     return env
@@ -469,16 +487,37 @@ class Renderer:
             html = self._render_file(html_file, context)
         return Rendered(text=text, html=html)
 
-    def preview(self, name: str, variant: str | None = None) -> Rendered:
-        """Render `name` with its sample context (`mailbot templates preview NAME`)."""
+    def preview(self, name: str, variant: str | None = None, *,
+                from_address: str = "claves@example.com",
+                from_name: str = "Claves de actualización") -> str:
+        """A rendered mail, readable in a terminal (`mailbot templates preview NAME`).
+
+        Uses the sample context `variant` (default: the first one) with the configured bot
+        name, so admins see what customers would get.
+        """
+        from mailbot.reply import reply_subject  # stdlib only; keeps the import graph one-way
+
         variants = sample_contexts(name)
-        if variant is None:
-            context = next(iter(variants.values()))
-        elif variant in variants:
-            context = variants[variant]
+        label = variant if variant is not None else next(iter(variants))
+        if label not in variants:
+            raise TemplateError(f"{name}: no sample {label!r}; samples: {', '.join(variants)}")
+        context = dict(variants[label], bot_name=from_name)
+        rendered = self.render(name, context)
+        if "reference" in context:
+            to = context.get("requester", {}).get("email", "")
+            subject = reply_subject(str(context.get("original_subject", "")),
+                                    str(context["reference"]))
         else:
-            raise TemplateError(f"{name}: no sample {variant!r}; samples: {', '.join(variants)}")
-        return self.render(name, context)
+            to, subject = "(operadores)", "Avisos para operadores"
+        others = [v for v in variants if v != label]
+        lines = [f"From: {from_name} <{from_address}>", f"To: {to}", f"Subject: {subject}",
+                 f"X-Mailbot-Template: {name}",
+                 f"X-Mailbot-Sample: {label}"
+                 + (f" (otros: {'; '.join(others)})" if others else ""),
+                 "", rendered.text.rstrip("\n")]
+        if rendered.html is not None:
+            lines += ["", "----- text/html -----", rendered.html.rstrip("\n")]
+        return "\n".join(lines) + "\n"
 
     def check(self) -> list[str]:
         """Render every public template with every sample context; return the error lines."""
@@ -498,6 +537,7 @@ class Renderer:
             except Exception as exc:  # noqa: BLE001 - reported as a line
                 errors.append(self._describe(exc, path.name))
                 broken.add(path.name)
+        seen: set[str] = set()
         for name in self.names():
             if {name + TEXT_SUFFIX, name + HTML_SUFFIX} & broken:
                 continue
@@ -505,7 +545,9 @@ class Renderer:
                 try:
                     self.render(name, context)
                 except TemplateError as exc:
-                    errors.append(f"{exc} [sample: {label}]")
+                    if str(exc) not in seen:  # one line per error, not one per sample
+                        seen.add(str(exc))
+                        errors.append(f"{exc} [sample: {label}]")
         return _unique(errors)
 
     # ----------------------------------------------------------------------------------------

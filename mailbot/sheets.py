@@ -178,7 +178,7 @@ def _xlsx_rows(filename: str, payload: bytes, extension: str,
         archive = zipfile.ZipFile(io.BytesIO(payload))
         names = set(archive.namelist())
         expanded = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+    except Exception:  # BadZipFile, NotImplementedError (odd zip versions), OSError, ...
         raise UnreadableSheet(f"{filename}: the file is damaged (not a valid Excel workbook); "
                               f"{SAVE_AS_HINT}") from None
     if expanded > max_uncompressed_bytes:

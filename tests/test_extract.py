@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -155,6 +154,15 @@ def test_a_spreadsheet_pasted_into_the_body_gives_one_request_per_row(rules):
     requests, problems = body(rules, text)
     assert problems == []
     assert [r.serial for r in requests] == ["AAAA-BBBB-CCCC-EEEE", "AAAA-BBBB-CCCC-GGGG"]
+
+
+def test_several_fields_on_one_line_are_split(rules):
+    text = (f"Empresa: {COMPANY}; Contacto: {CONTACT}; Correo: {EMAIL}\n"
+            "Sistema: Bancos, Serie: aaaa-bbbb-cccc-gggg\n")
+    requests, problems = body(rules, text)
+    assert problems == []
+    assert [(r.company, r.contact_name, r.system, r.serial) for r in requests] == [
+        (COMPANY, CONTACT, "CONTPAQ i Bancos", "AAAA-BBBB-CCCC-GGGG")]
 
 
 def test_two_serials_on_one_line_give_one_request_each(rules):
@@ -374,3 +382,200 @@ def test_a_header_with_no_rows_below_is_no_request_data(rules):
                                        LimitsConfig())
     assert requests == []
     assert [p.code for p in problems] == ["no_request_data"]
+
+
+# --- whole mails ------------------------------------------------------------------------------
+
+OWN = ("claves@example.com",)
+SUBJECT = "Solicitud de claves para actualización sin costo"
+XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+def mail(text: str | None = SEED_BODY, *, subject: str = SUBJECT,
+         sender: str = f"Raul Gonzalez <{EMAIL}>", html: str | None = None,
+         attachments: tuple[tuple[str, bytes, tuple[str, str]], ...] = (),
+         headers: dict[str, str] | None = None) -> bytes:
+    m = EmailMessage()
+    m["From"] = sender
+    m["To"] = OWN[0]
+    m["Subject"] = subject
+    m["Message-ID"] = make_msgid(domain="empresamuestra.com.mx")
+    for name, value in (headers or {}).items():
+        m[name] = value
+    if text is not None:
+        m.set_content(text)
+        if html is not None:
+            m.add_alternative(html, subtype="html")
+    elif html is not None:
+        m.set_content(html, subtype="html")
+    for filename, payload, (maintype, subtype) in attachments:
+        m.add_attachment(payload, maintype=maintype, subtype=subtype, filename=filename)
+    return m.as_bytes()
+
+
+def read(rules, data: bytes, limits: LimitsConfig | None = None):
+    from mailbot.extract import read_mail
+
+    return read_mail(data, rules, limits or LimitsConfig(), OWN)[1]
+
+
+def sheet_attachment(name: str = SEED_SHEET) -> tuple[str, bytes, tuple[str, str]]:
+    return (name, (SHEETS / name).read_bytes(), XLSX_TYPE)
+
+
+def test_read_mail_reads_the_seed_example(rules):
+    e = read(rules, mail())
+    assert (e.kind, e.ignored, e.sender, e.subject) == ("free_update", None, EMAIL, SUBJECT)
+    assert e.requests == (SEED_REQUEST,)
+    assert e.problems == ()
+
+
+def test_read_mail_reads_an_outlook_html_only_mail_with_a_table(rules):
+    html = ("<html><body><p class=MsoNormal>Buenas tardes&nbsp;</p><table>"
+            f"<tr><td><p class=MsoNormal><b>Nombre de la empresa:</b></p></td><td>{COMPANY}</td></tr>"
+            f"<tr><td>Nombre del contacto:</td><td>{CONTACT}</td></tr>"
+            f"<tr><td>Correo electr&oacute;nico del contacto:</td><td><a href=\"mailto:{EMAIL}\">"
+            f"{EMAIL}</a></td></tr>"
+            "<tr><td>Tipo de sistema:</td><td>CONTPAQ i &ndash; Factura electr&oacute;nica</td></tr>"
+            "<tr><td>N&uacute;mero de serie:</td><td>aaaa-bbbb-cccc-dddd</td></tr>"
+            "</table></body></html>")
+    e = read(rules, mail(None, html=html))
+    assert e.requests == (SEED_REQUEST,)
+    assert e.problems == ()
+
+
+def test_read_mail_ignores_the_quoted_history_of_a_reply(rules):
+    text = ("Número de serie: AAAA-BBBB-CCCC-HHHH\nTipo de sistema: Bancos\n"
+            f"Empresa: {COMPANY}\nContacto: {CONTACT}\n\n"
+            "El lun, 3 oct 2022 a las 10:00, Claves <claves@example.com> escribió:\n"
+            + "".join(f"> {line}\n" for line in SEED_BODY.splitlines()))
+    e = read(rules, mail(text, subject="RE: " + SUBJECT))
+    assert [r.serial for r in e.requests] == ["AAAA-BBBB-CCCC-HHHH"]
+    assert e.requests[0].contact_email == EMAIL
+    assert e.requests[0].notes == (NOTE_EMAIL_FROM_SENDER,)
+
+
+def test_read_mail_reads_the_seed_spreadsheet_and_takes_the_body_as_context(rules):
+    text = ("Buenas tardes\n\nMe permito solicitar las claves de actualización sin costo de "
+            "nuestros sistemas, anexo un archivo.\n\nGracias\nRaul Gonzalez\nE-mail: "
+            f"{EMAIL}\n")
+    e = read(rules, mail(text, attachments=(sheet_attachment(),)))
+    assert e.problems == ()
+    assert [r.source for r in e.requests] == [f"attachment:{SEED_SHEET}:row {n}"
+                                              for n in (2, 3, 4, 5)]
+
+
+def test_read_mail_keeps_one_request_per_serial(rules):
+    e = read(rules, mail(SEED_BODY, attachments=(sheet_attachment(),)))
+    assert [r.serial for r in e.requests] == ["AAAA-BBBB-CCCC-DDDD", "AAAA-BBBB-CCCC-EEEE",
+                                              "AAAA-BBBB-CCCC-FFFF", "AAAA-BBBB-CCCC-GGGG"]
+    assert e.requests[0].source == "body"
+    assert any("AAAA-BBBB-CCCC-DDDD" in note for note in e.notes)
+
+
+def test_read_mail_reports_a_bad_row_and_keeps_the_good_ones(rules):
+    e = read(rules, mail("Anexo la lista.", attachments=(sheet_attachment("bad_row.xlsx"),)))
+    assert len(e.requests) == 2
+    assert [p.source for p in e.problems] == ["attachment:bad_row.xlsx:row 3",
+                                              "attachment:bad_row.xlsx:row 4"]
+
+
+@pytest.mark.parametrize("name, code", [
+    ("old.xls", "unsupported_attachment"),
+    ("list.ods", "unsupported_attachment"),
+    ("corrupt.xlsx", "unreadable_attachment"),
+    ("encrypted.xlsx", "unreadable_attachment"),
+])
+def test_read_mail_explains_an_unusable_spreadsheet_instead_of_no_request_data(rules, name, code):
+    e = read(rules, mail("Anexo la lista.\n\nGracias", attachments=(
+        (name, (SHEETS / name).read_bytes(), ("application", "octet-stream")),)))
+    assert e.requests == ()
+    assert [(p.code, p.source) for p in e.problems] == [(code, f"attachment:{name}")]
+
+
+def test_read_mail_with_the_subject_but_no_data_is_no_request_data(rules):
+    e = read(rules, mail("Buenas tardes, quiero mis claves.\n\nGracias", attachments=(
+        ("factura.pdf", b"%PDF-1.4\n", ("application", "pdf")),)))
+    assert e.requests == ()
+    assert [p.code for p in e.problems] == ["no_request_data"]
+    assert "factura.pdf" in e.problems[0].detail
+
+
+def test_read_mail_names_the_missing_fields_of_a_request_mail(rules):
+    e = read(rules, mail(f"Empresa: {COMPANY}\nSistema: Bancos\n"))
+    assert [(p.code, p.field) for p in e.problems] == [("missing_field", "contact_name"),
+                                                       ("missing_field", "serial")]
+
+
+def test_read_mail_without_a_request_subject_reports_no_problems_for_a_signature(rules):
+    e = read(rules, mail("Hola, ¿a qué hora abren?\n\nRaul\nE-mail: otro@empresa.com",
+                         subject="Pregunta"))
+    assert (e.kind, e.requests, e.problems) == (None, (), ())
+
+
+def test_read_mail_over_the_size_limit_is_classified_but_not_read(rules):
+    e = read(rules, mail(), LimitsConfig(max_message_bytes=200))
+    assert e.kind == "free_update" and e.sender == EMAIL
+    assert e.requests == ()
+    assert [p.code for p in e.problems] == ["message_too_large"]
+
+
+def test_read_mail_keeps_the_first_requests_over_the_limit(rules):
+    e = read(rules, mail(attachments=(sheet_attachment(),)), LimitsConfig(max_requests=2))
+    assert [r.serial for r in e.requests] == ["AAAA-BBBB-CCCC-DDDD", "AAAA-BBBB-CCCC-EEEE"]
+    assert [p.code for p in e.problems] == ["too_many_requests"]
+
+
+def test_read_mail_reads_at_most_max_attachments(rules):
+    e = read(rules, mail("Anexo las listas.", attachments=(
+        sheet_attachment("title_rows.xlsx"), sheet_attachment("second_sheet.xlsx"))),
+        LimitsConfig(max_attachments=1))
+    assert [r.serial for r in e.requests] == ["AAAA-BBBB-CCCC-DDDD", "AAAA-BBBB-CCCC-EEEE"]
+    assert [p.code for p in e.problems] == ["too_many_attachments"]
+
+
+def test_read_mail_does_not_extract_from_an_ignored_mail(rules):
+    e = read(rules, mail(headers={"Auto-Submitted": "auto-replied"}))
+    assert e.ignored is not None
+    assert (e.requests, e.problems) == ((), ())
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\x00\xff\xfe garbage", b"Subject: " + SUBJECT.encode() + b"\n", b"From:\n\n\n",
+    b"Content-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: text/plain\n\nhola",
+])
+def test_read_mail_never_raises(rules, data):
+    e = read(rules, data)
+    assert all(p.code != "internal_error" for p in e.problems)
+
+
+def test_an_unexpected_failure_becomes_an_internal_error_problem(rules, monkeypatch, caplog):
+    import mailbot.extract as extract
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(extract, "extract_sheet", boom)
+    e = read(rules, mail(SEED_BODY, attachments=(sheet_attachment(),)))
+    assert e.requests == (SEED_REQUEST,)
+    assert [(p.code, p.source) for p in e.problems] == [
+        ("internal_error", f"extract_sheet {SEED_SHEET}")]
+    assert "extract_sheet" in caplog.text
+
+
+def test_a_workbook_misnamed_xls_is_read_by_its_content(rules):
+    payload = (SHEETS / SEED_SHEET).read_bytes()
+    e = read(rules, mail("Anexo la lista.", attachments=(
+        ("lista.xls", payload, ("application", "vnd.ms-excel")),)))
+    assert len(e.requests) == 4
+    assert e.requests[0].source == "attachment:lista.xls:row 2"
+
+
+@pytest.mark.parametrize("subject, forwarded", [
+    ("RV: " + SUBJECT, True), ("Fwd: " + SUBJECT, True), ("RE: RV: " + SUBJECT, False),
+    ("RE: " + SUBJECT, False), (SUBJECT, False),
+])
+def test_is_forward_looks_at_the_outermost_prefix(subject, forwarded):
+    from mailbot.extract import is_forward
+
+    assert is_forward(subject) is forwarded
