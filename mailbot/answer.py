@@ -99,7 +99,7 @@ def plan_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
             by_recipient.setdefault(d.recipient, []).append(d)
     for recipient, group in by_recipient.items():
         messages.append(Planned("keys", "keys_issued", recipient,
-                                tuple(row(d, show_key=True, requester=recipient) for d in group)))
+                                tuple(row(d, show_key=True, requester=requester) for d in group)))
 
     rows = tuple(row(d, show_key=d.recipient == requester, requester=requester)
                  for d in decisions)

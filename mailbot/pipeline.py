@@ -421,7 +421,8 @@ def send_alerts(app: App) -> None:
                 "alerts": alerts, "bot_name": app.config.bot.from_name, "today": app.today()})
             domain = app.config.bot.address.rpartition("@")[2]
             message_id = make_message_id(domain)
-            data = build_alert(from_address=app.config.bot.address, to=list(operators),
+            data = build_alert(from_address=app.config.bot.address,
+                               from_name=app.config.bot.from_name, to=list(operators),
                                subject=f"[mailbot] {len(alerts)} aviso(s) para operadores",
                                rendered=rendered, message_id=message_id)
             app.store.enqueue(conn, mail=None, purpose="alert", template="operator_alert",
