@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Callable, Mapping, Sequence, TypeVar
 
+from mailbot.classify import ignored_reason, is_forwarded, match_kind
 from mailbot.config import LimitsConfig
 from mailbot.fields import LabelMatcher, SystemMatcher, find_serials, fold, parse_email
+from mailbot.mime import parse_mail
 from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
 from mailbot.ruleset import Ruleset
 from mailbot.sheets import (
@@ -32,6 +34,7 @@ from mailbot.sheets import (
     UnsupportedSheet,
     iter_rows,
 )
+from mailbot.text import strip_quoted
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,6 @@ _CLOSINGS = ("saludo", "gracias", "atentamente", "atte", "att", "cordialmente", 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACES = re.compile(r"\s+")
 _VALUE_EDGES = " \t*_\"'«»“”`"
-# Subject prefixes: replies and forwards in the languages our customers' clients use.
-_SUBJECT_PREFIX = re.compile(r"^\s*([a-z]{2,7})\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
-_FORWARD_PREFIXES = frozenset({"rv", "fw", "fwd", "tr", "enc", "wg", "reenv", "reenvio"})
 
 
 @dataclass(frozen=True)
@@ -272,15 +272,16 @@ def _body_blocks(text: str, readers: _Readers) -> list[_BodyBlock]:
 
 
 def _requests_from_blocks(blocks: Sequence[_BodyBlock], readers: _Readers, sender: str | None,
-                          ) -> tuple[list[Request], list[Problem]]:
+                          source: str = BODY) -> tuple[list[Request], list[Problem]]:
     # Blocks without system or serial are signatures ("E-mail: ..." under the request) or
     # context; they count only when the body has nothing else, to say what is missing.
     chosen = [b for b in blocks if b.is_request] or list(blocks[:1])
     requests: list[Request] = []
     problems: list[Problem] = []
     for block in chosen:
-        where = BODY if len(chosen) == 1 else f"body, block {block.number}"
-        r, p = _to_requests(block.values, source=BODY, where=where, readers=readers, sender=sender)
+        where = source if len(chosen) == 1 else f"{source}, block {block.number}"
+        r, p = _to_requests(block.values, source=source, where=where, readers=readers,
+                            sender=sender)
         requests += r
         problems += p
     return requests, problems
@@ -404,6 +405,20 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
 
 # --- the whole mail ---------------------------------------------------------------------------
 
+def _attached_mail(name: str, payload: bytes, readers: _Readers, own_addresses: Sequence[str],
+                   ) -> tuple[list[Request], list[Problem]]:
+    """Requests in the body of a mail forwarded as an attachment ("Reenviar como datos
+    adjuntos"). Only blocks with a system or serial count, one level deep; our own answers
+    attached back to us are never read (they show the example request)."""
+    inner = parse_mail(payload)
+    if ignored_reason(inner, own_addresses) in ("own_mail", "bounce", "auto_reply"):
+        return [], []
+    blocks = [b for b in _body_blocks(strip_quoted(inner.text), readers) if b.is_request]
+    if not blocks:
+        return [], []
+    return _requests_from_blocks(blocks, readers, inner.sender, source=f"attachment:{name}")
+
+
 T = TypeVar("T")
 
 
@@ -440,15 +455,6 @@ def _header_bytes(data: bytes) -> bytes:
     return head[:end] + b"\r\n\r\n"
 
 
-def is_forward(subject: str) -> bool:
-    """True when the outermost subject prefix says the mail is a forward ("RV:", "Fwd:").
-
-    "RE: RV: ..." is a reply (to a forward): its first header block is history, not content.
-    """
-    match = _SUBJECT_PREFIX.match(subject)
-    return match is not None and fold(match.group(1)) in _FORWARD_PREFIXES
-
-
 def _extension(filename: str, content_type: str) -> str:
     ext = PurePath(filename.strip().lower()).suffix
     if ext:
@@ -465,7 +471,9 @@ def _extension(filename: str, content_type: str) -> str:
 
 def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: Sequence[str],
               *, size: int | None = None) -> tuple[ParsedMail, Extraction]:
-    """Read one raw mail: classify it, then extract requests from its body and spreadsheets.
+    """Read one raw mail: classify it, then extract requests from its body, its spreadsheets
+    (.xlsx/.xlsm/.csv; .xls/.ods are reported as unsupported) and the body of a mail attached
+    to it (a forward as attachment). PDFs, images and documents are left alone.
 
     `size` is the size the mailbox reported, when the bytes were not all fetched. Ignored mails
     (auto-replies, bounces, our own) are classified only: nothing in them is a request.
@@ -485,10 +493,6 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
 
 def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: Sequence[str],
                size: int | None, steps: _Step) -> tuple[ParsedMail, Extraction]:
-    from mailbot.classify import ignored_reason, match_kind
-    from mailbot.mime import parse_mail
-    from mailbot.text import strip_quoted
-
     data = bytes(data or b"")
     total = max(len(data), size or 0)
     too_large = total > limits.max_message_bytes
@@ -522,7 +526,7 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
     if readers is None:
         return parsed, extraction()
     text = steps.run("strip_quoted", parsed.text,
-                     lambda: strip_quoted(parsed.text, forwarded=is_forward(parsed.subject)))
+                     lambda: strip_quoted(parsed.text, forwarded=is_forwarded(parsed.subject)))
     if len(text) > MAX_BODY_CHARS:
         notes.append(f"only the first {MAX_BODY_CHARS:,} characters of the body were read")
     blocks = steps.run("extract_body", [], lambda: _body_blocks(text, readers))
@@ -552,6 +556,13 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
                                            defaults=context))
             sheet_requests += r
             problems += p
+        elif ext == ".eml" or (attachment.content_type or "").lower() == "message/rfc822":
+            r, p = steps.run(f"extract_attached_mail {name}", ([], []), lambda a=attachment, n=name:
+                             _attached_mail(n, a.payload, readers, own_addresses))
+            sheet_requests += r
+            problems += p
+            if not r and not p:
+                other_files.append(name)
         else:
             other_files.append(name)
 

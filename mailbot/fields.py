@@ -168,8 +168,11 @@ def _valid_address(address: str) -> bool:
 
 # Words that all mean "number" in a label: "No.", "Núm.", "Nº", "N°", "Nro.", "#".
 _NUMBER_WORDS = frozenset({"no", "num", "numero", "nro", "n"})
-# Bullets and list numbering in front of a label: "•", "-", "*", "1.", "2)", "a)", ">".
-_BULLET = re.compile(r"^[\s\u00a0]*(?:(?:[•·▪◦●○■□►➢✓✔\-–—*+>]|\d{1,2}[.)]|[a-eA-E]\))[\s\u00a0]*)*")
+# Bullets and list numbering in front of a label: "•", "-", "*", "1.", "2)", "a)". Not ">":
+# a quoted line is history, never a request.
+_BULLET = re.compile(r"^[\s\u00a0]*(?:(?:[•·▪◦●○■□►➢✓✔\-–—*+]|\d{1,2}[.)]|[a-eA-E]\))[\s\u00a0]*)*")
+# Emphasis that may come before a label: "*Número de serie:*", "_Serie_", "**Serie**".
+_LABEL_LEAD = " \t\u00a0*_"
 # What may separate a label from its value on the same line.
 _SEPARATOR = re.compile(r"^(?:[\s\u00a0]*[*_]*[\s\u00a0]*[:：=|\-–—>]+[*_]*|\t|[ \u00a0]{2,})[\s\u00a0]*")
 # "(recomendable que sea el mismo ...)" between a label and its colon.
@@ -251,6 +254,8 @@ class LabelMatcher:
         offset = _BULLET.match(line)
         body = line[offset.end():] if offset else line
         words = _words(body[:200])  # labels are short; never fold a whole long line
+        if not words or body[:words[0][1]].strip(_LABEL_LEAD):
+            return None  # something other than emphasis before the first word: "> ...", "(..."
         # Try the longest candidate first; stop at the first that is a label with a proper ending.
         for count in range(min(len(words), self._max_words), 0, -1):
             field_name = self._fields.get(_label_key([w for w, _, _ in words[:count]]))

@@ -191,10 +191,14 @@ class ImapSource:
         deadline = self._clock() + timeout
         return self._run("wait for new mail", lambda client: self._idle(client, deadline))
 
-    @property
-    def supports_idle(self) -> bool:
-        """Whether wait_for_mail() can do better than return False (connects if needed)."""
-        return self.config.idle and "IDLE" in self._run("connect", lambda c: self._caps)
+    def idle_supported(self) -> bool:
+        """Whether wait_for_mail() waits at all; if not, the caller sleeps between polls.
+
+        Connects when not connected yet (capabilities are only known after login).
+        """
+        if not self.config.idle:
+            return False
+        return "IDLE" in self._run("connect", lambda client: self._caps)
 
     def check(self) -> list[str]:
         """Faults for `mailbot doctor`, one line each with its fix; [] when all is well.
@@ -244,7 +248,8 @@ class ImapSource:
         """Run `op` on a live connection; reconnect and run it again after a dropped one.
 
         Every op is written to be safe to repeat from the start (MOVE of a moved UID does
-        nothing; a repeated COPY at worst leaves a second copy, never a lost mail).
+        nothing; a repeated COPY or APPEND whose first answer was lost at worst leaves a second
+        copy, never a lost mail).
         """
         attempt = 0
         while True:

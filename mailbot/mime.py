@@ -260,11 +260,11 @@ class _Body:
         if part.is_multipart():
             payload = _flatten(part)
         else:
-            payload = _payload_bytes(part)
+            payload = _payload_bytes(part, self.defects)
         return Attachment(filename=name, content_type=ctype, payload=payload)
 
     def _decode(self, part: Message) -> str:
-        return decode_text(_payload_bytes(part), _charset(part), self.defects)
+        return decode_text(_payload_bytes(part, self.defects), _charset(part), self.defects)
 
 
 def _guess_boundary(raw: bytes) -> str | None:
@@ -371,7 +371,7 @@ def _filename(part: Message) -> str:
     return "".join(ch for ch in name if ch >= " ").strip()
 
 
-def _payload_bytes(part: Message) -> bytes:
+def _payload_bytes(part: Message, notes: list[str] | None = None) -> bytes:
     """The part's content with its transfer encoding undone, tolerant of broken encodings."""
     raw = part.get_payload()
     if isinstance(raw, list):
@@ -379,7 +379,7 @@ def _payload_bytes(part: Message) -> bytes:
     raw_bytes = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw or b"")
     cte = str(part.get("content-transfer-encoding", "")).strip().lower()
     if cte == "base64":
-        return _lenient_base64(raw_bytes)
+        return _lenient_base64(raw_bytes, notes, _content_type(part))
     try:
         decoded = part.get_payload(decode=True)
     except Exception:
@@ -387,9 +387,12 @@ def _payload_bytes(part: Message) -> bytes:
     return decoded if isinstance(decoded, bytes) else raw_bytes
 
 
-def _lenient_base64(raw: bytes) -> bytes:
+def _lenient_base64(raw: bytes, notes: list[str] | None = None, where: str = "") -> bytes:
     """Decode base64 the way mail clients do: skip junk characters, repair the padding."""
-    data = re.sub(rb"[^A-Za-z0-9+/=]", b"", raw).split(b"=", 1)[0]  # padding ends the data
+    compact = re.sub(rb"\s+", b"", raw)
+    if notes is not None and (re.search(rb"[^A-Za-z0-9+/=]", compact) or len(compact) % 4):
+        notes.append(f"{where}: invalid base64 (stray characters or padding); decoded leniently")
+    data = re.sub(rb"[^A-Za-z0-9+/=]", b"", compact).split(b"=", 1)[0]  # padding ends the data
     if len(data) % 4 == 1:
         data = data[:-1]  # a lone trailing character carries no whole byte
     try:
@@ -524,6 +527,8 @@ def decode_header_text(raw: str) -> str:
 def _decode_word(encoding: str, payload: str) -> bytes | None:
     try:
         if encoding in "Bb":
+            if re.search(r"[^A-Za-z0-9+/=]", payload):
+                return None  # not base64 at all: show the word as written
             return _lenient_base64(payload.encode("ascii"))
         data = payload.replace("_", " ").encode("ascii", "replace")
         return re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), data)

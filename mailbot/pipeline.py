@@ -400,7 +400,7 @@ def fulfil_pending(app: App) -> int:
                                     message_id=stored.get("message_id"))
             planned = answer.Planned("keys", "keys_issued", req.recipient,
                                      (answer.row(decision, show_key=True,
-                                                 requester=req.recipient),))
+                                                 requester=extraction.sender),))
             _queue(app, conn, mail, extraction, None, planned)
             app.store.log_event(conn, "pending_fulfilled", mail=req.mail, serial=req.serial)
             done += 1

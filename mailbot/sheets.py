@@ -86,7 +86,7 @@ def iter_rows(filename: str, payload: bytes, *, max_rows: int,
     if head.startswith(_ZIP_SIGNATURE):
         rows = _xlsx_rows(filename, payload, extension, max_uncompressed_bytes)
     elif head == _OLE_SIGNATURE:
-        raise _ole_error(filename, payload, extension)
+        raise _ole_error(filename, payload)
     elif extension in (".csv", ".tsv", ".txt"):
         rows = _csv_rows(filename, payload)
     elif extension in UNSUPPORTED_EXTENSIONS:
@@ -126,7 +126,7 @@ def _count(filename: str, rows: Iterable[SheetRow | None], max_rows: int) -> Ite
         yield row
 
 
-def _ole_error(filename: str, payload: bytes, extension: str) -> SheetError:
+def _ole_error(filename: str, payload: bytes) -> SheetError:
     # Office stores a password-protected .xlsx inside an OLE file with these stream names.
     if "EncryptionInfo".encode("utf-16-le") in payload or "EncryptedPackage".encode("utf-16-le") in payload:
         return EncryptedSheet(f"{filename}: the spreadsheet is protected with a password; "

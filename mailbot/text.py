@@ -25,6 +25,7 @@ _CONFIG = ParserConfig(css=CSS_PROFILES["strict"])
 
 # Stands in for a tab while inscriptis renders: it collapses real tabs to one space.
 _TAB = "\ue000"
+_SHORT_CELL = 200  # characters: longer cells are layout, not a label or a value
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 
@@ -47,6 +48,7 @@ def html_to_text(html: str) -> str:
         if tree is None:
             return ""
         _show_mailto_addresses(tree)
+        _outlook_paragraphs(tree)
         _mark_quoted_blocks(tree)
         _flatten_tables(tree)
         text = _render(tree)
@@ -86,6 +88,26 @@ def _show_mailto_addresses(tree: HtmlElement) -> None:
         anchor.tail = addition + (anchor.tail or "")
 
 
+def _outlook_paragraphs(tree: HtmlElement) -> None:
+    """Outlook's ``MsoNormal`` paragraphs have no margin: one line each, as the customer saw it.
+
+    Its empty ``<p>&nbsp;</p>`` is the blank line the customer typed, kept as one, so blocks
+    (two requests, a signature) stay apart while a label and the value below it stay adjacent.
+    """
+    for paragraph in list(tree.iter("p")):
+        if not (paragraph.get("class") or "").lower().startswith(("msonormal", "msoplaintext")):
+            continue
+        paragraph.tag = "div"
+        if paragraph.text_content().replace("\xa0", " ").strip() or paragraph.find(".//img") is not None:
+            continue
+        tail = paragraph.tail
+        for child in list(paragraph):
+            paragraph.remove(child)
+        paragraph.text = None
+        paragraph.append(paragraph.makeelement("br", {}))
+        paragraph.tail = tail
+
+
 def _is_quote(element: HtmlElement) -> bool:
     """A quoting blockquote, not Gmail's "indent" button (a blockquote with border:none)."""
     if (element.get("type") or "").lower() == "cite":
@@ -116,37 +138,40 @@ def _cell_lines(cell: HtmlElement) -> list[str]:
 def _flatten_tables(tree: HtmlElement) -> None:
     """Replace every table by one line per row, innermost tables first.
 
-    A row whose cells each hold one line becomes ``cell<TAB>cell``: a label and its value stay
-    together, and a pasted spreadsheet keeps its columns. A row with multi-line cells (layout
-    tables around a whole mail or a signature) becomes the cells' lines one after the other,
-    never interleaved side by side.
+    A row of short cells becomes ``cell<TAB>cell``: a label and its value stay together (also
+    when the label wraps inside its cell), and a pasted spreadsheet keeps its columns (empty
+    cells included, when some row has more than two). A row holding one cell, or a long one
+    (layout tables around a whole mail or a signature), becomes its lines one after the other,
+    never two columns interleaved side by side.
     """
     for table in reversed(list(tree.iter("table"))):
         parent = table.getparent()
         if parent is None:
             continue
+        rows = [
+            [_cell_lines(c) for c in row if isinstance(c.tag, str) and c.tag in ("td", "th")]
+            for row in table.iter("tr")
+        ]
+        positional = any(sum(1 for lines in row if lines) > 2 for row in rows)
         block = table.makeelement("div", {})
-        for row in table.iter("tr"):
-            cells = [c for c in row if isinstance(c.tag, str) and c.tag in ("td", "th")]
-            rendered = [_cell_lines(c) for c in cells]
-            if all(len(lines) <= 1 for lines in rendered):
-                values = [lines[0] if lines else "" for lines in rendered]
+        for caption in table.iter("caption"):
+            for line in _cell_lines(caption):
+                _add_line(block, line)
+        for row in rows:
+            filled = [lines for lines in row if lines]
+            if len(filled) >= 2 and all(len(" ".join(lines)) <= _SHORT_CELL for lines in filled):
+                values = [" ".join(lines) for lines in row]
                 while values and not values[-1]:
                     values.pop()
                 while values and not values[0]:
                     values.pop(0)
-                filled = [v for v in values if v]
-                if len(filled) == 2:
-                    values = filled  # a label and its value, whatever spacer cells sat between
-                if values:
-                    _add_line(block, _TAB.join(values))
+                if not positional:
+                    values = [v for v in values if v]  # spacer cells between label and value
+                _add_line(block, _TAB.join(values))
             else:
-                for lines in rendered:
+                for lines in row:
                     for line in lines:
                         _add_line(block, line)
-        for caption in table.iter("caption"):
-            for line in _cell_lines(caption):
-                _add_line(block, line)
         block.tail = table.tail
         parent.replace(table, block)
 

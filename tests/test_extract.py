@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -571,11 +572,26 @@ def test_a_workbook_misnamed_xls_is_read_by_its_content(rules):
     assert e.requests[0].source == "attachment:lista.xls:row 2"
 
 
-@pytest.mark.parametrize("subject, forwarded", [
-    ("RV: " + SUBJECT, True), ("Fwd: " + SUBJECT, True), ("RE: RV: " + SUBJECT, False),
-    ("RE: " + SUBJECT, False), (SUBJECT, False),
-])
-def test_is_forward_looks_at_the_outermost_prefix(subject, forwarded):
-    from mailbot.extract import is_forward
+def test_read_mail_reads_a_request_forwarded_from_outlook(rules):
+    text = ("Les reenvío la solicitud de mi jefe.\n\nAna\n\n"
+            f"De: Raul Gonzalez <{EMAIL}>\nEnviado: lunes, 3 de octubre de 2022 10:00\n"
+            f"Para: Ana Lopez <ana@empresamuestra.com.mx>\nAsunto: {SUBJECT}\n\n" + SEED_BODY)
+    e = read(rules, mail(text, subject="RV: " + SUBJECT,
+                         sender="Ana Lopez <ana@empresamuestra.com.mx>"))
+    assert e.requests == (SEED_REQUEST,)
 
-    assert is_forward(subject) is forwarded
+
+def test_read_mail_reads_a_request_forwarded_as_an_attached_mail(rules):
+    inner = mail(SEED_BODY, sender=f"Raul Gonzalez <{EMAIL}>")
+    e = read(rules, mail("Va adjunto el correo del cliente.", subject="RV: " + SUBJECT,
+                         sender="Soporte <soporte@distribuidor.mx>",
+                         attachments=(("Solicitud.eml", inner, ("application", "octet-stream")),)))
+    assert e.requests == (dataclasses.replace(SEED_REQUEST, source="attachment:Solicitud.eml"),)
+
+
+def test_read_mail_never_reads_our_own_answer_attached_back(rules):
+    ours = mail(SEED_BODY, sender=f"Claves <{OWN[0]}>")
+    e = read(rules, mail("Les reenvío su respuesta, no entiendo.", attachments=(
+        ("Respuesta.eml", ours, ("application", "octet-stream")),)))
+    assert e.requests == ()
+    assert [p.code for p in e.problems] == ["no_request_data"]

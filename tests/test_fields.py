@@ -307,3 +307,7 @@ def test_system_matcher_uses_the_catalogues_min_score():
     catalogue = Catalogue(systems=(System("CONTPAQ i Nóminas", ()),), min_score=100)
     assert SystemMatcher(catalogue).match("CONTPAQ i Nominas") == "CONTPAQ i Nóminas"
     assert SystemMatcher(catalogue).match("CONTPAQ i Nomina") is None
+
+
+def test_a_quoted_line_is_not_a_label(labels):
+    assert labels.match("> Número de serie: AAAA-BBBB-CCCC-DDDD") is None
