@@ -133,7 +133,7 @@ def _is_bounce(mail: ParsedMail) -> bool:
 
 def _is_auto_reply(mail: ParsedMail) -> bool:
     for value in mail.headers.get("auto-submitted", ()):
-        token = value.split(";", 1)[0].strip().casefold()
+        token = re.split(r"[;(\s]", value.strip(), maxsplit=1)[0].casefold()  # "no (manual)" is no
         if token and token != "no":
             return True
     if any(name in mail.headers for name in _AUTO_HEADERS):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mailbot import __version__
+from mailbot import __version__, logsetup
 from mailbot import config as config_module
 from mailbot.config import Config
 from mailbot.errors import MailbotError
@@ -182,6 +181,17 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mailbot.doctor import run_checks
+
+    faults = 0
+    for ok, line in run_checks(_config(args)):
+        print(f"{'ok   ' if ok else 'FAULT'}  {line}")
+        faults += not ok
+    print(f"{faults} fault(s)" if faults else "all checks passed")
+    return 1 if faults else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mailbot.demodriver import run_demo
 
@@ -199,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configuration file (default: ./config.toml if present, else the "
                              "embedded defaults: Maildir var/inbox, replies to var/outbox, "
                              "SQLite var/mailbot.db)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log every event to stderr (default: warnings and errors only)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines as text (default) or as one JSON object per line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -259,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "duplicates are refused", keys_sub)
     p.add_argument("file")
 
+    add("doctor", cmd_doctor, "check the configuration, rules, templates and store, and reach "
+                              "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
+
     p = add("demo", cmd_demo, "write a demo inbox, registry and key pool, process it once and "
                               "print the log")
     p.add_argument("--dir", default="demo", help="where the demo lives (default: ./demo)")
@@ -268,8 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.setup(verbose=args.verbose or args.command == "run", fmt=args.log_format)
     try:
         return args.func(args)
     except MailbotError as exc:

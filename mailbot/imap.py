@@ -11,7 +11,9 @@ The only module that imports imapclient. What it guarantees to the pipeline:
   with exponential backoff; a mailbox that stays unreachable raises `MailboxUnreachable` once,
   for the caller to alert operators, instead of looping.
 
-Not thread-safe: one connection, one thread (IDLE occupies the connection while it waits).
+Two connections: one for commands, one that only IDLEs, so a service can wait for mail in one
+thread while a pass fetches and files in another. Each is used by one thread at a time (a lock
+per connection); a pass's operations never interleave mid-command with another's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import imaplib
 import logging
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -67,6 +70,25 @@ class _ValidityChanged(Exception):
     """The inbox's UIDVALIDITY changed under a listing: its UIDs mean nothing any more."""
 
 
+class _Session:
+    """One IMAP connection and what is known about it; a reconnect forgets all of it."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role  # "commands" or "idle", for the logs
+        self.lock = threading.RLock()
+        self.client: IMAPClient | None = None
+        self.caps: frozenset[str] = frozenset()
+        self.selected = False
+        self.uidvalidity: int | None = None
+        self.delimiter: str | None = None
+        self.known_folders: set[str] = set()
+
+    def forget(self) -> None:
+        self.selected = False
+        self.delimiter = None
+        self.known_folders.clear()
+
+
 class ImapSource:
     """`seams.Source` over IMAP (imapclient), plus IDLE, a Sent copy and a doctor check."""
 
@@ -107,13 +129,14 @@ class ImapSource:
                 config.oauth2_token_command, self._path(config.oauth2_token_file),
                 what="the IMAP OAuth2 token ([imap] oauth2_token_command / oauth2_token_file)",
                 cwd=self.base_dir)
-        self._client: IMAPClient | None = None
-        self._caps: frozenset[str] = frozenset()
-        self._selected = False
-        self._uidvalidity: int | None = None
-        self._delimiter: str | None = None
-        self._known_folders: set[str] = set()
-        self._high_uid: tuple[int, int] | None = None  # (uidvalidity, highest UID listed)
+        self._main = _Session("commands")
+        self._watch = _Session("idle")
+        # (UIDVALIDITY, highest UID) of the last complete listing: wait_for_mail() compares
+        # the inbox against it. Written by fetch_new(), read by the IDLE thread.
+        self._high_uid: tuple[int, int] | None = None
+        # The highest UID wait_for_mail() already announced as new since that listing: told
+        # once is enough, or a caller whose pass is still running would be woken in a loop.
+        self._announced: tuple[int, int] | None = None
 
     # -- the Source protocol --------------------------------------------------------------
 
@@ -131,9 +154,10 @@ class ImapSource:
             except _ValidityChanged:
                 log.warning("imap uidvalidity_changed source=%s old=%s new=%s: listing again; "
                             "mails already read come again under new ids",
-                            self.name, validity, self._uidvalidity)
+                            self.name, validity, self._main.uidvalidity)
                 continue
             self._high_uid = (validity, high)
+            self._announced = None
             return
         raise MailboxError(f"{self.name}: the inbox's UIDVALIDITY keeps changing; "
                            "check what else is modifying the mailbox")
@@ -150,20 +174,19 @@ class ImapSource:
         validity, uid = _parse_mail_id(mail_id)
         target = self._folders[folder]
         self._run(f"file {mail_id} into {target}",
-                  lambda client: self._file(client, validity, uid, target))
+                  lambda s: self._file(s, validity, uid, target))
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        self._forget_session()
-        if client is None:
-            return
-        try:
-            client.logout()
-        except Exception:  # already gone: nothing to say goodbye to
+        for session in (self._main, self._watch):
+            with session.lock:
+                client, session.client = session.client, None
+                session.forget()
+            if client is None:
+                continue
             try:
-                client.shutdown()
-            except Exception:
-                pass
+                client.logout()
+            except Exception:  # already gone: nothing to say goodbye to
+                _shutdown(client)
 
     # -- beyond the protocol: Sent copies, IDLE, doctor -------------------------------------
 
@@ -173,23 +196,24 @@ class ImapSource:
         if not folder:
             return
 
-        def append(client: IMAPClient) -> None:
-            name = self._ensure_folder(client, folder)
-            client.append(name, message, flags=(SEEN,))
+        def append(s: _Session) -> None:
+            name = self._ensure_folder(s, folder)
+            s.client.append(name, message, flags=(SEEN,))
 
         self._run(f"append a reply to {folder}", append)
 
     def wait_for_mail(self, timeout: float) -> bool:
         """Block until new mail may be in the inbox (True) or `timeout` seconds pass (False).
 
-        Uses IDLE, re-issued every `idle_renew_seconds` (servers end IDLE after 30 minutes).
-        Returns False at once when IDLE is off or unsupported: the caller then polls.
-        True is a hint, not a promise: after a reconnect it is returned to be safe.
+        Uses IDLE on a connection of its own, re-issued every `idle_renew_seconds` (servers
+        end IDLE after 30 minutes). Returns False at once when IDLE is off or unsupported: the
+        caller then polls. True means "fetch now": mail came after the last complete listing.
         """
         if not self.config.idle:
             return False
         deadline = self._clock() + timeout
-        return self._run("wait for new mail", lambda client: self._idle(client, deadline))
+        return self._run("wait for new mail", lambda s: self._idle(s, deadline),
+                         session=self._watch)
 
     def idle_supported(self) -> bool:
         """Whether wait_for_mail() waits at all; if not, the caller sleeps between polls.
@@ -198,7 +222,7 @@ class ImapSource:
         """
         if not self.config.idle:
             return False
-        return "IDLE" in self._run("connect", lambda client: self._caps)
+        return "IDLE" in self._run("connect", lambda s: s.caps)
 
     def check(self) -> list[str]:
         """Faults for `mailbot doctor`, one line each with its fix; [] when all is well.
@@ -206,20 +230,25 @@ class ImapSource:
         Connects once (no retries), logs in, selects the inbox, reads capabilities, and makes
         sure every configured folder exists, creating missing ones as filing would.
         """
+        s = self._main
+        with s.lock:
+            return self._check(s)
+
+    def _check(self, s: _Session) -> list[str]:
         faults: list[str] = []
         try:
-            client = self._ensure_connected()
+            self._ensure_connected(s)
         except (MailboxUnreachable, ConfigError) as exc:
             return [str(exc)]
         except _TRANSIENT as exc:
-            self._drop()
+            self._drop(s)
             return [f"{self.name}: cannot reach the server: {_describe(exc)}; fix: check "
                     f"[imap] host, port ({self.config.port}) and security "
                     f"(\"{self.config.security}\"), and that the server is up"]
         try:
-            faults += self._check_capabilities()
+            faults += self._check_capabilities(s.caps)
             try:
-                info = self._select(client)
+                info = self._select(s)
                 if not info.get(b"READ-WRITE"):
                     faults.append(f"[imap] inbox {self.config.inbox!r} opens read-only, so mails "
                                   "cannot be filed; fix: give the user write access to it")
@@ -231,32 +260,38 @@ class ImapSource:
                 settings.append(("sent_folder", self.config.sent_folder))
             for setting, name in settings:
                 try:
-                    self._ensure_folder(client, name)
+                    self._ensure_folder(s, name)
                 except MailboxError as exc:
                     faults.append(f"[imap] {setting} {name!r} is missing and cannot be created "
                                   f"({exc}); fix: create it on the server or set [imap] "
                                   f"{setting} to a folder that exists")
         except _TRANSIENT as exc:
-            self._drop()
+            self._drop(s)
             faults.append(f"{self.name}: the connection dropped during the check: "
                           f"{_describe(exc)}; fix: run the check again, check the server's logs")
         return faults
 
     # -- connection management ------------------------------------------------------------
 
-    def _run(self, what: str, op: Callable[[IMAPClient], T]) -> T:
+    def _run(self, what: str, op: Callable[[_Session], T], session: _Session | None = None) -> T:
         """Run `op` on a live connection; reconnect and run it again after a dropped one.
 
         Every op is written to be safe to repeat from the start (MOVE of a moved UID does
         nothing; a repeated COPY or APPEND whose first answer was lost at worst leaves a second
         copy, never a lost mail).
         """
+        s = session or self._main
+        with s.lock:
+            return self._run_locked(s, what, op)
+
+    def _run_locked(self, s: _Session, what: str, op: Callable[[_Session], T]) -> T:
         attempt = 0
         while True:
             try:
-                return op(self._ensure_connected())
+                self._ensure_connected(s)
+                return op(s)
             except _TRANSIENT as exc:
-                self._drop()
+                self._drop(s)
                 attempt += 1
                 if attempt >= self.max_attempts:
                     raise MailboxUnreachable(
@@ -264,19 +299,25 @@ class ImapSource:
                         f"{_describe(exc)}{self._hint(exc)}") from exc
                 delay = 0.0 if attempt == 1 else min(
                     self.backoff_base * 2 ** (attempt - 2), self.backoff_max)
-                log.warning("imap reconnect source=%s attempt=%d delay=%.1fs while=%r error=%s",
-                            self.name, attempt, delay, what, _describe(exc))
+                log.warning("imap reconnect source=%s connection=%s attempt=%d delay=%.1fs "
+                            "while=%r error=%s", self.name, s.role, attempt, delay, what,
+                            _describe(exc))
                 if delay:
                     self._sleep(delay)
             except imaplib.IMAP4.error as exc:  # NO/BAD: the server means it
                 raise MailboxError(f"{self.name}: could not {what}: {exc}") from exc
 
-    def _ensure_connected(self) -> IMAPClient:
-        if self._client is None:
-            self._client = self._connect()
-        return self._client
+    def _ensure_connected(self, s: _Session) -> IMAPClient:
+        if s.client is None:
+            s.client, s.caps = self._connect()
+            s.forget()
+            log.info("imap connected source=%s connection=%s security=%s capabilities=%s",
+                     self.name, s.role, self.config.security,
+                     ",".join(sorted(c for c in s.caps if c in ("IDLE", "MOVE", "UIDPLUS"))))
+        return s.client
 
-    def _connect(self) -> IMAPClient:
+    def _connect(self) -> tuple[IMAPClient, frozenset[str]]:
+        """A logged-in client and its capabilities (less the ignored ones)."""
         client = self._open()
         try:
             self._login(client)
@@ -302,13 +343,12 @@ class ImapSource:
         except BaseException:
             _shutdown(client)
             raise
-        caps = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
-        self._caps = frozenset(caps - self._ignored_caps)
-        self._forget_session()
-        log.info("imap connected source=%s security=%s capabilities=%s", self.name,
-                 self.config.security,
-                 ",".join(sorted(c for c in self._caps if c in ("IDLE", "MOVE", "UIDPLUS"))))
-        return client
+        try:
+            caps = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
+        except BaseException:
+            _shutdown(client)
+            raise
+        return client, frozenset(caps - self._ignored_caps)
 
     def _open(self) -> IMAPClient:
         """A connected, encrypted (unless allowed otherwise), not yet logged-in client."""
@@ -350,54 +390,53 @@ class ImapSource:
                                "the IMAP password ([imap] password_env / password_file)")
         client.login(cfg.username, password)
 
-    def _drop(self) -> None:
-        client, self._client = self._client, None
-        self._forget_session()
+    def _drop(self, s: _Session) -> None:
+        client, s.client = s.client, None
+        s.forget()
         if client is not None:
             _shutdown(client)
 
-    def _forget_session(self) -> None:
-        self._selected = False
-        self._known_folders.clear()
-        self._delimiter = None
+    def _select(self, s: _Session) -> dict:
+        """SELECT the inbox, always afresh: it re-reads UIDVALIDITY and clears stale state.
 
-    def _select(self, client: IMAPClient) -> dict:
-        """SELECT the inbox, always afresh: it re-reads UIDVALIDITY and clears stale state."""
-        self._selected = False
+        The IDLE connection only watches, so it opens the inbox read-only (EXAMINE).
+        """
+        s.selected = False
         try:
-            info = client.select_folder(self._server_name(client, self.config.inbox))
+            info = s.client.select_folder(self._server_name(s, self.config.inbox),
+                                          readonly=s is self._watch)
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:
             raise MailboxError(f"cannot select {self.config.inbox!r}: {exc}") from exc
-        self._uidvalidity = int(info[b"UIDVALIDITY"])
-        self._selected = True
+        s.uidvalidity = int(info[b"UIDVALIDITY"])
+        s.selected = True
         return info
 
-    def _ensure_selected(self, client: IMAPClient) -> int:
-        if not self._selected:
-            self._select(client)
-        assert self._uidvalidity is not None
-        return self._uidvalidity
+    def _ensure_selected(self, s: _Session) -> int:
+        if not s.selected:
+            self._select(s)
+        assert s.uidvalidity is not None
+        return s.uidvalidity
 
     # -- the operations ---------------------------------------------------------------------
 
-    def _list_inbox(self, client: IMAPClient) -> tuple[int, int, list[int]]:
+    def _list_inbox(self, s: _Session) -> tuple[int, int, list[int]]:
         """(UIDVALIDITY, highest UID the listing covers, UIDs of undeleted mails)."""
-        info = self._select(client)
-        uids = sorted(int(u) for u in client.search(["UNDELETED"]))
-        assert self._uidvalidity is not None
+        info = self._select(s)
+        uids = sorted(int(u) for u in s.client.search(["UNDELETED"]))
+        assert s.uidvalidity is not None
         # UIDNEXT at SELECT, not the last UID found: a mail that came and went must not look
         # new forever to wait_for_mail()
         high = max(int(info.get(b"UIDNEXT", 1)) - 1, uids[-1] if uids else 0)
-        return self._uidvalidity, high, uids
+        return s.uidvalidity, high, uids
 
     def _fetch_listed(self, validity: int, uids: Sequence[int]) -> Iterator[RawMail]:
         batch = max(1, self.config.batch_size)
         for start in range(0, len(uids), batch):
             chunk = list(uids[start:start + batch])
             sizes = self._run("read mail sizes",
-                              lambda client: self._sizes(client, validity, chunk))
+                              lambda s: self._sizes(s, validity, chunk))
             group: list[int] = []
             group_bytes = 0
             for uid in chunk:
@@ -419,9 +458,9 @@ class ImapSource:
                 group_bytes += size
             yield from self._bodies_of(validity, group, sizes)
 
-    def _sizes(self, client: IMAPClient, validity: int, uids: list[int]) -> dict[int, int]:
-        self._require_validity(client, validity)
-        response = client.fetch(uids, ["RFC822.SIZE"])
+    def _sizes(self, s: _Session, validity: int, uids: list[int]) -> dict[int, int]:
+        self._require_validity(s, validity)
+        response = s.client.fetch(uids, ["RFC822.SIZE"])
         return {uid: int(data[b"RFC822.SIZE"]) for uid, data in response.items()
                 if b"RFC822.SIZE" in data}
 
@@ -429,7 +468,7 @@ class ImapSource:
                    sizes: dict[int, int]) -> Iterator[RawMail]:
         if not uids:
             return
-        bodies = self._run("fetch mails", lambda client: self._bodies(client, validity, uids))
+        bodies = self._run("fetch mails", lambda s: self._bodies(s, validity, uids))
         for uid in uids:
             data = bodies.get(uid)
             if data is None:
@@ -437,53 +476,55 @@ class ImapSource:
             yield RawMail(source=self.name, mail_id=f"{validity}:{uid}", data=data,
                           size=sizes.get(uid, len(data)))
 
-    def _bodies(self, client: IMAPClient, validity: int, uids: list[int]) -> dict[int, bytes]:
-        self._require_validity(client, validity)
-        response = client.fetch(uids, ["BODY.PEEK[]"])  # PEEK: \Seen stays as it was
+    def _bodies(self, s: _Session, validity: int, uids: list[int]) -> dict[int, bytes]:
+        self._require_validity(s, validity)
+        response = s.client.fetch(uids, ["BODY.PEEK[]"])  # PEEK: \Seen stays as it was
         return {uid: bytes(data[b"BODY[]"]) for uid, data in response.items()
                 if data.get(b"BODY[]") is not None}
 
-    def _require_validity(self, client: IMAPClient, validity: int) -> None:
-        if self._ensure_selected(client) != validity:
+    def _require_validity(self, s: _Session, validity: int) -> None:
+        if self._ensure_selected(s) != validity:
             raise _ValidityChanged()
 
-    def _file(self, client: IMAPClient, validity: int, uid: int, target: str) -> None:
-        current = self._ensure_selected(client)
+    def _file(self, s: _Session, validity: int, uid: int, target: str) -> None:
+        current = self._ensure_selected(s)
         if current != validity:
             log.warning("imap file_skipped source=%s mail_id=%d:%d reason=uidvalidity_changed "
                         "current=%d", self.name, validity, uid, current)
             return
-        name = self._ensure_folder(client, target)
+        name = self._ensure_folder(s, target)
         try:
-            self._move(client, uid, name)
+            self._move(s, uid, name)
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:
             if "TRYCREATE" not in str(exc).upper():
                 raise
             # someone deleted the folder since we last looked: create it and try once more
-            self._known_folders.discard(target)
-            name = self._ensure_folder(client, target)
-            self._move(client, uid, name)
+            s.known_folders.discard(target)
+            name = self._ensure_folder(s, target)
+            self._move(s, uid, name)
 
-    def _move(self, client: IMAPClient, uid: int, name: str) -> None:
-        if "MOVE" in self._caps:
+    def _move(self, s: _Session, uid: int, name: str) -> None:
+        client = s.client
+        if "MOVE" in s.caps:
             client.move([uid], name)  # a UID no longer there: OK, nothing moved
             return
         if uid not in client.fetch([uid], ["FLAGS"]):
             return  # already filed (or deleted by someone else)
         client.copy([uid], name)  # raises on NO: then nothing below runs
         client.add_flags([uid], [DELETED], silent=True)
-        if "UIDPLUS" in self._caps:
+        if "UIDPLUS" in s.caps:
             client.uid_expunge([uid])
         else:
             client.expunge()  # also removes mails others flagged \Deleted: they meant that
 
-    def _idle(self, client: IMAPClient, deadline: float) -> bool:
-        if "IDLE" not in self._caps:
+    def _idle(self, s: _Session, deadline: float) -> bool:
+        if "IDLE" not in s.caps:
             return False
-        if self._has_unlisted_mail(client):
+        if self._has_unlisted_mail(s):
             return True
+        client = s.client
         renew = float(self.config.idle_renew_seconds)
         client.idle()
         started = self._clock()
@@ -512,29 +553,37 @@ class ImapSource:
                 client.idle_done()
                 client.idle()
 
-    def _has_unlisted_mail(self, client: IMAPClient) -> bool:
+    def _has_unlisted_mail(self, s: _Session) -> bool:
         """Whether mail came after the last listing, while we were not idling.
 
         A fresh SELECT gives the current UIDNEXT, and since no command runs between it and
         IDLE, the server reports anything later during IDLE. (Comparing events instead would
         miss an EXISTS that a MOVE or APPEND response swallowed.)
         """
-        info = self._select(client)
-        if self._high_uid is None or self._high_uid[0] != self._uidvalidity:
+        info = self._select(s)
+        validity = s.uidvalidity
+        listed, announced = self._high_uid, self._announced
+        if listed is None or listed[0] != validity:
             return True
-        high = self._high_uid[1]
+        high = max(listed[1], announced[1] if announced and announced[0] == validity else 0)
         if b"UIDNEXT" in info:
-            return int(info[b"UIDNEXT"]) - 1 > high
-        client.noop()  # no UIDNEXT (old servers): sync the view, then ask
-        return any(int(u) > high for u in client.search(["UID", f"{high + 1}:*", "UNDELETED"]))
+            newest = int(info[b"UIDNEXT"]) - 1
+        else:  # old servers: sync the view, then ask
+            s.client.noop()
+            newest = max((int(u) for u in s.client.search(["UID", f"{high + 1}:*"])), default=0)
+        if newest > high:
+            self._announced = (validity, newest)
+            return True
+        return False
 
     # -- folders ------------------------------------------------------------------------------
 
-    def _ensure_folder(self, client: IMAPClient, folder: str) -> str:
+    def _ensure_folder(self, s: _Session, folder: str) -> str:
         """The server's name for `folder`, created (and subscribed) when missing."""
-        name = self._server_name(client, folder)
-        if folder in self._known_folders:
+        name = self._server_name(s, folder)
+        if folder in s.known_folders:
             return name
+        client = s.client
         try:
             if not client.folder_exists(name):
                 try:
@@ -555,17 +604,17 @@ class ImapSource:
             raise
         except imaplib.IMAP4.error as exc:
             raise MailboxError(f"cannot create folder {folder!r}: {exc}") from exc
-        self._known_folders.add(folder)
+        s.known_folders.add(folder)
         return name
 
-    def _server_name(self, client: IMAPClient, folder: str) -> str:
+    def _server_name(self, s: _Session, folder: str) -> str:
         """Config names use "/" between levels; servers using "." get theirs."""
         if folder.upper() == "INBOX" or "/" not in folder:
             return folder
-        if self._delimiter is None:
+        if s.delimiter is None:
             delimiter = "/"
             try:
-                listing = client.list_folders("", "")
+                listing = s.client.list_folders("", "")
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error:
@@ -574,8 +623,8 @@ class ImapSource:
                 if delim:
                     delimiter = delim.decode() if isinstance(delim, bytes) else str(delim)
                     break
-            self._delimiter = delimiter
-        return folder if self._delimiter == "/" else folder.replace("/", self._delimiter)
+            s.delimiter = delimiter
+        return folder if s.delimiter == "/" else folder.replace("/", s.delimiter)
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -646,20 +695,20 @@ class ImapSource:
             return "; fix: check [imap] host and port, and that the server is running"
         return ""
 
-    def _check_capabilities(self) -> list[str]:
+    def _check_capabilities(self, caps: frozenset[str]) -> list[str]:
         faults = []
-        if self.config.idle and "IDLE" not in self._caps:
+        if self.config.idle and "IDLE" not in caps:
             faults.append(f"the server lacks IDLE, so new mail waits for the next poll "
                           f"(every {self.config.poll_interval_seconds} s); fix: set [imap] "
                           "idle = false to say so, or lower poll_interval_seconds")
-        if "MOVE" not in self._caps:
+        if "MOVE" not in caps:
             faults.append("the server lacks MOVE, so mails are filed by COPY + \\Deleted + "
                           "EXPUNGE; fix: none needed (ask for MOVE if filing is slow)")
-        if "UIDPLUS" not in self._caps:
+        if "UIDPLUS" not in caps:
             faults.append("the server lacks UIDPLUS"
                           + (", and without MOVE filing a mail runs a plain EXPUNGE that also "
                              "removes any other mail flagged \\Deleted in the inbox"
-                             if "MOVE" not in self._caps else "")
+                             if "MOVE" not in caps else "")
                           + "; fix: do not flag mails \\Deleted in the inbox by hand, or use a "
                             "server with UIDPLUS")
         return faults

@@ -197,6 +197,8 @@ class _Body:
             children = [p for p in part.get_payload() if isinstance(p, Message)]
             if ctype == "multipart/alternative":
                 self._alternative(children, depth, files)
+            elif ctype == "multipart/signed" and children:
+                self.walk(children[0], depth + 1, files)  # the rest is the signature, not a file
             else:
                 for child in children:
                     if ctype == "multipart/related" and _is_embedded_resource(child):

@@ -58,14 +58,17 @@ def html_to_text(html: str) -> str:
 
 
 def _parse_html(html: str) -> HtmlElement | None:
+    html = html.encode("utf-8", "replace").decode("utf-8")  # lone surrogates stop lxml
     html = html.replace("\x00", "").strip()
     html = re.sub(r"^<\?xml[^>]*\?>", "", html)  # lxml refuses str input with an encoding declaration
     if not html:
         return None
-    try:
-        return document_fromstring(html)
-    except (etree.ParserError, ValueError):
-        return document_fromstring("<pre>" + html_lib.escape(html) + "</pre>")
+    for candidate in (html, f"<html><body>{html}</body></html>"):
+        try:
+            return document_fromstring(candidate)
+        except (etree.ParserError, ValueError):
+            continue  # e.g. only a comment: "Document is empty"
+    return document_fromstring("<pre>" + html_lib.escape(html) + "</pre>")
 
 
 def _render(element: HtmlElement) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from typing import Callable
+
 from mailbot.config import Config
 from mailbot.errors import ConfigError
 from mailbot.pipeline import App
@@ -61,5 +65,28 @@ def open_app(config: Config) -> App:
     append_sent = getattr(source, "append_sent", None)
     if callable(append_sent):
         after_send = append_sent
-    return App(config=config, rules=rules, store=store, renderer=renderer, source=source,
-               sink=sink, after_send=after_send)
+    app = App(config=config, rules=rules, store=store, renderer=renderer, source=source,
+              sink=sink, after_send=after_send)
+    crash_at = os.environ.get(CRASH_VARIABLE)
+    if crash_at:
+        app.hook = crash_hook(crash_at)
+    return app
+
+
+# Fault injection for the crash tests: MAILBOT_CRASH_AT=after_decision (or after_decision:3 for
+# the third time that point is reached) makes the process kill itself with SIGKILL there, as a
+# power cut would. Never set in production.
+CRASH_VARIABLE = "MAILBOT_CRASH_AT"
+
+
+def crash_hook(spec: str) -> Callable[[str], None]:
+    point, _, nth = spec.partition(":")
+    remaining = [int(nth) if nth else 1]
+
+    def hook(name: str) -> None:
+        if name == point:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook

@@ -13,6 +13,7 @@ import openpyxl
 import pytest
 import test.test_email
 
+from mailbot import mime
 from mailbot.mime import decode_header_text, decode_text, parse_mail
 from mailbot.model import ParsedMail
 from mailbot.text import html_to_text
@@ -317,6 +318,18 @@ def test_attachment_filename_never_carries_a_path():
     assert [a.filename for a in parse_mail(data).attachments] == ["lista.csv"]
 
 
+def test_signature_of_a_signed_mail_is_not_an_attachment():
+    data = (b"From: a@x.mx\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; "
+            b"protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=s\r\n\r\n"
+            b"--s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSerie: AAAA-BBBB-CCCC-DDDD\r\n"
+            b"--s\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+            b"Content-Disposition: attachment; filename=smime.p7s\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n--s--\r\n")
+    mail = parse_mail(data)
+    assert mail.attachments == ()
+    assert mail.text.strip() == "Serie: AAAA-BBBB-CCCC-DDDD"
+
+
 # --- decode_text / decode_header_text ----------------------------------------------------------
 
 
@@ -392,6 +405,29 @@ def test_parse_mail_never_raises(data):
     mail = parse_mail(data)
     assert isinstance(mail, ParsedMail)
     assert mail.size == len(data)
+
+
+def test_when_mail_parser_fails_the_email_package_reads_the_mail(monkeypatch):
+    def fail(data):
+        raise RuntimeError("mail-parser bug")
+
+    monkeypatch.setattr(mime.mailparser.MailParser, "from_bytes", staticmethod(fail))
+    mail = parsed("gmail_alternative_utf8_base64.eml")
+    assert mail.sender == "laura.mendez.conta@gmail.com"
+    assert "Número de serie: 7KQ2-M8XD-4PLR-93TW" in lines(mail.text)
+    assert any("mail-parser failed" in d for d in mail.defects)
+
+
+def test_when_no_parser_copes_the_headers_and_body_are_read_raw(monkeypatch):
+    def fail(data):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(mime.mailparser.MailParser, "from_bytes", staticmethod(fail))
+    monkeypatch.setattr(mime.email, "message_from_bytes", fail)
+    mail = parse_mail("From: Raúl <R@X.mx>\r\nSubject: =?utf-8?q?Desbloqueo_r=C3=A1pido?=\r\n"
+                      "\r\nSerie: AAAA\r\n".encode("utf-8"))
+    assert (mail.subject, mail.sender, mail.text.strip()) == ("Desbloqueo rápido", "r@x.mx", "Serie: AAAA")
+    assert any("email package failed" in d for d in mail.defects)
 
 
 def test_empty_input_is_reported_as_a_defect():
