@@ -134,7 +134,7 @@ def process(app: App, raw: RawMail, report: RunReport) -> MailRecord:
             original = store.mail_by_fingerprint(conn, fp)
             if original is not None:
                 rec = store.add_mail(conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
-                                     size=raw.size or len(raw.data), status="duplicate",
+                                     size=rec_size(raw), status="duplicate",
                                      duplicate_of=original.id,
                                      folder=original.folder or IGNORED,
                                      prefix=app.config.bot.reference_prefix)
@@ -142,14 +142,19 @@ def process(app: App, raw: RawMail, report: RunReport) -> MailRecord:
                                   notes=[f"the same mail as {original.reference}: not answered again"])
                 store.log_event(conn, "duplicate", mail=rec.id, of=original.id)
                 report.duplicates += 1
+                log.info("event=duplicate reference=%s mail_id=%s same_as=%s", rec.reference,
+                         raw.mail_id, original.reference)
             else:
                 rec = store.add_mail(conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
-                                     size=raw.size or len(raw.data),
+                                     size=rec_size(raw),
                                      prefix=app.config.bot.reference_prefix)
+                log.info("event=mail_received reference=%s mail_id=%s size=%d", rec.reference,
+                         raw.mail_id, rec_size(raw))
         if rec.status == "received":
             if rec.attempts >= MAX_ATTEMPTS:
                 store.update_mail(conn, rec.id, status="quarantined", folder=FAILED,
                                   outcome="quarantined")
+                log.error("event=quarantined reference=%s attempts=%d", rec.reference, rec.attempts)
                 store.log_event(conn, "alert", mail=rec.id, title="Correo en cuarentena",
                                 detail=f"{rec.reference} falló {rec.attempts} veces; revisar")
             else:
@@ -175,6 +180,10 @@ def process(app: App, raw: RawMail, report: RunReport) -> MailRecord:
         rec = store.get_mail(conn, rec.id)
     file_mail(app, rec, report)
     return rec
+
+
+def rec_size(raw: RawMail) -> int:
+    return raw.size if raw.size is not None else len(raw.data)
 
 
 def _read(app: App, raw: RawMail) -> tuple[ParsedMail | None, Extraction]:
@@ -241,6 +250,9 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail) -> None:
             systems = sorted({d.request.system for d in decisions if d.outcome == PENDING})
             store.log_event(conn, "alert", mail=rec.id, title="Sin claves disponibles",
                             detail=f"{rec.reference}: no quedan claves para {', '.join(systems)}")
+    log.info("event=mail_decided reference=%s sender=%s kind=%s outcome=%s folder=%s replies=%d",
+             rec.reference, extraction.sender, extraction.kind, plan.outcome, plan.folder,
+             len(messages))
 
 
 def _throttled(app: App, conn: Connection, sender: str | None) -> bool:
@@ -340,6 +352,8 @@ def deliver_due(app: App, report: RunReport, *, mail: int | None = None) -> None
         with app.store.transaction() as conn:
             app.store.mark_sent(conn, msg.id)
         report.sent += 1
+        log.info("event=reply_sent message_id=%s template=%s to=%s", msg.message_id,
+                 msg.template, ",".join(recipients))
 
 
 def _delivery_failed(app: App, conn: Connection, msg: Any, error: str) -> None:
@@ -365,6 +379,7 @@ def file_mail(app: App, rec: MailRecord, report: RunReport) -> None:
         if rec.status == "decided":
             app.store.update_mail(conn, rec.id, status="done")
     report.filed += 1
+    log.info("event=mail_filed reference=%s folder=%s", rec.reference, rec.folder or REVIEW)
 
 
 def finish_unfiled(app: App, report: RunReport) -> None:

@@ -16,7 +16,8 @@ from mailbot import seams
 from mailbot.errors import ConfigError
 from mailbot.imap import ImapSource, MailboxError, MailboxUnreachable
 
-pytest_plugins = ["fixtures_imap"]  # harmless once tests/conftest.py loads it too
+# Fixtures dovecot / imap_server / imap_config come from tests/fixtures_imap.py (a plugin that
+# tests/conftest.py loads).
 
 LIMIT = 10_000  # max_message_bytes unless a test says otherwise
 
@@ -413,6 +414,40 @@ def test_idle_survives_a_kick_and_still_wakes_up(make_source, imap_server):
     thread.join()
     kicker.join()
     assert [m.data for m in source.fetch_new()] == [mail(1)]
+
+
+def test_new_mail_is_announced_once_until_a_listing_covers_it(make_source, imap_server):
+    source = make_source()
+    list(source.fetch_new())
+    imap_server.append("INBOX", mail(1))
+    assert source.wait_for_mail(timeout=5) is True
+    # a caller whose pass is still running must not be woken again and again for it
+    assert source.wait_for_mail(timeout=0.2) is False
+    assert len(list(source.fetch_new())) == 1
+    assert source.wait_for_mail(timeout=0.2) is False  # listed now: nothing new
+    imap_server.append("INBOX", mail(2))
+    assert source.wait_for_mail(timeout=5) is True
+
+
+def test_idle_in_one_thread_and_a_pass_in_another_do_not_disturb_each_other(make_source,
+                                                                          imap_server):
+    """The service waits with IDLE in its main thread while the scheduler runs passes."""
+    source = make_source()
+    imap_server.append_many("INBOX", [mail(n) for n in range(20)])
+    list(source.fetch_new())
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(source.wait_for_mail(timeout=10)))
+    waiter.start()
+    for m in source.fetch_new():  # a pass: fetch and file while the other thread idles
+        source.file(m.mail_id, seams.PROCESSED)
+        source.append_sent(m.data)
+    imap_server.append("INBOX", mail(99))
+    waiter.join(timeout=5)
+
+    assert woke == [True]
+    assert len(imap_server.list_folder("mailbot/procesados")) == 20
+    assert len(imap_server.list_folder("Sent")) == 20
+    assert [m.data for m in source.fetch_new()] == [mail(99)]
 
 
 @pytest.mark.parametrize("how", ["server lacks IDLE", "idle = false"])
