@@ -693,6 +693,9 @@ class ImapSource:
                     " ([imap] security)")
         if isinstance(exc, ConnectionRefusedError):
             return "; fix: check [imap] host and port, and that the server is running"
+        if isinstance(exc, TimeoutError):
+            return ("; fix: check [imap] host, port and security (a TLS port says nothing to a "
+                    "plain connection), and timeout_seconds")
         return ""
 
     def _check_capabilities(self, caps: frozenset[str]) -> list[str]:

@@ -42,7 +42,9 @@ _FOLD = re.compile(r"\r?\n[ \t]*|\r[ \t]*")
 # Python codec names (codecs.lookup(...).name) of single-byte charsets, where valid UTF-8 is a
 # sure sign of a wrong label; and of the charsets where ASCII bytes mean ASCII text.
 _SINGLE_BYTE = ("ascii", "iso8859", "cp125", "latin", "mac-", "koi8", "cp437", "cp850", "tis-620")
-_ASCII_COMPATIBLE = _SINGLE_BYTE + ("utf-8", "gb", "big5", "euc", "shift_jis", "cp932", "cp949", "cp950")
+_ASCII_COMPATIBLE = _SINGLE_BYTE + (
+    "utf-8", "gb", "big5", "euc", "shift_jis", "cp932", "cp949", "cp950",
+)
 _REPORT_PARTS = frozenset({
     "message/delivery-status", "message/disposition-notification", "message/feedback-report",
     "text/rfc822-headers", "message/global-delivery-status", "message/global-headers",
@@ -378,7 +380,10 @@ def _payload_bytes(part: Message, notes: list[str] | None = None) -> bytes:
     raw = part.get_payload()
     if isinstance(raw, list):
         return _flatten(part)
-    raw_bytes = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw or b"")
+    if isinstance(raw, str):
+        raw_bytes = raw.encode("utf-8", "surrogateescape")  # the parser keeps 8-bit as surrogates
+    else:
+        raw_bytes = bytes(raw or b"")
     cte = str(part.get("content-transfer-encoding", "")).strip().lower()
     if cte == "base64":
         return _lenient_base64(raw_bytes, notes, _content_type(part))

@@ -60,7 +60,7 @@ def html_to_text(html: str) -> str:
 def _parse_html(html: str) -> HtmlElement | None:
     html = html.encode("utf-8", "replace").decode("utf-8")  # lone surrogates stop lxml
     html = html.replace("\x00", "").strip()
-    html = re.sub(r"^<\?xml[^>]*\?>", "", html)  # lxml refuses str input with an encoding declaration
+    html = re.sub(r"^<\?xml[^>]*\?>", "", html)  # lxml refuses a str with an encoding declaration
     if not html:
         return None
     for candidate in (html, f"<html><body>{html}</body></html>"):
@@ -101,7 +101,8 @@ def _outlook_paragraphs(tree: HtmlElement) -> None:
         if not (paragraph.get("class") or "").lower().startswith(("msonormal", "msoplaintext")):
             continue
         paragraph.tag = "div"
-        if paragraph.text_content().replace("\xa0", " ").strip() or paragraph.find(".//img") is not None:
+        has_text = paragraph.text_content().replace("\xa0", " ").strip()
+        if has_text or paragraph.find(".//img") is not None:
             continue
         tail = paragraph.tail
         for child in list(paragraph):
@@ -118,7 +119,7 @@ def _is_quote(element: HtmlElement) -> bool:
     if "quote" in (element.get("class") or "").lower():
         return True
     style = (element.get("style") or "").replace(" ", "").lower()
-    return "border-left:" in style and "border-left:none" not in style and "border:none" not in style
+    return "border-left:" in style and not ("border-left:none" in style or "border:none" in style)
 
 
 def _mark_quoted_blocks(tree: HtmlElement) -> None:
@@ -181,7 +182,6 @@ def _flatten_tables(tree: HtmlElement) -> None:
 
 def _add_line(block: HtmlElement, line: str) -> None:
     div = block.makeelement("div", {})
-    # A leading "> " must survive inscriptis' whitespace collapsing; it only has single spaces.
     div.text = line
     block.append(div)
 
@@ -216,10 +216,13 @@ _REPLY_HEADERS = EmailMessage(text="", languages=["es", "en"]).HEADER_REGEX
 
 _HEADER_NAMES = (
     r"de|from|enviado(?: el)?|sent|fecha|date|para|to|asunto|subject|cc|cco|bcc|"
-    r"responder a|reply-to|importancia|importance|datum|von|an|betreff"
+    r"responder a|reply-to|importancia|importance|datum|von|an|betreff|gesendet"
 )
 _HEADER_LINE = re.compile(rf"^[*_ ]*(?:{_HEADER_NAMES})[*_ ]*:", re.IGNORECASE)
 _FROM_LINE = re.compile(r"^[*_ ]*(?:de|from|von)[*_ ]*:[*_ ]*\S", re.IGNORECASE)
+_DATE_LINE = re.compile(
+    r"^[*_ ]*(?:enviado(?: el)?|sent|fecha|date|datum|gesendet)[*_ ]*:", re.IGNORECASE
+)
 
 _ORIGINAL_MESSAGE = re.compile(
     r"^-{2,}\s*(?:mensaje original|original message|mensagem original|message d'origine|"
@@ -277,8 +280,7 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
             drop.add(i)
             i = _drop_header_block(bare, i + 1, drop)
             continue
-        block_end = _outlook_block_end(bare, i, reply_starts)
-        if block_end is not None:
+        if _opens_header_block(bare, i, reply_starts):
             if not forward_used:
                 forward_used = True
                 i = _drop_header_block(bare, i, drop)
@@ -305,50 +307,49 @@ def _bare(line: str) -> str:
 
 
 def _reply_header_starts(joined: str) -> set[int]:
-    """Line numbers where mailparser_reply sees a reply header (a block naming a sender)."""
+    """Line numbers where mailparser_reply sees an Outlook-style header block begin."""
     starts: set[int] = set()
     for match in _REPLY_HEADERS.finditer(joined):
         found = match.group(0)
-        if not found.strip():
-            continue
-        offset = match.start() + (len(found) - len(found.lstrip("\n")))
-        first_line = joined.count("\n", 0, offset)
-        block = found.strip("\n").split("\n")
-        if any(_FROM_LINE.match(_bare(b).lstrip("> ")) for b in block) or _ORIGINAL_MESSAGE.match(
-            _bare(block[0])
-        ) or _ATTRIBUTION_END.search(found):
-            starts.add(first_line)
+        if found.strip():
+            offset = match.start() + len(found) - len(found.lstrip("\n"))
+            starts.add(joined.count("\n", 0, offset))
     return starts
 
 
-def _outlook_block_end(bare: list[str], i: int, reply_starts: set[int]) -> int | None:
-    """If line i opens a quoted mail's header block, the index of that block's last line."""
+def _opens_header_block(bare: list[str], i: int, reply_starts: set[int]) -> bool:
+    """Whether line i starts the header block of a quoted mail (Outlook's way of quoting).
+
+    The block must name a sender and a date: a memo-style "De: ... / Para: ... / Asunto: ..."
+    that a customer types above a request has no date, and is kept.
+    """
     line = bare[i]
     if _ORIGINAL_MESSAGE.match(line):
-        return i
+        return True
     if _UNDERSCORES.match(line):
         # Outlook's rule above the header block; alone it is just a signature separator.
         nxt = _next_nonblank(bare, i + 1)
-        if nxt is not None and _FROM_LINE.match(bare[nxt]) and _header_count(bare, nxt) >= 2:
-            return nxt
-        return None
-    if _FROM_LINE.match(line) and _header_count(bare, i) >= 3:
-        return i
-    if i in reply_starts and _FROM_LINE.match(line) and _header_count(bare, i) >= 2:
-        return i
-    return None
+        if nxt is None or not _FROM_LINE.match(bare[nxt]):
+            return False
+        return len(_header_block(bare, nxt)) >= 2
+    if not _FROM_LINE.match(line):
+        return False
+    block = _header_block(bare, i)
+    if not any(_DATE_LINE.match(h) for h in block):
+        return False
+    return len(block) >= 3 or (len(block) >= 2 and i in reply_starts)
 
 
-def _header_count(bare: list[str], start: int) -> int:
-    """How many header lines follow `start` (blank lines between them allowed)."""
-    count = 0
+def _header_block(bare: list[str], start: int) -> list[str]:
+    """The header lines from `start` on (blank lines between them allowed)."""
+    block: list[str] = []
     for line in bare[start:start + 12]:
         if not line:
             continue
         if not _HEADER_LINE.match(line):
             break
-        count += 1
-    return count
+        block.append(line)
+    return block
 
 
 def _drop_header_block(bare: list[str], start: int, drop: set[int]) -> int:

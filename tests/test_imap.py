@@ -416,6 +416,23 @@ def test_idle_survives_a_kick_and_still_wakes_up(make_source, imap_server):
     assert [m.data for m in source.fetch_new()] == [mail(1)]
 
 
+def test_idle_survives_a_server_restart_and_still_wakes_up(make_source, imap_server):
+    source = make_source(sleep=time.sleep, backoff_base=0.2)  # really wait while it is down
+    list(source.fetch_new())
+
+    def restart_then_deliver() -> None:
+        time.sleep(0.2)
+        imap_server.restart()
+        time.sleep(0.3)
+        imap_server.append("INBOX", mail(1))
+
+    thread = threading.Thread(target=restart_then_deliver)
+    thread.start()
+    assert source.wait_for_mail(timeout=10) is True
+    thread.join()
+    assert [m.data for m in source.fetch_new()] == [mail(1)]
+
+
 def test_new_mail_is_announced_once_until_a_listing_covers_it(make_source, imap_server):
     source = make_source()
     list(source.fetch_new())

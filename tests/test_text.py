@@ -296,6 +296,7 @@ def test_a_mail_that_is_all_quote_has_no_new_text():
         f"Para: claves@example.com\nAsunto: Solicitud de claves\n{NEW}",  # the seed's example pasted
         f"Buenas tardes\n\nNombre de la empresa: X\nCorreo: a@b.com\n{NEW}\n\n--\nJuan\nTel. 555",
         f"Fecha de compra: 2022-01-01\n{NEW}",
+        f"De: Contabilidad\nPara: Claves\nAsunto: Solicitud de claves\n\n{NEW}",  # a memo heading
     ],
 )
 def test_new_text_that_only_looks_like_headers_is_kept_whole(text):
