@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import atexit
 import base64
-import json
-import threading
 import imaplib
+import json
+import grp
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -89,13 +91,13 @@ class DovecotServer:
         APPEND or single-mail MOVE on these machines, mdbox ~0.3 ms, which matters to the
         end-to-end benchmark; nothing a client sees differs."""
         self.user = user
-        self.mail_format = mail_format
+        self.password = password
+        self.tls = tls
         self.oauth2 = oauth2
+        self.mail_format = mail_format
         self.valid_tokens: set[str] = set()  # XOAUTH2 tokens the server accepts now
         self.token_checks: list[str] = []  # every token Dovecot asked about, in order
         self._http: ThreadingHTTPServer | None = None
-        self.password = password
-        self.tls = tls
         self.dir = Path(root or tempfile.mkdtemp(prefix="mailbot-dovecot-"))
         self.conf = self.dir / "dovecot.conf"
         self.log = self.dir / "dovecot.log"
@@ -137,7 +139,8 @@ class DovecotServer:
                 self.stop()
                 if "Address already in use" not in last_error:
                     break
-                self.port, self.tls_port = _free_port(), _free_port() if self.tls else 0
+                self.port = _free_port()
+                self.tls_port = _free_port() if self.tls else 0
                 self._write_config()
         raise RuntimeError(last_error)
 
@@ -195,7 +198,8 @@ class DovecotServer:
         self.doveadm("mailbox", "update", "-u", self.user, "--uid-validity", str(value), folder)
 
     def uidvalidity(self, folder: str = "INBOX") -> int:
-        out = self.doveadm("-f", "flow", "mailbox", "status", "-u", self.user, "uidvalidity", folder)
+        out = self.doveadm("-f", "flow", "mailbox", "status", "-u", self.user, "uidvalidity",
+                           folder)
         return int(re.search(r"uidvalidity=(\d+)", out).group(1))
 
     # -- mailbox contents (over imaplib) ---------------------------------------------------
@@ -208,7 +212,8 @@ class DovecotServer:
     def append(self, folder: str, message: bytes, flags: Iterable[str] = ()) -> None:
         self.append_many(folder, [message], flags)
 
-    def append_many(self, folder: str, messages: Iterable[bytes], flags: Iterable[str] = ()) -> None:
+    def append_many(self, folder: str, messages: Iterable[bytes],
+                    flags: Iterable[str] = ()) -> None:
         flag_list = "(" + " ".join(flags) + ")"
         imap = self.connect()
         try:
@@ -282,9 +287,13 @@ class DovecotServer:
             (self.dir / sub).mkdir(exist_ok=True)
         home = self.dir / "mail" / self.user
         home.mkdir(exist_ok=True)
-        os.chown(home, MAIL_UID, MAIL_UID)
         users = self.dir / "users"
-        users.write_text(f"{self.user}:{{PLAIN}}{self.password}:{MAIL_UID}:{MAIL_UID}::{home}::\n")
+        if os.geteuid() == 0:
+            uid = gid = MAIL_UID
+            os.chown(home, uid, gid)
+        else:  # everything runs as the calling user: see _write_config
+            uid, gid = os.geteuid(), os.getegid()
+        users.write_text(f"{self.user}:{{PLAIN}}{self.password}:{uid}:{gid}::{home}::\n")
         if os.geteuid() == 0:
             shutil.chown(users, "root", "dovecot")
         os.chmod(users, 0o640)
@@ -322,6 +331,13 @@ class DovecotServer:
                 "active_value = true\n")
         else:
             mechanisms, oauth_passdb = "plain login", ""
+        if os.geteuid() == 0:
+            users = "first_valid_uid = 1000\n"
+        else:  # a developer's machine: dovecot's own processes run as the caller too
+            me, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+            users = (f"first_valid_uid = {min(os.geteuid(), 1000)}\n"
+                     f"default_internal_user = {me}\ndefault_internal_group = {group}\n"
+                     f"default_login_user = {me}\n")
         self.conf.write_text(f"""\
 instance_name = mailbot-test-{self.port}
 base_dir = {d}/run
@@ -333,8 +349,7 @@ listen = 127.0.0.1
 {ssl}disable_plaintext_auth = no
 auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
-first_valid_uid = 1000
-stats_writer_socket_path =
+{users}stats_writer_socket_path =
 {oauth_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users

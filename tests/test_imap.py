@@ -82,10 +82,6 @@ class Calls:
         return len(self.args)
 
 
-def uidvalidity_of(source: ImapSource) -> int:
-    return int(next(iter(source.fetch_new())).mail_id.split(":")[0])
-
-
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -93,7 +89,8 @@ def test_source_name_says_user_host_and_inbox(make_source, imap_server):
     assert make_source().name == f"imap:bot@{imap_server.host}/INBOX"
 
 
-def test_fetch_returns_appended_mails_oldest_first_with_uidvalidity_uid_ids(make_source, imap_server):
+def test_fetch_returns_appended_mails_oldest_first_with_uidvalidity_uid_ids(make_source,
+                                                                           imap_server):
     mails = [mail(n) for n in range(3)]
     imap_server.append_many("INBOX", mails)
     validity = imap_server.uidvalidity()
@@ -139,7 +136,8 @@ def test_fetch_reads_sizes_first_then_bodies_in_batches_of_batch_size(make_sourc
     ]
 
 
-def test_oversized_mail_is_reported_by_size_and_never_fetched(make_source, imap_server, monkeypatch):
+def test_oversized_mail_is_reported_by_size_and_never_fetched(make_source, imap_server,
+                                                             monkeypatch):
     big = mail(2, body="x" * 5000 + "\r\n")
     imap_server.append_many("INBOX", [mail(1), big, mail(3)])
     fetches = Calls(monkeypatch, "fetch")
