@@ -112,6 +112,18 @@ class ThrottleConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Who may receive keys and unlocks (issue 4, section 3)."""
+
+    require_authentication: bool = False  # only senders our receiving server authenticated
+    trusted_authserv_ids: tuple[str, ...] = ()  # whose Authentication-Results headers count
+    window_minutes: int = 1440  # the window of the two limits below
+    max_requests_per_serial: int = 5  # more mails asking for one serial than this -> review
+    max_requests_per_company: int = 20  # more mails for one company's licences -> review
+    unlock_repeat_hours: int = 72  # a new unlock request this soon after an approved one repeats it
+
+
+@dataclass(frozen=True)
 class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -121,6 +133,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     base_dir: Path = field(default_factory=Path.cwd)
     path: Path | None = None  # the file this came from, if any
 
@@ -149,6 +162,7 @@ _SECTIONS = {
     "smtp": ("smtp", SmtpConfig),
     "limits": ("limits", LimitsConfig),
     "throttle": ("throttle", ThrottleConfig),
+    "security": ("security", SecurityConfig),
 }
 
 
@@ -205,6 +219,14 @@ def _validate(config: Config, where: str) -> None:
         for f in dataclasses.fields(section):
             if getattr(section, f.name) <= 0:
                 raise ConfigError(f"{where}: [{section_name}] {f.name} must be greater than zero")
+    for f in dataclasses.fields(config.security):
+        value = getattr(config.security, f.name)
+        if f.type in (int, "int") and value <= 0:
+            raise ConfigError(f"{where}: [security] {f.name} must be greater than zero")
+    if config.security.require_authentication and not config.security.trusted_authserv_ids:
+        raise ConfigError(f"{where}: [security] require_authentication is true but "
+                          "trusted_authserv_ids is empty; list the authserv-id your receiving "
+                          "server writes in Authentication-Results (e.g. \"mx.example.com\")")
     for name, server in (("imap", config.imap), ("smtp", config.smtp)):
         if server.security not in ("tls", "starttls", "none"):
             raise ConfigError(f"{where}: [{name}] security must be \"tls\", \"starttls\" or \"none\", "

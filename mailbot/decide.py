@@ -13,6 +13,7 @@ from typing import Any, Callable, Protocol
 
 from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Request, RuleHit
 from mailbot.ruleset import Installation, Ruleset
+from mailbot.sender_checks import addresses_match
 
 
 class Licence(Protocol):
@@ -89,7 +90,7 @@ def registered_address(f: Facts) -> str | None:
                                   "keys go only to a registered address")
         return REVIEW
     f.recipient = registered
-    if f.requester and f.requester.lower() == registered:
+    if f.requester and addresses_match(f.requester, registered):  # after IDNA normalisation
         f.hit("registry.address", f"the sender {f.requester} is the registered contact")
     else:
         f.hit("registry.address", f"keys go to the registered contact {registered}, not to the "

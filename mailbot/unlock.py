@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 from mailbot.business_hours import BusinessCalendar, calendar_from_mapping
 from mailbot.errors import RulesError
 from mailbot.model import REVIEW, Decision, Request, RuleHit
+from mailbot.sender_checks import addresses_match
 from mailbot.ruleset import (
     UNLOCK_AUTO,
     UNLOCK_DOCUMENTS,
@@ -133,8 +134,7 @@ def requester_is_registered_contact(f: UnlockFacts) -> str | None:
                                   "unlocks are granted only to a registered contact")
         return f.review(REVIEW_NO_REGISTERED_ADDRESS)
     f.recipient = registered
-    requester = (f.requester or "").strip().lower()
-    if requester != registered:
+    if not (f.requester and addresses_match(f.requester, registered)):  # after IDNA normalisation
         f.hit("registry.address", f"the sender {f.requester or '(unknown)'} is not the registered "
                                   f"contact {registered}; an unlock cannot be redirected to the "
                                   "registered address the way keys are, so an operator must "

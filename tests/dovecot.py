@@ -365,6 +365,7 @@ namespace inbox {{
   separator = /
 }}
 service imap-login {{
+  chroot =  # only root may chroot; a test server needs no such isolation
   inet_listener imap {{
     address = 127.0.0.1
     port = {self.port}
@@ -376,6 +377,7 @@ service imap-login {{
 # no auth penalty: tests log in with bad passwords and tokens on purpose, and the penalty
 # (2-15 s per IP) would slow every later login from 127.0.0.1
 service anvil {{
+  chroot =
   unix_listener anvil-auth-penalty {{
     mode = 0
   }}
