@@ -332,8 +332,12 @@ def test_the_service_answers_within_seconds_with_idle_and_stops_cleanly_on_sigte
 
 def test_an_unreachable_mailbox_is_alerted_once_not_in_a_loop(setup, imap_server, smtp_server):
     app, _, _ = setup
+    from mailbot.imap import ImapSource
     from mailbot.service import Runner
 
+    app.source.close()
+    app.source = ImapSource(app.config.imap, app.config.base_dir,
+                            app.config.limits.max_message_bytes, sleep=lambda seconds: None)
     imap_server.stop()
     try:
         runner = Runner(app)
