@@ -11,11 +11,10 @@ import sqlalchemy as sa
 
 from mailbot.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("MAILBOT_TEST_POSTGRES",
                                     "postgresql://postgres@127.0.0.1:5432/postgres")
 
-pytest_plugins = [p for p in ("fixtures_imap", "fixtures_smtp") if (Path(__file__).parent / f"{p}.py").exists()]
+pytest_plugins = ["fixtures_imap", "fixtures_smtp"]
 
 
 @pytest.fixture(scope="session")

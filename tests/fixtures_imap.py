@@ -26,7 +26,7 @@ from mailbot.config import ImapConfig
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[DovecotServer]:
     if not dovecot_available():
-        pytest.skip(f"dovecot is not installed ({INSTALL_HINT})")
+        pytest.fail(f"dovecot is not installed ({INSTALL_HINT}); `make test` installs it")
     server = DovecotServer(tls=True, oauth2=True)
     try:
         server.start()
