@@ -28,8 +28,11 @@ class Runner:
         self.lock = threading.Lock()
         self.unreachable = False
 
-    def run_pass(self) -> None:
-        if not self.lock.acquire(blocking=False):
+    def run_pass(self, *, wait: bool = False) -> None:
+        """One pass. The schedule skips a tick while a pass runs (wait=False); a wake-up from
+        IDLE waits for the running pass and then makes its own, so new mail is never left for
+        the next poll."""
+        if not self.lock.acquire(blocking=wait):
             return  # a pass is already running: never overlap
         try:
             report = run_once(self.app)
@@ -87,7 +90,7 @@ def serve(app: App, *, stop: threading.Event | None = None) -> int:
             if use_idle:
                 try:
                     if wait(timeout=2.0):
-                        runner.run_pass()
+                        runner.run_pass(wait=True)
                 except Exception as exc:  # reconnects happen in the source; the poll goes on
                     log.warning("event=idle_failed error=%r", str(exc))
                     stop.wait(5)
