@@ -7,11 +7,13 @@ appear in a message addressed to the registered contact of their serial.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Extraction
 from mailbot.seams import IGNORED, PROCESSED, REVIEW as REVIEW_FOLDER
+from mailbot.sender_checks import addresses_match
+from mailbot.unlock import DOCUMENTS_NEEDED, REVIEW_DOCUMENTS, UNLOCKED
 
 # Spanish names of the fields, for the customer's "this is missing" answer.
 FIELD_LABELS = {
@@ -35,6 +37,7 @@ class Planned:
     template: str
     to: str
     rows: tuple[dict[str, Any], ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)  # more context, e.g. `unlock`
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def mask_email(address: str) -> str:
 
 def row(decision: Decision, *, show_key: bool, requester: str | None) -> dict[str, Any]:
     r = decision.request
-    redirected = bool(decision.recipient and requester and decision.recipient != requester)
+    redirected = bool(decision.recipient and requester
+                      and not addresses_match(decision.recipient, requester))
     return {
         "serial": r.serial,
         "system": r.system,
@@ -86,6 +90,8 @@ def plan_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
         return Plan("not_a_request", REVIEW_FOLDER, (),
                     ("no recognised request subject: filed for operators, not answered",))
     assert requester is not None, "a mail without a usable sender is always ignored"
+    if extraction.kind == "unlock":
+        return plan_unlock_answers(extraction, decisions)
     if not decisions:
         return Plan("incomplete", PROCESSED,
                     (Planned("reply", "missing_data", requester, ()),),
@@ -95,13 +101,14 @@ def plan_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
     # Keys for serials whose registered contact is someone else go to that contact only.
     by_recipient: dict[str, list[Decision]] = {}
     for d in decisions:
-        if d.outcome == ISSUED and d.recipient and d.recipient != requester:
+        if d.outcome == ISSUED and d.recipient and not addresses_match(d.recipient, requester):
             by_recipient.setdefault(d.recipient, []).append(d)
     for recipient, group in by_recipient.items():
         messages.append(Planned("keys", "keys_issued", recipient,
                                 tuple(row(d, show_key=True, requester=requester) for d in group)))
 
-    rows = tuple(row(d, show_key=d.recipient == requester, requester=requester)
+    rows = tuple(row(d, show_key=bool(d.recipient and addresses_match(d.recipient, requester)),
+                     requester=requester)
                  for d in decisions)
     outcomes = {d.outcome for d in decisions}
     redirected = [r for r in rows if r["redirected"] and r["outcome"] == ISSUED]
@@ -115,6 +122,62 @@ def plan_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
     else:
         template = "results"
     messages.insert(0, Planned("reply", template, requester, rows))
+    in_review = any(d.outcome == REVIEW for d in decisions)
+    summary = ",".join(sorted({d.outcome for d in decisions}))
+    return Plan(summary, REVIEW_FOLDER if in_review else PROCESSED, tuple(messages))
+
+
+# --- unlocks (seed 000) ---------------------------------------------------------------------
+
+# Every key an unlock template may read (`unlock.*`); absent facts are None, so templates can
+# test them (templates run with StrictUndefined).
+UNLOCK_FACTS = ("modality", "modality_label", "number", "number_text", "minutes_text",
+                "hours_text", "window_text", "window_start_text", "window_end_text", "due_text",
+                "documents_required", "document_types_text", "review_reason", "repeat",
+                "approved_by")
+
+
+def unlock_context(decision: Decision) -> dict[str, Any]:
+    """The `unlock` dict of an unlock reply (see mailbot.render for the contract)."""
+    facts = decision.facts
+    ctx: dict[str, Any] = {key: facts.get(key) for key in UNLOCK_FACTS}
+    ctx.update(serial=decision.request.serial, system=decision.request.system,
+               outcome=decision.outcome, repeat=bool(facts.get("repeat")),
+               documents=list(facts.get("documents") or ()),
+               ignored_documents=list(facts.get("ignored_documents") or ()))
+    return ctx
+
+
+def unlock_template(decision: Decision) -> str:
+    if decision.outcome == UNLOCKED:
+        return "unlocked"
+    if decision.outcome == DOCUMENTS_NEEDED:
+        return "documents_needed"
+    if decision.facts.get("review_reason") == REVIEW_DOCUMENTS:
+        return "documents_received"
+    return "unlock_review"
+
+
+def plan_unlock_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
+    """One reply per unlock request, to the requester.
+
+    The rules approve or ask for documents only when the requester is the registered contact,
+    so the sender is the right recipient; anyone else's request is in review, and that reply
+    says only that it is being reviewed and when.
+    """
+    requester = extraction.sender
+    assert requester is not None
+    if not decisions:
+        return Plan("incomplete", PROCESSED,
+                    (Planned("reply", "unlock_missing_data", requester, ()),),
+                    ("no complete request: the sender is told what is missing",))
+    messages = []
+    for d in decisions:
+        extra: dict[str, Any] = {"unlock": unlock_context(d)}
+        if d.facts.get("reference"):
+            extra["reference"] = d.facts["reference"]  # the request this one continues
+        messages.append(Planned("reply", unlock_template(d), requester,
+                                (row(d, show_key=False, requester=requester),), extra))
     in_review = any(d.outcome == REVIEW for d in decisions)
     summary = ",".join(sorted({d.outcome for d in decisions}))
     return Plan(summary, REVIEW_FOLDER if in_review else PROCESSED, tuple(messages))

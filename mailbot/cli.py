@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 from mailbot import __version__, logsetup
 from mailbot import config as config_module
+from mailbot.cli_review import add_review_commands
 from mailbot.config import Config
 from mailbot.errors import MailbotError
 
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("doctor", cmd_doctor, "check the configuration, rules, templates and store, and reach "
                               "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
+
+    add_review_commands(sub)
 
     p = add("demo", cmd_demo, "write a demo inbox, registry and key pool, process it once and "
                               "print the log")

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from mailbot import config as config_module
-from mailbot import logview
+from mailbot import logview, review, unlock_flow
+from mailbot.cli_review import format_list
 from mailbot.demo import write_demo
 from mailbot.imports import read_keys, read_registry
 from mailbot.pipeline import fulfil_pending, run_once
@@ -63,6 +64,18 @@ def run_demo(root: Path, *, project: Path | None = None) -> int:
               f"message(s) written, {report.filed} filed\n")
         print("processing log (newest first):\n")
         print(logview.format_text(logview.query(app.store, limit=100)))
+        with app.store.transaction() as conn:
+            tasks = review.tasks(conn)
+            ledger = unlock_flow.entries(conn)
+        print("unlock ledger:\n")
+        for entry in ledger:
+            print(f"#{entry.id}  {entry.serial}  {entry.status}  unlock {entry.number or '?'} "
+                  f"({entry.modality or '?'}), approved by {entry.approved_by or '-'}: "
+                  f"{entry.reason}")
+        if not ledger:
+            print("(no unlock yet)")
+        print("\nreview queue (mailbot review list):\n")
+        print(format_list(tasks, now=app.now(), calendar=app.calendar()))
     finally:
         app.store.close()
     print(f"replies (.eml files):   {config.resolve(config.sink.path)}")
@@ -70,4 +83,5 @@ def run_demo(root: Path, *, project: Path | None = None) -> int:
           ".ignored")
     print(f"configuration:          {config_path}")
     print(f"see the log again with: .venv/bin/mailbot --config {config_path} log")
+    print(f"work the review queue:  .venv/bin/mailbot --config {config_path} review show ID")
     return 0

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
+from mailbot import review
 from mailbot.store import Store, mails, outbox, requests
 
 
@@ -35,6 +36,12 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
                                           outbox.c.status, outbox.c.message_id,
                                           outbox.c.last_error, outbox.c.sent_at)
                                 .where(outbox.c.mail == m.id).order_by(outbox.c.id)).all()
+            tasks = [{
+                "id": t.id, "kind": t.kind, "reason": t.reason, "status": t.status,
+                "due_at": t.due_at.isoformat(timespec="minutes"),
+                "history": [dict(h, at=h["at"].isoformat(timespec="seconds"))
+                            for h in review.history(conn, t.id)],
+            } for t in review.tasks(conn, include_closed=True, mail_ids=[m.id])]
             extraction = json.loads(m.extraction or "{}")
             out.append({
                 "reference": m.reference,
@@ -55,6 +62,7 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
                     "template": x.template, "to": json.loads(x.recipients), "status": x.status,
                     "message_id": x.message_id, "error": x.last_error,
                 } for x in msgs],
+                "reviews": tasks,
             })
     return out
 
@@ -83,5 +91,12 @@ def format_text(entries: Iterable[dict[str, Any]]) -> str:
         for m in e["messages"]:
             err = f" ({m['error']})" if m["error"] else ""
             lines.append(f"    reply {m['template']} to {', '.join(m['to'])}: {m['status']}{err}")
+        for t in e.get("reviews", []):
+            lines.append(f"    review #{t['id']} [{t['status']}] {t['kind']}: {t['reason']}, "
+                         f"due {t['due_at'].replace('T', ' ')} UTC")
+            for h in t["history"]:
+                note = f": {h['note']}" if h["note"] else ""
+                lines.append(f"        {h['at'].replace('T', ' ')}  {h['action']} by "
+                             f"{h['operator']}{note}")
         lines.append("")
     return "\n".join(lines) if lines else "(no mail processed yet)\n"

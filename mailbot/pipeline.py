@@ -22,20 +22,26 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot import answer
+from mailbot import answer, review, unlock_flow
+from mailbot.business_hours import DEFAULT_WEEK, BusinessCalendar
 from mailbot.config import Config
 from mailbot.decide import decide_free_update
 from mailbot.extract import read_mail
 from mailbot.model import (ISSUED, PENDING, Decision, Extraction, ParsedMail, Problem, RawMail,
                            Request, RuleHit)
+from mailbot.model import REVIEW as REVIEW_OUTCOME
 from mailbot.render import Renderer
 from mailbot.reply import build_alert, build_reply, make_message_id
 from mailbot.ruleset import Ruleset
 from mailbot.seams import (FAILED, IGNORED, REVIEW, PartiallyDelivered, PermanentDeliveryError,
                            Sink, SinkUnavailable, Source, TemporaryDeliveryError)
-from mailbot.store import MailRecord, Store, fingerprint
+from mailbot.sender_checks import (FROM_HEADERS, FROM_MAILBOXES, check_sender,
+                                   reply_to_differs)
+from mailbot.store import MailRecord, Store, fingerprint, licences, mails, requests
+from mailbot.unlock import calendar_for
 
 log = logging.getLogger("mailbot")
 
@@ -60,6 +66,14 @@ class App:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     hook: Callable[[str], None] = _noop_hook  # crash points for the fault tests
     after_send: Callable[[bytes], None] | None = None  # e.g. copy to the IMAP Sent folder
+    _calendar: BusinessCalendar | None = field(default=None, repr=False, compare=False)
+
+    def calendar(self) -> BusinessCalendar:
+        """The business calendar of rules/unlock.toml: every due time and window runs on it."""
+        if self._calendar is None:
+            self._calendar = (calendar_for(self.rules) if self.rules.unlock is not None
+                              else BusinessCalendar(DEFAULT_WEEK, self.config.bot.timezone))
+        return self._calendar
 
     @property
     def own_addresses(self) -> tuple[str, ...]:
@@ -119,6 +133,7 @@ def run_once(app: App) -> RunReport:
         except Exception as exc:  # a store or mailbox fault: the mail stays for the next run
             log.exception("mail %s: %s", raw.mail_id, exc)
             report.errors.append(f"{raw.mail_id}: {exc}")
+    flag_overdue(app)
     send_alerts(app)
     deliver_due(app, report)
     return report
@@ -198,45 +213,57 @@ def _read(app: App, raw: RawMail) -> tuple[ParsedMail | None, Extraction]:
     return parsed, extraction
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What deciding a mail needs of what was read from it.
+
+    Review tasks keep it in their snapshot, so an operator's approval decides later exactly as
+    the pipeline would have decided then.
+    """
+
+    extraction: Extraction
+    received_at: dt.datetime  # aware: when mailbot read the mail; windows count from it
+    references: tuple[str, ...] = ()  # In-Reply-To and References, for threading the replies
+    documents: tuple[str, ...] = ()  # attached file names (an unlock's documentation)
+    continues: int | None = None  # the unlock ledger entry this mail answers
+
+    def to_json(self) -> dict[str, Any]:
+        return {"extraction": self.extraction.to_json(),
+                "notes": list(self.extraction.notes),
+                "received_at": self.received_at.isoformat(),
+                "references": list(self.references), "documents": list(self.documents),
+                "continues": self.continues}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Reading":
+        e = data["extraction"]
+        extraction = Extraction(
+            kind=e.get("kind"), ignored=e.get("ignored"), sender=e.get("sender"),
+            subject=e.get("subject") or "", message_id=e.get("message_id"),
+            requests=tuple(Request(**r) for r in e.get("requests", ())),
+            problems=tuple(Problem(**p) for p in e.get("problems", ())),
+            notes=tuple(data.get("notes", ())))
+        return cls(extraction=extraction,
+                   received_at=dt.datetime.fromisoformat(data["received_at"]),
+                   references=tuple(data.get("references", ())),
+                   documents=tuple(data.get("documents", ())), continues=data.get("continues"))
+
+
 def decide_mail(app: App, rec: MailRecord, raw: RawMail) -> None:
     """Read, decide, render and queue the answers of one mail in one transaction."""
     parsed, extraction = _read(app, raw)
     store = app.store
     with store.transaction() as conn:
-        notes: list[str] = []
+        reading = _reading(app, conn, parsed, extraction)
+        extraction = reading.extraction
+        notes: list[str] = list(_sender_notes(app, conn, rec, parsed, extraction))
+        if reading.continues is not None:
+            notes.append(extraction.notes[-1])  # "answers the unlock request CLV-..."
         decisions: list[Decision] = []
-        pool = StoreKeyPool(store, conn)
-        if extraction.kind == "free_update" and not extraction.ignored:
-            for request in extraction.requests:
-                licence = store.licence(conn, request.serial)
-                decisions.append(decide_free_update(
-                    request, requester=extraction.sender, licence=licence, today=app.today(),
-                    rules=app.rules, pool=pool))
+        plan = _hold(app, conn, rec, raw, parsed, reading)
+        if plan is None:
+            plan, decisions = decide_reading(app, conn, rec, reading)
         app.hook("after_key_assigned")
-        plan = answer.plan_answers(extraction, decisions)
-        if raw.oversized and extraction.sender is None:
-            plan = answer.Plan("too_large", REVIEW, (), ("over the size limit: not read",))
-        elif extraction.kind == "unlock" and not extraction.ignored and extraction.sender:
-            plan = answer.Plan("review", REVIEW,
-                               (answer.Planned("reply", "under_review", extraction.sender, ()),),
-                               ("unlock requests are handled by operators",))
-        messages = plan.messages
-        if messages and _throttled(app, conn, extraction.sender):
-            notes.append(f"throttled: more than {app.config.throttle.max_replies_per_sender} "
-                         f"answers to {extraction.sender} in "
-                         f"{app.config.throttle.window_minutes} min; held for operators")
-            messages = tuple(m for m in messages if m.purpose != "reply")
-            plan = answer.Plan("throttled", REVIEW, messages)
-        for position, decision in enumerate(decisions):
-            key_id = pool.assigned.get(decision.request.serial) if decision.key else None
-            request_id = store.add_request(
-                conn, mail=rec.id, position=position, kind=extraction.kind or "",
-                request=decision.request, outcome=decision.outcome, hits=decision.hits,
-                recipient=decision.recipient, key_id=key_id)
-            if key_id is not None:
-                store.bind_key_to_request(conn, key_id, request_id)
-        for planned in messages:
-            _queue(app, conn, rec, extraction, parsed, planned)
         store.update_mail(
             conn, rec.id, status="decided", folder=plan.folder, outcome=plan.outcome,
             message_id=(extraction.message_id or "")[:1000] or None,
@@ -252,7 +279,237 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail) -> None:
                             detail=f"{rec.reference}: no quedan claves para {', '.join(systems)}")
     log.info("event=mail_decided reference=%s sender=%s kind=%s outcome=%s folder=%s replies=%d",
              rec.reference, extraction.sender, extraction.kind, plan.outcome, plan.folder,
-             len(messages))
+             len(plan.messages))
+
+
+def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading, *,
+                   skip_throttles: bool = False) -> tuple[answer.Plan, list[Decision]]:
+    """Decide every request of a mail, record it, open review tasks and queue the replies.
+
+    The pipeline calls it in the mail's decision transaction; an operator's approval of a
+    held mail calls it in the approval's transaction (`skip_throttles`: the operator let the
+    mail through).
+    """
+    store = app.store
+    extraction = reading.extraction
+    if extraction.ignored or extraction.kind is None or extraction.sender is None:
+        return answer.plan_answers(extraction, []), []
+    pool = StoreKeyPool(store, conn)
+    continues = (unlock_flow.entry(conn, reading.continues)
+                 if reading.continues is not None else None)
+    decisions: list[Decision] = []
+    for position, request in enumerate(extraction.requests):
+        licence = store.licence(conn, request.serial)
+        step = None
+        throttle = None if skip_throttles else _request_throttle(app, conn, reading, request,
+                                                                 licence)
+        if throttle is not None:
+            decision = throttle
+        elif extraction.kind == "unlock":
+            step = unlock_flow.decide(
+                conn, request, requester=extraction.sender, licence=licence,
+                documents=reading.documents, received_at=reading.received_at, now=app.now(),
+                rules=app.rules, calendar=app.calendar(),
+                repeat_hours=app.config.security.unlock_repeat_hours, continues=continues)
+            decision = step.decision
+        else:
+            decision = decide_free_update(
+                request, requester=extraction.sender, licence=licence, today=app.today(),
+                rules=app.rules, pool=pool)
+        key_id = pool.assigned.get(decision.request.serial) if decision.key else None
+        request_id = store.add_request(
+            conn, mail=rec.id, position=position, kind=extraction.kind,
+            request=decision.request, outcome=decision.outcome, hits=decision.hits,
+            recipient=decision.recipient, key_id=key_id)
+        if key_id is not None:
+            store.bind_key_to_request(conn, key_id, request_id)
+        entry_id = (unlock_flow.record(conn, step, request_id=request_id, mail_id=rec.id,
+                                       now=app.now()) if step is not None else None)
+        if decision.outcome == REVIEW_OUTCOME:
+            _request_task(app, conn, rec, reading, request_id=request_id, entry_id=entry_id,
+                          decision=decision, repeat=step is not None
+                          and step.mode == unlock_flow.REPEAT_OPEN)
+        decisions.append(decision)
+    plan = answer.plan_answers(extraction, decisions)
+    for planned in plan.messages:
+        _queue(app, conn, rec, extraction, None, planned, references=reading.references)
+    return plan, decisions
+
+
+def _reading(app: App, conn: Connection, parsed: ParsedMail | None,
+             extraction: Extraction) -> Reading:
+    """What was read, and whether the mail answers an unlock request in progress."""
+    received_at = app.clock().astimezone(dt.timezone.utc)
+    if parsed is None:
+        return Reading(extraction, received_at)
+    documents = tuple(a.filename for a in parsed.attachments if a.filename)
+    reading = Reading(extraction, received_at, parsed.references, documents)
+    if extraction.ignored or extraction.kind == "free_update" or not extraction.sender:
+        return reading
+    entry = unlock_flow.find_continuation(
+        conn, references=parsed.references, texts=(parsed.subject, parsed.text),
+        prefix=app.config.bot.reference_prefix)
+    if entry is None or entry.request is None:
+        return reading
+    row = conn.execute(sa.select(requests).where(requests.c.id == entry.request)).one()
+    reference = unlock_flow.reference_of(conn, entry)
+    own = [r for r in extraction.requests if r.serial == entry.serial]
+    wanted = list(extraction.requests) if own else [
+        Request(row.company, row.contact_name, row.contact_email, row.system, row.serial,
+                source=f"reply to {reference}"), *extraction.requests]
+    notes = (*extraction.notes, f"answers the unlock request {reference} "
+                                f"({entry.serial}, {entry.status})")
+    continued = Extraction(
+        kind="unlock", ignored=None, sender=extraction.sender, subject=extraction.subject,
+        message_id=extraction.message_id, requests=tuple(wanted),
+        problems=extraction.problems if extraction.requests else (), notes=notes)
+    return Reading(continued, received_at, parsed.references, documents, entry.id)
+
+
+def _sender_notes(app: App, conn: Connection, rec: MailRecord, parsed: ParsedMail | None,
+                  extraction: Extraction) -> list[str]:
+    """Log lines about the sender: Reply-To never receives anything, so a different one is
+    only noted."""
+    if parsed is None or extraction.ignored:
+        return []
+    hit = reply_to_differs(parsed)
+    if hit is None:
+        return []
+    app.store.log_event(conn, "reply_to_differs", mail=rec.id, reason=hit.reason)
+    log.info("event=reply_to_differs reference=%s", rec.reference)
+    return [f"{hit.rule}: {hit.reason}"]
+
+
+def _hold(app: App, conn: Connection, rec: MailRecord, raw: RawMail, parsed: ParsedMail | None,
+          reading: Reading) -> answer.Plan | None:
+    """Mails the rules must not decide: each becomes a review task instead of an answer.
+
+    Too large to read; a request without one usable From mailbox; no request subject; a From
+    address that fails the sender checks ([security]); more answers to one sender than
+    [throttle] allows. None: the rules may decide.
+    """
+    extraction = reading.extraction
+    if raw.oversized and extraction.sender is None:
+        text = "over the size limit ([limits] max_message_bytes): not read"
+        _mail_task(app, conn, rec, reading, review.TOO_LARGE, "message_too_large", text)
+        return answer.Plan("too_large", REVIEW, (), (text,))
+    if extraction.ignored:
+        if extraction.ignored == "no_sender" and extraction.kind and parsed is not None:
+            verdict = check_sender(parsed, require_authentication=False,
+                                   trusted_authserv_ids=())
+            hit = (verdict.hits[0] if verdict.hits
+                   else RuleHit(FROM_MAILBOXES, "the mail has no usable From address"))
+            _mail_task(app, conn, rec, reading, review.SENDER, hit.rule, hit.reason)
+            return answer.Plan("sender_check", REVIEW, (), (f"not answered: {hit.reason}",))
+        return None
+    if extraction.kind is None:
+        text = (f"the subject {extraction.subject!r} is no request subject of "
+                "rules/kinds.toml: not answered")
+        _mail_task(app, conn, rec, reading, review.UNRECOGNISED, "unrecognised_subject", text)
+        return answer.Plan("not_a_request", REVIEW, (),
+                           ("no recognised request subject: filed for operators, not answered",))
+    security = app.config.security
+    if parsed is not None:
+        verdict = check_sender(parsed, require_authentication=security.require_authentication,
+                               trusted_authserv_ids=security.trusted_authserv_ids)
+        if not verdict.ok:
+            hit = verdict.hits[-1]
+            _mail_task(app, conn, rec, reading, review.SENDER, hit.rule, hit.reason,
+                       sender_checks=[{"rule": h.rule, "reason": h.reason}
+                                      for h in verdict.hits])
+            messages: tuple[answer.Planned, ...] = ()
+            if extraction.sender and hit.rule not in (FROM_HEADERS, FROM_MAILBOXES) \
+                    and not _throttled(app, conn, extraction.sender):
+                # Tell the sender we have it; the answer waits for an operator.
+                messages = (answer.Planned("reply", "under_review", extraction.sender, ()),)
+            for planned in messages:
+                _queue(app, conn, rec, extraction, parsed, planned)
+            return answer.Plan("sender_check", REVIEW, messages,
+                               (f"held for operators: {hit.rule}: {hit.reason}",))
+    if _throttled(app, conn, extraction.sender):
+        text = (f"throttled: {app.config.throttle.max_replies_per_sender} or more answers to "
+                f"{extraction.sender} in {app.config.throttle.window_minutes} min "
+                "([throttle]); held for operators")
+        _mail_task(app, conn, rec, reading, review.THROTTLED, "throttled_sender", text)
+        return answer.Plan("throttled", REVIEW, (), (text,))
+    return None
+
+
+def _mail_task(app: App, conn: Connection, rec: MailRecord, reading: Reading, kind: str,
+               reason: str, text: str, **snapshot: Any) -> int:
+    due = review.due_at(app.rules, app.calendar(), reading.received_at)
+    return review.create(conn, mail=rec.id, kind=kind, reason=reason, reason_text=text,
+                         due_at=due, snapshot={"reading": reading.to_json(), **snapshot},
+                         now=app.now())
+
+
+def _request_task(app: App, conn: Connection, rec: MailRecord, reading: Reading, *,
+                  request_id: int, entry_id: int | None, decision: Decision,
+                  repeat: bool) -> None:
+    """A review task for one request, or a line in the history of the one already open."""
+    now = app.now()
+    if repeat and entry_id is not None:
+        task = review.open_for_unlock(conn, entry_id)
+        if task is not None:
+            brought = decision.facts.get("documents") or []
+            review.record(conn, task.id, "repeat", review.BOT, now,
+                          note=f"{rec.reference} from {reading.extraction.sender} asks again"
+                               + (f"; documents so far: {', '.join(brought)}" if brought else ""),
+                          changes={"mail": rec.reference})
+            return
+    code, text = review.reason_of(reading.extraction.kind or "", decision.hits, decision.facts)
+    review.create(conn, mail=rec.id, request=request_id, unlock=entry_id,
+                  kind=reading.extraction.kind or "", reason=code, reason_text=text,
+                  due_at=review.due_at(app.rules, app.calendar(), reading.received_at,
+                                       decision.facts),
+                  snapshot=task_snapshot(reading, decision), now=now)
+
+
+def task_snapshot(reading: Reading, decision: Decision) -> dict[str, Any]:
+    return {"reading": reading.to_json(), "request": decision.request.to_json(),
+            "outcome": decision.outcome,
+            "hits": [{"rule": h.rule, "reason": h.reason} for h in decision.hits],
+            "facts": {k: v for k, v in decision.facts.items() if k != "installation"}}
+
+
+def _request_throttle(app: App, conn: Connection, reading: Reading, request: Request,
+                      licence: Any | None) -> Decision | None:
+    """A review decision when earlier mails asked for this serial or this company more often
+    than [security] allows within its window; None otherwise."""
+    security = app.config.security
+    since = app.now() - dt.timedelta(minutes=security.window_minutes)
+    recent = (sa.select(sa.func.count(sa.distinct(requests.c.mail)))
+              .select_from(requests.join(mails, requests.c.mail == mails.c.id))
+              .where(mails.c.decided_at >= since))
+    hit = None
+    by_serial = conn.execute(recent.where(requests.c.serial == request.serial)).scalar_one()
+    if by_serial >= security.max_requests_per_serial:
+        code = "throttled_serial"
+        hit = RuleHit("throttle.serial", f"{by_serial} earlier mail(s) asked for "
+                                         f"{request.serial} in the last "
+                                         f"{security.window_minutes} min; the limit is "
+                                         f"{security.max_requests_per_serial} ([security] "
+                                         "max_requests_per_serial): held for an operator")
+    else:
+        company = licence.company if licence is not None else request.company
+        of_company = sa.select(licences.c.serial).where(licences.c.company == company)
+        by_company = conn.execute(recent.where(sa.or_(
+            requests.c.serial.in_(of_company), requests.c.company == company))).scalar_one()
+        if by_company >= security.max_requests_per_company:
+            code = "throttled_company"
+            hit = RuleHit("throttle.company", f"{by_company} earlier mail(s) asked for licences "
+                                              f"of {company} in the last "
+                                              f"{security.window_minutes} min; the limit is "
+                                              f"{security.max_requests_per_company} ([security] "
+                                              "max_requests_per_company): held for an operator")
+    if hit is None:
+        return None
+    due = app.calendar().add_business_hours(
+        reading.received_at, app.rules.unlock.review_due_hours if app.rules.unlock else 24)
+    facts = {"review_reason": code, "due_at": due, "due_text": app.calendar().describe(due),
+             "identify_help": app.rules.unlock.identify_help if app.rules.unlock else ""}
+    notes = tuple(RuleHit("extract.note", n) for n in request.notes)
+    return Decision(request, REVIEW_OUTCOME, (*notes, hit), facts=facts)
 
 
 def _throttled(app: App, conn: Connection, sender: str | None) -> bool:
@@ -274,20 +531,26 @@ def _context(app: App, rec: MailRecord, extraction: Extraction,
         extraction=extraction, rows=rows)
     if rows:
         ctx["requester"]["name"] = rows[0].get("contact_name") or ""
+    ctx["identify_help"] = app.rules.unlock.identify_help if app.rules.unlock else ""
     return ctx
 
 
 def _queue(app: App, conn: Connection, rec: MailRecord, extraction: Extraction,
-           parsed: ParsedMail | None, planned: answer.Planned) -> None:
-    rendered = app.renderer.render(planned.template, _context(app, rec, extraction, planned.rows))
+           parsed: ParsedMail | None, planned: answer.Planned, *,
+           references: Sequence[str] | None = None) -> None:
+    context = _context(app, rec, extraction, planned.rows)
+    context.update(planned.extra)
+    rendered = app.renderer.render(planned.template, context)
     domain = app.config.bot.address.rpartition("@")[2]
     message_id = make_message_id(domain)
+    if references is None:
+        references = parsed.references if parsed else ()
     data = build_reply(
         from_address=app.config.bot.address, from_name=app.config.bot.from_name,
         to=[planned.to], original_subject=extraction.subject,
         in_reply_to=extraction.message_id,
-        references=parsed.references if parsed else (), rendered=rendered,
-        reference=rec.reference or "", message_id=message_id, date=app.clock())
+        references=references, rendered=rendered,
+        reference=context["reference"] or "", message_id=message_id, date=app.clock())
     app.store.enqueue(conn, mail=rec.id, purpose=planned.purpose, template=planned.template,
                       message_id=message_id, envelope_from=_envelope_from(app),
                       recipients=[planned.to], data=data)
@@ -420,6 +683,12 @@ def fulfil_pending(app: App) -> int:
             app.store.log_event(conn, "pending_fulfilled", mail=req.mail, serial=req.serial)
             done += 1
     return done
+
+
+def flag_overdue(app: App) -> list[int]:
+    """One operator alert per review task past its due time (each task alerts once)."""
+    with app.store.transaction() as conn:
+        return review.flag_overdue(app.store, conn, app.now(), app.calendar())
 
 
 def send_alerts(app: App) -> None:

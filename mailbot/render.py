@@ -69,6 +69,28 @@ Templates and which rows they show:
 - ``operator_alert`` (to operators): ``alerts: [{title, detail, reference | None}]``,
   ``bot_name``, ``today``.
 
+Every customer reply also receives ``identify_help``: str, how to find the serial and its
+modality (rules/unlock.toml; "" without unlock rules). The unlock replies (``unlocked``,
+``unlock_review``, ``documents_needed``, ``documents_received``, ``unlock_rejected``) receive
+``unlock`` (built by ``mailbot.answer.unlock_context``; a fact that does not apply is None)::
+
+      {serial: str, system: str, outcome: "unlocked" | "review" | "documents_needed" | ...,
+       modality: "suscripcion" | "electronico" | "fisico" | None, modality_label: str | None,
+       number: int | None, number_text: str | None,      # 2, "segundo"
+       minutes_text: str | None,   # "inmediato o puede demorar de 10 a 15 minutos"
+       hours_text: str | None,     # "de 24 a 48 horas hábiles"
+       window_text: str | None,    # "entre el martes 1 de ... 14:00 h y el ... (hora del ...)"
+       window_start_text, window_end_text, due_text: str | None,  # one moment each
+       documents_required: str | None, document_types_text: str | None,  # "PDF, JPG o PNG"
+       documents: list[str], ignored_documents: list[str],  # attached file names
+       review_reason: str | None,  # policy, documents_to_check, other_requester, ...
+       repeat: bool,               # a repetition of an unlock already approved / in review
+       approved_by: str | None}    # the operator, when an operator approved it
+
+``unlock_missing_data`` is ``missing_data`` for unlocks. The rejection templates an operator
+picks (``review_rejected``, ``unlock_rejected``) also receive ``note``: str, the operator's
+words to the customer; ``kind_title`` is "" when the mail was no request at all.
+
 Filters: ``money`` (2500 -> "$2,500.00"), ``date_es`` (date -> "5 de enero de 2026";
 ``weekday=true`` prefixes the day name), ``datetime_es`` ("lunes 5 de enero de 2026 a las
 10:30"), ``mask_email``, ``source_es`` ("attachment:x.xlsx:row 3" -> "archivo x.xlsx, fila 3"),
@@ -875,6 +897,143 @@ def _operator_alert() -> dict[str, dict[str, Any]]:
     }
 
 
+_IDENTIFY_HELP = """¿Cómo puedo identificar la serie y su modalidad de contratación?
+
+a. Para los sistemas en Suscripción o Electrónicos:
+   1. En su navegador entre a aspel.com, seleccione "Mi cuenta Aspel" y capture sus datos.
+   2. Al ingresar, del lado izquierdo pulse en el apartado "Mis Servicios".
+
+b. Si adquirió el sistema en compra física, consulte su Certificado de Autenticidad."""
+_UNLOCK_SERIAL = "R8TZ-5N1Q-6WHK-2JCE"
+_COMERCIAL = "CONTPAQ i Comercial"
+
+
+def sample_unlock(**facts: Any) -> dict[str, Any]:
+    """An `unlock` dict as `mailbot.answer.unlock_context` builds it (every key present)."""
+    base: dict[str, Any] = {
+        "serial": _UNLOCK_SERIAL, "system": _COMERCIAL, "outcome": "unlocked",
+        "modality": "suscripcion", "modality_label": "Suscripción", "number": 1,
+        "number_text": "primer", "minutes_text": "inmediato o puede demorar de 10 a 15 minutos",
+        "hours_text": None, "window_text": None, "window_start_text": None,
+        "window_end_text": None, "due_text": None, "documents_required": None,
+        "document_types_text": "PDF, JPG, JPEG o PNG", "documents": [],
+        "ignored_documents": [], "review_reason": None, "repeat": False, "approved_by": None,
+    }
+    base.update(facts)
+    return base
+
+
+def _unlock_ctx(unlock: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = dict(
+        kind_title="Desbloqueo", original_subject="Solicitud de desbloqueo",
+        requester={"email": "administracion@tallerhermanosruiz.com.mx",
+                   "name": "Ernesto Ruiz Carrillo"},
+        rows=[_row(unlock["serial"], unlock["system"], unlock["outcome"])],
+        identify_help=_IDENTIFY_HELP, unlock=unlock)
+    values.update(extra)
+    return _ctx(**values)
+
+
+_WINDOW_4_24 = dict(
+    hours_text="de 4 a 24 horas hábiles",
+    window_text="entre el martes 10 de marzo de 2026 a las 14:00 h y el miércoles 11 de marzo "
+                "de 2026 a las 10:00 h (hora del centro de México)",
+    window_start_text="martes 10 de marzo de 2026 a las 14:00 h (hora del centro de México)",
+    window_end_text="miércoles 11 de marzo de 2026 a las 10:00 h (hora del centro de México)",
+    due_text="miércoles 11 de marzo de 2026 a las 10:00 h (hora del centro de México)")
+_WINDOW_24_48 = dict(
+    hours_text="de 24 a 48 horas hábiles",
+    window_text="entre el jueves 12 de marzo de 2026 a las 10:00 h y el lunes 16 de marzo de "
+                "2026 a las 10:00 h (hora del centro de México)",
+    window_start_text="jueves 12 de marzo de 2026 a las 10:00 h (hora del centro de México)",
+    window_end_text="lunes 16 de marzo de 2026 a las 10:00 h (hora del centro de México)",
+    due_text="lunes 16 de marzo de 2026 a las 10:00 h (hora del centro de México)")
+_CERTIFICATE = ("una imagen legible (escaneo o fotografía) del Certificado de Autenticidad del "
+                "sistema, que se encuentra dentro del empaque")
+
+
+def _unlocked() -> dict[str, dict[str, Any]]:
+    return {
+        "1.er desbloqueo automático": _unlock_ctx(sample_unlock()),
+        "aprobado por un operador": _unlock_ctx(sample_unlock(
+            number=2, number_text="segundo", approved_by="ana")),
+        "repetición de uno ya aprobado": _unlock_ctx(sample_unlock(repeat=True)),
+        "sin tiempos en las reglas": _unlock_ctx(sample_unlock(
+            minutes_text=None, modality_label=None, number_text=None), identify_help=""),
+    }
+
+
+def _unlock_review() -> dict[str, dict[str, Any]]:
+    review = dict(outcome="review", minutes_text=None, number=2, number_text="segundo")
+    return {
+        "2.º desbloqueo de suscripción": _unlock_ctx(sample_unlock(
+            review_reason="policy", **review, **_WINDOW_4_24)),
+        "remitente distinto del registrado": _unlock_ctx(sample_unlock(
+            review_reason="other_requester", **dict(review, number=None, number_text=None),
+            due_text=_WINDOW_4_24["due_text"])),
+        "ya en revisión (repetición)": _unlock_ctx(sample_unlock(
+            review_reason="policy", repeat=True, **review, **_WINDOW_4_24)),
+        "sin plazo": _unlock_ctx(sample_unlock(review_reason="no_unlock_rules", **review)),
+    }
+
+
+def _documents_needed() -> dict[str, dict[str, Any]]:
+    needed = dict(outcome="documents_needed", minutes_text=None, hours_text="de 24 a 48 horas "
+                  "hábiles")
+    return {
+        "licencia física": _unlock_ctx(sample_unlock(
+            modality="fisico", modality_label="Licenciamiento físico",
+            documents_required=_CERTIFICATE, **needed)),
+        "2.º desbloqueo electrónico, con un archivo no aceptado": _unlock_ctx(sample_unlock(
+            modality="electronico", modality_label="Licenciamiento electrónico", number=2,
+            number_text="segundo", documents_required="la factura de compra",
+            ignored_documents=["carta.docx"], **needed)),
+    }
+
+
+def _documents_received() -> dict[str, dict[str, Any]]:
+    return {
+        "certificado recibido": _unlock_ctx(sample_unlock(
+            outcome="review", modality="fisico", modality_label="Licenciamiento físico",
+            minutes_text=None, review_reason="documents_to_check",
+            documents=["certificado.pdf"], **_WINDOW_24_48)),
+        "con un archivo no aceptado": _unlock_ctx(sample_unlock(
+            outcome="review", modality="fisico", modality_label="Licenciamiento físico",
+            minutes_text=None, review_reason="documents_to_check",
+            documents=["certificado.jpg"], ignored_documents=["nota.docx"],
+            **_WINDOW_24_48)),
+    }
+
+
+def _unlock_missing_data() -> dict[str, dict[str, Any]]:
+    return {
+        "falta la serie": _ctx(kind_title="Desbloqueo", identify_help=_IDENTIFY_HELP,
+                               original_subject="Solicitud de desbloqueo",
+                               problems=[_PROBLEMS[0]]),
+        "sin datos": _ctx(kind_title="Desbloqueo", identify_help=_IDENTIFY_HELP,
+                          original_subject="Solicitud de desbloqueo"),
+    }
+
+
+def _review_rejected() -> dict[str, dict[str, Any]]:
+    return {
+        "con nota": _ctx(rows=[_row("AAAA-BBBB-CCCC-DDDD", _FE, "rejected")],
+                         note="La serie no corresponde a la empresa que indica en su correo."),
+        "correo que no era solicitud": _ctx(kind_title="", note="Este buzón atiende solo "
+                                            "solicitudes de claves y desbloqueos."),
+        "sin nota": _ctx(rows=[_row("AAAA-BBBB-CCCC-DDDD", _FE, "rejected")], note=""),
+    }
+
+
+def _unlock_rejected() -> dict[str, dict[str, Any]]:
+    return {
+        "con nota": _unlock_ctx(sample_unlock(outcome="rejected", minutes_text=None),
+                                note="El certificado enviado no es legible."),
+        "sin nota": _unlock_ctx(sample_unlock(outcome="rejected", minutes_text=None,
+                                              document_types_text=None), note=""),
+    }
+
+
 # Template name -> a function returning {variant label: context}; the first is the default.
 SAMPLES: dict[str, Callable[[], dict[str, dict[str, Any]]]] = {
     "keys_issued": _keys_issued,
@@ -885,6 +1044,13 @@ SAMPLES: dict[str, Callable[[], dict[str, dict[str, Any]]]] = {
     "pending_keys": _pending_keys,
     "keys_redirected": _keys_redirected,
     "operator_alert": _operator_alert,
+    "unlocked": _unlocked,
+    "unlock_review": _unlock_review,
+    "documents_needed": _documents_needed,
+    "documents_received": _documents_received,
+    "unlock_missing_data": _unlock_missing_data,
+    "review_rejected": _review_rejected,
+    "unlock_rejected": _unlock_rejected,
 }
 
 

@@ -129,8 +129,7 @@ def create(conn: Connection, *, mail: int, kind: str, reason: str, reason_text: 
         reason_text=reason_text, status=OPEN, due_at=due_at,
         snapshot=_json(snapshot), created_at=now))
     task_id = result.inserted_primary_key[0]
-    record(conn, task_id, "created", BOT, now, note=reason_text,
-           changes={"reason": reason, "due_at": due_at.isoformat(timespec="minutes")})
+    record(conn, task_id, "created", BOT, now, note=reason_text, changes={"reason": reason})
     return task_id
 
 
@@ -168,16 +167,17 @@ def open_for_unlock(conn: Connection, entry_id: int) -> Task | None:
 
 
 def tasks(conn: Connection, *, include_closed: bool = False,
-          overdue_at: dt.datetime | None = None, mails_: Sequence[int] | None = None) -> list[Task]:
+          overdue_at: dt.datetime | None = None,
+          mail_ids: Sequence[int] | None = None) -> list[Task]:
     """Open tasks (or all), the most urgent first; `overdue_at`: only those due by then."""
     query = _select()
     if not include_closed:
         query = query.where(reviews.c.status == OPEN)
     if overdue_at is not None:
         query = query.where(reviews.c.status == OPEN, reviews.c.due_at <= overdue_at)
-    if mails_ is not None:
-        in_mails = sa.select(requests.c.id).where(requests.c.mail.in_(list(mails_)))
-        query = query.where(sa.or_(reviews.c.mail.in_(list(mails_)),
+    if mail_ids is not None:
+        in_mails = sa.select(requests.c.id).where(requests.c.mail.in_(list(mail_ids)))
+        query = query.where(sa.or_(reviews.c.mail.in_(list(mail_ids)),
                                    reviews.c.request.in_(in_mails)))
     query = query.order_by((reviews.c.status != OPEN), reviews.c.due_at, reviews.c.id)
     return [Task.from_row(r) for r in conn.execute(query).all()]
@@ -235,7 +235,7 @@ def flag_overdue(store: Store, conn: Connection, now: dt.datetime,
     return flagged
 
 
-# --- helpers ---------------------------------------------------------------------------------------
+# --- helpers -------------------------------------------------------------------------------
 
 def reason_of(kind: str, hits: Sequence[RuleHit], facts: Mapping[str, Any]) -> tuple[str, str]:
     """(reason code, reason text) of a request the rules sent to review."""

@@ -208,6 +208,8 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
                              documents=documents, received_at=received_at, rules=rules,
                              calendar=calendar)
     accepted = accepted_documents(documents, rules.unlock) if rules.unlock else ()
+    ignored = [d for d in documents if d not in accepted]
+    decision = replace(decision, facts={**decision.facts, "ignored_documents": ignored})
     if own_entry is not None:
         return UnlockStep(decision, REDECIDED, own_entry, accepted)
     if decision.outcome == REVIEW and decision.facts.get("review_reason") in IDENTITY_REASONS:
@@ -225,12 +227,16 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
         if current.status == AWAITING_DOCUMENTS:
             hit = RuleHit("unlock.repeat", f"continues the unlock request {ref} (waiting for "
                                            "documents): the same unlock, not counted again")
-            return UnlockStep(replace(decision, hits=(*decision.hits, hit)), CONTINUED, current,
-                              accepted)
+            at = next((i for i, h in enumerate(decision.hits) if h.rule == "unlock.count"),
+                      len(decision.hits))
+            hits = (*decision.hits[:at], hit, *decision.hits[at:])
+            return UnlockStep(replace(decision, hits=hits,
+                                      facts={**decision.facts, "reference": ref}),
+                              CONTINUED, current, accepted)
         facts = {**stored_facts(current), **_fresh_facts(decision.facts)}
         docs = [*stored_documents(current), *(d for d in accepted
                                               if d not in stored_documents(current))]
-        facts["documents"] = docs
+        facts.update(documents=docs, reference=ref, repeat=True)
         due = facts.get("due_text") or "(sin fecha)"
         brought = f"; it brings {', '.join(accepted)}" if accepted else ""
         hit = RuleHit("unlock.repeat", f"the unlock request {ref} is already in review (due "
@@ -242,7 +248,8 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
     if last is not None and last.decided_at is not None \
             and now - last.decided_at < dt.timedelta(hours=repeat_hours):
         ref = reference_of(conn, last)
-        facts = {**stored_facts(last), **_fresh_facts(decision.facts), "repeat": True}
+        facts = {**stored_facts(last), **_fresh_facts(decision.facts), "repeat": True,
+                 "reference": ref}
         hit = RuleHit("unlock.repeat", f"{request.serial} was released on "
                                        f"{last.decided_at:%Y-%m-%d %H:%M} UTC ({ref}), less than "
                                        f"{repeat_hours} h ago ([security] unlock_repeat_hours): "
@@ -257,7 +264,8 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
 def _fresh_facts(facts: dict[str, Any]) -> dict[str, Any]:
     """Facts that describe the request, not the unlock, so a repetition shows today's."""
     return {k: facts[k] for k in ("identify_help", "document_types", "document_types_text",
-                                  "modality", "modality_label") if k in facts}
+                                  "modality", "modality_label", "ignored_documents")
+            if k in facts}
 
 
 # --- writing the ledger ------------------------------------------------------------------------
@@ -294,7 +302,8 @@ def record(conn: Connection, step: UnlockStep, *, request_id: int | None, mail_i
         if status == APPROVED:
             values.update(approved_by=approved_by, decided_at=now)
     elif step.mode == REPEAT_OPEN:
-        values["facts"] = facts
+        values["facts"] = _facts_json({k: v for k, v in d.facts.items()
+                                       if k not in ("repeat", "reference")})
     conn.execute(unlocks.update().where(unlocks.c.id == row.id).values(**values))
     if step.mode != REDECIDED:
         link(conn, row.id, mail_id, "documents" if step.documents else "repeat")

@@ -44,7 +44,8 @@ def store(request, tmp_path):
         s = Store(request.getfixturevalue("postgres_url"))
     s.migrate()
     with s.transaction() as conn:
-        for table in ("events", "outbox", "requests", "keys", "licences", "mails"):
+        for table in ("review_actions", "reviews", "unlock_mails", "unlocks", "events",
+                      "outbox", "requests", "keys", "licences", "mails"):
             conn.execute(sa.text(f"DELETE FROM {table}"))
     yield s
     s.close()

@@ -80,6 +80,8 @@ class DovecotServer:
 
     Use as a context manager, or call `start()` and make sure `stop()` runs (it is also
     registered with atexit, so an interrupted session does not leave a server behind).
+    Runs as root (CI: mail owned by uid 65534) or as an ordinary user (every Dovecot process
+    then runs as that user).
     """
 
     host = "127.0.0.1"

@@ -24,8 +24,10 @@ from mailbot.render import (
 )
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-PUBLIC = ["keys_issued", "keys_redirected", "missing_data", "not_eligible", "operator_alert",
-          "pending_keys", "results", "under_review"]
+PUBLIC = ["documents_needed", "documents_received", "keys_issued", "keys_redirected",
+          "missing_data", "not_eligible", "operator_alert", "pending_keys", "results",
+          "review_rejected", "under_review", "unlock_missing_data", "unlock_rejected",
+          "unlock_review", "unlocked"]
 
 
 @pytest.fixture

@@ -110,13 +110,13 @@ def test_inbox_mails_come_back_as_replies_with_copies_in_sent_and_are_filed(setu
     got = smtp_server.messages
     customer = [m for m in got if "operadores@example.com" not in m.rcpt_tos]
     assert len(customer) == 9  # 7 answered mails, one of them also to the registered contact,
-    # and the unlock acknowledgement; the auto-reply and the invoice mail get nothing
+    # and the unlock confirmation; the auto-reply and the invoice mail get nothing
     assert all(m.mail_from == "claves@example.com" for m in got)
     assert "mlopez@lomasdelnorte.com.mx" in recipients(smtp_server)
     assert imap_server.list_folder("INBOX") == []
     assert len(imap_server.list_folder("Sent")) == len(customer)
-    assert len(imap_server.list_folder(FOLDERS["processed"])) == 7
-    assert len(imap_server.list_folder(FOLDERS["review"])) == 2  # invoice mail and unlock
+    assert len(imap_server.list_folder(FOLDERS["processed"])) == 8  # with the 1st unlock
+    assert len(imap_server.list_folder(FOLDERS["review"])) == 1  # the invoice mail
     assert len(imap_server.list_folder(FOLDERS["ignored"])) == 1
     # The request mails kept their bytes: nothing was rewritten on the way.
     filed = {bytes(m) for f in FOLDERS.values() for m in imap_server.list_folder(f)}

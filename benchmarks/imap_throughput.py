@@ -1,0 +1,956 @@
+"""mailbot on real servers, measured: floor, end-to-end throughput and IDLE latency (issue 3, §5).
+
+A script, not a test: it prints its figures and exits 0 even when a target is missed (a crash
+or a broken run is still an error). One run:
+
+1. starts a private Dovecot (tests/dovecot.py, plaintext on loopback) and an aiosmtpd server
+   (tests/smtp_server.py, the "plain" listener), and stops both at the end, whatever happens;
+2. generates N realistic request mails (default 1,000): a fifth from Outlook with an .xlsx
+   attached (3-5 rows), the rest single requests in the body from plain-text clients,
+   Outlook (text + HTML with a table), Gmail (text + HTML, values under their labels) and
+   HTML-only Outlook; each with its own Message-ID, sender, company and serial, and a licence
+   registry and key pool that match, imported into a fresh SQLite store, so every request
+   really issues a key;
+3. measures the FLOOR: raw imapclient fetch (BODY.PEEK[] in batches of 200) + mail-parser
+   `parse_from_bytes` + openpyxl (read-only) reading of every .xlsx attachment, of the same
+   mails, as mails/s;
+4. measures END-TO-END: `run_once` with ImapSource + SmtpSink over the N mails, from the INBOX
+   to every reply accepted by the SMTP server, its copy in Sent and the mail filed, as mails/s,
+   with a breakdown of where the time went;
+5. measures LATENCY with IDLE: `serve()` runs in a thread; mails are appended one at a time
+   with small gaps; per mail, APPEND -> its reply's arrival at the SMTP server (matched by
+   In-Reply-To); p50 / p95 / max;
+6. prints the ratio end-to-end / floor and PASS/MISS against the targets of the issue
+   (end-to-end >= half the floor; latency p95 < 2 s, on a 2-core machine).
+
+Run: `make bench`, or `.venv/bin/python benchmarks/imap_throughput.py [--mails N]
+[--latency-mails N] [--latency-gap S] [--poll-seconds S] [--json] [--profile FILE
+[--profiler cprofile|pyinstrument]] [--keep]`. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import contextlib
+import csv
+import datetime as dt
+import email.parser
+import io
+import json
+import logging
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from email import policy
+from email.headerregistry import Address
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import sqlalchemy as sa  # noqa: E402
+
+from dovecot import DovecotServer, dovecot_available, INSTALL_HINT  # noqa: E402
+from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
+
+from mailbot import config as config_module  # noqa: E402
+from mailbot import pipeline  # noqa: E402
+from mailbot.demo import (SEED_SPREADSHEET_ROWS, SUPPORT_FOREVER, XLSX_TYPE,  # noqa: E402
+                          _finish_mime, _gmail_link, _message, _outlook_html)
+from mailbot.imports import read_keys, read_registry  # noqa: E402
+from mailbot.pipeline import run_once  # noqa: E402
+from mailbot.service import serve  # noqa: E402
+from mailbot.store import mails as mails_table, outbox, requests as requests_table  # noqa: E402
+from mailbot.wiring import open_app  # noqa: E402
+
+FLOOR_BATCH = 200  # as DOVECOT.md's floor figure and ImapSource's default batch_size
+TARGET_RATIO = 0.5  # end-to-end at least half the floor
+TARGET_P95 = 2.0  # seconds, APPEND -> reply at the SMTP server, with IDLE
+OUR_ADDRESS = "claves@example.com"
+OPERATORS = "operadores@example.com"
+FOLDERS = ("mailbot/procesados", "mailbot/revision", "mailbot/ignorados", "mailbot/fallidos")
+
+
+# --- the mails, the registry and the key pool ------------------------------------------------
+
+# The systems of rules/catalogue.toml, with ways customers write them (all recognised).
+SYSTEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("CONTPAQ i Factura electrónica", ("CONTPAQ i – Factura electrónica", "Factura electrónica",
+                                       "CONTPAQi Factura", "CONTPAQ i Factura electrónica")),
+    ("CONTPAQ i Contabilidad", ("CONTPAQ i Contabilidad", "Contabilidad", "CONTPAQi Conta")),
+    ("CONTPAQ i Nóminas", ("CONTPAQ i Nóminas", "Nóminas", "CONTPAQi Nomina")),
+    ("CONTPAQ i Bancos", ("CONTPAQ i Bancos", "Bancos")),
+    ("CONTPAQ i Comercial", ("CONTPAQ i Comercial", "CONTPAQi Comercial Premium", "Comercial")),
+    ("CONTPAQ i Punto de venta", ("CONTPAQ i Punto de venta", "Punto de venta")),
+    ("Aspel FACTURE", ("Aspel FACTURE", "FACTURE")),
+)
+_FIRST = ("Raúl", "María", "José", "Guadalupe", "Alejandra", "Jorge", "Héctor", "Laura",
+          "Ernesto", "Patricia", "Fernando", "Sofía", "Ricardo", "Verónica", "Andrés", "Lucía")
+_LAST = ("González", "Hernández", "López", "Martínez", "Pérez", "Ramírez", "Sánchez", "Ruiz",
+         "Domínguez", "Álvarez", "Méndez", "Ríos", "Navarro", "Castillo", "Ortega", "Vargas")
+_TRADE = ("Ferretería", "Abarrotes", "Distribuidora", "Comercializadora", "Taller Mecánico",
+          "Servicios Contables", "Papelería", "Grupo Industrial", "Transportes", "Farmacia",
+          "Constructora", "Despacho", "Refaccionaria", "Mueblería", "Panificadora")
+_NAMES = ("El Tornillo", "Lomas del Norte", "Doña Lupita", "Hermanos Ruiz", "La Esperanza",
+          "Monterrey", "del Bajío", "San Ángel", "Los Pinos", "del Pacífico", "La Central",
+          "Santa Fe", "del Valle", "El Águila", "Las Torres", "Tres Ríos", "La Estrella")
+_FORMS = (", S.A. de C.V.", ", S.C.", ", S. de R.L. de C.V.", "")
+_SERIAL_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_KEY_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_SUBJECTS = ("Solicitud de claves para actualización sin costo",
+             "Solicitud de claves para actualizacion sin costo",
+             "SOLICITUD DE CLAVES PARA ACTUALIZACION SIN COSTO",
+             "Claves para actualización sin costo")
+_MAILERS = ("Mozilla/5.0 (Windows NT 6.1; rv:9.0) Gecko/20111222 Thunderbird/9.0.1",
+            "iPhone Mail (9A405)", None)
+_OUTLOOK = "Microsoft Outlook 14.0"
+KINDS = ("spreadsheet", "plain", "outlook", "gmail", "outlook-html")  # one in five each
+
+
+@dataclass
+class Licence:
+    serial: str
+    system: str
+    company: str
+    contact_name: str
+    contact_email: str
+    purchase_date: str
+    modality: str
+    support_until: str
+    users: int
+
+
+@dataclass
+class BenchMail:
+    kind: str
+    message_id: str
+    data: bytes
+    licences: list[Licence]
+
+
+@dataclass
+class Dataset:
+    mails: list[BenchMail]
+    registry: list[Licence]
+    keys: list[tuple[str, str]]
+
+
+class _Gen:
+    """Deterministic, distinct companies, senders, serials and keys."""
+
+    def __init__(self, seed: int) -> None:
+        self.rnd = random.Random(seed)
+        self.serials: set[str] = set()
+        self.keys: set[str] = set()
+
+    def serial(self) -> str:
+        while True:
+            s = "-".join("".join(self.rnd.choice(_SERIAL_CHARS) for _ in range(4))
+                         for _ in range(4))
+            if s not in self.serials:
+                self.serials.add(s)
+                return s
+
+    def key(self) -> str:
+        while True:
+            k = "2012-" + "-".join("".join(self.rnd.choice(_KEY_CHARS) for _ in range(5))
+                                   for _ in range(4))
+            if k not in self.keys:
+                self.keys.add(k)
+                return k
+
+    def company(self, number: int) -> tuple[str, str]:
+        """(company name, mail domain), distinct per number."""
+        trade, name = self.rnd.choice(_TRADE), self.rnd.choice(_NAMES)
+        company = f"{trade} {name} {number:04d}{self.rnd.choice(_FORMS)}"
+        slug = "".join(c for c in f"{trade}{name}".lower() if c.isascii() and c.isalnum())
+        return company, f"{slug}{number:04d}.com.mx"
+
+    def licence(self, company: str, contact: str, email: str) -> Licence:
+        system = self.rnd.choice(SYSTEMS)[0]
+        bought = dt.date(2011, 7, 1) + dt.timedelta(days=self.rnd.randrange(300))  # eligible
+        support = self.rnd.choice((SUPPORT_FOREVER, SUPPORT_FOREVER, "", "2012-08-21"))
+        return Licence(serial=self.serial(), system=system, company=company,
+                       contact_name=contact, contact_email=email,
+                       purchase_date=bought.isoformat(),
+                       modality=self.rnd.choice(("electronico", "fisico", "suscripcion")),
+                       support_until=support, users=self.rnd.choice((1, 2, 3, 5, 10, 20, 35)))
+
+    def spelling(self, system: str) -> str:
+        return self.rnd.choice(dict(SYSTEMS)[system])
+
+    def written_serial(self, serial: str) -> str:
+        style = self.rnd.randrange(4)
+        if style == 1:
+            return serial.lower()
+        if style == 2:
+            return serial.replace("-", " ")
+        if style == 3:
+            return serial.title()
+        return serial
+
+
+def make_dataset(count: int, seed: int = 2012) -> Dataset:
+    gen = _Gen(seed)
+    out: list[BenchMail] = []
+    registry: list[Licence] = []
+    start = dt.datetime(2012, 1, 16, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=-6), "CST"))
+    for number in range(count):
+        kind = KINDS[number % len(KINDS)]
+        company, domain = gen.company(number)
+        first, last = gen.rnd.choice(_FIRST), gen.rnd.choice(_LAST)
+        contact = f"{first} {last} {gen.rnd.choice(_LAST)}"
+        local = "".join(c for c in f"{first[0]}{last}".lower() if c.isascii() and c.isalpha())
+        sender = Address(contact, addr_spec=f"{local}@{domain}")
+        rows = gen.rnd.randint(3, 5) if kind == "spreadsheet" else 1
+        licences = [gen.licence(company, contact, sender.addr_spec) for _ in range(rows)]
+        registry.extend(licences)
+        date = start + dt.timedelta(minutes=7 * number)
+        message_id = f"<bench.{number:05d}.{gen.rnd.getrandbits(48):012x}@{domain}>"
+        msg = _build_mail(gen, kind, sender, company, contact, licences, date, message_id)
+        _finish_mime(msg, number % 1000)
+        out.append(BenchMail(kind, message_id, msg.as_bytes(policy=policy.SMTP), licences))
+    # A key for every request, and a few spare per system (as an operator keeps the pool).
+    needed = collections.Counter(lic.system for lic in registry)
+    keys = [(system, gen.key()) for system, _ in SYSTEMS for _ in range(needed[system] + 5)]
+    return Dataset(out, registry, keys)
+
+
+def _build_mail(gen: _Gen, kind: str, sender: Address, company: str, contact: str,
+                licences: list[Licence], date: dt.datetime, message_id: str):
+    lic = licences[0]
+    subject = gen.rnd.choice(_SUBJECTS)
+    fields = [("Nombre de la empresa", company), ("Nombre del contacto", contact),
+              ("Correo electrónico del contacto", sender.addr_spec),
+              ("Tipo de sistema", gen.spelling(lic.system)),
+              ("Número de serie", gen.written_serial(lic.serial))]
+    signature = f"{contact}\n{company}\nTel. (55) 5{gen.rnd.randrange(10**6, 10**7)}\n"
+    if kind == "spreadsheet":
+        msg = _message(sender=sender, to=OUR_ADDRESS, subject=subject, date=date,
+                       message_id=message_id, mailer=_OUTLOOK)
+        msg["Content-Language"] = "es-mx"
+        text = ("Buenas tardes\n\nMe permito solicitar las claves de actualización sin costo de "
+                "nuestros sistemas, anexo un archivo donde relaciono los números de serie "
+                f"actuales.\n\nGracias\n\n{signature}")
+        html = _outlook_html(["Buenas tardes", "", "Me permito solicitar las claves de "
+                              "actualizaci&oacute;n sin costo de nuestros sistemas, anexo un "
+                              "archivo donde relaciono los n&uacute;meros de serie actuales.",
+                              "", "Gracias", "", contact, company])
+        msg.set_content(text, charset="windows-1252", cte="quoted-printable")
+        msg.add_alternative(html, subtype="html", charset="windows-1252", cte="quoted-printable")
+        msg.add_attachment(_spreadsheet(gen, licences), maintype=XLSX_TYPE[0],
+                           subtype=XLSX_TYPE[1], filename="Relacion de sistemas sin costo.xlsx")
+    elif kind == "plain":
+        msg = _message(sender=sender, to=OUR_ADDRESS, subject=subject, date=date,
+                       message_id=message_id, mailer=gen.rnd.choice(_MAILERS))
+        greeting = gen.rnd.choice(("Buenas tardes", "Buenos días", "Hola, buen día"))
+        body = "".join(f"{label}: {value}\n" for label, value in fields)
+        text = (f"{greeting}\n\nMe permito solicitar mis claves para la actualización sin "
+                f"costo de mi sistema.\n\n{body}\nSaludos\n\n{signature}")
+        charset = gen.rnd.choice(("utf-8", "iso-8859-1"))
+        try:
+            text.encode(charset)
+        except UnicodeEncodeError:  # e.g. "CONTPAQ i – Factura": the dash is not Latin-1
+            charset = "utf-8"
+        msg.set_content(text, charset=charset, cte="quoted-printable")
+    elif kind in ("outlook", "outlook-html"):
+        msg = _message(sender=sender, to=OUR_ADDRESS, subject=subject, date=date,
+                       message_id=message_id, mailer=_OUTLOOK)
+        msg["Content-Language"] = "es-mx"
+        short = [("Empresa", company), ("Contacto", contact), ("Correo", sender.addr_spec),
+                 ("Sistema", fields[3][1]), ("No. de serie", fields[4][1])]
+        html_rows = [(label, f'<a href="mailto:{value}">{value}</a>' if "@" in value else value)
+                     for label, value in short]
+        html = _outlook_html(["Buenos d&iacute;as:", "", "Les solicito las claves de "
+                              "actualizaci&oacute;n sin costo:", ""], html_rows,
+                             ["", "Saludos cordiales,", contact, company])
+        if kind == "outlook":
+            text = ("Buenos días:\n\nLes solicito las claves de actualización sin costo:\n\n" +
+                    "".join(f"{label}\t{value}\n" for label, value in short) +
+                    f"\nSaludos cordiales,\n{signature}")
+            msg.set_content(text, charset="windows-1252", cte="quoted-printable")
+            msg.add_alternative(html, subtype="html", charset="windows-1252",
+                                cte="quoted-printable")
+        else:
+            msg.set_content(html, subtype="html", charset="windows-1252", cte="quoted-printable")
+    else:  # gmail
+        msg = _message(sender=sender, to=OUR_ADDRESS, subject=subject, date=date,
+                       message_id=message_id)
+        text = ("Buenas noches,\n\nMe pueden enviar mis claves por favor\n\n" +
+                "".join(f"{label}\n{value}\n\n" for label, value in fields) +
+                f"Gracias\n\n-- \n{signature}")
+        html = ('<div dir="ltr"><div>Buenas noches,</div><div><br></div><div>Me pueden enviar '
+                'mis claves por favor</div><div><br></div>' +
+                "".join(f"<div>{label}</div><div>"
+                        f"{value if '@' not in value else _gmail_link(value)}</div>"
+                        "<div><br></div>" for label, value in fields) +
+                f'<div>Gracias</div><br clear="all"><div><br></div>-- <br><div dir="ltr" '
+                f'class="gmail_signature">{signature.replace(chr(10), "<br>")}</div></div>\n')
+        msg.set_content(text)
+        msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def _spreadsheet(gen: _Gen, licences: list[Licence]) -> bytes:
+    """An .xlsx like the seed's: the seed's header row, one row per serial."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Hoja1"
+    ws.append(list(SEED_SPREADSHEET_ROWS[0]))
+    for lic in licences:
+        ws.append([lic.company, lic.contact_name, lic.contact_email, gen.spelling(lic.system),
+                   lic.serial])
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()
+
+
+def write_imports(directory: Path, data: Dataset) -> tuple[Path, Path]:
+    registry_csv, keys_csv = directory / "registry.csv", directory / "keys.csv"
+    with registry_csv.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(("serial", "system", "company", "contact_email", "purchase_date", "modality",
+                    "support_until", "users"))
+        for lic in data.registry:
+            w.writerow((lic.serial, lic.system, lic.company, lic.contact_email,
+                        lic.purchase_date, lic.modality, lic.support_until, lic.users))
+    with keys_csv.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(("system", "key"))
+        w.writerows(data.keys)
+    return registry_csv, keys_csv
+
+
+def write_config(directory: Path, imap: DovecotServer, smtp: SmtpTestServer,
+                 poll_seconds: int = 60) -> Path:
+    password = directory / "imap-password"
+    password.write_text(imap.password + "\n")
+    plain = smtp.config("none")
+    path = directory / "config.toml"
+    path.write_text(f"""
+[mailbot]
+address = "{OUR_ADDRESS}"
+operators = ["{OPERATORS}"]
+rules_dir = {json.dumps(str(ROOT / "rules"))}
+templates_dir = {json.dumps(str(ROOT / "templates"))}
+[source]
+type = "imap"
+[sink]
+type = "smtp"
+[store]
+url = "sqlite:///mailbot.db"
+[imap]
+host = "{imap.host}"
+port = {imap.port}
+security = "none"
+allow_plaintext = true
+username = "{imap.user}"
+password_file = "{password}"
+timeout_seconds = 30
+poll_interval_seconds = {poll_seconds}
+[smtp]
+host = "{plain.host}"
+port = {plain.port}
+security = "none"
+allow_plaintext = true
+timeout_seconds = 30
+""", encoding="utf-8")
+    return path
+
+
+# --- servers and helpers ------------------------------------------------------------------------
+
+class Arrivals:
+    """When each message reached the SMTP server (monotonic clock), by In-Reply-To.
+
+    Wraps the test server's DATA hook on the handler instance: aiosmtpd looks hooks up when a
+    session opens, so this must be installed before the first connection.
+    """
+
+    def __init__(self, smtp: SmtpTestServer) -> None:
+        self.lock = threading.Lock()
+        self.by_reply_to: dict[str, float] = {}
+        self.times: list[float] = []
+        handler = smtp.handler
+        original = handler.handle_DATA
+        parser = email.parser.BytesHeaderParser(policy=policy.compat32)
+
+        async def handle_data(server, session, envelope):
+            result = await original(server, session, envelope)
+            now = time.monotonic()
+            if isinstance(result, str) and result.startswith("250"):
+                headers = parser.parsebytes(envelope.original_content or b"")
+                with self.lock:
+                    self.times.append(now)
+                    irt = (headers.get("In-Reply-To") or "").strip()
+                    if irt:
+                        self.by_reply_to.setdefault(irt, now)
+            return result
+
+        handler.handle_DATA = handle_data  # type: ignore[method-assign]
+
+    def get(self, message_id: str) -> float | None:
+        with self.lock:
+            return self.by_reply_to.get(message_id)
+
+
+def folder_count(imap: DovecotServer, folder: str) -> int:
+    conn = imap.connect()
+    try:
+        typ, data = conn.status(f'"{folder}"', "(MESSAGES)")
+        if typ != "OK":
+            return 0
+        return int(data[0].decode().rsplit("MESSAGES", 1)[1].strip(" ()"))
+    finally:
+        conn.logout()
+
+
+def import_registry(app, registry_csv: Path, keys_csv: Path) -> None:
+    with app.store.transaction() as conn:
+        app.store.upsert_licences(conn, read_registry(registry_csv, app.rules.catalogue))
+        app.store.add_keys(conn, read_keys(keys_csv, app.rules.catalogue))
+
+
+def close_app(app) -> None:
+    for closer in (app.source.close, app.sink.close, app.store.close):
+        with contextlib.suppress(Exception):
+            closer()
+
+
+# --- 1. the floor ---------------------------------------------------------------------------------
+
+def measure_floor(imap: DovecotServer, expected: int) -> dict[str, Any]:
+    """Raw imapclient fetch + mail-parser + openpyxl of every mail in the INBOX (read-only)."""
+    import mailparser
+    import openpyxl
+    from imapclient import IMAPClient
+
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+    client = IMAPClient(imap.host, imap.port, ssl=False, timeout=30)
+    client.login(imap.user, imap.password)
+    try:
+        t0 = time.perf_counter()
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["ALL"])
+        bodies: list[bytes] = []
+        for start in range(0, len(uids), FLOOR_BATCH):
+            batch = uids[start:start + FLOOR_BATCH]
+            response = client.fetch(batch, ["BODY.PEEK[]"])
+            bodies.extend(bytes(response[uid][b"BODY[]"]) for uid in batch)
+        t1 = time.perf_counter()
+    finally:
+        client.logout()
+    if len(bodies) != expected:
+        raise RuntimeError(f"floor: fetched {len(bodies)} mails, expected {expected}")
+    parsed = [mailparser.parse_from_bytes(body) for body in bodies]
+    t2 = time.perf_counter()
+    sheets = rows = 0
+    for mail in parsed:
+        for att in mail.attachments:
+            if not str(att.get("filename", "")).lower().endswith(".xlsx"):
+                continue
+            payload = att["payload"]
+            payload = base64.b64decode(payload) if att.get("binary") else payload.encode()
+            book = openpyxl.load_workbook(io.BytesIO(payload), read_only=True, data_only=True)
+            try:
+                for sheet in book.worksheets:
+                    rows += sum(1 for _ in sheet.iter_rows(values_only=True))
+            finally:
+                book.close()
+            sheets += 1
+    t3 = time.perf_counter()
+    total = t3 - t0
+    return {"mails": len(bodies), "bytes": sum(map(len, bodies)),
+            "fetch_s": t1 - t0, "parse_s": t2 - t1, "sheets_s": t3 - t2, "total_s": total,
+            "spreadsheets": sheets, "spreadsheet_rows": rows,
+            "fetch_mails_per_s": len(bodies) / (t1 - t0),
+            "parse_mails_per_s": len(bodies) / (t2 - t1),
+            "mails_per_s": len(bodies) / total}
+
+
+# --- 2. end-to-end --------------------------------------------------------------------------------
+
+class Breakdown:
+    """Wall time per stage of a pass, by wrapping the seams on the app instance (cheap)."""
+
+    STAGES = ("imap_fetch", "parse_extract", "render", "build_reply", "smtp_send", "sent_append",
+              "imap_file")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.sql_statements = 0
+        self.sql_seconds = 0.0
+        self.transactions = 0
+        self.per_mail: list[float] = []  # wall time of pipeline.process(), in mail order
+
+    def timed(self, stage: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - t
+                self.calls[stage] += 1
+        return wrapper
+
+    def timed_iter(self, stage: str, fn: Callable[[], Iterator]) -> Callable[[], Iterator]:
+        def wrapper() -> Iterator:
+            it = iter(fn())
+            while True:
+                t = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    self.seconds[stage] += time.perf_counter() - t
+                    return
+                self.seconds[stage] += time.perf_counter() - t
+                self.calls[stage] += 1
+                yield item
+        return wrapper
+
+    @contextlib.contextmanager
+    def install(self, app) -> Iterator[None]:
+        app.source.fetch_new = self.timed_iter("imap_fetch", app.source.fetch_new)
+        app.source.file = self.timed("imap_file", app.source.file)
+        app.sink.send = self.timed("smtp_send", app.sink.send)
+        if app.after_send is not None:
+            app.after_send = self.timed("sent_append", app.after_send)
+        app.renderer.render = self.timed("render", app.renderer.render)
+        real = {name: getattr(pipeline, name) for name in ("read_mail", "build_reply", "process")}
+        pipeline.read_mail = self.timed("parse_extract", real["read_mail"])
+        pipeline.build_reply = self.timed("build_reply", real["build_reply"])
+
+        def process(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return real["process"](*args, **kwargs)
+            finally:
+                self.per_mail.append(time.perf_counter() - t)
+
+        pipeline.process = process
+        real_transaction = app.store.transaction
+
+        @contextlib.contextmanager
+        def counted_transaction():
+            self.transactions += 1
+            with real_transaction() as conn:
+                yield conn
+
+        app.store.transaction = counted_transaction
+        engine = app.store.engine
+        starts: list[float] = []
+
+        def before(*_a):
+            starts.append(time.perf_counter())
+
+        def after(*_a):
+            self.sql_seconds += time.perf_counter() - starts.pop()
+            self.sql_statements += 1
+
+        sa.event.listen(engine, "before_cursor_execute", before)
+        sa.event.listen(engine, "after_cursor_execute", after)
+        try:
+            yield
+        finally:
+            for name, fn in real.items():
+                setattr(pipeline, name, fn)
+            sa.event.remove(engine, "before_cursor_execute", before)
+            sa.event.remove(engine, "after_cursor_execute", after)
+            for name in ("fetch_new", "file"):
+                app.source.__dict__.pop(name, None)
+            app.sink.__dict__.pop("send", None)
+            app.renderer.__dict__.pop("render", None)
+            app.store.__dict__.pop("transaction", None)
+
+    def as_dict(self, total: float) -> dict[str, Any]:
+        stages = {s: round(self.seconds.get(s, 0.0), 4) for s in self.STAGES}
+        stages["other"] = round(total - sum(self.seconds.get(s, 0.0) for s in self.STAGES), 4)
+        tenth = max(1, len(self.per_mail) // 10)
+        return {"seconds": stages, "calls": {s: self.calls.get(s, 0) for s in self.STAGES},
+                "sql_statements": self.sql_statements, "sql_seconds": round(self.sql_seconds, 4),
+                "transactions": self.transactions,
+                # growth with the store's size: the first and last tenth of the mails
+                "ms_per_mail_first_tenth": 1000 * statistics.fmean(self.per_mail[:tenth])
+                if self.per_mail else None,
+                "ms_per_mail_last_tenth": 1000 * statistics.fmean(self.per_mail[-tenth:])
+                if self.per_mail else None}
+
+
+class _Profiler:
+    """cProfile (stdlib, deterministic: inflates call-heavy code) or pyinstrument (sampling,
+    closer to real proportions; `pip install pyinstrument` into any path on sys.path)."""
+
+    def __init__(self, kind: str, path: str) -> None:
+        self.kind, self.path = kind, path
+        if kind == "pyinstrument":
+            from pyinstrument import Profiler
+            self.profiler = Profiler(interval=0.0005)
+        else:
+            import cProfile
+            self.profiler = cProfile.Profile()
+
+    def start(self) -> None:
+        (self.profiler.start if self.kind == "pyinstrument" else self.profiler.enable)()
+
+    def stop(self) -> None:
+        if self.kind == "pyinstrument":
+            self.profiler.stop()
+            Path(self.path).write_text(self.profiler.output_text(unicode=True, color=False))
+        else:
+            self.profiler.disable()
+            self.profiler.dump_stats(self.path)
+
+
+def measure_end_to_end(app, imap: DovecotServer, smtp: SmtpTestServer, arrivals: Arrivals,
+                       expected: int, profile: str | None,
+                       profiler_kind: str = "cprofile") -> dict[str, Any]:
+    breakdown = Breakdown()
+    profiler = _Profiler(profiler_kind, profile) if profile else None
+    before = len(arrivals.times)
+    with breakdown.install(app):
+        t0 = time.perf_counter()
+        if profiler:
+            profiler.start()
+        report = run_once(app)
+        if profiler:
+            profiler.stop()
+        elapsed = time.perf_counter() - t0
+    with app.store.transaction() as conn:
+        sent = conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.status == "sent")).scalar_one()
+        replies = conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.status == "sent", outbox.c.purpose != "alert")).scalar_one()
+        outcomes = dict(conn.execute(sa.select(requests_table.c.outcome, sa.func.count())
+                                     .group_by(requests_table.c.outcome)).all())
+        folders = dict(conn.execute(sa.select(mails_table.c.folder, sa.func.count())
+                                    .group_by(mails_table.c.folder)).all())
+        statuses = dict(conn.execute(sa.select(mails_table.c.status, sa.func.count())
+                                     .group_by(mails_table.c.status)).all())
+    received = len(smtp.wait_for_messages(sent, timeout=10))
+    inbox_left = folder_count(imap, "INBOX")
+    in_sent = folder_count(imap, "Sent")
+    problems = []
+    if report.seen != expected:
+        problems.append(f"saw {report.seen} mails, expected {expected}")
+    if report.errors:
+        problems.append(f"{len(report.errors)} errors, first: {report.errors[0]}")
+    if inbox_left:
+        problems.append(f"{inbox_left} mails left in the INBOX")
+    if received - before < sent:
+        problems.append(f"SMTP server has {received - before} messages, store says {sent} sent")
+    result = {"mails": report.seen, "seconds": elapsed, "mails_per_s": report.seen / elapsed,
+              "decided": report.decided, "replies": replies, "messages_sent": sent,
+              "smtp_received": received - before, "copies_in_sent": in_sent,
+              "inbox_left": inbox_left, "request_outcomes": outcomes, "mail_folders": folders,
+              "mail_statuses": statuses, "errors": len(report.errors), "problems": problems,
+              "breakdown": breakdown.as_dict(elapsed), "profiled": bool(profile)}
+    if profiler:
+        result["profile_file"] = profile
+    return result
+
+
+# --- 3. latency with IDLE -------------------------------------------------------------------------
+
+def measure_idle_floor(imap: DovecotServer, batch: list[BenchMail], samples: int = 10,
+                       gap: float = 0.2) -> dict[str, Any]:
+    """What IDLE itself costs: APPEND on one connection -> EXISTS on another (imapclient).
+
+    Dovecot batches change notifications (about half a second), so this is the part of the
+    latency no client can remove. The mails are expunged again afterwards.
+    """
+    from imapclient import IMAPClient
+
+    watcher = IMAPClient(imap.host, imap.port, ssl=False, timeout=30)
+    watcher.login(imap.user, imap.password)
+    conn = imap.connect()
+    waits: list[float] = []
+    try:
+        watcher.select_folder("INBOX", readonly=True)
+        for mail in batch[:samples]:
+            watcher.idle()
+            time.sleep(gap)
+            t = time.monotonic()
+            conn.append("INBOX", None, None, mail.data)
+            deadline = t + 10
+            while time.monotonic() < deadline:
+                responses = watcher.idle_check(timeout=max(0.0, deadline - time.monotonic()))
+                if any(len(r) >= 2 and r[1] == b"EXISTS" for r in responses):
+                    waits.append(time.monotonic() - t)
+                    break
+            watcher.idle_done()
+        conn.select("INBOX")
+        conn.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
+        conn.expunge()
+    finally:
+        with contextlib.suppress(Exception):
+            watcher.logout()
+        with contextlib.suppress(Exception):
+            conn.logout()
+    waits.sort()
+    return {"samples": len(waits), "p50_s": _percentile(waits, 50) if waits else None,
+            "max_s": waits[-1] if waits else None}
+
+
+def measure_latency(config, imap: DovecotServer, arrivals: Arrivals, batch: list[BenchMail],
+                    gap: float, timeout: float = 30.0) -> dict[str, Any]:
+    app = open_app(config)  # a fresh service, as `mailbot run` would start, on the same store
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def service() -> None:
+        try:
+            serve(app, stop=stop)
+        except BaseException as exc:  # reported below
+            failure.append(exc)
+
+    thread = threading.Thread(target=service, name="mailbot-serve", daemon=True)
+    appended: dict[str, float] = {}
+    conn = imap.connect()
+    try:
+        thread.start()
+        time.sleep(1.5)  # the scheduler's first (empty) pass and the IDLE connection settle
+        for mail in batch:
+            t = time.monotonic()
+            typ, data = conn.append("INBOX", None, None, mail.data)
+            if typ != "OK":
+                raise RuntimeError(f"APPEND failed: {data!r}")
+            appended[mail.message_id] = t
+            time.sleep(gap)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(arrivals.get(mid) is not None for mid in appended):
+                break
+            time.sleep(0.01)
+    finally:
+        with contextlib.suppress(Exception):
+            conn.logout()
+        stop.set()
+        thread.join(15)
+        close_app(app)
+    if failure:
+        raise failure[0]
+    latencies = []  # an unanswered mail counts as infinitely late
+    for mid, t in appended.items():
+        got = arrivals.get(mid)
+        latencies.append(got - t if got is not None else float("inf"))
+    latencies.sort()
+    answered = sum(1 for v in latencies if v != float("inf"))
+    result: dict[str, Any] = {"mails": len(appended), "answered": answered,
+                              "missing": len(appended) - answered, "gap_s": gap}
+    if latencies:
+        result.update(p50_s=_percentile(latencies, 50), p95_s=_percentile(latencies, 95),
+                      max_s=latencies[-1], min_s=latencies[0])
+    return result
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, -(-len(sorted_values) * pct // 100))
+    return sorted_values[int(rank) - 1]
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mails", type=int, default=1000, help="mails for floor and end-to-end")
+    ap.add_argument("--latency-mails", type=int, default=50, help="mails for the IDLE latency")
+    ap.add_argument("--latency-gap", type=float, default=0.2,
+                    help="seconds between two APPENDs in the latency run (default 0.2)")
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="run the end-to-end pass under cProfile, write pstats to FILE and "
+                         "print the hot spots (the throughput figure is then inflated)")
+    ap.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile",
+                    help="cProfile (default; pstats file) or pyinstrument (sampling; text "
+                         "report; must be importable)")
+    ap.add_argument("--poll-seconds", type=int, default=60,
+                    help="[imap] poll_interval_seconds of the service in the latency run "
+                         "(default 60, the tests' setting)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    args = ap.parse_args(argv)
+    if args.mails < 1 or args.latency_mails < 0:
+        ap.error("--mails must be >= 1 and --latency-mails >= 0")
+    if not dovecot_available():
+        print(f"dovecot is not installed: {INSTALL_HINT} (or `make system-deps`)",
+              file=sys.stderr)
+        return 2
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else \
+        (lambda *a: print(*a, flush=True))
+
+    work = Path(tempfile.mkdtemp(prefix="mailbot-bench-"))
+    logging.basicConfig(level=logging.INFO, filename=str(work / "mailbot.log"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+    for noisy in ("apscheduler", "imapclient", "alembic", "mail-parser", "mailparser",
+                  "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    figures: dict[str, Any] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
+    imap = DovecotServer(tls=False)  # its own temporary directory, removed at the end
+    smtp: SmtpTestServer | None = None
+    t_start = time.perf_counter()
+    try:
+        say(f"mailbot benchmark: {args.mails} mails (+{args.latency_mails} for latency), "
+            f"{os.cpu_count()} cores, work dir {work}")
+        t = time.perf_counter()
+        data = make_dataset(args.mails + args.latency_mails)
+        bulk, latency_batch = data.mails[:args.mails], data.mails[args.mails:]
+        registry_csv, keys_csv = write_imports(work, data)
+        sizes = [len(m.data) for m in bulk]
+        kinds = collections.Counter(m.kind for m in bulk)
+        figures["dataset"] = {
+            "mails": len(bulk), "latency_mails": len(latency_batch), "kinds": dict(kinds),
+            "requests": sum(len(m.licences) for m in bulk), "licences": len(data.registry),
+            "keys": len(data.keys), "mean_bytes": statistics.fmean(sizes),
+            "generate_s": time.perf_counter() - t}
+        say(f"  generated {len(data.mails)} mails in {figures['dataset']['generate_s']:.1f} s: "
+            + ", ".join(f"{k} {v}" for k, v in kinds.items())
+            + f"; {figures['dataset']['requests']} requests, mean "
+            f"{statistics.fmean(sizes) / 1024:.1f} KB; registry {len(data.registry)} licences, "
+            f"pool {len(data.keys)} keys")
+
+        imap.start()
+        smtp = SmtpTestServer(make_tls_files(work / "smtp-tls")).start()
+        arrivals = Arrivals(smtp)
+        config = config_module.load(write_config(work, imap, smtp, args.poll_seconds))
+
+        t = time.perf_counter()
+        imap.append_many("INBOX", (m.data for m in bulk))
+        figures["append_s"] = time.perf_counter() - t
+        say(f"  appended {len(bulk)} mails to the INBOX in {figures['append_s']:.1f} s")
+
+        floor = measure_floor(imap, len(bulk))
+        figures["floor"] = floor
+        say(f"(1) floor: {floor['mails_per_s']:.0f} mails/s  (fetch {floor['fetch_s']:.2f} s = "
+            f"{floor['fetch_mails_per_s']:.0f}/s, parse {floor['parse_s']:.2f} s = "
+            f"{floor['parse_mails_per_s']:.0f}/s, {floor['spreadsheets']} spreadsheets "
+            f"{floor['sheets_s']:.2f} s; total {floor['total_s']:.2f} s)")
+
+        app = open_app(config)
+        try:
+            import_registry(app, registry_csv, keys_csv)
+            e2e = measure_end_to_end(app, imap, smtp, arrivals, len(bulk), args.profile,
+                                         args.profiler)
+        finally:
+            close_app(app)
+        figures["end_to_end"] = e2e
+        b = e2e["breakdown"]
+        say(f"(2) end-to-end: {e2e['mails_per_s']:.0f} mails/s  ({e2e['mails']} mails in "
+            f"{e2e['seconds']:.2f} s; {e2e['replies']} replies + "
+            f"{e2e['messages_sent'] - e2e['replies']} operator alert(s) accepted by SMTP, "
+            f"{e2e['copies_in_sent']} copies in Sent, {e2e['inbox_left']} left in INBOX)"
+            + ("  [profiled: inflated]" if args.profile else ""))
+        say("    requests: " + ", ".join(f"{k} {v}" for k, v in
+                                        sorted(e2e["request_outcomes"].items())))
+        say("    where the time went: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in b["seconds"].items())
+            + f"; {b['transactions']} transactions, {b['sql_statements']} SQL statements "
+              f"({b['sql_seconds']:.2f} s in the driver)")
+        say(f"    per mail: {1000 * e2e['seconds'] / max(1, e2e['mails']):.1f} ms; first tenth "
+            f"{b['ms_per_mail_first_tenth']:.1f} ms, last tenth "
+            f"{b['ms_per_mail_last_tenth']:.1f} ms "
+            f"(growth with the store)")
+        for problem in e2e["problems"]:
+            say(f"    PROBLEM: {problem}")
+
+        if latency_batch:
+            idle_floor = measure_idle_floor(imap, latency_batch)
+            figures["idle_notify_floor"] = idle_floor
+            lat = measure_latency(config, imap, arrivals, latency_batch, args.latency_gap)
+            figures["latency"] = lat
+            if lat["answered"]:
+                say(f"(3) latency with IDLE: p50 {lat['p50_s']:.3f} s, p95 {lat['p95_s']:.3f} s,"
+                    f" max {lat['max_s']:.3f} s  ({lat['answered']}/{lat['mails']} answered, "
+                    f"one APPEND every {args.latency_gap:g} s)")
+            else:
+                say(f"(3) latency with IDLE: no reply arrived for {lat['mails']} mails")
+            if idle_floor["samples"]:
+                say(f"    of which Dovecot's IDLE notification alone (APPEND -> EXISTS, raw "
+                    f"imapclient): p50 {idle_floor['p50_s']:.3f} s, "
+                    f"max {idle_floor['max_s']:.3f} s")
+
+        ratio = e2e["mails_per_s"] / floor["mails_per_s"]
+        figures["ratio"] = ratio
+        verdicts = {"end_to_end": "PASS" if ratio >= TARGET_RATIO and not e2e["problems"]
+                    else "MISS"}
+        if "latency" in figures:
+            p95 = figures["latency"].get("p95_s", float("inf"))
+            verdicts["latency_p95"] = ("PASS" if p95 < TARGET_P95
+                                       and not figures["latency"]["missing"] else "MISS")
+        figures["targets"] = {"ratio_min": TARGET_RATIO, "latency_p95_max_s": TARGET_P95,
+                              "verdicts": verdicts}
+        say(f"(4) ratio end-to-end / floor: {ratio:.2f}  target >= {TARGET_RATIO:g}: "
+            f"{verdicts['end_to_end']}")
+        if "latency_p95" in verdicts:
+            say(f"    latency p95 {figures['latency'].get('p95_s', float('inf')):.3f} s  "
+                f"target < {TARGET_P95:g} s: {verdicts['latency_p95']}")
+        if args.profile and args.profiler == "cprofile":
+            _print_profile(args.profile, say)
+        elif args.profile:
+            say(f"--- pyinstrument report of the end-to-end pass: {args.profile} ---")
+            say(Path(args.profile).read_text())
+    finally:
+        if smtp is not None:
+            with contextlib.suppress(Exception):
+                smtp.stop()
+        imap.stop()
+        if not args.keep:
+            imap.remove()
+        figures["run_s"] = time.perf_counter() - t_start
+        if args.keep:
+            say(f"  kept {work} and {imap.dir}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    say(f"  run time {figures['run_s']:.0f} s")
+    if args.json:
+        print(json.dumps(_finite(figures), indent=2, default=_json_default))
+    return 0
+
+
+def _print_profile(path: str, say: Callable[..., None]) -> None:
+    import pstats
+
+    for key, title in (("tottime", "own time"), ("cumulative", "cumulative time")):
+        out = io.StringIO()
+        stats = pstats.Stats(path, stream=out)
+        stats.sort_stats(key).print_stats(25)
+        say(f"--- cProfile of the end-to-end pass, top 25 by {title} ---")
+        text = out.getvalue()
+        say(text[text.find("   ncalls"):].rstrip())
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity: an unanswered mail's latency becomes null."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
