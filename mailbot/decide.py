@@ -57,27 +57,49 @@ class Facts:
     def hit(self, rule: str, reason: str) -> None:
         self.hits.append(RuleHit(rule, reason))
 
+    def review(self, why: str) -> str:
+        self.facts["review_reason"] = why
+        return REVIEW
+
 
 # A rule returns an outcome to end the chain, or None to go on.
 Rule = Callable[[Facts], str | None]
 
 
-def registry_knows_serial(f: Facts) -> str | None:
+class RegistryFacts(Protocol):
+    """What the registry rules need; both the free-update and the unlock facts have it."""
+
+    request: Request
+    licence: Any
+
+    def hit(self, rule: str, reason: str) -> None: ...
+
+    def review(self, why: str) -> str: ...
+
+
+# Reason codes of the registry rules, shown in the review queue.
+REVIEW_UNKNOWN_SERIAL = "unknown_serial"
+REVIEW_SYSTEM_MISMATCH = "system_mismatch"
+
+
+def registry_knows_serial(f: RegistryFacts) -> str | None:
     if f.licence is None:
         f.hit("registry.known", f"serial {f.request.serial} is not in the licence registry; "
                                 "an operator must check it (typo, or a registry not yet updated)")
-        return REVIEW
-    f.hit("registry.known", f"serial {f.request.serial} is registered to {f.licence.company}")
+        return f.review(REVIEW_UNKNOWN_SERIAL)
+    company = getattr(f.licence, "company", None)
+    f.hit("registry.known", f"serial {f.request.serial} is registered"
+                            f"{f' to {company}' if company else ''}")
     return None
 
 
-def registry_system_matches(f: Facts) -> str | None:
+def registry_system_matches(f: RegistryFacts) -> str | None:
     assert f.licence is not None
     if f.licence.system != f.request.system:
         f.hit("registry.system", f"serial {f.request.serial} is registered for "
                                  f"{f.licence.system!r}, but the request names "
                                  f"{f.request.system!r}")
-        return REVIEW
+        return f.review(REVIEW_SYSTEM_MISMATCH)
     f.hit("registry.system", f"the registry holds the same system, {f.licence.system}")
     return None
 

@@ -16,6 +16,8 @@ from pathlib import PurePath
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from mailbot.business_hours import BusinessCalendar, calendar_from_mapping
+from mailbot.decide import (REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL, registry_knows_serial,
+                            registry_system_matches)
 from mailbot.errors import RulesError
 from mailbot.model import REVIEW, Decision, Request, RuleHit
 from mailbot.sender_checks import addresses_match
@@ -35,8 +37,6 @@ DOCUMENTS_NEEDED = "documents_needed"  # the reply asks for documents; their rep
 UNLOCK_OUTCOMES: tuple[str, ...] = (UNLOCKED, REVIEW, DOCUMENTS_NEEDED)
 
 # Why a request went to review, for the queue and for templates (`facts["review_reason"]`).
-REVIEW_UNKNOWN_SERIAL = "unknown_serial"
-REVIEW_SYSTEM_MISMATCH = "system_mismatch"
 REVIEW_NO_REGISTERED_ADDRESS = "no_registered_address"
 REVIEW_OTHER_REQUESTER = "other_requester"
 REVIEW_UNKNOWN_MODALITY = "unknown_modality"
@@ -93,28 +93,6 @@ class UnlockFacts:
 
 # A rule returns an outcome to end the chain, or None to go on.
 UnlockRule = Callable[[UnlockFacts], str | None]
-
-
-def registry_knows_serial(f: UnlockFacts) -> str | None:
-    if f.licence is None:
-        f.hit("registry.known", f"serial {f.request.serial} is not in the licence registry; "
-                                "an operator must check it (typo, or a registry not yet updated)")
-        return f.review(REVIEW_UNKNOWN_SERIAL)
-    company = getattr(f.licence, "company", None)
-    owner = f" to {company}" if company else ""
-    f.hit("registry.known", f"serial {f.request.serial} is registered{owner}")
-    return None
-
-
-def registry_system_matches(f: UnlockFacts) -> str | None:
-    assert f.licence is not None
-    if f.licence.system != f.request.system:
-        f.hit("registry.system", f"serial {f.request.serial} is registered for "
-                                 f"{f.licence.system!r}, but the request names "
-                                 f"{f.request.system!r}")
-        return f.review(REVIEW_SYSTEM_MISMATCH)
-    f.hit("registry.system", f"the registry holds the same system, {f.licence.system}")
-    return None
 
 
 def requester_is_registered_contact(f: UnlockFacts) -> str | None:
