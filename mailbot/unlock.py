@@ -16,8 +16,7 @@ from pathlib import PurePath
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from mailbot.business_hours import BusinessCalendar, calendar_from_mapping
-from mailbot.decide import (REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL, registry_knows_serial,
-                            registry_system_matches)
+from mailbot.decide import registry_knows_serial, registry_system_matches
 from mailbot.errors import RulesError
 from mailbot.model import REVIEW, Decision, Request, RuleHit
 from mailbot.sender_checks import addresses_match

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot.business_hours import BusinessCalendar
+from mailbot.decide import REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL
 from mailbot.model import REVIEW, Decision, Request, RuleHit
 from mailbot.ruleset import UNLOCK_AUTO, Ruleset
 from mailbot.store import mails, metadata, outbox
@@ -38,8 +39,6 @@ from mailbot.unlock import (
     REVIEW_NO_REGISTERED_ADDRESS,
     REVIEW_NO_RULES,
     REVIEW_OTHER_REQUESTER,
-    REVIEW_SYSTEM_MISMATCH,
-    REVIEW_UNKNOWN_SERIAL,
     UNLOCKED,
     accepted_documents,
     decide_unlock,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from botconfig import write_config
 from mailbot import config as config_module
 from mailbot.demo import write_demo
 from mailbot.files import FileSink
@@ -19,26 +20,20 @@ from mailbot.pipeline import fulfil_pending, run_once
 from mailbot.store import mails, outbox, requests
 from mailbot.wiring import open_app
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.timezone.utc)
 
 
 def make_app(tmp_path: Path, *, keys: bool = True, operators: bool = True):
     files = write_demo(tmp_path / "demo")
-    (tmp_path / "config.toml").write_text(f"""
-[mailbot]
-address = "claves@example.com"
-operators = {json.dumps(["operadores@example.com"] if operators else [])}
-rules_dir = {json.dumps(str(ROOT / "rules"))}
-templates_dir = {json.dumps(str(ROOT / "templates"))}
+    path = write_config(tmp_path, """
 [source]
 path = "demo/inbox"
 [sink]
 path = "outbox"
 [store]
 url = "sqlite:///mailbot.db"
-""", encoding="utf-8")
-    app = open_app(config_module.load(tmp_path / "config.toml"))
+""", operators=("operadores@example.com",) if operators else ())
+    app = open_app(config_module.load(path))
     app.clock = lambda: NOW
     with app.store.transaction() as conn:
         app.store.upsert_licences(conn, read_registry(files.registry_csv, app.rules.catalogue))

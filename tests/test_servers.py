@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from botconfig import write_config
 from mailbot import config as config_module
 from mailbot.demo import write_demo
 from mailbot.imports import read_keys, read_registry
@@ -27,22 +27,15 @@ from mailbot.pipeline import run_once
 from mailbot.store import keys, mails, outbox
 from mailbot.wiring import open_app
 
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "tests" / "data" / "mail"
 FOLDERS = {"processed": "mailbot/procesados", "review": "mailbot/revision",
            "ignored": "mailbot/ignorados", "failed": "mailbot/fallidos"}
 
 
-def write_config(tmp_path: Path, imap_server, smtp_server, **extra: str) -> Path:
+def server_config(tmp_path: Path, imap_server, smtp_server, **extra: str) -> Path:
     password = tmp_path / "imap-password"
     password.write_text(imap_server.password + "\n")
     smtp = smtp_server.config("none")
-    text = f"""
-[mailbot]
-address = "claves@example.com"
-operators = ["operadores@example.com"]
-rules_dir = {json.dumps(str(ROOT / "rules"))}
-templates_dir = {json.dumps(str(ROOT / "templates"))}
+    return write_config(tmp_path, f"""
 [source]
 type = "imap"
 [sink]
@@ -65,17 +58,14 @@ security = "none"
 allow_plaintext = true
 timeout_seconds = {extra.get("smtp_timeout", "5")}
 retry_base_seconds = 1
-"""
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+""")
 
 
 @pytest.fixture
 def setup(tmp_path, imap_server, smtp_server):
     """A configured bot with the demo registry and key pool, and the demo mails at hand."""
     files = write_demo(tmp_path / "demo")
-    path = write_config(tmp_path, imap_server, smtp_server)
+    path = server_config(tmp_path, imap_server, smtp_server)
     app = open_app(config_module.load(path))
     with app.store.transaction() as conn:
         app.store.upsert_licences(conn, read_registry(files.registry_csv, app.rules.catalogue))

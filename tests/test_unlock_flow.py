@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from botconfig import write_config
 from mailbot import config as config_module
 from mailbot import review, unlock_flow
 from mailbot.files import FileSink
@@ -30,7 +31,6 @@ from mailbot.pipeline import run_once
 from mailbot.store import Store, mails, outbox, requests
 from mailbot.wiring import open_app
 
-ROOT = Path(__file__).resolve().parent.parent
 MX = ZoneInfo("America/Mexico_City")
 TUESDAY_10 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=MX)
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -92,12 +92,7 @@ class Harness:
                  store: Store | None = None, registry=REGISTRY, keys=KEYS) -> None:
         self.root = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "config.toml").write_text(f"""
-[mailbot]
-address = "claves@example.com"
-operators = ["operadores@example.com"]
-rules_dir = {json.dumps(str(ROOT / "rules"))}
-templates_dir = {json.dumps(str(ROOT / "templates"))}
+        self.config_path = write_config(tmp_path, f"""
 [source]
 path = "inbox"
 [sink]
@@ -108,8 +103,7 @@ url = "sqlite:///mailbot.db"
 {security}
 [throttle]
 {throttle}
-""", encoding="utf-8")
-        self.config_path = tmp_path / "config.toml"
+""")
         self.app = open_app(config_module.load(self.config_path))
         if store is not None:
             self.app.store.close()
