@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mailbot import config as config_module
 from mailbot import logview, review, unlock_flow
-from mailbot.cli_review import format_list
+from mailbot.review_actions import format_list
 from mailbot.demo import write_demo
 from mailbot.imports import read_keys, read_registry
 from mailbot.pipeline import fulfil_pending, run_once

@@ -9,9 +9,9 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from mailbot import cli_review, logview
+from mailbot import logview, review_actions
 from mailbot.cli import main
-from mailbot.cli_review import ReviewError, approve, edit, reject
+from mailbot.review_actions import ReviewError, approve, edit, reject
 from mailbot.errors import TemplateError
 from mailbot.store import keys, outbox
 from test_unlock_flow import (FACTURA, FREE, RAUL, TALLER, TUESDAY_10, Harness, clean_store,
@@ -303,7 +303,7 @@ def test_the_operator_defaults_to_mailbot_operator_then_the_os_user(bot, monkeyp
     monkeypatch.delenv("MAILBOT_OPERATOR")
     assert main([*config, "review", "approve", "2"]) == 0
     assert bot.history(2)[-1]["operator"] == getpass.getuser()
-    assert cli_review.default_operator() == getpass.getuser()
+    assert review_actions.default_operator() == getpass.getuser()
 
 
 def test_cli_mistakes_are_one_line_and_change_nothing(bot, capsys):

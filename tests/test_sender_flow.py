@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot import cli_review
+from mailbot import review_actions
 from mailbot.imports import KeyRecord, LicenceRecord
 from test_unlock_flow import (COMERCIAL, CONSTRUCTORA, FACTURA, FREE, KEYS, NOMINAS, OTHER_FREE,
                               PDF, PHYSICAL, RAUL, REGISTRY, SUBSCRIPTION, TALLER, TUESDAY_10,
@@ -122,7 +122,7 @@ def test_forged_pass_headers_below_an_untrusted_hop_go_to_review_until_an_operat
     # The sender only hears that a person will look at it.
     assert [(r.template, r.to) for r in secure.replies()] == [("under_review", ALTAMIRA)]
     # An operator confirms it by phone and approves: decided now, as the pipeline would have.
-    result = cli_review.approve(secure.app, task.id, operator="ana")
+    result = review_actions.approve(secure.app, task.id, operator="ana")
     assert result.messages == (("unlocked", ALTAMIRA),)
     [entry] = secure.ledger()
     assert (entry.status, entry.number) == ("approved", 1)
@@ -279,6 +279,6 @@ def test_more_answers_to_one_sender_than_allowed_hold_the_mail(tmp_path):
     assert len(bot.replies()) == 1  # nothing more went out: no reply, no keys
     assert [r.serial for r in bot.requests()] == [SUBSCRIPTION]  # the rules did not run
     # An operator lets it through: decided now, the keys go to the registered address only.
-    result = cli_review.approve(bot.app, task.id, operator="ana")
+    result = review_actions.approve(bot.app, task.id, operator="ana")
     assert ("keys_issued", RAUL) in result.messages
     assert ("keys_redirected", TALLER) in result.messages

@@ -499,7 +499,7 @@ def test_the_whole_documents_path_runs_on_sqlite_and_postgresql(tmp_path, clean_
     [entry] = bot.ledger()
     assert entry.status == "in_review"
     [task] = bot.tasks()
-    from mailbot.cli_review import approve
+    from mailbot.review_actions import approve
 
     approve(bot.app, task.id, operator="ana")
     [entry] = bot.ledger()
