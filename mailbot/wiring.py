@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Callable
 
 from mailbot.config import Config
@@ -21,12 +22,25 @@ def open_store(config: Config) -> Store:
     return store
 
 
+# The rules and templates shipped with mailbot, beside the package in a checkout.
+SHIPPED = Path(__file__).resolve().parent.parent
+
+
+def _data_dir(config: Config, configured: str, default: str) -> Path:
+    """The configured folder; for the default name, fall back to the shipped one when the
+    working directory has none (so `mailbot parse` works from anywhere)."""
+    directory = config.resolve(configured)
+    if not directory.is_dir() and configured == default and (SHIPPED / default).is_dir():
+        return SHIPPED / default
+    return directory
+
+
 def open_rules(config: Config) -> Ruleset:
-    return load_rules(config.resolve(config.bot.rules_dir))
+    return load_rules(_data_dir(config, config.bot.rules_dir, "rules"))
 
 
 def open_renderer(config: Config) -> Renderer:
-    directory = config.resolve(config.bot.templates_dir)
+    directory = _data_dir(config, config.bot.templates_dir, "templates")
     if not directory.is_dir():
         raise ConfigError(f"{directory}: templates directory not found ([mailbot] templates_dir)")
     return Renderer(directory)

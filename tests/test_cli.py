@@ -165,3 +165,9 @@ def test_every_command_has_help(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "usage: mailbot" in out and len(out.splitlines()) >= 3
+
+
+def test_parse_works_from_any_directory_with_the_shipped_rules(tmp_path):
+    result = mailbot("parse", "--json", str(CORPUS / "seed_example_plain_utf8.eml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["requests"][0]["serial"] == "AAAA-BBBB-CCCC-DDDD"
