@@ -600,6 +600,14 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
             f"no request data found{ignored_files}; write the five fields in the body ("
             + ", ".join(f"\"{SEED_LABELS[f]}: ...\"" for f in FIELDS)
             + ") or attach an .xlsx list with one row per system", source=BODY))
+    if kind == "free_update" and not unique:
+        # The request may well be inside the file (a Word list, a scan): say why it was not read.
+        steps.problems += [
+            Problem("unsupported_attachment",
+                    f"{name}: request lists are read from .xlsx or .csv files and from the "
+                    "mail's text only; write the fields in the body or attach an .xlsx list",
+                    source=f"attachment:{name}")
+            for name in other_files if not name.lower().endswith(".eml")]
     for name in other_files:
         notes.append(f"attachment {name} not read (not a spreadsheet)")
     return parsed, extraction(unique, notes)

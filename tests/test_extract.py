@@ -498,8 +498,16 @@ def test_read_mail_with_the_subject_but_no_data_is_no_request_data(rules):
     e = read(rules, mail("Buenas tardes, quiero mis claves.\n\nGracias", attachments=(
         ("factura.pdf", b"%PDF-1.4\n", ("application", "pdf")),)))
     assert e.requests == ()
-    assert [p.code for p in e.problems] == ["no_request_data"]
+    assert [p.code for p in e.problems] == ["no_request_data", "unsupported_attachment"]
     assert "factura.pdf" in e.problems[0].detail
+    assert e.problems[1].source == "attachment:factura.pdf"
+
+
+def test_a_file_beside_a_request_in_the_body_is_no_problem(rules):
+    e = read(rules, mail(SEED_BODY, attachments=(
+        ("constancia.pdf", b"%PDF-1.4\n", ("application", "pdf")),)))
+    assert len(e.requests) == 1
+    assert e.problems == ()
 
 
 def test_read_mail_names_the_missing_fields_of_a_request_mail(rules):
