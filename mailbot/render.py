@@ -900,10 +900,10 @@ def _operator_alert() -> dict[str, dict[str, Any]]:
 _IDENTIFY_HELP = """¿Cómo puedo identificar la serie y su modalidad de contratación?
 
 a. Para los sistemas en Suscripción o Electrónicos:
-   1. En su navegador entre a aspel.com, seleccione "Mi cuenta Aspel" y capture sus datos.
-   2. Al ingresar, del lado izquierdo pulse en el apartado "Mis Servicios".
+   1. En tu navegador entra a aspel.com, selecciona "Mi cuenta Aspel" y captura tus datos.
+   2. Al ingresar, del lado izquierdo pulsa en el apartado "Mis Servicios".
 
-b. Si adquirió el sistema en compra física, consulte su Certificado de Autenticidad."""
+b. Si adquiriste el sistema en compra física, consulta tu Certificado de Autenticidad."""
 _UNLOCK_SERIAL = "R8TZ-5N1Q-6WHK-2JCE"
 _COMERCIAL = "CONTPAQ i Comercial"
 
