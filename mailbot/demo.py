@@ -80,14 +80,14 @@ REGISTRY: tuple[tuple[str, ...], ...] = (
     # Subscription licence, first unlock: immediate (mail 10).
     ("R8TZ-5N1Q-6WHK-2JCE", "CONTPAQ i Comercial", "Taller Mecánico Hermanos Ruiz, S.A. de C.V.",
      "administracion@tallerhermanosruiz.com.mx", "2012-03-01", "suscripcion", SUPPORT_FOREVER, "2"),
-    # No mail asks for these yet; they are there for operators to try requests by hand.
-    # Physical licence with 20 users and an expired policy (per-event price for 20 users).
+    # Physical licence with 20 users and an expired policy; its unlock waits for the
+    # Certificado de Autenticidad (mail 11).
     ("S3CA-9M4L-T2XV-7PQE", "Aspel FACTURE", "Servicios Contables Álvarez, S.C.",
      "salvarez@contablesalvarez.com.mx", "2011-12-12", "fisico", "2013-06-30", "20"),
     # More than 20 users: installation is quoted by project.
     ("H2GM-6Y8B-5VNC-4KRT", "CONTPAQ i Nóminas", "Grupo Industrial Monterrey, S.A. de C.V.",
      "sistemas@gimonterrey.com.mx", "2011-07-01", "electronico", "", "35"),
-    # No registered contact address: any request for it goes to review.
+    # No registered contact address: any request for it goes to review (mail 12).
     ("L9EP-3T7W-8ZUA-6FDN", "CONTPAQ i Bancos", "Papelería La Esperanza", "",
      "2012-04-18", "fisico", "", "1"),
 )
@@ -445,6 +445,31 @@ def _demo_mails(our_address: str) -> list[tuple[str, str, dt.datetime, EmailMess
                     "Gracias.\n")
     mails.append(("unlock-request", "'Solicitud de desbloqueo' for R8TZ-5N1Q-6WHK-2JCE, a "
                   "subscription licence, first unlock (immediate)", date, msg))
+
+    # 11: an unlock of a physical licence without its documents: the reply asks for the
+    # Certificado de Autenticidad; the customer's reply carrying it continues the same request.
+    date = _when(19, 17, 45)
+    msg = _message(sender=Address("Sofía Álvarez Medina", addr_spec="salvarez@contablesalvarez.com.mx"),
+                   to=to, subject="Desbloqueo", date=date,
+                   message_id="<CAK7x2mP9q-desbloqueo-fisico@mail.gmail.com>")
+    msg.set_content("Hola:\n\nFormateamos la computadora y el sistema ya no se deja activar.\n\n"
+                    "Empresa: Servicios Contables Álvarez, S.C.\nContacto: Sofía Álvarez Medina\n"
+                    "Correo: salvarez@contablesalvarez.com.mx\nSistema: Aspel FACTURE\n"
+                    "Serie: s3ca 9m4l t2xv 7pqe\n\nSaludos.\n")
+    mails.append(("unlock-physical", "'Desbloqueo' for S3CA-9M4L-T2XV-7PQE, a physical licence, "
+                  "without documents: the reply asks for the Certificado de Autenticidad", date, msg))
+
+    # 12: keys for a licence the registry holds without a contact address: nobody may receive
+    # them automatically, so the request becomes a review task.
+    date = _when(20, 9, 10)
+    msg = _message(sender=Address("Papelería La Esperanza", addr_spec="papeleria.esperanza@hotmail.com"),
+                   to=to, subject="Solicitud de claves para actualización sin costo", date=date,
+                   message_id="<BLU0-SMTP4471A2B3C4D5E6F@phx.gbl>")
+    msg.set_content("Nombre de la empresa: Papelería La Esperanza\nNombre del contacto: Lucía "
+                    "Herrera\nCorreo electrónico del contacto: papeleria.esperanza@hotmail.com\n"
+                    "Tipo de sistema: CONTPAQ i Bancos\nNúmero de serie: L9EP-3T7W-8ZUA-6FDN\n")
+    mails.append(("no-registered-address", "keys for L9EP-3T7W-8ZUA-6FDN, which the registry holds "
+                  "without a contact address: a review task", date, msg))
     return mails
 
 

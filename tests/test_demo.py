@@ -20,7 +20,7 @@ from mailbot.maildir import MaildirSource
 from mailbot.ruleset import load_rules
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
-EXPECTED_MAILS = 10
+EXPECTED_MAILS = 12
 
 
 @pytest.fixture

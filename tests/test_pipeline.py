@@ -69,7 +69,7 @@ def rows(app, table):
 def test_the_demo_inbox_is_answered_once_each_and_filed(tmp_path):
     app, files = make_app(tmp_path)
     report = run_once(app)
-    assert report.seen == len(files.mails) == 10
+    assert report.seen == len(files.mails) == 12
     assert report.errors == []
     replies = by_recipient(app)
     # The seed's request (mail 1) and its repetition (mail 6) and the spreadsheet (mail 2),
@@ -205,7 +205,7 @@ def test_a_crash_at_any_step_resumes_without_a_lost_or_second_answer(tmp_path, p
     app.hook = lambda name: None
     run_once(app)
     answered = [r for r in rows(app, mails) if r.status == "done"]
-    assert len(answered) == 10
+    assert len(answered) == 12
     per_mail: dict[int, list[str]] = {}
     for m in rows(app, outbox):
         if m.mail is not None:

@@ -96,17 +96,20 @@ def test_inbox_mails_come_back_as_replies_with_copies_in_sent_and_are_filed(setu
     for data in demo:
         imap_server.append("INBOX", data)
     report = run_once(app)
-    assert report.errors == [] and report.seen == 10
+    assert report.errors == [] and report.seen == 12
     got = smtp_server.messages
     customer = [m for m in got if "operadores@example.com" not in m.rcpt_tos]
-    assert len(customer) == 9  # 7 answered mails, one of them also to the registered contact,
-    # and the unlock confirmation; the auto-reply and the invoice mail get nothing
+    assert len(customer) == 11  # 9 answered mails, one of them also to the registered
+    # contact, the unlock confirmation and the request for documents, the review
+    # acknowledgement; the auto-reply and the invoice mail get nothing
     assert all(m.mail_from == "claves@example.com" for m in got)
     assert "mlopez@lomasdelnorte.com.mx" in recipients(smtp_server)
     assert imap_server.list_folder("INBOX") == []
     assert len(imap_server.list_folder("Sent")) == len(customer)
-    assert len(imap_server.list_folder(FOLDERS["processed"])) == 8  # with the 1st unlock
-    assert len(imap_server.list_folder(FOLDERS["review"])) == 1  # the invoice mail
+    # processed: seven free-update mails, the 1st unlock and the request for documents
+    assert len(imap_server.list_folder(FOLDERS["processed"])) == 9
+    # review: the invoice mail and the keys for a licence without a registered address
+    assert len(imap_server.list_folder(FOLDERS["review"])) == 2
     assert len(imap_server.list_folder(FOLDERS["ignored"])) == 1
     # The request mails kept their bytes: nothing was rewritten on the way.
     filed = {bytes(m) for f in FOLDERS.values() for m in imap_server.list_folder(f)}
