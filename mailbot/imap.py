@@ -6,7 +6,9 @@ The only module that imports imapclient. What it guarantees to the pipeline:
   and never downloaded;
 - `file()` never deletes a mail without a successful copy, is idempotent, and refuses to act on
   an id from an older UIDVALIDITY (the UID may now name another mail; the pipeline
-  de-duplicates the re-listed mails by content);
+  de-duplicates the re-listed mails by content); `file_many()` does the same for many mails
+  with one UID MOVE (or one COPY + STORE + EXPUNGE); `append_sent_many()` copies many replies
+  to Sent with one MULTIAPPEND;
 - dropped connections (network, `doveadm kick`, server restart, read timeout) are reconnected
   with exponential backoff; a mailbox that stays unreachable raises `MailboxUnreachable` once,
   for the caller to alert operators, instead of looping.
@@ -44,6 +46,7 @@ SEEN = b"\\Seen"
 DELETED = b"\\Deleted"
 BATCH_BYTES = 64 * 1024 * 1024  # fetch bodies in groups of at most this many bytes (memory)
 MAX_RELISTS = 3  # UIDVALIDITY changes tolerated within one fetch_new() before giving up
+APPEND_GROUP = 100  # copies per MULTIAPPEND (and at most BATCH_BYTES)
 
 # Anything that means "the connection is gone, a new one may work": socket errors and timeouts
 # (OSError, which includes ssl.SSLError) and imaplib's abort (EOF, BYE, protocol desync).
@@ -174,7 +177,22 @@ class ImapSource:
         validity, uid = _parse_mail_id(mail_id)
         target = self._folders[folder]
         self._run(f"file {mail_id} into {target}",
-                  lambda s: self._file(s, validity, uid, target))
+                  lambda s: self._file(s, validity, [uid], target))
+
+    def file_many(self, mail_ids: Sequence[str], folder: str) -> None:
+        """file() for many mails at once: one UID MOVE (or one COPY + \\Deleted + UID EXPUNGE)
+        for all of them, with the same guarantees: never a deletion without a copy, mails
+        already gone are fine, ids from an older UIDVALIDITY are left alone."""
+        if folder not in self._folders:
+            raise ValueError(f"unknown folder {folder!r}; expected one of {seams.FOLDERS}")
+        by_validity: dict[int, list[int]] = {}
+        for mail_id in mail_ids:
+            validity, uid = _parse_mail_id(mail_id)
+            by_validity.setdefault(validity, []).append(uid)
+        target = self._folders[folder]
+        for validity, uids in by_validity.items():
+            self._run(f"file {len(uids)} mails into {target}",
+                      lambda s, v=validity, u=uids: self._file(s, v, u, target))
 
     def close(self) -> None:
         for session in (self._main, self._watch):
@@ -201,6 +219,34 @@ class ImapSource:
             s.client.append(name, message, flags=(SEEN,))
 
         self._run(f"append a reply to {folder}", append)
+
+    def append_sent_many(self, messages: Sequence[bytes]) -> None:
+        """append_sent() for many replies: one MULTIAPPEND (RFC 3502) per group where the
+        server has it, else one APPEND each. If the server refuses a group (NO: a message too
+        large, quota...), each of its messages is tried alone and one it refuses is logged and
+        skipped, as a refused single copy would be. An unreachable mailbox raises."""
+        folder = self.config.sent_folder
+        if not folder or not messages:
+            return
+        for group in _groups(messages, APPEND_GROUP, BATCH_BYTES):
+            def append(s: _Session, group: Sequence[bytes] = group) -> None:
+                name = self._ensure_folder(s, folder)
+                if "MULTIAPPEND" in s.caps and len(group) > 1:
+                    s.client.multiappend(name, [{"msg": m, "flags": (SEEN,)} for m in group])
+                else:
+                    for message in group:
+                        s.client.append(name, message, flags=(SEEN,))
+
+            try:
+                self._run(f"append {len(group)} replies to {folder}", append)
+            except MailboxError:
+                if len(group) == 1:
+                    raise
+                for message in group:
+                    try:
+                        self.append_sent(message)
+                    except MailboxError as exc:
+                        log.warning("imap sent_copy_refused source=%s error=%s", self.name, exc)
 
     def wait_for_mail(self, timeout: float) -> bool:
         """Block until new mail may be in the inbox (True) or `timeout` seconds pass (False).
@@ -486,15 +532,17 @@ class ImapSource:
         if self._ensure_selected(s) != validity:
             raise _ValidityChanged()
 
-    def _file(self, s: _Session, validity: int, uid: int, target: str) -> None:
+    def _file(self, s: _Session, validity: int, uids: list[int], target: str) -> None:
         current = self._ensure_selected(s)
         if current != validity:
-            log.warning("imap file_skipped source=%s mail_id=%d:%d reason=uidvalidity_changed "
-                        "current=%d", self.name, validity, uid, current)
+            for uid in uids:
+                log.warning("imap file_skipped source=%s mail_id=%d:%d "
+                            "reason=uidvalidity_changed current=%d", self.name, validity, uid,
+                            current)
             return
         name = self._ensure_folder(s, target)
         try:
-            self._move(s, uid, name)
+            self._move(s, uids, name)
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:
@@ -503,19 +551,21 @@ class ImapSource:
             # someone deleted the folder since we last looked: create it and try once more
             s.known_folders.discard(target)
             name = self._ensure_folder(s, target)
-            self._move(s, uid, name)
+            self._move(s, uids, name)
 
-    def _move(self, s: _Session, uid: int, name: str) -> None:
+    def _move(self, s: _Session, uids: list[int], name: str) -> None:
         client = s.client
         if "MOVE" in s.caps:
-            client.move([uid], name)  # a UID no longer there: OK, nothing moved
+            client.move(uids, name)  # UIDs no longer there: OK, nothing moved
             return
-        if uid not in client.fetch([uid], ["FLAGS"]):
+        present = client.fetch(uids, ["FLAGS"])
+        uids = [uid for uid in uids if uid in present]
+        if not uids:
             return  # already filed (or deleted by someone else)
-        client.copy([uid], name)  # raises on NO: then nothing below runs
-        client.add_flags([uid], [DELETED], silent=True)
+        client.copy(uids, name)  # raises on NO: then nothing below runs
+        client.add_flags(uids, [DELETED], silent=True)
         if "UIDPLUS" in s.caps:
-            client.uid_expunge([uid])
+            client.uid_expunge(uids)
         else:
             client.expunge()  # also removes mails others flagged \Deleted: they meant that
 
@@ -715,6 +765,21 @@ class ImapSource:
                           + "; fix: do not flag mails \\Deleted in the inbox by hand, or use a "
                             "server with UIDPLUS")
         return faults
+
+
+def _groups(messages: Sequence[bytes], count: int, size: int) -> Iterator[Sequence[bytes]]:
+    """Consecutive groups of at most `count` messages and `size` bytes (one bigger message
+    makes a group of its own)."""
+    group: list[bytes] = []
+    total = 0
+    for message in messages:
+        if group and (len(group) >= count or total + len(message) > size):
+            yield group
+            group, total = [], 0
+        group.append(message)
+        total += len(message)
+    if group:
+        yield group
 
 
 def _parse_mail_id(mail_id: str) -> tuple[int, int]:

@@ -11,10 +11,19 @@ answered twice (the decision transaction happens once) and never lost (it stays 
 until its answers are out). The only window no design can close is between the SMTP server
 accepting a reply and the store marking it sent: then the same bytes, with the same
 Message-ID, go out once more.
+
+Mails go through in batches (BATCH_SIZE), which changes no step of any single mail, only how
+steps of different mails interleave: each mail of the batch is recorded and decided as above,
+one after the other (worker processes may read the next ones meanwhile: mailbot.readahead);
+then the batch's replies are sent, each marked sent as soon as the server took it; then the
+copies for the Sent folder are made in one go (a reply whose copy is not made yet is marked so
+in the store, and a crash leaves the copy to the next run); then the mails whose answers are
+all out are filed, one move per folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -33,6 +42,7 @@ from mailbot.extract import read_mail
 from mailbot.model import (ISSUED, PENDING, Decision, Extraction, ParsedMail, Problem, RawMail,
                            Request, RuleHit)
 from mailbot.model import REVIEW as REVIEW_OUTCOME
+from mailbot.readahead import ReadAhead
 from mailbot.render import Renderer
 from mailbot.reply import build_alert, build_reply, make_message_id
 from mailbot.ruleset import Ruleset
@@ -66,7 +76,20 @@ class App:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     hook: Callable[[str], None] = _noop_hook  # crash points for the fault tests
     after_send: Callable[[bytes], None] | None = None  # e.g. copy to the IMAP Sent folder
+    # The same for many replies at once (one IMAP MULTIAPPEND). When set (and after_send is),
+    # copies are made after each batch of sends instead of one by one; by default it is the
+    # source's append_sent_many when after_send is the source's append_sent.
+    after_send_many: Callable[[Sequence[bytes]], None] | None = None
+    # Worker processes that read mails ahead in large batches (mailbot.readahead): None picks
+    # as many as the machine has cores to spare, 0 reads every mail in this process.
+    read_workers: int | None = None
     _calendar: BusinessCalendar | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.after_send_many is None and self.after_send is not None:
+            own = getattr(self.source, "append_sent", None)
+            if own is not None and self.after_send == own:
+                self.after_send_many = getattr(self.source, "append_sent_many", None)
 
     def calendar(self) -> BusinessCalendar:
         """The business calendar of rules/unlock.toml: every due time and window runs on it."""
@@ -95,6 +118,7 @@ class RunReport:
     sent: int = 0
     filed: int = 0
     failed: int = 0
+    read_ahead: int = 0  # mails read by worker processes (mailbot.readahead)
     errors: list[str] = field(default_factory=list)
 
 
@@ -104,9 +128,19 @@ class StoreKeyPool:
     def __init__(self, store: Store, conn: Connection) -> None:
         self.store, self.conn = store, conn
         self.assigned: dict[str, int] = {}  # serial -> key row id, to bind to the request
+        self._known: dict[str, Any] | None = None  # serial -> key row, after prefetch()
+        self._prefetched: set[str] = set()
+
+    def prefetch(self, serials: Sequence[str]) -> None:
+        """Look up the keys of all these serials in one query (a mail with many requests)."""
+        self._known = self.store.keys_for_serials(self.conn, serials)
+        self._prefetched = set(serials)
 
     def existing(self, serial: str) -> tuple[str, dt.datetime | None] | None:
-        row = self.store.key_for_serial(self.conn, serial)
+        if self._known is not None and serial in self._prefetched:
+            row = self._known.get(serial)
+        else:
+            row = self.store.key_for_serial(self.conn, serial)
         if row is None:
             return None
         self.assigned[serial] = row.id
@@ -117,7 +151,12 @@ class StoreKeyPool:
         if row is None:
             return None
         self.assigned[serial] = row.id
+        if self._known is not None:
+            self._known[serial] = row
         return row.key
+
+
+BATCH_SIZE = 100  # mails decided one by one, then answered and filed together
 
 
 def run_once(app: App) -> RunReport:
@@ -125,75 +164,164 @@ def run_once(app: App) -> RunReport:
     report = RunReport()
     fulfil_pending(app)
     deliver_due(app, report)
+    finish_copies(app)
     finish_unfiled(app, report)
-    for raw in app.source.fetch_new():
-        report.seen += 1
-        try:
-            process(app, raw, report)
-        except Exception as exc:  # a store or mailbox fault: the mail stays for the next run
-            log.exception("mail %s: %s", raw.mail_id, exc)
-            report.errors.append(f"{raw.mail_id}: {exc}")
+    with ReadAhead(app.rules, app.config.limits, app.own_addresses,
+                   workers=app.read_workers) as readahead:
+        batch: list[RawMail] = []
+        for raw in app.source.fetch_new():
+            report.seen += 1
+            batch.append(raw)
+            if len(batch) >= BATCH_SIZE:
+                process_batch(app, batch, report, readahead)
+                batch = []
+        if batch:
+            process_batch(app, batch, report, readahead)
+        report.read_ahead += readahead.read_by_workers
     flag_overdue(app)
     send_alerts(app)
     deliver_due(app, report)
     return report
 
 
-def process(app: App, raw: RawMail, report: RunReport) -> MailRecord:
+def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
+                  readahead: ReadAhead | None = None) -> list[MailRecord]:
+    """Handle a batch of fetched mails, keeping the order of commits of every single mail.
+
+    Each mail is recorded (its own commit), then `after_fetch`, then read and decided (one
+    commit); then the replies of the whole batch go out, each marked sent as soon as the SMTP
+    server took it; then the mails whose answers are all out are filed, one move per folder.
+    A store or mailbox fault on one mail leaves it for the next run and the others go on.
+    With `readahead`, worker processes read the mails that will need reading while this
+    process records and decides the ones before them (see mailbot.readahead).
+    """
+    store = app.store
+    with store.transaction() as conn:  # the look-ups of the whole batch, in a few queries
+        known: dict[tuple[str, str], MailRecord] = {}
+        for source in dict.fromkeys(r.source for r in raws):
+            found = store.find_mails(conn, source, [r.mail_id for r in raws if r.source == source])
+            known.update(((source, mail_id), rec) for mail_id, rec in found.items())
+        fps = {_key(r): _fingerprint(r) for r in raws if _key(r) not in known}
+        originals = store.originals_by_fingerprint(conn, list(fps.values())) if fps else {}
+    if readahead is not None:
+        readahead.submit(_to_read(raws, known, fps, originals))
+    handled: list[MailRecord] = []
+    for raw in raws:
+        try:
+            rec = _record(app, raw, report, known.get(_key(raw)), fps, originals)
+            if rec.status != "received" and readahead is not None:
+                readahead.drop(raw)
+            if rec.filed:  # handled before, yet back in the inbox (restored by hand): file it again
+                app.source.file(rec.mail_id, rec.folder or REVIEW)
+                continue
+            app.hook("after_fetch")
+            if rec.status == "received":
+                try:
+                    read = readahead.take(raw) if readahead is not None else None
+                    rec = decide_mail(app, rec, raw, read)
+                    report.decided += 1
+                except Exception as exc:
+                    log.exception("mail %s (%s) could not be decided", rec.reference,
+                                  raw.mail_id)
+                    with store.transaction() as conn:
+                        store.update_mail(conn, rec.id, error=f"{type(exc).__name__}: {exc}")
+                    report.errors.append(f"{rec.reference}: {exc}")
+                    continue
+                app.hook("after_decision")
+            handled.append(rec)
+        except Exception as exc:  # a store or mailbox fault: the mail stays for the next run
+            log.exception("mail %s: %s", raw.mail_id, exc)
+            report.errors.append(f"{raw.mail_id}: {exc}")
+    if not handled:
+        return handled
+    ids = [rec.id for rec in handled]
+    try:
+        deliver_due(app, report, mail_ids=ids)
+        file_mails(app, ids, report)
+    except Exception as exc:  # the mails stay in the inbox; the next run finishes them
+        log.exception("batch of %d mails: %s", len(ids), exc)
+        report.errors.append(f"{len(ids)} mails from {handled[0].reference}: {exc}")
+    return handled
+
+
+def _key(raw: RawMail) -> tuple[str, str]:
+    return raw.source, raw.mail_id
+
+
+def _to_read(raws: Sequence[RawMail], known: dict[tuple[str, str], MailRecord],
+             fps: dict[tuple[str, str], str], originals: dict[str, MailRecord]) -> list[RawMail]:
+    """The mails of a batch that will be read: new ones that are no copy of a stored mail or
+    of an earlier one in the batch, and stored ones still waiting for a decision."""
+    out, seen = [], set(originals)
+    for raw in raws:
+        rec = known.get(_key(raw))
+        if rec is not None:
+            if rec.status == "received" and rec.attempts < MAX_ATTEMPTS:
+                out.append(raw)
+            continue
+        fp = fps[_key(raw)]
+        if fp not in seen:
+            seen.add(fp)
+            out.append(raw)
+    return out
+
+
+def process(app: App, raw: RawMail, report: RunReport) -> MailRecord | None:
+    """One mail, all the way (a batch of one)."""
+    handled = process_batch(app, [raw], report)
+    return handled[0] if handled else None
+
+
+def _fingerprint(raw: RawMail) -> str:
+    return (fingerprint(raw.data) if not raw.oversized
+            else f"oversized:{raw.source}:{raw.mail_id}:{raw.size}")
+
+
+def _record(app: App, raw: RawMail, report: RunReport, rec: MailRecord | None,
+            fps: dict[tuple[str, str], str], originals: dict[str, MailRecord]) -> MailRecord:
+    """Step 1, its own commit: the mail is in the store (and its attempt counted) before it is
+    read. `rec` and `originals` come from the batch's look-ups; recording a new original adds
+    it to `originals`, so a copy later in the same batch is a duplicate of it."""
     store = app.store
     with store.transaction() as conn:
-        rec = store.find_mail(conn, raw.source, raw.mail_id)
         if rec is None:
-            fp = (fingerprint(raw.data) if not raw.oversized
-                  else f"oversized:{raw.source}:{raw.mail_id}:{raw.size}")
-            original = store.mail_by_fingerprint(conn, fp)
+            fp = fps.get(_key(raw)) or _fingerprint(raw)
+            original = originals.get(fp)
             if original is not None:
-                rec = store.add_mail(conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
-                                     size=rec_size(raw), status="duplicate",
-                                     duplicate_of=original.id,
-                                     folder=original.folder or IGNORED,
-                                     prefix=app.config.bot.reference_prefix)
-                store.update_mail(conn, rec.id, outcome="duplicate",
-                                  notes=[f"the same mail as {original.reference}: not answered again"])
+                rec = store.add_mail(
+                    conn, source=raw.source, mail_id=raw.mail_id, fp=fp, size=rec_size(raw),
+                    status="duplicate", duplicate_of=original.id,
+                    folder=original.folder or IGNORED, prefix=app.config.bot.reference_prefix,
+                    outcome="duplicate",
+                    notes=[f"the same mail as {original.reference}: not answered again"])
                 store.log_event(conn, "duplicate", mail=rec.id, of=original.id)
                 report.duplicates += 1
                 log.info("event=duplicate reference=%s mail_id=%s same_as=%s", rec.reference,
                          raw.mail_id, original.reference)
-            else:
-                rec = store.add_mail(conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
-                                     size=rec_size(raw),
-                                     prefix=app.config.bot.reference_prefix)
-                log.info("event=mail_received reference=%s mail_id=%s size=%d", rec.reference,
-                         raw.mail_id, rec_size(raw))
-        if rec.status == "received":
-            if rec.attempts >= MAX_ATTEMPTS:
-                store.update_mail(conn, rec.id, status="quarantined", folder=FAILED,
-                                  outcome="quarantined")
-                log.error("event=quarantined reference=%s attempts=%d", rec.reference, rec.attempts)
-                store.log_event(conn, "alert", mail=rec.id, title="Correo en cuarentena",
-                                detail=f"{rec.reference} falló {rec.attempts} veces; revisar")
-            else:
-                store.update_mail(conn, rec.id, attempts=rec.attempts + 1)
-        rec = store.get_mail(conn, rec.id)
-    if rec.filed:  # handled before, yet back in the inbox (restored by hand): file it again
-        app.source.file(rec.mail_id, rec.folder or REVIEW)
-        return rec
-    app.hook("after_fetch")
-    if rec.status == "received":
-        try:
-            decide_mail(app, rec, raw)
-            report.decided += 1
-        except Exception as exc:
-            log.exception("mail %s (%s) could not be decided", rec.reference, raw.mail_id)
-            with store.transaction() as conn:
-                store.update_mail(conn, rec.id, error=f"{type(exc).__name__}: {exc}")
-            report.errors.append(f"{rec.reference}: {exc}")
-            return rec
-        app.hook("after_decision")
-    deliver_due(app, report, mail=rec.id)
-    with store.transaction() as conn:
-        rec = store.get_mail(conn, rec.id)
-    file_mail(app, rec, report)
+                return rec
+            # A new mail is recorded with its first attempt counted.
+            rec = store.add_mail(conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
+                                 size=rec_size(raw), prefix=app.config.bot.reference_prefix,
+                                 attempts=1)
+            log.info("event=mail_received reference=%s mail_id=%s size=%d", rec.reference,
+                     raw.mail_id, rec_size(raw))
+            new = rec
+        else:
+            new = None
+            if rec.status == "received":
+                if rec.attempts >= MAX_ATTEMPTS:
+                    store.update_mail(conn, rec.id, status="quarantined", folder=FAILED,
+                                      outcome="quarantined")
+                    log.error("event=quarantined reference=%s attempts=%d", rec.reference,
+                              rec.attempts)
+                    store.log_event(conn, "alert", mail=rec.id, title="Correo en cuarentena",
+                                    detail=f"{rec.reference} falló {rec.attempts} veces; revisar")
+                    rec = dataclasses.replace(rec, status="quarantined", folder=FAILED)
+                else:
+                    store.update_mail(conn, rec.id, attempts=rec.attempts + 1)
+                    rec = dataclasses.replace(rec, attempts=rec.attempts + 1)
+    if new is not None:  # committed: a later copy in this batch is a duplicate of it
+        originals.setdefault(new.fingerprint, new)
     return rec
 
 
@@ -249,9 +377,14 @@ class Reading:
                    documents=tuple(data.get("documents", ())), continues=data.get("continues"))
 
 
-def decide_mail(app: App, rec: MailRecord, raw: RawMail) -> None:
-    """Read, decide, render and queue the answers of one mail in one transaction."""
-    parsed, extraction = _read(app, raw)
+def decide_mail(app: App, rec: MailRecord, raw: RawMail,
+                read: tuple[ParsedMail | None, Extraction] | None = None) -> MailRecord:
+    """Read, decide, render and queue the answers of one mail in one transaction.
+
+    `read` is what `_read` gives for `raw`, when it was read beforehand. Returns the record as
+    the transaction left it (decided, and the folder it is to be filed in).
+    """
+    parsed, extraction = read if read is not None else _read(app, raw)
     store = app.store
     with store.transaction() as conn:
         reading = _reading(app, conn, parsed, extraction)
@@ -280,6 +413,7 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail) -> None:
     log.info("event=mail_decided reference=%s sender=%s kind=%s outcome=%s folder=%s replies=%d",
              rec.reference, extraction.sender, extraction.kind, plan.outcome, plan.folder,
              len(plan.messages))
+    return dataclasses.replace(rec, status="decided", folder=plan.folder)
 
 
 def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading, *,
@@ -298,8 +432,12 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
     continues = (unlock_flow.entry(conn, reading.continues)
                  if reading.continues is not None else None)
     decisions: list[Decision] = []
+    serials = [r.serial for r in extraction.requests]
+    registry = store.licences_for(conn, serials) if serials else {}
+    if len(set(serials)) > 1:
+        pool.prefetch(serials)
     for position, request in enumerate(extraction.requests):
-        licence = store.licence(conn, request.serial)
+        licence = registry.get(request.serial)
         step = None
         throttle = None if skip_throttles else _request_throttle(app, conn, reading, request,
                                                                  licence)
@@ -478,11 +616,10 @@ def _request_throttle(app: App, conn: Connection, reading: Reading, request: Req
     than [security] allows within its window; None otherwise."""
     security = app.config.security
     since = app.now() - dt.timedelta(minutes=security.window_minutes)
-    recent = (sa.select(sa.func.count(sa.distinct(requests.c.mail)))
-              .select_from(requests.join(mails, requests.c.mail == mails.c.id))
-              .where(mails.c.decided_at >= since))
+    company = licence.company if licence is not None else request.company
+    by_serial, by_company = conn.execute(_REQUEST_THROTTLE, {
+        "_since": since, "_serial": request.serial, "_company": company}).one()
     hit = None
-    by_serial = conn.execute(recent.where(requests.c.serial == request.serial)).scalar_one()
     if by_serial >= security.max_requests_per_serial:
         code = "throttled_serial"
         hit = RuleHit("throttle.serial", f"{by_serial} earlier mail(s) asked for "
@@ -490,18 +627,13 @@ def _request_throttle(app: App, conn: Connection, reading: Reading, request: Req
                                          f"{security.window_minutes} min; the limit is "
                                          f"{security.max_requests_per_serial} ([security] "
                                          "max_requests_per_serial): held for an operator")
-    else:
-        company = licence.company if licence is not None else request.company
-        of_company = sa.select(licences.c.serial).where(licences.c.company == company)
-        by_company = conn.execute(recent.where(sa.or_(
-            requests.c.serial.in_(of_company), requests.c.company == company))).scalar_one()
-        if by_company >= security.max_requests_per_company:
-            code = "throttled_company"
-            hit = RuleHit("throttle.company", f"{by_company} earlier mail(s) asked for licences "
-                                              f"of {company} in the last "
-                                              f"{security.window_minutes} min; the limit is "
-                                              f"{security.max_requests_per_company} ([security] "
-                                              "max_requests_per_company): held for an operator")
+    elif by_company >= security.max_requests_per_company:
+        code = "throttled_company"
+        hit = RuleHit("throttle.company", f"{by_company} earlier mail(s) asked for licences "
+                                          f"of {company} in the last "
+                                          f"{security.window_minutes} min; the limit is "
+                                          f"{security.max_requests_per_company} ([security] "
+                                          "max_requests_per_company): held for an operator")
     if hit is None:
         return None
     due = app.calendar().add_business_hours(
@@ -510,6 +642,35 @@ def _request_throttle(app: App, conn: Connection, reading: Reading, request: Req
              "identify_help": app.rules.unlock.identify_help if app.rules.unlock else ""}
     notes = tuple(RuleHit("extract.note", n) for n in request.notes)
     return Decision(request, REVIEW_OUTCOME, (*notes, hit), facts=facts)
+
+
+def _request_throttle_statement() -> Any:
+    """Both counts of the request throttle in one query: distinct earlier mails, decided within
+    the window, that asked for this serial; and that asked for a licence of this company (a
+    registered serial of it, or the company as the request wrote it).
+
+    Written as a UNION ALL of three index look-ups (requests.serial; licences.company joined
+    to requests.serial; requests.company) so that SQLite and PostgreSQL both look up only the
+    company's and the serial's own requests: an OR with `IN (subquery)` makes PostgreSQL scan
+    every request. The cost follows the company's history, not the table's.
+    """
+    kind = sa.literal_column("'s'", sa.String).label("kind")
+    by_serial = sa.select(requests.c.mail.label("mail"), kind).where(
+        requests.c.serial == sa.bindparam("_serial"))
+    company = sa.literal_column("'c'", sa.String)
+    by_licence = (sa.select(requests.c.mail, company)
+                  .select_from(requests.join(licences, licences.c.serial == requests.c.serial))
+                  .where(licences.c.company == sa.bindparam("_company")))
+    by_name = sa.select(requests.c.mail, company).where(
+        requests.c.company == sa.bindparam("_company"))
+    asked = sa.union_all(by_serial, by_licence, by_name).subquery("asked")
+    return (sa.select(sa.func.count(sa.distinct(sa.case((asked.c.kind == "s", asked.c.mail)))),
+                      sa.func.count(sa.distinct(sa.case((asked.c.kind == "c", asked.c.mail)))))
+            .select_from(asked.join(mails, mails.c.id == asked.c.mail))
+            .where(mails.c.decided_at >= sa.bindparam("_since")))
+
+
+_REQUEST_THROTTLE = _request_throttle_statement()
 
 
 def _throttled(app: App, conn: Connection, sender: str | None) -> bool:
@@ -560,11 +721,15 @@ def _envelope_from(app: App) -> str:
     return app.config.smtp.envelope_from or app.config.bot.address
 
 
-def deliver_due(app: App, report: RunReport, *, mail: int | None = None) -> None:
-    """Send queued messages whose time has come; temporary failures retry with backoff."""
+def deliver_due(app: App, report: RunReport, *, mail: int | None = None,
+                mail_ids: Sequence[int] | None = None) -> None:
+    """Send queued messages whose time has come (all, or those of `mail` or of `mail_ids`);
+    temporary failures retry with backoff."""
     with app.store.transaction() as conn:
-        due = app.store.due_messages(conn, now=app.now(), mail=mail)
+        due = app.store.due_messages(conn, now=app.now(), mail=mail, mail_ids=mail_ids)
     smtp = app.config.smtp
+    copy_many = app.after_send_many if app.after_send is not None else None
+    copies: list[tuple[int, bytes]] = []  # sent, copy for the Sent folder still to make
     for msg in due:
         recipients = json.loads(msg.recipients)
         try:
@@ -607,16 +772,51 @@ def deliver_due(app: App, report: RunReport, *, mail: int | None = None) -> None
             log.error("event=delivery_failed message_id=%s error=%r", msg.message_id, str(exc))
             continue
         app.hook("after_smtp_accept")
-        if app.after_send is not None and msg.purpose != "alert":
+        copy = app.after_send is not None and msg.purpose != "alert"
+        if copy and copy_many is None:
             try:
-                app.after_send(msg.data)
+                app.after_send(msg.data)  # type: ignore[misc]
             except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
                 log.warning("could not keep a copy of %s: %s", msg.message_id, exc)
+        pending = copy and copy_many is not None
         with app.store.transaction() as conn:
-            app.store.mark_sent(conn, msg.id)
+            app.store.mark_sent(conn, msg.id, copy_pending=pending)
+        if pending:
+            copies.append((msg.id, msg.data))
         report.sent += 1
         log.info("event=reply_sent message_id=%s template=%s to=%s", msg.message_id,
                  msg.template, ",".join(recipients))
+    if copies:
+        _make_copies(app, copies)
+
+
+def _make_copies(app: App, copies: Sequence[tuple[int, bytes]]) -> None:
+    """Copies of sent replies for the Sent folder, all at once; then they are no longer
+    pending. A failure leaves them pending for the next run (`finish_copies`)."""
+    copy_many = app.after_send_many if app.after_send is not None else None
+    if copy_many is not None:
+        try:
+            copy_many([data for _, data in copies])
+        except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
+            log.warning("could not keep copies of %d replies now (next run tries again): %s",
+                        len(copies), exc)
+            return
+    elif app.after_send is not None:
+        for _, data in copies:
+            try:
+                app.after_send(data)
+            except Exception as exc:
+                log.warning("could not keep a copy of a reply: %s", exc)
+    with app.store.transaction() as conn:
+        app.store.copies_made(conn, [message for message, _ in copies])
+
+
+def finish_copies(app: App) -> None:
+    """Copies for the Sent folder that a crash (or an unreachable mailbox) left unmade."""
+    with app.store.transaction() as conn:
+        pending = app.store.pending_copies(conn)
+    if pending:
+        _make_copies(app, [(row.id, row.data) for row in pending])
 
 
 def _delivery_failed(app: App, conn: Connection, msg: Any, error: str) -> None:
@@ -629,27 +829,45 @@ def _delivery_failed(app: App, conn: Connection, msg: Any, error: str) -> None:
 
 def file_mail(app: App, rec: MailRecord, report: RunReport) -> None:
     """File a decided mail once none of its answers is still waiting to go out."""
-    if rec.filed or rec.status == "received":
+    file_mails(app, [rec.id], report)
+
+
+def file_mails(app: App, mail_ids: Sequence[int], report: RunReport) -> None:
+    """File the decided mails among `mail_ids` whose answers are all out: one move per folder
+    (where the source can move many at once), then one commit per folder marks them filed."""
+    store = app.store
+    with store.transaction() as conn:
+        unsent = store.mails_with_unsent(conn, mail_ids)
+        records = {rec.id: rec for rec in store.records(conn, mail_ids)}
+    current = [records[m] for m in mail_ids if m in records]
+    ready = [rec for rec in current
+             if not rec.filed and rec.status != "received" and rec.id not in unsent]
+    if not ready:
         return
-    with app.store.transaction() as conn:
-        if app.store.unsent_for_mail(conn, rec.id):
-            return
-        rec = app.store.get_mail(conn, rec.id)
-    app.hook("before_file")
-    app.source.file(rec.mail_id, rec.folder or REVIEW)
-    with app.store.transaction() as conn:
-        app.store.update_mail(conn, rec.id, filed=True, filed_at=app.now())
-        if rec.status == "decided":
-            app.store.update_mail(conn, rec.id, status="done")
-    report.filed += 1
-    log.info("event=mail_filed reference=%s folder=%s", rec.reference, rec.folder or REVIEW)
+    for _ in ready:
+        app.hook("before_file")
+    by_folder: dict[str, list[MailRecord]] = {}
+    for rec in ready:
+        by_folder.setdefault(rec.folder or REVIEW, []).append(rec)
+    file_many = getattr(app.source, "file_many", None)
+    for folder, recs in by_folder.items():
+        if file_many is not None and len(recs) > 1:
+            file_many([rec.mail_id for rec in recs], folder)
+        else:
+            for rec in recs:
+                app.source.file(rec.mail_id, folder)
+        with store.transaction() as conn:
+            store.mark_filed(conn, [rec.id for rec in recs], app.now())
+        report.filed += len(recs)
+        for rec in recs:
+            log.info("event=mail_filed reference=%s folder=%s", rec.reference, folder)
 
 
 def finish_unfiled(app: App, report: RunReport) -> None:
     with app.store.transaction() as conn:
         pending = app.store.mails_to_finish(conn, app.source.name)
-    for rec in pending:
-        file_mail(app, rec, report)
+    for start in range(0, len(pending), BATCH_SIZE):
+        file_mails(app, [rec.id for rec in pending[start:start + BATCH_SIZE]], report)
 
 
 def fulfil_pending(app: App) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from email.utils import getaddresses
-from functools import cache
+from functools import cache, lru_cache
 from typing import Sequence
 
 import idna
@@ -223,6 +223,7 @@ def _unquote(text: str) -> str:
 
 # --- addresses and domains ------------------------------------------------------------------
 
+@lru_cache(maxsize=4096)  # pure, and idna is slow: the same few domains come again and again
 def normalise_domain(domain: str) -> str | None:
     """A domain in its ASCII (punycode) form after UTS 46 mapping, or None when invalid.
 

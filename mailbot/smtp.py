@@ -8,9 +8,13 @@ Why it is shaped like this:
 - TLS is never optional by accident: "tls" is implicit TLS, "starttls" requires the server to
   offer STARTTLS (no silent fall-back to plain text), "none" needs `allow_plaintext`.
   Certificates are verified against the system CAs plus `ca_file`.
-- One connection is kept across sends and checked with RSET before reuse; a connection the
-  server dropped meanwhile is replaced. After any failed send the connection is discarded,
-  so the next attempt starts from a clean session.
+- One connection is kept across sends. One that has been idle for more than a few seconds
+  (RECHECK_AFTER_SECONDS) is checked with RSET before reuse, and replaced if the server
+  dropped it meanwhile; one used moments ago is not (the RSET round trip would cost about as
+  much as sending a reply). If such a connection turns out dead at MAIL FROM (no answer, or
+  421), nothing of the message reached the server, so it is sent at once on a new
+  connection. After any failed send the connection is discarded, so the next attempt starts
+  from a clean session.
 
 How failures map onto the Sink contract (the outbox retries temporary ones with the same bytes):
 
@@ -36,6 +40,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -49,6 +54,27 @@ from mailbot.seams import (DeliveryError, PartiallyDelivered, PermanentDeliveryE
 log = logging.getLogger(__name__)
 
 _LINE_ENDING = re.compile(rb"\r?\n")
+RECHECK_AFTER_SECONDS = 5.0  # a connection idle longer than this is checked with RSET
+
+
+class _Tracking:
+    """Remembers whether the server answered MAIL FROM of the transaction under way."""
+
+    mail_answered = False
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self.mail_answered = False
+        reply = super().mail(sender, options)  # type: ignore[misc]
+        self.mail_answered = True
+        return reply
+
+
+class _SMTP(_Tracking, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Tracking, smtplib.SMTP_SSL):
+    pass
 
 
 class SmtpSetupError(SinkUnavailable):
@@ -66,6 +92,15 @@ class RecipientsRefused(PartiallyDelivered):
         listed = "; ".join(f"{address}: {code} {text}" for address, (code, text) in refused.items())
         super().__init__(f"message {message_id} delivered to {', '.join(self.accepted)} "
                          f"but refused for {listed}")
+
+
+def _dead_at_mail(connection: smtplib.SMTP, exc: BaseException) -> bool:
+    """Whether a send failed because the connection was gone before MAIL FROM was taken: no
+    answer to it at all, or 421 ("closing the connection"). Then nothing was transmitted."""
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return exc.smtp_code == 421
+    return (isinstance(exc, smtplib.SMTPServerDisconnected)
+            and not getattr(connection, "mail_answered", True))
 
 
 def _text(raw: bytes | str) -> str:
@@ -88,6 +123,9 @@ class SmtpSink:
                         if config.username and config.auth == "xoauth2" else None)
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()
+        self.recheck_after = RECHECK_AFTER_SECONDS
+        self._clock = time.monotonic
+        self._last_used = 0.0  # when the connection last completed a command
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -146,10 +184,10 @@ class SmtpSink:
         c = self.config
         try:
             if c.security == "tls":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                connection: smtplib.SMTP = _SMTP_SSL(
                     c.host, c.port, timeout=c.timeout_seconds, context=self._context)
             else:
-                connection = smtplib.SMTP(c.host, c.port, timeout=c.timeout_seconds)
+                connection = _SMTP(c.host, c.port, timeout=c.timeout_seconds)
         except Exception as exc:
             raise self._setup_failure(exc) from exc
         try:
@@ -251,19 +289,25 @@ class SmtpSink:
             return SmtpSetupError(f"SMTP {where}: {exc}; fix: check [smtp] username and auth")
         raise exc
 
-    def _reusable_connection(self) -> smtplib.SMTP:
-        """The open connection if it still answers RSET, else a new one."""
+    def _reusable_connection(self) -> tuple[smtplib.SMTP, bool]:
+        """The open connection, or a new one; and whether it was reused without a check.
+
+        A connection used within the last `recheck_after` seconds is taken as it is; an older
+        one must still answer RSET, else it is replaced.
+        """
         if self._connection is not None:
+            if self._clock() - self._last_used <= self.recheck_after:
+                return self._connection, True
             try:
                 code, _ = self._connection.rset()
                 if code == 250:
-                    return self._connection
+                    return self._connection, False
             except (smtplib.SMTPException, OSError):
                 pass
             log.debug("smtp connection to %s went away; reconnecting", self.where)
             self._discard()
         self._connection = self._open()
-        return self._connection
+        return self._connection, False
 
     def _discard(self) -> None:
         if self._connection is not None:
@@ -287,19 +331,33 @@ class SmtpSink:
         sender = self.config.envelope_from or envelope_from or self.envelope_from
         data = _LINE_ENDING.sub(b"\r\n", message)
         with self._lock:
-            connection = self._reusable_connection()
+            connection, unchecked = self._reusable_connection()
             try:
-                options = self._mail_options(connection, sender, recipients, data, message_id)
-                refused = connection.sendmail(sender, list(recipients), data,
-                                              mail_options=options)
+                refused = self._sendmail(connection, sender, recipients, data, message_id)
             except Exception as exc:
                 self._discard()
-                raise self._delivery_failure(exc, message_id) from exc
+                if not (unchecked and _dead_at_mail(connection, exc)):
+                    raise self._delivery_failure(exc, message_id) from exc
+                # The connection died while idle: nothing of this message reached the server.
+                log.debug("smtp connection to %s went away; sending %s on a new one",
+                          self.where, message_id)
+                connection, _ = self._reusable_connection()
+                try:
+                    refused = self._sendmail(connection, sender, recipients, data, message_id)
+                except Exception as exc2:
+                    self._discard()
+                    raise self._delivery_failure(exc2, message_id) from exc2
+            self._last_used = self._clock()
         if refused:
             accepted = [r for r in recipients if r not in refused]
             raise RecipientsRefused(message_id, {r: (code, _text(text))
                                                  for r, (code, text) in refused.items()}, accepted)
         log.debug("smtp %s accepted %s", self.where, message_id)
+
+    def _sendmail(self, connection: smtplib.SMTP, sender: str, recipients: Sequence[str],
+                  data: bytes, message_id: str) -> dict:
+        options = self._mail_options(connection, sender, recipients, data, message_id)
+        return connection.sendmail(sender, list(recipients), data, mail_options=options)
 
     def _mail_options(self, connection: smtplib.SMTP, sender: str, recipients: Sequence[str],
                       data: bytes, message_id: str) -> list[str]:

@@ -257,6 +257,59 @@ def test_file_rejects_unknown_folders_and_malformed_ids(make_source):
         source.file("1.eml", seams.PROCESSED)
 
 
+# -- filing many at once (file_many) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", [(), ("MOVE",), ("MOVE", "UIDPLUS")],
+                         ids=["move", "copy-uidplus", "copy-plain"])
+def test_file_many_moves_them_all_with_one_command(make_source, imap_server, monkeypatch,
+                                                    missing):
+    imap_server.append_many("INBOX", [mail(n) for n in range(5)])
+    source = make_source(ignore_capabilities=missing)
+    mails = list(source.fetch_new())
+    moves, copies = Calls(monkeypatch, "move"), Calls(monkeypatch, "copy")
+
+    source.file_many([m.mail_id for m in mails[:4]], seams.PROCESSED)
+
+    assert (len(moves), len(copies)) == ((1, 0) if not missing else (0, 1))
+    assert imap_server.list_folder("mailbot/procesados") == [m.data for m in mails[:4]]
+    assert imap_server.list_folder("INBOX") == [mails[4].data]
+
+
+@pytest.mark.parametrize("missing", [(), ("MOVE",)], ids=["move", "copy"])
+def test_file_many_twice_or_with_some_gone_is_harmless(make_source, imap_server, missing):
+    imap_server.append_many("INBOX", [mail(n) for n in range(3)])
+    source = make_source(ignore_capabilities=missing)
+    mails = list(source.fetch_new())
+    source.file(mails[0].mail_id, seams.PROCESSED)  # one filed already
+
+    source.file_many([m.mail_id for m in mails], seams.PROCESSED)
+    source.file_many([m.mail_id for m in mails], seams.PROCESSED)
+
+    assert imap_server.list_folder("mailbot/procesados") == [m.data for m in mails]
+    assert imap_server.list_folder("INBOX") == []
+
+
+def test_file_many_leaves_ids_of_an_older_uidvalidity_alone(make_source, imap_server):
+    imap_server.append_many("INBOX", [mail(1), mail(2)])
+    source = make_source()
+    first, second = source.fetch_new()
+    stale = f"{int(first.mail_id.split(':')[0]) - 1}:{first.mail_id.split(':')[1]}"
+
+    source.file_many([stale, second.mail_id], seams.REVIEW)
+
+    assert imap_server.list_folder("INBOX") == [first.data]
+    assert imap_server.list_folder("mailbot/revision") == [second.data]
+
+
+def test_file_many_rejects_unknown_folders_and_malformed_ids(make_source):
+    source = make_source()
+    with pytest.raises(ValueError, match="unknown folder"):
+        source.file_many(["1:1"], "spam")
+    with pytest.raises(ValueError, match="UIDVALIDITY:UID"):
+        source.file_many(["1:1", "1.eml"], seams.PROCESSED)
+
+
 # -- faults -------------------------------------------------------------------------------------
 
 
@@ -341,7 +394,40 @@ def test_append_sent_lands_in_sent_marked_seen(make_source, imap_server):
 
 def test_append_sent_is_skipped_when_no_sent_folder_is_configured(make_source, imap_server):
     make_source(sent_folder="").append_sent(mail(9))
+    make_source(sent_folder="").append_sent_many([mail(9), mail(10)])
     assert imap_server.folders() == ["INBOX"]
+
+
+@pytest.mark.parametrize("missing", [(), ("MULTIAPPEND",)], ids=["multiappend", "append"])
+def test_append_sent_many_lands_them_all_in_sent_marked_seen(make_source, imap_server,
+                                                             monkeypatch, missing):
+    replies = [mail(n, subject=f"Re: Solicitud {n}") for n in range(5)]
+    multi, single = Calls(monkeypatch, "multiappend"), Calls(monkeypatch, "append")
+
+    make_source(ignore_capabilities=missing).append_sent_many(replies)
+
+    assert (len(multi), len(single)) == ((1, 0) if not missing else (0, 5))
+    assert imap_server.list_folder_with_flags("Sent") == [(r, (r"\Seen",)) for r in replies]
+
+
+def test_append_sent_many_skips_only_the_copy_the_server_refuses(make_source, imap_server,
+                                                                 monkeypatch):
+    replies = [mail(n) for n in range(3)]
+    real = imap_module.IMAPClient.append
+
+    def append(client, folder, message, *args, **kwargs):
+        if message == replies[1]:
+            raise imap_module.imaplib.IMAP4.error("APPEND failed: [OVERQUOTA] Quota exceeded")
+        return real(client, folder, message, *args, **kwargs)
+
+    def multiappend(client, folder, messages):
+        raise imap_module.imaplib.IMAP4.error("APPEND failed: [OVERQUOTA] Quota exceeded")
+
+    monkeypatch.setattr(imap_module.IMAPClient, "append", append)
+    monkeypatch.setattr(imap_module.IMAPClient, "multiappend", multiappend)
+    make_source().append_sent_many(replies)
+
+    assert imap_server.list_folder("Sent") == [replies[0], replies[2]]
 
 
 # -- IDLE ---------------------------------------------------------------------------------------

@@ -161,16 +161,44 @@ def test_a_connection_the_server_closed_between_replies_is_reopened(
     assert smtp_server.connections == 2
 
 
-def test_a_connection_cut_at_the_liveness_check_is_reopened(
+def test_a_connection_idle_for_a_while_is_checked_and_one_cut_at_the_check_is_reopened(
         smtp_server: SmtpTestServer, make_smtp_sink: MakeSink) -> None:
     sink = make_smtp_sink()
     send(sink)
+    sink.recheck_after = 0  # as if the connection had been idle for a while
     smtp_server.drop_connection_next()  # whatever the sink says next is cut off
 
     send(sink)
 
     assert len(smtp_server.messages) == 2
     assert smtp_server.commands[3] == "RSET"  # the check met the cut, not the reply
+
+
+def test_a_connection_used_moments_ago_is_reused_without_a_check(
+        smtp_server: SmtpTestServer, make_smtp_sink: MakeSink) -> None:
+    sink = make_smtp_sink()
+    for _ in range(3):
+        send(sink)
+
+    assert "RSET" not in smtp_server.commands
+    assert smtp_server.connections == 1 and len(smtp_server.messages) == 3
+
+
+@pytest.mark.parametrize("cut", ["drop", "421"])
+def test_a_connection_found_dead_at_mail_from_sends_the_reply_once_on_a_new_one(
+        smtp_server: SmtpTestServer, make_smtp_sink: MakeSink, cut: str) -> None:
+    sink = make_smtp_sink()
+    send(sink)
+    if cut == "drop":
+        smtp_server.drop_connection_next(at="MAIL")  # died between two replies, unnoticed
+    else:
+        smtp_server.fail_next(421, "4.4.2 Idle too long, closing", at="MAIL")
+
+    send(sink)  # no error: nothing of it had reached the server
+
+    assert [m.data for m in smtp_server.messages] == [REPLY, REPLY]
+    assert smtp_server.connections == 2
+    assert smtp_server.commands[3] == "MAIL"  # no RSET before it: used moments ago
 
 
 def test_a_connection_cut_during_the_transaction_is_temporary_and_the_next_send_reconnects(

@@ -1,0 +1,83 @@
+"""The indexed throttle look-ups count exactly what the old full-scan queries counted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+
+import sqlalchemy as sa
+
+from mailbot.pipeline import _REQUEST_THROTTLE
+from mailbot.store import licences, mails, outbox, requests, utcnow
+
+NOW = dt.datetime(2026, 11, 23, 12, 0)
+COMPANIES = [f"Empresa {n}" for n in range(6)] + ["x" * 3000]  # a long name: no btree limit
+SERIALS = [f"SER{n:02d}-AAAA-BBBB-CC"[:19] for n in range(15)]
+ADDRESSES = [f"cliente{n}@example.com" for n in range(5)]
+
+
+def old_counts(conn, serial: str, company: str, since: dt.datetime) -> tuple[int, int]:
+    """The request throttle as it was: two joins, an OR with IN (subquery)."""
+    recent = (sa.select(sa.func.count(sa.distinct(requests.c.mail)))
+              .select_from(requests.join(mails, requests.c.mail == mails.c.id))
+              .where(mails.c.decided_at >= since))
+    by_serial = conn.execute(recent.where(requests.c.serial == serial)).scalar_one()
+    of_company = sa.select(licences.c.serial).where(licences.c.company == company)
+    by_company = conn.execute(recent.where(sa.or_(
+        requests.c.serial.in_(of_company), requests.c.company == company))).scalar_one()
+    return by_serial, by_company
+
+
+def fill(store, rnd: random.Random) -> None:
+    with store.transaction() as conn:
+        for serial in SERIALS[:10]:  # five serials are not in the registry
+            conn.execute(licences.insert().values(
+                serial=serial, system="CONTPAQ i Bancos", company=rnd.choice(COMPANIES),
+                purchase_date=dt.date(2012, 1, 1), modality="fisico", updated_at=NOW))
+        for n in range(60):
+            decided = None if n % 7 == 0 else NOW - dt.timedelta(minutes=rnd.randrange(3000))
+            mail = conn.execute(mails.insert().values(
+                source="s", mail_id=str(n), fingerprint=f"{n:064x}", status="done",
+                filed=True, attempts=1, received_at=NOW, decided_at=decided)
+            ).inserted_primary_key[0]
+            for position in range(rnd.randint(1, 3)):
+                conn.execute(requests.insert().values(
+                    mail=mail, position=position, kind="free_update",
+                    company=rnd.choice(COMPANIES), contact_name="x", contact_email="a@b.mx",
+                    system="CONTPAQ i Bancos", serial=rnd.choice(SERIALS), source="body",
+                    outcome="issued", hits="[]", created_at=NOW, updated_at=NOW))
+            for _ in range(rnd.randint(0, 2)):
+                store.enqueue(conn, mail=mail, purpose=rnd.choice(("reply", "keys", "alert")),
+                              template="t", message_id=f"<{n}.{rnd.random()}@x>",
+                              envelope_from="claves@example.com",
+                              recipients=rnd.sample(ADDRESSES, rnd.randint(1, 2)), data=b"x")
+
+
+def test_the_request_throttle_counts_as_before(store):
+    fill(store, random.Random(3))
+    checked = 0
+    with store.transaction() as conn:
+        for serial in SERIALS:
+            for company in COMPANIES:
+                for minutes in (60, 1440, 5000):
+                    since = NOW - dt.timedelta(minutes=minutes)
+                    new = tuple(conn.execute(_REQUEST_THROTTLE, {
+                        "_since": since, "_serial": serial, "_company": company}).one())
+                    assert new == old_counts(conn, serial, company, since), (serial, company)
+                    checked += new != (0, 0)
+    assert checked > 50  # the data really hit both counts
+
+
+def test_the_sender_throttle_counts_as_before_and_ignores_case(store):
+    fill(store, random.Random(4))
+    with store.transaction() as conn:
+        rows = conn.execute(sa.select(outbox.c.purpose, outbox.c.recipients,
+                                      outbox.c.created_at)).all()
+        since = utcnow() - dt.timedelta(hours=1)
+        for address in ADDRESSES + ["nobody@example.com"]:
+            expected = sum(1 for r in rows if r.purpose != "alert" and r.created_at >= since
+                           and address in json.loads(r.recipients))
+            assert store.replies_to_since(conn, address, since) == expected
+            assert store.replies_to_since(conn, address.upper(), since) == expected
+        assert store.replies_to_since(conn, ADDRESSES[0], utcnow() + dt.timedelta(hours=1)) == 0
