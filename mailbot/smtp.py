@@ -254,7 +254,7 @@ class SmtpSink:
             if 400 <= exc.smtp_code < 500:
                 return TemporaryDeliveryError(f"SMTP {where}: authentication failed temporarily: "
                                               f"{exc.smtp_code} {_text(exc.smtp_error)}")
-            secret = (f"the token from [smtp] oauth2_token_command/oauth2_token_file"
+            secret = ("the token from [smtp] oauth2_token_command/oauth2_token_file"
                       if self._tokens else
                       f"the password in ${c.password_env} or [smtp] password_file")
             return SmtpSetupError(
