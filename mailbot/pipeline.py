@@ -470,7 +470,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
         decisions.append(decision)
     plan = answer.plan_answers(extraction, decisions)
     for planned in plan.messages:
-        _queue(app, conn, rec, extraction, None, planned, references=reading.references)
+        queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
     return plan, decisions
 
 
@@ -561,7 +561,7 @@ def _hold(app: App, conn: Connection, rec: MailRecord, raw: RawMail, parsed: Par
                 # Tell the sender we have it; the answer waits for an operator.
                 messages = (answer.Planned("reply", "under_review", extraction.sender, ()),)
             for planned in messages:
-                _queue(app, conn, rec, extraction, parsed, planned)
+                queue_message(app, conn, rec, extraction, parsed, planned)
             return answer.Plan("sender_check", REVIEW, messages,
                                (f"held for operators: {hit.rule}: {hit.reason}",))
     if _throttled(app, conn, extraction.sender):
@@ -696,9 +696,10 @@ def _context(app: App, rec: MailRecord, extraction: Extraction,
     return ctx
 
 
-def _queue(app: App, conn: Connection, rec: MailRecord, extraction: Extraction,
-           parsed: ParsedMail | None, planned: answer.Planned, *,
-           references: Sequence[str] | None = None) -> None:
+def queue_message(app: App, conn: Connection, rec: MailRecord, extraction: Extraction,
+                  parsed: ParsedMail | None, planned: answer.Planned, *,
+                  references: Sequence[str] | None = None) -> None:
+    """Render a planned answer and put it in the outbox, inside the caller's transaction."""
     context = _context(app, rec, extraction, planned.rows)
     context.update(planned.extra)
     rendered = app.renderer.render(planned.template, context)
@@ -897,7 +898,7 @@ def fulfil_pending(app: App) -> int:
             planned = answer.Planned("keys", "keys_issued", req.recipient,
                                      (answer.row(decision, show_key=True,
                                                  requester=extraction.sender),))
-            _queue(app, conn, mail, extraction, None, planned)
+            queue_message(app, conn, mail, extraction, None, planned)
             app.store.log_event(conn, "pending_fulfilled", mail=req.mail, serial=req.serial)
             done += 1
     return done

@@ -35,8 +35,8 @@ from mailbot.decide import decide_free_update
 from mailbot.errors import MailbotError
 from mailbot.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.model import REVIEW, Decision, Request, RuleHit
-from mailbot.pipeline import (App, Reading, RunReport, StoreKeyPool, _queue, decide_reading,
-                              deliver_due, task_snapshot)
+from mailbot.pipeline import (App, Reading, RunReport, StoreKeyPool, decide_reading,
+                              deliver_due, queue_message, task_snapshot)
 from mailbot.store import MailRecord, mails, requests
 from mailbot.unlock import UNLOCKED
 
@@ -130,7 +130,7 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -
         if task.kind == review.UNRECOGNISED:
             extra["kind_title"] = ""
         planned = answer.Planned("reply", template, to, rows, extra)
-        _queue(app, conn, rec, extraction, None, planned, references=reading.references)
+        queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
         review.close(conn, task.id, review.REJECTED, operator=operator, now=now)
         review.record(conn, task.id, "reject", operator, now, note=note,
                       changes={"template": template, "to": to})
@@ -240,7 +240,7 @@ def _approve_unlock(app: App, conn: Connection, task: review.Task, rec: MailReco
         (answer.row(decision, show_key=False, requester=reading.extraction.sender),),
         {"unlock": answer.unlock_context(decision),
          "reference": unlock_flow.reference_of(conn, entry)})
-    _queue(app, conn, rec, reading.extraction, None, planned, references=reading.references)
+    queue_message(app, conn, rec, reading.extraction, None, planned, references=reading.references)
     review.close(conn, task.id, review.APPROVED, operator=operator, now=now)
     return ActionResult(task.id, review.APPROVED, (("unlocked", to),),
                         f"unlock {entry.number} of {request.serial} approved; confirmation "
@@ -304,7 +304,7 @@ def _answer(app: App, conn: Connection, rec: MailRecord, reading: Reading, reque
     extraction = dataclasses.replace(reading.extraction, problems=())
     plan = answer.plan_answers(extraction, [decision])
     for planned in plan.messages:
-        _queue(app, conn, rec, extraction, None, planned, references=reading.references)
+        queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
     return tuple((m.template, m.to) for m in plan.messages)
 
 
