@@ -141,14 +141,21 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_import(config: Config, file: str, reader: Callable[..., list]) -> list:
+    """Read and validate a registry or key file against the catalogue, before any write."""
+    from mailbot.wiring import open_rules
+
+    rules = open_rules(config)
+    return reader(Path(file), rules.catalogue,
+                  catalogue_file=str(rules.directory / "catalogue.toml"))
+
+
 def cmd_registry_import(args: argparse.Namespace) -> int:
     from mailbot.imports import read_registry
-    from mailbot.wiring import open_rules, open_store
+    from mailbot.wiring import open_store
 
     config = _config(args)
-    rules = open_rules(config)
-    records = read_registry(Path(args.file), rules.catalogue,
-                            catalogue_file=str(rules.directory / "catalogue.toml"))
+    records = _read_import(config, args.file, read_registry)
     store = open_store(config)
     with store.transaction() as conn:
         added, updated = store.upsert_licences(conn, records)
@@ -159,12 +166,10 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 def cmd_keys_import(args: argparse.Namespace) -> int:
     from mailbot.imports import read_keys
     from mailbot.pipeline import fulfil_pending
-    from mailbot.wiring import open_app, open_rules, open_store
+    from mailbot.wiring import open_app, open_store
 
     config = _config(args)
-    rules = open_rules(config)
-    records = read_keys(Path(args.file), rules.catalogue,
-                        catalogue_file=str(rules.directory / "catalogue.toml"))
+    records = _read_import(config, args.file, read_keys)
     store = open_store(config)
     with store.transaction() as conn:
         refused = store.add_keys(conn, records)

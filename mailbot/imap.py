@@ -37,6 +37,7 @@ from mailbot.errors import ConfigError, MailbotError
 from mailbot.model import RawMail
 from mailbot.oauth import TokenProvider
 from mailbot.secrets import read_secret
+from mailbot.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -707,21 +708,11 @@ class ImapSource:
             raise ConfigError("[imap] idle_renew_seconds must be greater than zero")
 
     def _make_ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if self.config.ca_file:
-            path = self._path(self.config.ca_file)
-            try:
-                context.load_verify_locations(cafile=path)
-            except FileNotFoundError:
-                raise ConfigError(f"[imap] ca_file {path} does not exist") from None
-            except (ssl.SSLError, OSError) as exc:
-                raise ConfigError(f"[imap] ca_file {path} is not a PEM CA bundle: {exc}") from None
         if not self.config.verify_certificates:
             log.warning("imap verify_certificates=false source=%s: the server's identity is "
                         "not checked", self.name)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return client_context("imap", verify=self.config.verify_certificates,
+                              ca_file=self._path(self.config.ca_file))
 
     def _path(self, value: str) -> str:
         if not value:

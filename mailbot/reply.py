@@ -214,9 +214,8 @@ def _fold_to(to: Sequence[str]) -> str:
     return POLICY.fold_binary("To", header).decode("ascii", "surrogateescape")
 
 
-def _head(*, from_address: str, from_name: str, to: Sequence[str], subject: str,
-          message_id: str, date: dt.datetime | None) -> list[str]:
-    """From, To, Subject, Date and Message-ID lines, checked as _new_message checks them."""
+def _checked_head(to: Sequence[str], message_id: str, date: dt.datetime | None) -> dt.datetime:
+    """Refuse what would make a broken message; returns the Date to write."""
     if isinstance(to, str):
         raise ValueError("to must be a sequence of addresses, not one string")
     if not to:
@@ -224,8 +223,13 @@ def _head(*, from_address: str, from_name: str, to: Sequence[str], subject: str,
     if not is_msg_id(message_id):
         raise ValueError(f"invalid Message-ID {message_id!r}")
     when = date or dt.datetime.now(dt.timezone.utc)
-    if when.tzinfo is None:
-        when = when.astimezone()  # a naive time is local time
+    return when if when.tzinfo is not None else when.astimezone()  # naive means local time
+
+
+def _head(*, from_address: str, from_name: str, to: Sequence[str], subject: str,
+          message_id: str, date: dt.datetime | None) -> list[str]:
+    """From, To, Subject, Date and Message-ID lines, checked as _new_message checks them."""
+    when = _checked_head(to, message_id, date)
     return [_fold_from(from_address, from_name), _fold_to(to), _fold("Subject", subject),
             _fold("Date", email.utils.format_datetime(when)),
             _fold("Message-ID", message_id.strip())]
@@ -286,15 +290,7 @@ def _make_boundary(parts: Sequence[str]) -> str:
 
 def _new_message(*, from_address: str, from_name: str, to: Sequence[str], subject: str,
                  message_id: str, date: dt.datetime | None) -> EmailMessage:
-    if isinstance(to, str):
-        raise ValueError("to must be a sequence of addresses, not one string")
-    if not to:
-        raise ValueError("a message needs at least one recipient")
-    if not is_msg_id(message_id):
-        raise ValueError(f"invalid Message-ID {message_id!r}")
-    when = date or dt.datetime.now(dt.timezone.utc)
-    if when.tzinfo is None:
-        when = when.astimezone()  # a naive time is local time
+    when = _checked_head(to, message_id, date)
     msg = EmailMessage(policy=POLICY)
     msg["From"] = _address(from_address, from_name)
     msg["To"] = [_address(a) for a in to]

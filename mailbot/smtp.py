@@ -48,6 +48,7 @@ from mailbot.config import SmtpConfig
 from mailbot.errors import ConfigError, MailbotError
 from mailbot.oauth import TokenProvider
 from mailbot.secrets import read_secret
+from mailbot.tls import client_context
 from mailbot.seams import (DeliveryError, PartiallyDelivered, PermanentDeliveryError,
                            SinkUnavailable, TemporaryDeliveryError)
 
@@ -162,20 +163,8 @@ class SmtpSink:
         return str(path if path.is_absolute() else self._base_dir / path)
 
     def _tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if not self.config.verify_certificates:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        ca_file = self._path_setting(self.config.ca_file)
-        if ca_file:
-            try:
-                context.load_verify_locations(cafile=ca_file)
-            except FileNotFoundError:
-                raise ConfigError(f"[smtp] ca_file {ca_file} does not exist") from None
-            except (ssl.SSLError, OSError) as exc:
-                raise ConfigError(f"[smtp] ca_file {ca_file} is not a PEM CA bundle: "
-                                  f"{exc}") from None
-        return context
+        return client_context("smtp", verify=self.config.verify_certificates,
+                              ca_file=self._path_setting(self.config.ca_file))
 
     # --- connection ----------------------------------------------------------------------------
 
