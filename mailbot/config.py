@@ -180,6 +180,19 @@ def _coerce(section: str, key: str, value: Any, annotation: Any, where: str) -> 
     return value
 
 
+def check_transport(section: str, server: ImapConfig | SmtpConfig, *, plaintext: bool = True) -> None:
+    """The settings IMAP and SMTP share: security, auth and (when in use) plaintext consent."""
+    if server.security not in ("tls", "starttls", "none"):
+        raise ConfigError(f"[{section}] security must be \"tls\", \"starttls\" or \"none\", "
+                          f"not {server.security!r}")
+    if server.auth not in ("password", "xoauth2"):
+        raise ConfigError(f"[{section}] auth must be \"password\" or \"xoauth2\", not {server.auth!r}")
+    if plaintext and server.security == "none" and not server.allow_plaintext:
+        raise ConfigError(f"[{section}] security = \"none\" sends the password and the mail "
+                          "unencrypted; use \"tls\" or \"starttls\", or set "
+                          f"[{section}] allow_plaintext = true (only for a test server on loopback)")
+
+
 def from_mapping(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
     where = str(path) if path else "configuration"
     parts: dict[str, Any] = {}
@@ -228,11 +241,10 @@ def _validate(config: Config, where: str) -> None:
                           "trusted_authserv_ids is empty; list the authserv-id your receiving "
                           "server writes in Authentication-Results (e.g. \"mx.example.com\")")
     for name, server in (("imap", config.imap), ("smtp", config.smtp)):
-        if server.security not in ("tls", "starttls", "none"):
-            raise ConfigError(f"{where}: [{name}] security must be \"tls\", \"starttls\" or \"none\", "
-                              f"not {server.security!r}")
-        if server.auth not in ("password", "xoauth2"):
-            raise ConfigError(f"{where}: [{name}] auth must be \"password\" or \"xoauth2\", not {server.auth!r}")
+        try:
+            check_transport(name, server, plaintext=False)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     if config.source.type == "imap" and not config.imap.host:
         raise ConfigError(f"{where}: [source] type is \"imap\" but [imap] host is not set")
     if config.sink.type == "smtp" and not config.smtp.host:

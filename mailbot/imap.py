@@ -32,7 +32,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, LoginError
 
 from mailbot import seams
-from mailbot.config import ImapConfig
+from mailbot.config import ImapConfig, check_transport
 from mailbot.errors import ConfigError, MailbotError
 from mailbot.model import RawMail
 from mailbot.oauth import TokenProvider
@@ -685,15 +685,7 @@ class ImapSource:
             raise ConfigError("[imap] host is not set")
         if not cfg.username:
             raise ConfigError("[imap] username is not set")
-        if cfg.security not in ("tls", "starttls", "none"):
-            raise ConfigError(f"[imap] security must be \"tls\", \"starttls\" or \"none\", "
-                              f"not {cfg.security!r}")
-        if cfg.security == "none" and not cfg.allow_plaintext:
-            raise ConfigError("[imap] security = \"none\" would send the password unencrypted; "
-                              "use \"tls\" or \"starttls\", or set [imap] allow_plaintext = true "
-                              "(only for a test server on loopback)")
-        if cfg.auth not in ("password", "xoauth2"):
-            raise ConfigError(f"[imap] auth must be \"password\" or \"xoauth2\", not {cfg.auth!r}")
+        check_transport("imap", cfg)
         settings = {"folder_processed": cfg.folder_processed, "folder_review": cfg.folder_review,
                     "folder_ignored": cfg.folder_ignored, "folder_failed": cfg.folder_failed}
         for setting, name in settings.items():

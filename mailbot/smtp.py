@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from mailbot.config import SmtpConfig
+from mailbot.config import SmtpConfig, check_transport
 from mailbot.errors import ConfigError, MailbotError
 from mailbot.oauth import TokenProvider
 from mailbot.secrets import read_secret
@@ -134,15 +134,7 @@ class SmtpSink:
         c = self.config
         if not c.host:
             raise ConfigError("[smtp] host is not set")
-        if c.security not in ("tls", "starttls", "none"):
-            raise ConfigError(f"[smtp] security must be \"tls\", \"starttls\" or \"none\", "
-                              f"not {c.security!r}")
-        if c.security == "none" and not c.allow_plaintext:
-            raise ConfigError("[smtp] security = \"none\" sends mail and password unencrypted; "
-                              "use \"starttls\" (port 587) or \"tls\" (port 465), or set "
-                              "[smtp] allow_plaintext = true for a loopback test server")
-        if c.auth not in ("password", "xoauth2"):
-            raise ConfigError(f"[smtp] auth must be \"password\" or \"xoauth2\", not {c.auth!r}")
+        check_transport("smtp", c)
         if c.auth == "xoauth2" and not c.username:
             raise ConfigError("[smtp] auth = \"xoauth2\" needs [smtp] username "
                               "(the mailbox address)")
