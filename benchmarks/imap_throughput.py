@@ -64,6 +64,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from dovecot import DovecotServer, dovecot_available, INSTALL_HINT  # noqa: E402
 from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
+from botconfig import server_config  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
 from mailbot import pipeline  # noqa: E402
@@ -336,43 +337,6 @@ def write_imports(directory: Path, data: Dataset) -> tuple[Path, Path]:
         w.writerow(("system", "key"))
         w.writerows(data.keys)
     return registry_csv, keys_csv
-
-
-def write_config(directory: Path, imap: DovecotServer, smtp: SmtpTestServer,
-                 poll_seconds: int = 60) -> Path:
-    password = directory / "imap-password"
-    password.write_text(imap.password + "\n")
-    plain = smtp.config("none")
-    path = directory / "config.toml"
-    path.write_text(f"""
-[mailbot]
-address = "{OUR_ADDRESS}"
-operators = ["{OPERATORS}"]
-rules_dir = {json.dumps(str(ROOT / "rules"))}
-templates_dir = {json.dumps(str(ROOT / "templates"))}
-[source]
-type = "imap"
-[sink]
-type = "smtp"
-[store]
-url = "sqlite:///mailbot.db"
-[imap]
-host = "{imap.host}"
-port = {imap.port}
-security = "none"
-allow_plaintext = true
-username = "{imap.user}"
-password_file = "{password}"
-timeout_seconds = 30
-poll_interval_seconds = {poll_seconds}
-[smtp]
-host = "{plain.host}"
-port = {plain.port}
-security = "none"
-allow_plaintext = true
-timeout_seconds = 30
-""", encoding="utf-8")
-    return path
 
 
 # --- servers and helpers ------------------------------------------------------------------------
@@ -841,7 +805,8 @@ def main(argv: list[str] | None = None) -> int:
         imap.start()
         smtp = SmtpTestServer(make_tls_files(work / "smtp-tls")).start()
         arrivals = Arrivals(smtp)
-        config = config_module.load(write_config(work, imap, smtp, args.poll_seconds))
+        config = config_module.load(server_config(work, imap, smtp, poll_seconds=args.poll_seconds,
+                                                     imap_timeout=30, smtp_timeout=30))
 
         t = time.perf_counter()
         imap.append_many("INBOX", (m.data for m in bulk))

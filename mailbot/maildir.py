@@ -61,11 +61,5 @@ class MaildirSource:
         (target / "maildirfolder").touch()
         os.replace(path, target / "cur" / path.name)
 
-    def folder_contents(self, folder: str) -> list[str]:
-        """File names in a sub-folder (for operators and tests)."""
-        base = self.root / f".{folder}"
-        return sorted(p.name for sub in ("cur", "new") if (base / sub).is_dir()
-                      for p in (base / sub).iterdir() if p.is_file())
-
     def close(self) -> None:
         pass

@@ -145,7 +145,6 @@ ISSUED = "issued"  # key(s) sent (or re-sent) to the registered address
 NOT_ELIGIBLE = "not_eligible"
 REVIEW = "review"  # an operator must decide
 PENDING = "pending"  # eligible, but the key pool for the system is empty
-OUTCOMES = (ISSUED, NOT_ELIGIBLE, REVIEW, PENDING)
 
 
 @dataclass(frozen=True)
@@ -156,10 +155,6 @@ class Decision:
     key: str | None = None
     recipient: str | None = None  # where the answer for this request goes (registered address)
     facts: Mapping[str, Any] = field(default_factory=dict)  # what templates may show
-
-    @property
-    def reasons(self) -> list[str]:
-        return [h.reason for h in self.hits]
 
     def to_json(self) -> dict[str, Any]:
         return {

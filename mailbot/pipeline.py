@@ -266,12 +266,6 @@ def _to_read(raws: Sequence[RawMail], known: dict[tuple[str, str], MailRecord],
     return out
 
 
-def process(app: App, raw: RawMail, report: RunReport) -> MailRecord | None:
-    """One mail, all the way (a batch of one)."""
-    handled = process_batch(app, [raw], report)
-    return handled[0] if handled else None
-
-
 def _fingerprint(raw: RawMail) -> str:
     return (fingerprint(raw.data) if not raw.oversized
             else f"oversized:{raw.source}:{raw.mail_id}:{raw.size}")
@@ -826,11 +820,6 @@ def _delivery_failed(app: App, conn: Connection, msg: Any, error: str) -> None:
     if msg.purpose != "alert":
         app.store.log_event(conn, "alert", mail=msg.mail, title="Entrega fallida",
                             detail=f"{msg.message_id} a {', '.join(json.loads(msg.recipients))}: {error}")
-
-
-def file_mail(app: App, rec: MailRecord, report: RunReport) -> None:
-    """File a decided mail once none of its answers is still waiting to go out."""
-    file_mails(app, [rec.id], report)
 
 
 def file_mails(app: App, mail_ids: Sequence[int], report: RunReport) -> None:

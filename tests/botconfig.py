@@ -22,3 +22,35 @@ templates_dir = {json.dumps(str(ROOT / "templates"))}
 {sections}
 """, encoding="utf-8")
     return path
+
+
+def server_config(directory: Path, imap_server, smtp_server, *, poll_seconds: int = 60,
+                  imap_timeout: int = 10, smtp_timeout: int = 5) -> Path:
+    """A bot on the test Dovecot (plaintext on loopback) and the test SMTP server."""
+    password = directory / "imap-password"
+    password.write_text(imap_server.password + "\n")
+    smtp = smtp_server.config("none")
+    return write_config(directory, f"""
+[source]
+type = "imap"
+[sink]
+type = "smtp"
+[store]
+url = "sqlite:///mailbot.db"
+[imap]
+host = "{imap_server.host}"
+port = {imap_server.port}
+security = "none"
+allow_plaintext = true
+username = "{imap_server.user}"
+password_file = "{password}"
+timeout_seconds = {imap_timeout}
+poll_interval_seconds = {poll_seconds}
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "none"
+allow_plaintext = true
+timeout_seconds = {smtp_timeout}
+retry_base_seconds = 1
+""")

@@ -20,7 +20,8 @@ from mailbot.readahead import MIN_MAILS, ReadAhead
 from mailbot.ruleset import load_rules
 from mailbot.store import mails, outbox
 from mailbot.wiring import open_app
-from test_servers import FOLDERS, server_config
+from botconfig import server_config
+from test_servers import FOLDERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import imap_throughput as bench  # noqa: E402  (its realistic mail generator)

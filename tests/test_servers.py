@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from botconfig import write_config
+from botconfig import server_config
 from mailbot import config as config_module
 from mailbot.demo import write_demo
 from mailbot.imports import read_keys, read_registry
@@ -29,36 +29,6 @@ from mailbot.wiring import open_app
 
 FOLDERS = {"processed": "mailbot/procesados", "review": "mailbot/revision",
            "ignored": "mailbot/ignorados", "failed": "mailbot/fallidos"}
-
-
-def server_config(tmp_path: Path, imap_server, smtp_server, **extra: str) -> Path:
-    password = tmp_path / "imap-password"
-    password.write_text(imap_server.password + "\n")
-    smtp = smtp_server.config("none")
-    return write_config(tmp_path, f"""
-[source]
-type = "imap"
-[sink]
-type = "smtp"
-[store]
-url = "sqlite:///mailbot.db"
-[imap]
-host = "{imap_server.host}"
-port = {imap_server.port}
-security = "none"
-allow_plaintext = true
-username = "{imap_server.user}"
-password_file = "{password}"
-timeout_seconds = 10
-poll_interval_seconds = {extra.get("poll", "60")}
-[smtp]
-host = "{smtp.host}"
-port = {smtp.port}
-security = "none"
-allow_plaintext = true
-timeout_seconds = {extra.get("smtp_timeout", "5")}
-retry_base_seconds = 1
-""")
 
 
 @pytest.fixture
