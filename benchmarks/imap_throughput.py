@@ -67,14 +67,14 @@ from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
 from botconfig import server_config  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
-from mailbot import pipeline  # noqa: E402
-from mailbot.demo import (SEED_SPREADSHEET_ROWS, SUPPORT_FOREVER, XLSX_TYPE,  # noqa: E402
+from mailbot.run import pipeline  # noqa: E402
+from mailbot.ops.demo import (SEED_SPREADSHEET_ROWS, SUPPORT_FOREVER, XLSX_TYPE,  # noqa: E402
                           _finish_mime, _gmail_link, _message, _outlook_html)
-from mailbot.imports import read_keys, read_registry  # noqa: E402
-from mailbot.pipeline import run_once  # noqa: E402
-from mailbot.service import serve  # noqa: E402
-from mailbot.store import mails as mails_table, outbox, requests as requests_table  # noqa: E402
-from mailbot.wiring import open_app  # noqa: E402
+from mailbot.ops.imports import read_keys, read_registry  # noqa: E402
+from mailbot.run.pipeline import run_once  # noqa: E402
+from mailbot.run.service import serve  # noqa: E402
+from mailbot.store.database import mails as mails_table, outbox, requests as requests_table  # noqa: E402
+from mailbot.run.wiring import open_app  # noqa: E402
 
 FLOOR_BATCH = 200  # as DOVECOT.md's floor figure and ImapSource's default batch_size
 TARGET_RATIO = 0.5  # end-to-end at least half the floor

@@ -1,3 +1,3 @@
-from mailbot.cli import main
+from mailbot.ops.cli import main
 
 raise SystemExit(main())

@@ -74,7 +74,7 @@ class FreeUpdate:
     installation: Installation
 
 
-# The licence modalities of the registry (mirrors `mailbot.imports.MODALITIES`, which imports
+# The licence modalities of the registry (mirrors `mailbot.ops.imports.MODALITIES`, which imports
 # this module, so the tuple cannot be shared without a cycle; a test keeps the two equal).
 UNLOCK_MODALITIES: tuple[str, ...] = ("suscripcion", "electronico", "fisico")
 
@@ -117,7 +117,7 @@ class UnlockModality:
 class Unlock:
     """Seed 000's unlock procedure: timing and policy per modality and unlock number."""
 
-    business_hours: Mapping[str, Any]  # validated; `mailbot.unlock.calendar_for` builds it
+    business_hours: Mapping[str, Any]  # validated; `mailbot.decide.unlock.calendar_for` builds it
     modalities: Mapping[str, UnlockModality]
     document_types: tuple[str, ...]  # file extensions, lower case, without the dot
     identify_help: str

@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
-from mailbot.store import Store
-
-POSTGRES_ADMIN_URL = os.environ.get("MAILBOT_TEST_POSTGRES",
-                                    "postgresql://postgres@127.0.0.1:5432/postgres")
+import postgres_server
+from mailbot.store.database import Store
 
 pytest_plugins = ["fixtures_imap", "fixtures_smtp"]
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
+def postgres_admin_url():
+    """A superuser URL: $MAILBOT_TEST_POSTGRES, else a server on 127.0.0.1:5432, else a
+    private server for this session (MAILBOT_TEST_POSTGRES=private forces that one); see
+    tests/postgres_server.py."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_server.admin_url())
+        except postgres_server.PostgresUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url):
     """A fresh PostgreSQL database for this test session, dropped at the end."""
     name = f"mailbot_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} "
+        pytest.fail(f"PostgreSQL is not reachable at {postgres_admin_url} "
                     f"(set MAILBOT_TEST_POSTGRES): {exc.orig}")
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"
     yield url
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

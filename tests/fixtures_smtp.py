@@ -16,7 +16,7 @@ import pytest
 from smtp_server import SmtpTestServer, TlsFiles, make_tls_files
 
 if TYPE_CHECKING:
-    from mailbot.smtp import SmtpSink
+    from mailbot.transport.smtp import SmtpSink
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +51,7 @@ def make_smtp_sink(smtp_server: SmtpTestServer,
     Keyword arguments override SmtpConfig fields; `base_dir` (default tmp_path) and
     `default_from` go to the sink. Every sink built is closed after the test.
     """
-    from mailbot.smtp import SmtpSink  # here, so a broken sink fails its tests, not collection
+    from mailbot.transport.smtp import SmtpSink  # here, so a broken sink fails its tests, not collection
 
     sinks: list[SmtpSink] = []
 

@@ -12,14 +12,14 @@ import sqlalchemy as sa
 
 from mailbot import config as config_module
 from mailbot.config import LimitsConfig
-from mailbot.extract import read_mail
-from mailbot.imports import read_keys, read_registry
+from mailbot.read.extract import read_mail
+from mailbot.ops.imports import read_keys, read_registry
 from mailbot.model import RawMail
-from mailbot.pipeline import run_once
-from mailbot.readahead import MIN_MAILS, ReadAhead
+from mailbot.run.pipeline import run_once
+from mailbot.run.readahead import MIN_MAILS, ReadAhead
 from mailbot.ruleset import load_rules
-from mailbot.store import mails, outbox
-from mailbot.wiring import open_app
+from mailbot.store.database import mails, outbox
+from mailbot.run.wiring import open_app
 from botconfig import server_config
 from test_servers import FOLDERS
 
@@ -161,7 +161,7 @@ def readahead_workers_in(directory: Path) -> list[int]:
             cwd = (proc / "cwd").resolve()
         except OSError:
             continue
-        if b"mailbot.readahead" in cmdline and cwd == directory.resolve():
+        if b"mailbot.run.readahead" in cmdline and cwd == directory.resolve():
             found.append(int(proc.name))
     return found
 

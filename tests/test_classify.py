@@ -1,4 +1,4 @@
-"""mailbot.classify: the request kind from the subject, and the mails never to answer."""
+"""mailbot.read.classify: the request kind from the subject, and the mails never to answer."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.classify import ignored_reason, is_forwarded, match_kind, normalise_subject
-from mailbot.mime import parse_mail
+from mailbot.read.classify import ignored_reason, is_forwarded, match_kind, normalise_subject
+from mailbot.read.mime import parse_mail
 from mailbot.ruleset import Kind, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent

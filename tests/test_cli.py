@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import test.test_email
 
-from mailbot.cli import build_parser
+from mailbot.ops.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "mail"

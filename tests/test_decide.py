@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.decide import decide_free_update, installation_offer
+from mailbot.decide.free_update import decide_free_update, installation_offer
 from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Request
 from mailbot.ruleset import load_rules
 

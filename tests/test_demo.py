@@ -14,9 +14,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from mailbot.demo import SEED_CONTACT, SEED_SPREADSHEET, DemoFiles, write_demo
-from mailbot.imports import read_keys, read_registry
-from mailbot.maildir import MaildirSource
+from mailbot.ops.demo import SEED_CONTACT, SEED_SPREADSHEET, DemoFiles, write_demo
+from mailbot.ops.imports import read_keys, read_registry
+from mailbot.transport.maildir import MaildirSource
 from mailbot.ruleset import load_rules
 
 RULES = Path(__file__).resolve().parents[1] / "rules"

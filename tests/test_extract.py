@@ -12,7 +12,7 @@ import pytest
 import xlsxwriter
 
 from mailbot.config import LimitsConfig
-from mailbot.extract import NOTE_EMAIL_FROM_SENDER, extract_body, extract_sheet
+from mailbot.read.extract import NOTE_EMAIL_FROM_SENDER, extract_body, extract_sheet
 from mailbot.model import FIELDS, Request
 from mailbot.ruleset import load_rules
 
@@ -415,7 +415,7 @@ def mail(text: str | None = SEED_BODY, *, subject: str = SUBJECT,
 
 
 def read(rules, data: bytes, limits: LimitsConfig | None = None):
-    from mailbot.extract import read_mail
+    from mailbot.read.extract import read_mail
 
     return read_mail(data, rules, limits or LimitsConfig(), OWN)[1]
 
@@ -559,7 +559,7 @@ def test_read_mail_never_raises(rules, data):
 
 
 def test_an_unexpected_failure_becomes_an_internal_error_problem(rules, monkeypatch, caplog):
-    import mailbot.extract as extract
+    import mailbot.read.extract as extract
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")

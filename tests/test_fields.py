@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.fields import (
+from mailbot.read.fields import (
     LabelMatcher,
     SystemMatcher,
     find_serials,

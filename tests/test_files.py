@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import mailbot.files as files
-from mailbot.files import FileSink, safe_message_id
-from mailbot.seams import TemporaryDeliveryError
+import mailbot.transport.files as files
+from mailbot.transport.files import FileSink, safe_message_id
+from mailbot.transport.seams import TemporaryDeliveryError
 
 MESSAGE = (b"From: Claves <claves@example.com>\r\n"
            b"To: Cliente <cliente@example.org>\r\n"

@@ -11,10 +11,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-import mailbot.imap as imap_module
-from mailbot import seams
+import mailbot.transport.imap as imap_module
+from mailbot.transport import seams
 from mailbot.errors import ConfigError
-from mailbot.imap import ImapSource, MailboxError, MailboxUnreachable
+from mailbot.transport.imap import ImapSource, MailboxError, MailboxUnreachable
 
 # Fixtures dovecot / imap_server / imap_config come from tests/fixtures_imap.py (a plugin that
 # tests/conftest.py loads).

@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 
 from mailbot.errors import ImportError_, MailbotError
-from mailbot.imports import BadRowsError, KeyRecord, LicenceRecord, read_keys, read_registry
+from mailbot.ops.imports import BadRowsError, KeyRecord, LicenceRecord, read_keys, read_registry
 from mailbot.ruleset import Catalogue, System
 
 DATA = Path(__file__).parent / "data" / "registry"

@@ -1,4 +1,4 @@
-"""mailbot.mime: any bytes in, a complete ParsedMail out, as the customer's client meant it."""
+"""mailbot.read.mime: any bytes in, a complete ParsedMail out, as the customer's client meant it."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import openpyxl
 import pytest
 import test.test_email
 
-from mailbot import mime
-from mailbot.mime import decode_header_text, decode_text, parse_mail
+from mailbot.read import mime
+from mailbot.read.mime import decode_header_text, decode_text, parse_mail
 from mailbot.model import ParsedMail
-from mailbot.text import html_to_text
+from mailbot.read.text import html_to_text
 
 CORPUS = Path(__file__).parent / "data" / "mail"
 CPYTHON_CORPUS = Path(os.path.dirname(test.test_email.__file__)) / "data"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mailbot.errors import ConfigError
-from mailbot.oauth import TokenError, TokenProvider
-from mailbot.secrets import read_secret
+from mailbot.transport.oauth import TokenError, TokenProvider
+from mailbot.transport.secrets import read_secret
 
 
 class Clock:

@@ -13,12 +13,12 @@ import pytest
 
 from botconfig import write_config
 from mailbot import config as config_module
-from mailbot.demo import write_demo
-from mailbot.files import FileSink
-from mailbot.imports import read_keys, read_registry
-from mailbot.pipeline import fulfil_pending, run_once
-from mailbot.store import mails, outbox, requests
-from mailbot.wiring import open_app
+from mailbot.ops.demo import write_demo
+from mailbot.transport.files import FileSink
+from mailbot.ops.imports import read_keys, read_registry
+from mailbot.run.pipeline import fulfil_pending, run_once
+from mailbot.store.database import mails, outbox, requests
+from mailbot.run.wiring import open_app
 
 NOW = dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.timezone.utc)
 
@@ -95,7 +95,7 @@ def test_a_repeated_request_gets_the_same_key_again_and_consumes_nothing(tmp_pat
     bodies = [body(m) for m in by_recipient(app)["rgonzalez@empresamuestra.com.mx"]]
     import sqlalchemy as sa
 
-    from mailbot.store import keys
+    from mailbot.store.database import keys
 
     with app.store.transaction() as conn:
         key = conn.execute(sa.select(keys.c.key).where(keys.c.serial == "AAAA-BBBB-CCCC-DDDD")).scalar()
@@ -129,7 +129,7 @@ def test_keys_for_someone_elses_serial_go_only_to_the_registered_contact(tmp_pat
     req = [r for r in rows(app, requests) if r.serial == "D4LN-8P2Q-77XK-M3WA"][0]
     import sqlalchemy as sa
 
-    from mailbot.store import keys
+    from mailbot.store.database import keys
 
     with app.store.transaction() as conn:
         key = conn.execute(sa.select(keys.c.key).where(keys.c.id == req.key)).scalar()
@@ -169,7 +169,7 @@ def test_an_empty_pool_leaves_the_request_pending_until_keys_are_imported(tmp_pa
     assert [r.serial for r in pending] == ["P7VT-3K9D-2LMX-8QRW"]
     alerts = [m for m in rows(app, outbox) if m.purpose == "alert"]
     assert alerts and b"Punto de venta" in alerts[0].data.replace(b"=\r\n", b"")
-    from mailbot.imports import KeyRecord
+    from mailbot.ops.imports import KeyRecord
 
     with app.store.transaction() as conn:
         app.store.add_keys(conn, [KeyRecord("CONTPAQ i Punto de venta", "PDV-NEW-KEY-0001")])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailbot.errors import TemplateError
-from mailbot.render import (
+from mailbot.answer.render import (
     Renderer,
     date_es,
     datetime_es,

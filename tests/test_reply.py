@@ -8,8 +8,8 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from mailbot.render import Rendered
-from mailbot.reply import build_alert, build_reply, is_msg_id, make_message_id, reply_subject
+from mailbot.answer.render import Rendered
+from mailbot.answer.message import build_alert, build_reply, is_msg_id, make_message_id, reply_subject
 
 WHEN = dt.datetime(2026, 3, 10, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-6)))
 RENDERED = Rendered(text="Hola, Raúl:\n\nTu clave: FE12-7KQ4-M2ZP-99XA\n",
@@ -202,7 +202,7 @@ def test_alert_headers():
 def test_reply_with_a_rendered_template_end_to_end():
     from pathlib import Path
 
-    from mailbot.render import Renderer, sample_context
+    from mailbot.answer.render import Renderer, sample_context
 
     renderer = Renderer(Path(__file__).resolve().parent.parent / "templates")
     rendered = renderer.render("keys_issued", sample_context("keys_issued"))

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from mailbot.render import Rendered
-from mailbot.reply import _build_reply_stdlib, build_reply
+from mailbot.answer.render import Rendered
+from mailbot.answer.message import _build_reply_stdlib, build_reply
 
 WHEN = dt.datetime(2026, 3, 10, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-6)))
 TEXT = "Hola, Raúl:\n\nTu clave: FE12-7KQ4-M2ZP-99XA\n"
@@ -134,7 +134,7 @@ def test_bad_values_are_refused_the_same_way():
 def test_every_template_with_its_sample_contexts():
     from pathlib import Path
 
-    from mailbot.render import Renderer, sample_contexts
+    from mailbot.answer.render import Renderer, sample_contexts
 
     renderer = Renderer(Path(__file__).resolve().parent.parent / "templates")
     checked = 0

@@ -9,11 +9,12 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from mailbot import logview, review_actions
-from mailbot.cli import main
-from mailbot.review_actions import ReviewError, approve, edit, reject
+from mailbot.ops import logview
+from mailbot.ops import review_actions
+from mailbot.ops.cli import main
+from mailbot.ops.review_actions import ReviewError, approve, edit, reject
 from mailbot.errors import TemplateError
-from mailbot.store import keys, outbox
+from mailbot.store.database import keys, outbox
 from test_unlock_flow import (FACTURA, FREE, RAUL, TALLER, TUESDAY_10, Harness, clean_store,
                               mx, request_mail, unlock_mail)
 

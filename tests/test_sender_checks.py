@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailbot.model import ParsedMail
-from mailbot.sender_checks import (
+from mailbot.decide.sender import (
     ADDRESS_INVALID,
     AUTHENTICATED,
     DOMAIN_SUSPICIOUS,
@@ -399,7 +399,7 @@ def test_look_alike_domains_are_suspicious(domain: str, words: str) -> None:
     ("postfix_forged_untrusted.txt", [OUR_POSTFIX], False),
 ])
 def test_samples_parsed_by_mailbot_mime(name: str, trusted: list[str], ok: bool) -> None:
-    from mailbot.mime import parse_mail
+    from mailbot.read.mime import parse_mail
 
     verdict = check_sender(parse_mail((AUTH / name).read_bytes()), require_authentication=True,
                            trusted_authserv_ids=trusted)

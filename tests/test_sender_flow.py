@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbot import review_actions
-from mailbot.imports import KeyRecord, LicenceRecord
+from mailbot.ops import review_actions
+from mailbot.ops.imports import KeyRecord, LicenceRecord
 from test_unlock_flow import (COMERCIAL, CONSTRUCTORA, FACTURA, FREE, KEYS, NOMINAS, OTHER_FREE,
                               PDF, PHYSICAL, RAUL, REGISTRY, SUBSCRIPTION, TALLER, TUESDAY_10,
                               Harness, request_mail, unlock_mail)

@@ -21,11 +21,11 @@ import sqlalchemy as sa
 
 from botconfig import server_config
 from mailbot import config as config_module
-from mailbot.demo import write_demo
-from mailbot.imports import read_keys, read_registry
-from mailbot.pipeline import run_once
-from mailbot.store import keys, mails, outbox
-from mailbot.wiring import open_app
+from mailbot.ops.demo import write_demo
+from mailbot.ops.imports import read_keys, read_registry
+from mailbot.run.pipeline import run_once
+from mailbot.store.database import keys, mails, outbox
+from mailbot.run.wiring import open_app
 
 FOLDERS = {"processed": "mailbot/procesados", "review": "mailbot/revision",
            "ignored": "mailbot/ignorados", "failed": "mailbot/fallidos"}
@@ -179,7 +179,7 @@ def test_a_timeout_after_data_is_retried_and_at_most_repeats_identical_bytes(set
                                                                             smtp_server):
     app, path, demo = setup
     app.sink.close()
-    from mailbot.wiring import open_sink
+    from mailbot.run.wiring import open_sink
 
     cfg = config_module.load(path)
     import dataclasses
@@ -204,7 +204,7 @@ def test_a_mail_that_keeps_failing_is_quarantined_and_the_next_mails_flow(setup,
                                                                          smtp_server,
                                                                          monkeypatch):
     app, _, demo = setup
-    import mailbot.pipeline as pipeline
+    import mailbot.run.pipeline as pipeline
 
     real = pipeline.read_mail
 
@@ -295,8 +295,8 @@ def test_the_service_answers_within_seconds_with_idle_and_stops_cleanly_on_sigte
 
 def test_an_unreachable_mailbox_is_alerted_once_not_in_a_loop(setup, imap_server, smtp_server):
     app, _, _ = setup
-    from mailbot.imap import ImapSource
-    from mailbot.service import Runner
+    from mailbot.transport.imap import ImapSource
+    from mailbot.run.service import Runner
 
     app.source.close()
     app.source = ImapSource(app.config.imap, app.config.base_dir,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-from mailbot.sheets import (
+from mailbot.read.sheets import (
     EncryptedSheet,
     SheetError,
     SheetRow,

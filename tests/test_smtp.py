@@ -11,8 +11,8 @@ from typing import Callable
 import pytest
 
 from mailbot.errors import ConfigError
-from mailbot.seams import PermanentDeliveryError, TemporaryDeliveryError
-from mailbot.smtp import RecipientsRefused, SmtpSetupError, SmtpSink
+from mailbot.transport.seams import PermanentDeliveryError, TemporaryDeliveryError
+from mailbot.transport.smtp import RecipientsRefused, SmtpSetupError, SmtpSink
 from smtp_server import SmtpTestServer
 
 MakeSink = Callable[..., SmtpSink]

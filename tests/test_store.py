@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
-from mailbot.store import Store, keys, utcnow
+from mailbot.store.database import Store, keys, utcnow
 
 
 @dataclass(frozen=True)

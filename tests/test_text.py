@@ -1,4 +1,4 @@
-"""mailbot.text: HTML made into readable lines, and a reply's quoted history cut away."""
+"""mailbot.read.text: HTML made into readable lines, and a reply's quoted history cut away."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.mime import parse_mail
-from mailbot.text import html_to_text, strip_quoted
+from mailbot.read.mime import parse_mail
+from mailbot.read.text import html_to_text, strip_quoted
 
 CORPUS = Path(__file__).parent / "data" / "mail"
 QUOTED_SERIAL = "ZZZZ-9999-YYYY-8888"  # what our earlier answer said, quoted in every corpus reply

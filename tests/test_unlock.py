@@ -14,10 +14,10 @@ import pytest
 
 from mailbot.business_hours import DEFAULT_WEEK, BusinessCalendar
 from mailbot.errors import RulesError
-from mailbot.imports import MODALITIES
+from mailbot.ops.imports import MODALITIES
 from mailbot.model import REVIEW, Request
 from mailbot.ruleset import UNLOCK_MODALITIES, Ruleset, load_rules
-from mailbot.unlock import (
+from mailbot.decide.unlock import (
     DOCUMENTS_NEEDED,
     UNLOCK_OUTCOMES,
     UNLOCKED,

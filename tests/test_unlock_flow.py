@@ -24,12 +24,13 @@ import sqlalchemy as sa
 
 from botconfig import write_config
 from mailbot import config as config_module
-from mailbot import review, unlock_flow
-from mailbot.files import FileSink
-from mailbot.imports import KeyRecord, LicenceRecord
-from mailbot.pipeline import run_once
-from mailbot.store import Store, mails, outbox, requests
-from mailbot.wiring import open_app
+from mailbot.run import review
+from mailbot.run import unlock_flow
+from mailbot.transport.files import FileSink
+from mailbot.ops.imports import KeyRecord, LicenceRecord
+from mailbot.run.pipeline import run_once
+from mailbot.store.database import Store, mails, outbox, requests
+from mailbot.run.wiring import open_app
 
 MX = ZoneInfo("America/Mexico_City")
 TUESDAY_10 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=MX)
@@ -471,7 +472,7 @@ def test_migration_0002_creates_the_ledger_and_the_queue_and_matches_the_code(cl
     from alembic.config import Config as AlembicConfig
     from alembic.migration import MigrationContext
 
-    from mailbot.store import MIGRATIONS, metadata
+    from mailbot.store.database import MIGRATIONS, metadata
 
     new_tables = {"unlocks", "unlock_mails", "reviews", "review_actions"}
     with clean_store.transaction() as conn:
@@ -499,7 +500,7 @@ def test_the_whole_documents_path_runs_on_sqlite_and_postgresql(tmp_path, clean_
     [entry] = bot.ledger()
     assert entry.status == "in_review"
     [task] = bot.tasks()
-    from mailbot.review_actions import approve
+    from mailbot.ops.review_actions import approve
 
     approve(bot.app, task.id, operator="ana")
     [entry] = bot.ledger()

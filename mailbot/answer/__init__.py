@@ -1,0 +1,1 @@
+"""Answering: Decisions in, reply messages out (plan, sandboxed templates, MIME)."""

@@ -1,0 +1,203 @@
+"""Who gets which answer: turns the decisions on one mail into planned messages.
+
+Pure: no store, no templates. The pipeline renders and queues what this plans. Keys only ever
+appear in a message addressed to the registered contact of their serial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Extraction
+from mailbot.transport.seams import IGNORED, PROCESSED, REVIEW as REVIEW_FOLDER
+from mailbot.decide.sender import addresses_match
+from mailbot.decide.unlock import DOCUMENTS_NEEDED, REVIEW_DOCUMENTS, UNLOCKED
+
+# Spanish names of the fields, for the customer's "this is missing" answer.
+FIELD_LABELS = {
+    "company": "Nombre de la empresa / Nombre de la persona física",
+    "contact_name": "Nombre del contacto",
+    "contact_email": "Correo electrónico del contacto",
+    "system": "Tipo de sistema",
+    "serial": "Número de serie",
+}
+
+SINGLE_OUTCOME_TEMPLATES = {
+    NOT_ELIGIBLE: "not_eligible",
+    REVIEW: "under_review",
+    PENDING: "pending_keys",
+}
+
+
+@dataclass(frozen=True)
+class Planned:
+    purpose: str  # "reply" (to the sender) or "keys" (to a registered contact)
+    template: str
+    to: str
+    rows: tuple[dict[str, Any], ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)  # more context, e.g. `unlock`
+
+
+@dataclass(frozen=True)
+class Plan:
+    outcome: str  # one word for the log
+    folder: str
+    messages: tuple[Planned, ...]
+    notes: tuple[str, ...] = ()
+
+
+def mask_email(address: str) -> str:
+    """r*******@e**************.com.mx: enough to recognise, not enough to harvest."""
+    local, _, domain = address.partition("@")
+    head, dot, tail = domain.partition(".")
+    masked_local = local[:2] + "*" * max(len(local) - 2, 1)
+    masked_domain = head[:1] + "*" * max(len(head) - 1, 1)
+    return f"{masked_local}@{masked_domain}{dot}{tail}"
+
+
+def row(decision: Decision, *, show_key: bool, requester: str | None) -> dict[str, Any]:
+    r = decision.request
+    redirected = bool(decision.recipient and requester
+                      and not addresses_match(decision.recipient, requester))
+    return {
+        "serial": r.serial,
+        "system": r.system,
+        "company": r.company,
+        "contact_name": r.contact_name,
+        "outcome": decision.outcome,
+        "key": decision.key if show_key and decision.outcome == ISSUED else None,
+        "recipient_masked": mask_email(decision.recipient) if decision.recipient else None,
+        "redirected": redirected,
+        "source": r.source,
+        "reasons": [],  # rule reasons are for operators; they may name registered addresses
+        "purchase_date": decision.facts.get("purchase_date"),
+        "installation": decision.facts.get("installation"),
+    }
+
+
+def problem_rows(extraction: Extraction) -> list[dict[str, Any]]:
+    return [{"code": p.code, "field": p.field, "field_label": FIELD_LABELS.get(p.field or ""),
+             "source": p.source, "detail": p.detail} for p in extraction.problems]
+
+
+def plan_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
+    requester = extraction.sender
+    if extraction.ignored:
+        return Plan("ignored", IGNORED, (), (f"not answered: {extraction.ignored}",))
+    if extraction.kind is None:
+        return Plan("not_a_request", REVIEW_FOLDER, (),
+                    ("no recognised request subject: filed for operators, not answered",))
+    assert requester is not None, "a mail without a usable sender is always ignored"
+    if extraction.kind == "unlock":
+        return plan_unlock_answers(extraction, decisions)
+    if not decisions:
+        return Plan("incomplete", PROCESSED,
+                    (Planned("reply", "missing_data", requester, ()),),
+                    ("no complete request: the sender is told what is missing",))
+
+    messages: list[Planned] = []
+    # Keys for serials whose registered contact is someone else go to that contact only.
+    by_recipient: dict[str, list[Decision]] = {}
+    for d in decisions:
+        if d.outcome == ISSUED and d.recipient and not addresses_match(d.recipient, requester):
+            by_recipient.setdefault(d.recipient, []).append(d)
+    for recipient, group in by_recipient.items():
+        messages.append(Planned("keys", "keys_issued", recipient,
+                                tuple(row(d, show_key=True, requester=requester) for d in group)))
+
+    rows = tuple(row(d, show_key=bool(d.recipient and addresses_match(d.recipient, requester)),
+                     requester=requester)
+                 for d in decisions)
+    outcomes = {d.outcome for d in decisions}
+    redirected = [r for r in rows if r["redirected"] and r["outcome"] == ISSUED]
+    if extraction.problems:
+        template = "results"
+    elif outcomes == {ISSUED}:
+        template = "keys_redirected" if len(redirected) == len(rows) else (
+            "keys_issued" if not redirected else "results")
+    elif len(outcomes) == 1:
+        template = SINGLE_OUTCOME_TEMPLATES[outcomes.pop()]
+    else:
+        template = "results"
+    messages.insert(0, Planned("reply", template, requester, rows))
+    in_review = any(d.outcome == REVIEW for d in decisions)
+    summary = ",".join(sorted({d.outcome for d in decisions}))
+    return Plan(summary, REVIEW_FOLDER if in_review else PROCESSED, tuple(messages))
+
+
+# --- unlocks (seed 000) ---------------------------------------------------------------------
+
+# Every key an unlock template may read (`unlock.*`); absent facts are None, so templates can
+# test them (templates run with StrictUndefined).
+UNLOCK_FACTS = ("modality", "modality_label", "number", "number_text", "minutes_text",
+                "hours_text", "window_text", "window_start_text", "window_end_text", "due_text",
+                "documents_required", "document_types_text", "review_reason", "repeat",
+                "approved_by")
+
+
+def unlock_context(decision: Decision) -> dict[str, Any]:
+    """The `unlock` dict of an unlock reply (see mailbot.answer.render for the contract)."""
+    facts = decision.facts
+    ctx: dict[str, Any] = {key: facts.get(key) for key in UNLOCK_FACTS}
+    ctx.update(serial=decision.request.serial, system=decision.request.system,
+               outcome=decision.outcome, repeat=bool(facts.get("repeat")),
+               documents=list(facts.get("documents") or ()),
+               ignored_documents=list(facts.get("ignored_documents") or ()))
+    return ctx
+
+
+def unlock_template(decision: Decision) -> str:
+    if decision.outcome == UNLOCKED:
+        return "unlocked"
+    if decision.outcome == DOCUMENTS_NEEDED:
+        return "documents_needed"
+    if decision.facts.get("review_reason") == REVIEW_DOCUMENTS:
+        return "documents_received"
+    return "unlock_review"
+
+
+def plan_unlock_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
+    """One reply per unlock request, to the requester.
+
+    The rules approve or ask for documents only when the requester is the registered contact,
+    so the sender is the right recipient; anyone else's request is in review, and that reply
+    says only that it is being reviewed and when.
+    """
+    requester = extraction.sender
+    assert requester is not None
+    if not decisions:
+        return Plan("incomplete", PROCESSED,
+                    (Planned("reply", "unlock_missing_data", requester, ()),),
+                    ("no complete request: the sender is told what is missing",))
+    messages = []
+    for d in decisions:
+        extra: dict[str, Any] = {"unlock": unlock_context(d)}
+        if d.facts.get("reference"):
+            extra["reference"] = d.facts["reference"]  # the request this one continues
+        messages.append(Planned("reply", unlock_template(d), requester,
+                                (row(d, show_key=False, requester=requester),), extra))
+    in_review = any(d.outcome == REVIEW for d in decisions)
+    summary = ",".join(sorted({d.outcome for d in decisions}))
+    return Plan(summary, REVIEW_FOLDER if in_review else PROCESSED, tuple(messages))
+
+
+def base_context(*, reference: str, kind_title: str, original_subject: str,
+                 requester: str | None, today: dt.date, target_version: str, phone: str,
+                 eligible_from: dt.date, bot_name: str, extraction: Extraction,
+                 rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The render context every customer template receives (see mailbot.answer.render)."""
+    return {
+        "reference": reference,
+        "kind_title": kind_title,
+        "original_subject": original_subject,
+        "requester": {"email": requester or "", "name": ""},
+        "today": today,
+        "target_version": target_version,
+        "phone": phone,
+        "eligible_from": eligible_from,
+        "bot_name": bot_name,
+        "rows": list(rows),
+        "problems": problem_rows(extraction),
+    }

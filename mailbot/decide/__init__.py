@@ -1,0 +1,1 @@
+"""Deciding: an Extraction in, Decisions with the rules that fired out."""

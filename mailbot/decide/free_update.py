@@ -1,0 +1,221 @@
+"""Decisions: a chain of small named rules per request kind (after Mailman's chains).
+
+Each rule looks at the facts of one request and either records why it passed and lets the next
+rule run, or ends the chain with an outcome. Every rule that ran leaves a RuleHit, so the log
+shows exactly why a request was answered the way it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Request, RuleHit
+from mailbot.ruleset import Installation, Ruleset
+from mailbot.decide.sender import addresses_match
+
+
+class Licence(Protocol):
+    serial: str
+    system: str
+    company: str
+    contact_email: str | None
+    purchase_date: dt.date
+    modality: str
+    support_until: dt.date | None
+    users: int | None
+
+
+class KeyPool(Protocol):
+    """Keys, as seen by the rules. The store's implementation assigns atomically."""
+
+    def existing(self, serial: str) -> tuple[str, dt.datetime | None] | None:
+        """The key already bound to `serial` and when, if any."""
+        ...
+
+    def assign(self, system: str, serial: str) -> str | None:
+        """Bind a free key of `system` to `serial`; None when the pool is empty."""
+        ...
+
+
+@dataclass
+class Facts:
+    """What the rules of one request know; rules may add to `hits` and `facts`."""
+
+    request: Request
+    requester: str | None
+    licence: Licence | None
+    today: dt.date
+    rules: Ruleset
+    pool: KeyPool
+    hits: list[RuleHit] = field(default_factory=list)
+    recipient: str | None = None
+    key: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def hit(self, rule: str, reason: str) -> None:
+        self.hits.append(RuleHit(rule, reason))
+
+    def review(self, why: str) -> str:
+        self.facts["review_reason"] = why
+        return REVIEW
+
+
+# A rule returns an outcome to end the chain, or None to go on.
+Rule = Callable[[Facts], str | None]
+
+
+class RegistryFacts(Protocol):
+    """What the registry rules need; both the free-update and the unlock facts have it."""
+
+    request: Request
+    licence: Any
+
+    def hit(self, rule: str, reason: str) -> None: ...
+
+    def review(self, why: str) -> str: ...
+
+
+# Reason codes of the registry rules, shown in the review queue.
+REVIEW_UNKNOWN_SERIAL = "unknown_serial"
+REVIEW_SYSTEM_MISMATCH = "system_mismatch"
+
+
+def registry_knows_serial(f: RegistryFacts) -> str | None:
+    if f.licence is None:
+        f.hit("registry.known", f"serial {f.request.serial} is not in the licence registry; "
+                                "an operator must check it (typo, or a registry not yet updated)")
+        return f.review(REVIEW_UNKNOWN_SERIAL)
+    company = getattr(f.licence, "company", None)
+    f.hit("registry.known", f"serial {f.request.serial} is registered"
+                            f"{f' to {company}' if company else ''}")
+    return None
+
+
+def registry_system_matches(f: RegistryFacts) -> str | None:
+    assert f.licence is not None
+    if f.licence.system != f.request.system:
+        f.hit("registry.system", f"serial {f.request.serial} is registered for "
+                                 f"{f.licence.system!r}, but the request names "
+                                 f"{f.request.system!r}")
+        return f.review(REVIEW_SYSTEM_MISMATCH)
+    f.hit("registry.system", f"the registry holds the same system, {f.licence.system}")
+    return None
+
+
+def registered_address(f: Facts) -> str | None:
+    assert f.licence is not None
+    registered = (f.licence.contact_email or "").strip().lower()
+    if not registered:
+        f.hit("registry.address", f"the registry has no contact address for {f.request.serial}; "
+                                  "keys go only to a registered address")
+        return REVIEW
+    f.recipient = registered
+    if f.requester and addresses_match(f.requester, registered):  # after IDNA normalisation
+        f.hit("registry.address", f"the sender {f.requester} is the registered contact")
+    else:
+        f.hit("registry.address", f"keys go to the registered contact {registered}, not to the "
+                                  f"sender {f.requester or '(unknown)'}; the sender is told where")
+    return None
+
+
+def purchased_after_eligibility_date(f: Facts) -> str | None:
+    assert f.licence is not None
+    start = f.rules.free_update.eligible_from
+    bought = f.licence.purchase_date
+    f.facts["purchase_date"] = bought
+    if bought < start:
+        f.hit("free_update.eligible", f"bought on {bought.isoformat()}, before "
+                                      f"{start.isoformat()}: not eligible for the free update")
+        return NOT_ELIGIBLE
+    f.hit("free_update.eligible", f"bought on {bought.isoformat()}, on or after "
+                                  f"{start.isoformat()}: eligible")
+    return None
+
+
+def key_from_pool(f: Facts) -> str | None:
+    existing = f.pool.existing(f.request.serial)
+    if existing is not None:
+        f.key, when = existing
+        since = f" on {when:%Y-%m-%d}" if when else ""
+        f.hit("keys.assign", f"serial {f.request.serial} already has a key (issued{since}); "
+                             "the same key is sent again, nothing is consumed")
+        return ISSUED
+    key = f.pool.assign(f.request.system, f.request.serial)
+    if key is None:
+        f.hit("keys.assign", f"no free key left for {f.request.system}; the request waits and "
+                             "is fulfilled when keys are imported")
+        return PENDING
+    f.key = key
+    f.hit("keys.assign", f"a new key from the {f.request.system} pool is bound to "
+                         f"{f.request.serial}")
+    return ISSUED
+
+
+FREE_UPDATE_CHAIN: tuple[Rule, ...] = (
+    registry_knows_serial,
+    registry_system_matches,
+    registered_address,
+    purchased_after_eligibility_date,
+    key_from_pool,
+)
+
+
+def installation_offer(inst: Installation, licence: Licence | None, today: dt.date) -> dict[str, Any]:
+    """The seed's installation section: included with support, else renewal or per event."""
+    support_until = licence.support_until if licence else None
+    users = licence.users if licence else None
+    january = today.month == 1
+    policies = []
+    for p in inst.policies:
+        pct = p.january_discount_percent if january else 0
+        policies.append({
+            "name": p.name, "price": p.price, "discount_percent": pct,
+            "discounted_price": round(p.price * (100 - pct) / 100) if pct else None,
+        })
+    suggested = None
+    if users is not None:
+        suggested = next((e.label for e in inst.per_event if users <= e.max_users),
+                         inst.above_max_label)
+    return {
+        "has_support": bool(support_until and support_until >= today),
+        "support_until": support_until,
+        "phone": inst.phone,
+        "currency": inst.currency,
+        "tax_note": inst.tax_note,
+        "multi_system_note": inst.multi_system_note,
+        "january": january,
+        "policies": policies,
+        "per_event": [{"label": e.label, "price": e.price} for e in inst.per_event],
+        "above_max_label": inst.above_max_label,
+        "above_max_text": inst.above_max_text,
+        "users": users,
+        "suggested_per_event": suggested,
+    }
+
+
+def decide_free_update(request: Request, *, requester: str | None, licence: Licence | None,
+                       today: dt.date, rules: Ruleset, pool: KeyPool) -> Decision:
+    f = Facts(request=request, requester=requester, licence=licence, today=today, rules=rules,
+              pool=pool)
+    for note in request.notes:
+        f.hit("extract.note", note)
+    outcome = None
+    for rule in FREE_UPDATE_CHAIN:
+        outcome = rule(f)
+        if outcome is not None:
+            break
+    assert outcome is not None, "the last rule of a chain always decides"
+    if outcome in (ISSUED, PENDING):
+        offer = installation_offer(rules.free_update.installation, licence, today)
+        f.facts["installation"] = offer
+        if offer["has_support"]:
+            f.hit("installation.support", f"support policy valid until "
+                                          f"{offer['support_until']:%Y-%m-%d}: installation "
+                                          "is included, the customer is asked to call")
+        else:
+            f.hit("installation.support", "no valid support policy: the answer offers renewal "
+                                          "and per-event prices")
+    return Decision(request=request, outcome=outcome, hits=tuple(f.hits), key=f.key,
+                    recipient=f.recipient, facts=dict(f.facts))

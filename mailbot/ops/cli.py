@@ -1,0 +1,305 @@
+"""The `mailbot` command. User mistakes end as one clear line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mailbot import __version__
+from mailbot.ops import logsetup
+from mailbot import config as config_module
+from mailbot.ops.cli_review import add_review_commands
+from mailbot.config import Config
+from mailbot.errors import MailbotError
+
+EXIT_USER_ERROR = 2
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return config_module.load(args.config)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from mailbot.read.extract import read_mail
+    from mailbot.run.wiring import open_rules
+
+    config = _config(args)
+    rules = open_rules(config)
+    own = (config.bot.address.lower(),)
+    status = 0
+    rows = []
+    for name in args.files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            print(f"mailbot: {name}: cannot read: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        _, extraction = read_mail(data, rules, config.limits, own)
+        out = extraction.to_json(file=name)
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+        else:
+            rows.append(out)
+    if not args.json:
+        print(_parse_table(rows))
+    return status
+
+
+def _parse_table(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        lines.append(f"{r['file']}")
+        lines.append(f"    kind: {r['kind'] or '-'}   ignored: {r['ignored'] or '-'}   "
+                     f"sender: {r['sender'] or '-'}")
+        lines.append(f"    subject: {r['subject']}")
+        for q in r["requests"]:
+            lines.append(f"    request  {q['serial']}  {q['system']}  {q['company']} / "
+                         f"{q['contact_name']} <{q['contact_email']}>  ({q['source']})")
+        for p in r["problems"]:
+            where = ", ".join(x for x in (p.get("field"), p.get("source")) if x)
+            lines.append(f"    problem  {p['code']}{f' ({where})' if where else ''}: {p['detail']}")
+        if not r["requests"] and not r["problems"]:
+            lines.append("    (nothing read)")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mailbot.run.pipeline import run_once
+    from mailbot.run.wiring import open_app
+
+    config = _config(args)
+    app = open_app(config)
+    try:
+        if args.once:
+            report = run_once(app)
+            print(f"mailbot: {report.seen} mail(s) seen, {report.decided} decided, "
+                  f"{report.duplicates} duplicate(s), {report.sent} message(s) sent, "
+                  f"{report.filed} filed, {report.failed} failed delivery")
+            for err in report.errors:
+                print(f"mailbot: error: {err}", file=sys.stderr)
+            return 1 if report.errors else 0
+        from mailbot.run.service import serve
+
+        return serve(app)
+    finally:
+        app.source.close()
+        app.sink.close()
+        app.store.close()
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from mailbot.ops import logview
+    from mailbot.run.wiring import open_store
+
+    store = open_store(_config(args))
+    entries = logview.query(store, sender=args.sender, serial=args.serial, outcome=args.outcome,
+                            reference=args.reference, limit=args.limit)
+    if args.json:
+        for e in entries:
+            print(json.dumps(e, ensure_ascii=False, default=str))
+    else:
+        print(logview.format_text(entries), end="")
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from mailbot.run.wiring import open_rules
+
+    config = _config(args)
+    rules = open_rules(config)
+    print(f"{rules.directory}: OK: {len(rules.kinds)} request kinds, "
+          f"{len(rules.catalogue.systems)} systems in the catalogue, eligible from "
+          f"{rules.free_update.eligible_from.isoformat()}")
+    return 0
+
+
+def cmd_templates_check(args: argparse.Namespace) -> int:
+    from mailbot.run.wiring import open_renderer
+
+    renderer = open_renderer(_config(args))
+    errors = renderer.check()
+    for line in errors:
+        print(line)
+    if errors:
+        return 1
+    print(f"{renderer.templates_dir}: OK: {len(renderer.names())} templates render with sample data")
+    return 0
+
+
+def cmd_templates_preview(args: argparse.Namespace) -> int:
+    from mailbot.run.wiring import open_renderer
+
+    config = _config(args)
+    renderer = open_renderer(config)
+    sys.stdout.write(renderer.preview(args.name, from_address=config.bot.address,
+                                      from_name=config.bot.from_name))
+    return 0
+
+
+def _read_import(config: Config, file: str, reader: Callable[..., list]) -> list:
+    """Read and validate a registry or key file against the catalogue, before any write."""
+    from mailbot.run.wiring import open_rules
+
+    rules = open_rules(config)
+    return reader(Path(file), rules.catalogue,
+                  catalogue_file=str(rules.directory / "catalogue.toml"))
+
+
+def cmd_registry_import(args: argparse.Namespace) -> int:
+    from mailbot.ops.imports import read_registry
+    from mailbot.run.wiring import open_store
+
+    config = _config(args)
+    records = _read_import(config, args.file, read_registry)
+    store = open_store(config)
+    with store.transaction() as conn:
+        added, updated = store.upsert_licences(conn, records)
+    print(f"{args.file}: {len(records)} licence(s): {added} added, {updated} updated")
+    return 0
+
+
+def cmd_keys_import(args: argparse.Namespace) -> int:
+    from mailbot.ops.imports import read_keys
+    from mailbot.run.pipeline import fulfil_pending
+    from mailbot.run.wiring import open_app, open_store
+
+    config = _config(args)
+    records = _read_import(config, args.file, read_keys)
+    store = open_store(config)
+    with store.transaction() as conn:
+        refused = store.add_keys(conn, records)
+        counts = store.pool_counts(conn)
+    print(f"{args.file}: {len(records) - len(refused)} key(s) added, "
+          f"{len(refused)} refused as already stored")
+    for key in refused[:20]:
+        print(f"    refused (duplicate): {key}")
+    for system, (free, used) in sorted(counts.items()):
+        print(f"    {system}: {free} free, {used} assigned")
+    app = open_app(config)
+    fulfilled = fulfil_pending(app)
+    if fulfilled:
+        print(f"{fulfilled} waiting request(s) fulfilled; their keys go out on the next run")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mailbot.ops.doctor import run_checks
+
+    faults = 0
+    for ok, line in run_checks(_config(args)):
+        print(f"{'ok   ' if ok else 'FAULT'}  {line}")
+        faults += not ok
+    print(f"{faults} fault(s)" if faults else "all checks passed")
+    return 1 if faults else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mailbot.ops.demodriver import run_demo
+
+    return run_demo(Path(args.dir))
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailbot",
+        description="Answers licence-key requests sent to claves@ by e-mail.")
+    parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
+    parser.add_argument("--config", metavar="PATH",
+                        help="configuration file (default: ./config.toml if present, else the "
+                             "embedded defaults: Maildir var/inbox, replies to var/outbox, "
+                             "SQLite var/mailbot.db)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log every event to stderr (default: warnings and errors only)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines as text (default) or as one JSON object per line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+            parent: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", cmd_run, "process the inbox: once with --once, else keep running until "
+                            "SIGTERM/SIGINT")
+    p.add_argument("--once", action="store_true", help="one pass over the inbox, then exit")
+
+    p = add("parse", cmd_parse, "read .eml files and print what mailbot reads from them "
+                                "(nothing is stored or sent)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".eml files")
+
+    p = add("log", cmd_log, "show the processing log: recent mails, what was read, the rules "
+                            "that fired and the replies")
+    p.add_argument("--sender", help="only mails from this address")
+    p.add_argument("--serial", help="only mails with a request for this serial")
+    p.add_argument("--outcome", help="only this outcome (issued, not_eligible, review, pending, "
+                                     "incomplete, ignored, duplicate, ...)")
+    p.add_argument("--reference", help="only this request reference (e.g. CLV-000042)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many mails (default 50)")
+    p.add_argument("--json", action="store_true", help="one JSON object per mail")
+
+    rules = sub.add_parser("rules", help="check the rules files",
+                           description="Check the rules in rules/*.toml.")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION")
+    rules_sub.required = True
+    add("check", cmd_rules_check, "load and validate every rules file", rules_sub)
+
+    templates = sub.add_parser("templates", help="check or preview the reply templates",
+                               description="Check or preview the reply templates.")
+    templates_sub = templates.add_subparsers(dest="templates_command", metavar="ACTION")
+    templates_sub.required = True
+    add("check", cmd_templates_check, "render every template with sample data", templates_sub)
+    p = add("preview", cmd_templates_preview, "print one template rendered as a mail",
+            templates_sub)
+    p.add_argument("name", help="template name, e.g. keys_issued")
+
+    registry = sub.add_parser("registry", help="the licence registry",
+                              description="Manage the licence registry.")
+    registry_sub = registry.add_subparsers(dest="registry_command", metavar="ACTION")
+    registry_sub.required = True
+    p = add("import", cmd_registry_import,
+            "import licences from CSV or XLSX (serial, system, company, contact_email, "
+            "purchase_date, modality, support_until, users); all or nothing", registry_sub)
+    p.add_argument("file")
+
+    keys = sub.add_parser("keys", help="the key pool", description="Manage the key pool.")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    keys_sub.required = True
+    p = add("import", cmd_keys_import, "import keys from CSV or XLSX (system, key); "
+                                       "duplicates are refused", keys_sub)
+    p.add_argument("file")
+
+    add("doctor", cmd_doctor, "check the configuration, rules, templates and store, and reach "
+                              "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
+
+    add_review_commands(sub)
+
+    p = add("demo", cmd_demo, "write a demo inbox, registry and key pool, process it once and "
+                              "print the log")
+    p.add_argument("--dir", default="demo", help="where the demo lives (default: ./demo)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logsetup.setup(verbose=args.verbose or args.command == "run", fmt=args.log_format)
+    try:
+        return args.func(args)
+    except MailbotError as exc:
+        print(f"mailbot: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,102 @@
+"""The processing log operators read: each mail, what was read, the rules that fired, replies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from mailbot.run import review
+from mailbot.store.database import Store, mails, outbox, requests
+
+
+def query(store: Store, *, sender: str | None = None, serial: str | None = None,
+          outcome: str | None = None, reference: str | None = None,
+          limit: int = 50) -> list[dict[str, Any]]:
+    """Recent mails, newest first, each with its requests and messages."""
+    q = sa.select(mails).order_by(mails.c.id.desc()).limit(limit)
+    if sender:
+        q = q.where(mails.c.sender == sender.strip().lower())
+    if reference:
+        q = q.where(mails.c.reference == reference.strip().upper())
+    if serial:
+        q = q.where(mails.c.id.in_(sa.select(requests.c.mail)
+                                   .where(requests.c.serial == serial.strip().upper())))
+    if outcome:
+        q = q.where(sa.or_(mails.c.outcome == outcome, mails.c.outcome.like(f"%{outcome}%"),
+                           mails.c.id.in_(sa.select(requests.c.mail)
+                                          .where(requests.c.outcome == outcome))))
+    out = []
+    with store.transaction() as conn:
+        for m in conn.execute(q).all():
+            reqs = conn.execute(sa.select(requests).where(requests.c.mail == m.id)
+                                .order_by(requests.c.position)).all()
+            msgs = conn.execute(sa.select(outbox.c.template, outbox.c.recipients,
+                                          outbox.c.status, outbox.c.message_id,
+                                          outbox.c.last_error, outbox.c.sent_at)
+                                .where(outbox.c.mail == m.id).order_by(outbox.c.id)).all()
+            tasks = [{
+                "id": t.id, "kind": t.kind, "reason": t.reason, "status": t.status,
+                "due_at": t.due_at.isoformat(timespec="minutes"),
+                "history": [dict(h, at=h["at"].isoformat(timespec="seconds"))
+                            for h in review.history(conn, t.id)],
+            } for t in review.tasks(conn, include_closed=True, mail_ids=[m.id])]
+            extraction = json.loads(m.extraction or "{}")
+            out.append({
+                "reference": m.reference,
+                "received_at": m.received_at.isoformat(timespec="seconds"),
+                "source": m.source, "mail_id": m.mail_id,
+                "sender": m.sender, "subject": m.subject, "kind": m.kind,
+                "ignored": m.ignored, "status": m.status, "outcome": m.outcome,
+                "folder": m.folder, "filed": bool(m.filed), "attempts": m.attempts,
+                "error": m.error,
+                "notes": json.loads(m.notes or "[]"),
+                "problems": extraction.get("problems", []),
+                "requests": [{
+                    "serial": r.serial, "system": r.system, "source": r.source,
+                    "outcome": r.outcome, "recipient": r.recipient,
+                    "hits": json.loads(r.hits),
+                } for r in reqs],
+                "messages": [{
+                    "template": x.template, "to": json.loads(x.recipients), "status": x.status,
+                    "message_id": x.message_id, "error": x.last_error,
+                } for x in msgs],
+                "reviews": tasks,
+            })
+    return out
+
+
+def format_text(entries: Iterable[dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for e in entries:
+        head = (f"{e['reference']}  {e['received_at']}  {e['sender'] or '?'}  "
+                f"[{e['kind'] or 'no request'}]  -> {e['outcome'] or e['status']}")
+        if e["folder"]:
+            head += f"  (folder: {e['folder']}{'' if e['filed'] else ', not filed yet'})"
+        lines.append(head)
+        if e["subject"]:
+            lines.append(f"    subject: {e['subject']}")
+        if e["error"]:
+            lines.append(f"    error (attempt {e['attempts']}): {e['error']}")
+        for note in e["notes"]:
+            lines.append(f"    note: {note}")
+        for p in e["problems"]:
+            where = ", ".join(x for x in (p.get("field"), p.get("source")) if x)
+            lines.append(f"    problem {p['code']}{f' ({where})' if where else ''}: {p['detail']}")
+        for r in e["requests"]:
+            lines.append(f"    {r['serial']}  {r['system']}  -> {r['outcome']}  ({r['source']})")
+            for h in r["hits"]:
+                lines.append(f"        {h['rule']}: {h['reason']}")
+        for m in e["messages"]:
+            err = f" ({m['error']})" if m["error"] else ""
+            lines.append(f"    reply {m['template']} to {', '.join(m['to'])}: {m['status']}{err}")
+        for t in e.get("reviews", []):
+            lines.append(f"    review #{t['id']} [{t['status']}] {t['kind']}: {t['reason']}, "
+                         f"due {t['due_at'].replace('T', ' ')} UTC")
+            for h in t["history"]:
+                note = f": {h['note']}" if h["note"] else ""
+                lines.append(f"        {h['at'].replace('T', ' ')}  {h['action']} by "
+                             f"{h['operator']}{note}")
+        lines.append("")
+    return "\n".join(lines) if lines else "(no mail processed yet)\n"

@@ -1,0 +1,475 @@
+"""The review queue's actions and views, behind `mailbot review ...`.
+
+Each action is crash-safe like the pipeline: the action in the task's history, the decision it
+makes (request outcome, keys, unlock ledger) and the replies it queues are ONE transaction;
+the replies then go out through the outbox (`deliver_due`), so a crash never loses an answer
+and never sends one twice. A mistake (unknown task, a task already closed, a value that does
+not read) is one line and changes nothing.
+
+- approve: sends the answer the rules would have sent. A free-update request runs the rules
+  again with the operator's approval (a system that differs from the registry's is taken from
+  the registry) and the keys go only to the registered address, exactly as in the pipeline; an
+  unlock is recorded as approved in the ledger and confirmed; a held mail (sender checks,
+  throttle) is decided now as the pipeline would have; a mail that asked nothing is closed
+  without an answer.
+- reject: sends the chosen template, with the operator's note, to the sender.
+- edit: corrects what was read (serial, system, contact_email, company, contact_name) and runs
+  the rules again; the new decision may answer (the task is `resolved`) or stay in review.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import getpass
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.answer import plan as answer
+from mailbot.run import review
+from mailbot.run import unlock_flow
+from mailbot.decide.free_update import decide_free_update
+from mailbot.errors import MailbotError
+from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
+from mailbot.model import REVIEW, Decision, Request, RuleHit
+from mailbot.run.pipeline import (App, Reading, RunReport, StoreKeyPool, decide_reading,
+                              deliver_due, queue_message, task_snapshot)
+from mailbot.store.database import MailRecord, mails, requests
+from mailbot.decide.unlock import UNLOCKED
+
+# Templates an operator may send with `review reject` (they promise nothing that was not done).
+REJECTION_TEMPLATES = ("review_rejected", "unlock_rejected", "not_eligible", "missing_data",
+                       "unlock_missing_data")
+EDITABLE = ("serial", "system", "contact_email", "company", "contact_name")
+REJECTED = "rejected"  # a request's outcome after an operator rejected it
+
+
+class ReviewError(MailbotError):
+    """An operator's action that cannot be done as asked; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    task: int
+    status: str  # the task's status after the action
+    messages: tuple[tuple[str, str], ...]  # (template, recipient) queued and delivered
+    summary: str
+
+
+def default_operator() -> str:
+    """$MAILBOT_OPERATOR, else the OS user."""
+    name = os.environ.get("MAILBOT_OPERATOR", "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user database entry (containers)
+        return "operator"
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+def approve(app: App, task_id: int, *, operator: str, note: str | None = None) -> ActionResult:
+    with app.store.transaction() as conn:
+        task, rec, reading = _load(conn, task_id)
+        if task.kind == "unlock":
+            result = _approve_unlock(app, conn, task, rec, reading, operator, note)
+        elif task.kind == "free_update":
+            result = _approve_free_update(app, conn, task, rec, reading, operator, note)
+        elif task.kind in (review.SENDER, review.THROTTLED):
+            result = _approve_held_mail(app, conn, task, rec, reading, operator)
+        else:  # unrecognised, too large: the rules answer nothing
+            review.close(conn, task.id, review.APPROVED, operator=operator, now=app.now())
+            result = ActionResult(task.id, review.APPROVED, (),
+                                  "closed without an answer (the rules send none for this mail)")
+        review.record(conn, task.id, "approve", operator, app.now(), note=note,
+                      changes={"status": result.status, "summary": result.summary,
+                               "messages": [f"{t} to {to}" for t, to in result.messages]})
+    deliver_due(app, RunReport())
+    return result
+
+
+def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -> ActionResult:
+    if template not in REJECTION_TEMPLATES:
+        raise ReviewError(f"--template {template!r} is not a rejection template; use one of "
+                          f"{', '.join(REJECTION_TEMPLATES)}")
+    with app.store.transaction() as conn:
+        task, rec, reading = _load(conn, task_id)
+        extraction = reading.extraction
+        to = extraction.sender
+        if not to:
+            raise ReviewError(f"task #{task.id}: the mail has no usable sender address to answer; "
+                              f"close it with `mailbot review approve {task.id}`")
+        now = app.now()
+        extra: dict[str, Any] = {"note": note}
+        rows: tuple[dict[str, Any], ...] = ()
+        request = None
+        if task.request is not None:
+            row = _request_row(conn, task.request)
+            request = _request(row)
+            hits = (*_hits(row), RuleHit("review.reject", f"rejected by {operator}: {note}"))
+            _update_request(conn, row.id, request, outcome=REJECTED, hits=hits,
+                            key_id=row.key, recipient=row.recipient)
+            rejected = Decision(request, REJECTED, hits, recipient=row.recipient)
+            rows = (answer.row(rejected, show_key=False, requester=to),)
+        if template == "unlock_rejected" or task.kind == "unlock":
+            if request is None:
+                raise ReviewError(f"task #{task.id} is not about an unlock request; use "
+                                  "--template review_rejected")
+            facts: dict[str, Any] = {"identify_help": _identify_help(app)}
+            if task.unlock is not None:
+                entry = unlock_flow.entry(conn, task.unlock)
+                facts = {**unlock_flow.stored_facts(entry), **facts, "repeat": False}
+                unlock_flow.reject(conn, task.unlock, operator=operator, now=now, note=note)
+                extra["reference"] = unlock_flow.reference_of(conn, entry)
+            facts.setdefault("document_types_text", _document_types(app))
+            extra["unlock"] = answer.unlock_context(Decision(request, REJECTED, (), facts=facts))
+        if task.kind == review.UNRECOGNISED:
+            extra["kind_title"] = ""
+        planned = answer.Planned("reply", template, to, rows, extra)
+        queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
+        review.close(conn, task.id, review.REJECTED, operator=operator, now=now)
+        review.record(conn, task.id, "reject", operator, now, note=note,
+                      changes={"template": template, "to": to})
+    deliver_due(app, RunReport())
+    return ActionResult(task.id, review.REJECTED, ((template, to),),
+                        f"{template} sent to {to}")
+
+
+def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
+         note: str | None = None) -> ActionResult:
+    values = _read_changes(app, changes)
+    with app.store.transaction() as conn:
+        task, rec, reading = _load(conn, task_id)
+        if task.request is None:
+            raise ReviewError(f"task #{task.id} is about the whole mail ({task.kind}: "
+                              f"{task.reason}), not one request; approve or reject it")
+        now = app.now()
+        row = _request_row(conn, task.request)
+        old = _request(row)
+        new = dataclasses.replace(old, **values)
+        diff = {k: [getattr(old, k), getattr(new, k)] for k in values
+                if getattr(old, k) != getattr(new, k)}
+        if not diff:
+            raise ReviewError(f"task #{task.id}: nothing changes ({', '.join(values)} already "
+                              "read that way)")
+        said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        edit_hit = RuleHit("review.edit", f"{operator} corrected {said}; the rules ran again")
+        requester = reading.extraction.sender
+        licence = app.store.licence(conn, new.serial)
+        pool = StoreKeyPool(app.store, conn)
+        entry_id = task.unlock
+        if task.kind == "unlock":
+            entry = unlock_flow.entry(conn, entry_id) if entry_id is not None else None
+            documents = [*(unlock_flow.stored_documents(entry) if entry else []),
+                         *reading.documents]
+            step = unlock_flow.decide(
+                conn, new, requester=requester, licence=licence,
+                documents=list(dict.fromkeys(documents)), received_at=reading.received_at,
+                now=now, rules=app.rules, calendar=app.calendar(),
+                repeat_hours=app.config.security.unlock_repeat_hours, own_entry=entry)
+            decision = step.decision
+            entry_id = unlock_flow.record(conn, step, request_id=row.id, mail_id=rec.id,
+                                          now=now, approved_by=f"rules, after {operator}'s edit")
+        else:
+            decision = decide_free_update(new, requester=requester, licence=licence,
+                                          today=app.today(), rules=app.rules, pool=pool)
+        hits = (edit_hit, *decision.hits)
+        decision = dataclasses.replace(decision, hits=hits)
+        changes_out: dict[str, Any] = {"fields": diff, "outcome": decision.outcome}
+        if decision.outcome == REVIEW:
+            _update_request(conn, row.id, new, outcome=REVIEW, hits=hits, key_id=None,
+                            recipient=decision.recipient)
+            code, text = review.reason_of(task.kind, decision.hits, decision.facts)
+            due = review.due_at(app.rules, app.calendar(), reading.received_at, decision.facts)
+            review.update(conn, task.id, reason=code[:40], reason_text=text, due_at=due,
+                          unlock=entry_id, snapshot=task_snapshot(reading, decision))
+            changes_out["reason"] = code
+            review.record(conn, task.id, "edit", operator, now, note=note, changes=changes_out)
+            result = ActionResult(task.id, review.OPEN, (),
+                                  f"corrected {said}; still in review: {text}")
+        else:
+            messages = _answer(app, conn, rec, reading, row.id, decision, pool)
+            review.update(conn, task.id, unlock=entry_id)
+            review.close(conn, task.id, review.RESOLVED, operator=operator, now=now)
+            changes_out["messages"] = [f"{t} to {to}" for t, to in messages]
+            review.record(conn, task.id, "edit", operator, now, note=note, changes=changes_out)
+            result = ActionResult(task.id, review.RESOLVED, messages,
+                                  f"corrected {said}; the rules decided: {decision.outcome}")
+    deliver_due(app, RunReport())
+    return result
+
+
+# --- approve, by kind ----------------------------------------------------------------------------
+
+def _approve_unlock(app: App, conn: Connection, task: review.Task, rec: MailRecord,
+                    reading: Reading, operator: str, note: str | None) -> ActionResult:
+    now = app.now()
+    row = _request_row(conn, task.request)
+    request = _request(row)
+    licence = app.store.licence(conn, request.serial)
+    entry_id = task.unlock
+    if entry_id is None:  # held by a throttle before the unlock rules ran
+        facts = {"modality": licence.modality if licence else None}
+        step = unlock_flow.UnlockStep(Decision(request, REVIEW, (), facts=facts),
+                                      unlock_flow.NEW, None, ())
+        entry_id = unlock_flow.record(conn, step, request_id=row.id, mail_id=rec.id, now=now)
+        review.update(conn, task.id, unlock=entry_id)
+    facts = unlock_flow.approve(conn, entry_id, operator=operator, now=now, rules=app.rules,
+                                note=note)
+    entry = unlock_flow.entry(conn, entry_id)
+    modality = app.rules.unlock.modalities.get(entry.modality) if app.rules.unlock else None
+    facts.update(identify_help=_identify_help(app), repeat=False,
+                 modality_label=facts.get("modality_label") or (modality.label if modality
+                                                                else None))
+    hit = RuleHit("review.approve", f"unlock approved by {operator}"
+                                    + (f": {note}" if note else ""))
+    hits = (*_hits(row), hit)
+    registered = (licence.contact_email or "").strip() if licence is not None else ""
+    to = registered or reading.extraction.sender
+    if not to:
+        raise ReviewError(f"task #{task.id}: no registered contact and no sender to confirm to")
+    decision = Decision(request, UNLOCKED, hits, recipient=to, facts=facts)
+    _update_request(conn, row.id, request, outcome=UNLOCKED, hits=hits, key_id=None,
+                    recipient=to)
+    planned = answer.Planned(
+        "reply", "unlocked", to,
+        (answer.row(decision, show_key=False, requester=reading.extraction.sender),),
+        {"unlock": answer.unlock_context(decision),
+         "reference": unlock_flow.reference_of(conn, entry)})
+    queue_message(app, conn, rec, reading.extraction, None, planned, references=reading.references)
+    review.close(conn, task.id, review.APPROVED, operator=operator, now=now)
+    return ActionResult(task.id, review.APPROVED, (("unlocked", to),),
+                        f"unlock {entry.number} of {request.serial} approved; confirmation "
+                        f"sent to {to}")
+
+
+def _approve_free_update(app: App, conn: Connection, task: review.Task, rec: MailRecord,
+                         reading: Reading, operator: str, note: str | None) -> ActionResult:
+    row = _request_row(conn, task.request)
+    request = _request(row)
+    licence = app.store.licence(conn, request.serial)
+    said = f"approved by {operator}" + (f": {note}" if note else "")
+    if licence is not None and licence.system != request.system:
+        said += (f"; the registry's system {licence.system!r} is taken instead of "
+                 f"{request.system!r}")
+        request = dataclasses.replace(request, system=licence.system)
+    pool = StoreKeyPool(app.store, conn)
+    decision = decide_free_update(request, requester=reading.extraction.sender,
+                                  licence=licence, today=app.today(), rules=app.rules, pool=pool)
+    if decision.outcome == REVIEW:
+        raise ReviewError(f"task #{task.id}: the rules still cannot answer it: "
+                          f"{decision.hits[-1].reason}; correct what was read with `mailbot "
+                          f"review edit {task.id} FIELD=VALUE`, fix the registry, or reject it")
+    decision = dataclasses.replace(decision,
+                                   hits=(RuleHit("review.approve", said), *decision.hits))
+    messages = _answer(app, conn, rec, reading, row.id, decision, pool)
+    review.close(conn, task.id, review.APPROVED, operator=operator, now=app.now())
+    return ActionResult(task.id, review.APPROVED, messages,
+                        f"{request.serial}: {decision.outcome}; "
+                        + "; ".join(f"{t} to {to}" for t, to in messages))
+
+
+def _approve_held_mail(app: App, conn: Connection, task: review.Task, rec: MailRecord,
+                       reading: Reading, operator: str) -> ActionResult:
+    """A mail the sender checks or the throttle held: decided now, as the pipeline would have."""
+    existing = conn.execute(sa.select(sa.func.count()).select_from(requests)
+                            .where(requests.c.mail == rec.id)).scalar_one()
+    if existing:
+        raise ReviewError(f"task #{task.id}: the requests of {rec.reference} were already "
+                          "decided")
+    plan, decisions = decide_reading(app, conn, rec, reading, skip_throttles=True)
+    notes = json.loads(conn.execute(sa.select(mails.c.notes).where(mails.c.id == rec.id))
+                       .scalar() or "[]")
+    notes.append(f"approved by {operator}: decided by the rules ({plan.outcome})")
+    app.store.update_mail(conn, rec.id, outcome=plan.outcome, notes=notes)
+    review.close(conn, task.id, review.APPROVED, operator=operator, now=app.now())
+    messages = tuple((m.template, m.to) for m in plan.messages)
+    return ActionResult(task.id, review.APPROVED, messages,
+                        f"{rec.reference} decided by the rules: {plan.outcome} "
+                        f"({len(decisions)} request(s))")
+
+
+def _answer(app: App, conn: Connection, rec: MailRecord, reading: Reading, request_id: int,
+            decision: Decision, pool: StoreKeyPool) -> tuple[tuple[str, str], ...]:
+    """Record a decision on a stored request and queue the answers the pipeline would send."""
+    key_id = pool.assigned.get(decision.request.serial) if decision.key else None
+    _update_request(conn, request_id, decision.request, outcome=decision.outcome,
+                    hits=decision.hits, key_id=key_id, recipient=decision.recipient)
+    if key_id is not None:
+        app.store.bind_key_to_request(conn, key_id, request_id)
+    extraction = dataclasses.replace(reading.extraction, problems=())
+    plan = answer.plan_answers(extraction, [decision])
+    for planned in plan.messages:
+        queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
+    return tuple((m.template, m.to) for m in plan.messages)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _load(conn: Connection, task_id: int) -> tuple[review.Task, MailRecord, Reading]:
+    task = review.get(conn, task_id)
+    if task is None:
+        raise ReviewError(f"no review task #{task_id}; see `mailbot review list --all`")
+    if task.status != review.OPEN:
+        when = f" on {task.closed_at:%Y-%m-%d %H:%M} UTC" if task.closed_at else ""
+        raise ReviewError(f"task #{task.id} is already {task.status} (by {task.closed_by}"
+                          f"{when}); see `mailbot review show {task.id}`")
+    rec = MailRecord.from_row(conn.execute(sa.select(mails).where(mails.c.id == task.mail)).one())
+    return task, rec, Reading.from_json(task.snapshot["reading"])
+
+
+def _request_row(conn: Connection, request_id: int | None) -> Any:
+    assert request_id is not None
+    return conn.execute(sa.select(requests).where(requests.c.id == request_id)).one()
+
+
+def _request(row: Any) -> Request:
+    return Request(row.company, row.contact_name, row.contact_email, row.system, row.serial,
+                   row.source)
+
+
+def _hits(row: Any) -> tuple[RuleHit, ...]:
+    return tuple(RuleHit(**h) for h in json.loads(row.hits or "[]"))
+
+
+def _update_request(conn: Connection, request_id: int, request: Request, *, outcome: str,
+                    hits: Sequence[RuleHit], key_id: int | None, recipient: str | None) -> None:
+    conn.execute(requests.update().where(requests.c.id == request_id).values(
+        company=request.company, contact_name=request.contact_name,
+        contact_email=request.contact_email, system=request.system, serial=request.serial,
+        outcome=outcome, key=key_id, recipient=recipient,
+        hits=json.dumps([{"rule": h.rule, "reason": h.reason} for h in hits],
+                        ensure_ascii=False),
+        updated_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)))
+
+
+def _read_changes(app: App, changes: Mapping[str, str]) -> dict[str, str]:
+    """FIELD=VALUE pairs read the way the pipeline reads a request; one line per mistake."""
+    if not changes:
+        raise ReviewError(f"nothing to edit; write FIELD=VALUE with FIELD one of "
+                          f"{', '.join(EDITABLE)}")
+    values: dict[str, str] = {}
+    for field_name, raw in changes.items():
+        value = raw.strip()
+        if field_name not in EDITABLE:
+            raise ReviewError(f"{field_name!r} cannot be edited; FIELD is one of "
+                              f"{', '.join(EDITABLE)}")
+        if field_name == "serial":
+            serial = normalise_serial(value)
+            if serial is None:
+                raise ReviewError(f"serial={raw!r} is not a serial (four groups of four letters "
+                                  "or digits, e.g. AAAA-BBBB-CCCC-DDDD)")
+            values[field_name] = serial
+        elif field_name == "system":
+            name, why = SystemMatcher(app.rules.catalogue).explain(value)
+            if name is None:
+                raise ReviewError(f"system={raw!r} is not in the catalogue ({why}); systems: "
+                                  f"{', '.join(app.rules.catalogue.names)}")
+            values[field_name] = name
+        elif field_name == "contact_email":
+            address = parse_email(value)
+            if address is None:
+                raise ReviewError(f"contact_email={raw!r} is not one e-mail address")
+            values[field_name] = address
+        else:
+            if not value:
+                raise ReviewError(f"{field_name} must not be empty")
+            values[field_name] = value
+    return values
+
+
+def _identify_help(app: App) -> str:
+    return app.rules.unlock.identify_help if app.rules.unlock else ""
+
+
+def _document_types(app: App) -> str | None:
+    if not app.rules.unlock:
+        return None
+    types = [t.upper() for t in app.rules.unlock.document_types]
+    return types[0] if len(types) == 1 else f"{', '.join(types[:-1])} o {types[-1]}"
+
+
+# --- showing the queue ---------------------------------------------------------------------------
+
+def _local(app_calendar: Any, moment: dt.datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.replace(tzinfo=dt.timezone.utc).astimezone(app_calendar.tz).strftime(
+        "%Y-%m-%d %H:%M")
+
+
+def format_list(task_list: Sequence[review.Task], *, now: dt.datetime, calendar: Any) -> str:
+    if not task_list:
+        return "(no review task)\n"
+    lines = []
+    for t in task_list:
+        late = "  OVERDUE" if t.overdue(now) else ""
+        what = f"{t.kind}/{t.reason}"
+        serial = t.snapshot.get("request", {}).get("serial", "")
+        lines.append(f"#{t.id:<4} {t.status:<8} due {_local(calendar, t.due_at)}{late}  "
+                     f"{t.reference}  {what}  {serial + '  ' if serial else ''}"
+                     f"{t.sender or '?'}  {t.subject[:60]!r}")
+    zone = getattr(calendar, "tz_name", "UTC")
+    return "\n".join(lines) + f"\n(times in {zone})\n"
+
+
+def format_task(conn: Connection, task: review.Task, *, now: dt.datetime, calendar: Any) -> str:
+    snapshot = task.snapshot
+    reading = snapshot.get("reading", {})
+    extraction = reading.get("extraction", {})
+    lines = [f"Review task #{task.id} [{task.status}]  {task.kind}: {task.reason}"]
+    read_at = reading.get("received_at")
+    if read_at:
+        read_at = calendar.describe(dt.datetime.fromisoformat(read_at))
+    lines.append(f"  mail:      {task.reference} from {task.sender or '?'}, read "
+                 f"{read_at or '?'}")
+    lines.append(f"  subject:   {task.subject}")
+    due = calendar.describe(task.due_at.replace(tzinfo=dt.timezone.utc))
+    lines.append(f"  due:       {due}{'  OVERDUE' if task.overdue(now) else ''}")
+    if task.closed_at:
+        lines.append(f"  closed:    {_local(calendar, task.closed_at)} by {task.closed_by}")
+    lines.append(f"  reason:    {task.reason_text}")
+    request = snapshot.get("request")
+    shown = [request] if request else extraction.get("requests", [])
+    if task.request is not None:
+        row = conn.execute(sa.select(requests).where(requests.c.id == task.request)).first()
+        if row is not None:
+            shown = [{"company": row.company, "contact_name": row.contact_name,
+                      "contact_email": row.contact_email, "system": row.system,
+                      "serial": row.serial, "source": row.source}]
+            lines.append(f"  outcome:   {row.outcome}")
+    lines.append("  read:")
+    for r in shown:
+        for key in ("serial", "system", "company", "contact_name", "contact_email", "source"):
+            lines.append(f"      {key + ':':<15}{r.get(key, '')}")
+    if not shown:
+        lines.append("      (no request)")
+    for p in extraction.get("problems", []):
+        lines.append(f"      problem {p.get('code')}: {p.get('detail')}")
+    if reading.get("documents"):
+        lines.append(f"  attached:  {', '.join(reading['documents'])}")
+    hits = snapshot.get("hits") or snapshot.get("sender_checks") or []
+    if hits:
+        lines.append("  rules:")
+        for h in hits:
+            lines.append(f"      {h['rule']}: {h['reason']}")
+    if task.unlock is not None:
+        entry = unlock_flow.entry(conn, task.unlock)
+        if entry is not None:
+            docs = ", ".join(unlock_flow.stored_documents(entry)) or "none"
+            number = f"unlock {entry.number}, " if entry.number else ""
+            lines.append(f"  unlock:    ledger #{entry.id} {entry.status}, {number}"
+                         f"{entry.modality or 'modality unknown'}, documents: {docs}")
+    lines.append("  history:")
+    for h in review.history(conn, task.id):
+        changes = f"  {json.dumps(h['changes'], ensure_ascii=False)}" if h["changes"] else ""
+        note = f": {h['note']}" if h["note"] else ""
+        lines.append(f"      {_local(calendar, h['at'])}  {h['action']} by {h['operator']}"
+                     f"{note}{changes}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Reading: mail bytes in, an Extraction out (MIME, text, classification, fields, sheets)."""

@@ -1,0 +1,613 @@
+"""The "read" step: one mail's bytes in, the requests it makes and the problems that kept any
+out (the parse contract of `mailbot parse --json`).
+
+Requests come from labelled fields in the body and from spreadsheet rows. Only complete,
+well-formed requests pass; everything else becomes a `Problem` whose `field` and `source` say
+where and whose `detail` tells an operator what the customer has to fix (the customer's own
+answer is rendered from codes and fields). Nothing here raises for any input: an unexpected
+error becomes an ``internal_error`` problem naming the step, and is logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Callable, Mapping, Sequence, TypeVar
+
+from mailbot.read.classify import ignored_reason, is_forwarded, match_kind
+from mailbot.config import LimitsConfig
+from mailbot.read.fields import LabelMatcher, SystemMatcher, find_serials, fold, parse_email
+from mailbot.read.mime import parse_mail
+from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
+from mailbot.ruleset import Ruleset
+from mailbot.read.sheets import (
+    SPREADSHEET_EXTENSIONS,
+    UNSUPPORTED_EXTENSIONS,
+    EncryptedSheet,
+    SheetError,
+    SheetRow,
+    SheetTooLarge,
+    TooManyRows,
+    UnsupportedSheet,
+    iter_rows,
+)
+from mailbot.read.text import strip_quoted
+
+log = logging.getLogger(__name__)
+
+BODY = "body"
+NOTE_EMAIL_FROM_SENDER = "contact_email taken from From"
+# A spreadsheet's header row must name at least this many fields, within its first rows.
+MIN_HEADER_FIELDS = 3
+HEADER_SEARCH_ROWS = 30
+# An .xlsx is zipped XML; a real list expands a few times. More than this is a zip bomb.
+XLSX_EXPANSION = 10
+# A request is a few lines; the rest of a huge body is not read (and the operator is told).
+MAX_BODY_CHARS = 256 * 1024
+
+# How problem details name the fields (operators read them), and the seed's own labels.
+FIELD_NAMES = {
+    "company": "company name",
+    "contact_name": "contact name",
+    "contact_email": "contact e-mail",
+    "system": "system",
+    "serial": "serial number",
+}
+SEED_LABELS = {
+    "company": "Nombre de la empresa",
+    "contact_name": "Nombre del contacto",
+    "contact_email": "Correo electrónico del contacto",
+    "system": "Tipo de sistema",
+    "serial": "Número de serie",
+}
+# The core of a request: a block without either is a signature or context, not a request.
+CORE_FIELDS = ("system", "serial")
+# Fields a later block may inherit from the block before it (one company, several systems).
+SHARED_FIELDS = ("company", "contact_name", "contact_email")
+# A line like these after an empty label is the end of the mail, not the label's value.
+_CLOSINGS = ("saludo", "gracias", "atentamente", "atte", "att", "cordialmente", "quedo",
+             "buen dia", "buenos dias", "buenas tardes", "buenas noches", "un saludo", "slds",
+             "enviado desde", "sent from")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+_SPACES = re.compile(r"\s+")
+_VALUE_EDGES = " \t*_\"'«»“”`"
+
+
+@dataclass(frozen=True)
+class _Readers:
+    """The matchers of one ruleset, built once: folding every label and alias is not free."""
+
+    labels: LabelMatcher
+    systems: SystemMatcher
+    rules: Ruleset
+
+
+_readers_cache: dict[int, _Readers] = {}
+
+
+def _readers(rules: Ruleset) -> _Readers:
+    cached = _readers_cache.get(id(rules))
+    if cached is not None and cached.rules is rules:
+        return cached
+    if len(_readers_cache) > 16:
+        _readers_cache.clear()
+    readers = _Readers(LabelMatcher(rules.labels), SystemMatcher(rules.catalogue), rules)
+    _readers_cache[id(rules)] = readers
+    return readers
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A customer's value made safe to quote in a one-line detail."""
+    value = _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
+    return value if len(value) <= limit else value[:limit - 1] + "…"
+
+
+def _clean_value(value: str) -> str:
+    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip(_VALUE_EDGES).strip()
+
+
+# --- one set of values -> requests or problems ------------------------------------------------
+
+def _to_requests(values: Mapping[str, str], *, source: str, where: str, readers: _Readers,
+                 sender: str | None) -> tuple[list[Request], list[Problem]]:
+    """Check one block's (or row's) values; a request only when every field is usable."""
+    problems: list[Problem] = []
+    notes: list[str] = []
+
+    def problem(code: str, field_name: str, detail: str) -> None:
+        problems.append(Problem(code, f"{where}: {detail}", field=field_name, source=source))
+
+    clean = {f: _clean_value(values.get(f, "")) for f in FIELDS}
+    for field_name in FIELDS:
+        if clean[field_name] or (field_name == "contact_email" and sender):
+            continue
+        problem("missing_field", field_name,
+                f"no {FIELD_NAMES[field_name]} found; write it as "
+                f"\"{SEED_LABELS[field_name]}: ...\"")
+
+    email = None
+    if clean["contact_email"]:
+        email = parse_email(clean["contact_email"])
+        if email is None:
+            problem("invalid_email", "contact_email",
+                    f"\"{_shown(clean['contact_email'])}\" is not one valid e-mail address; "
+                    f"write a single address such as nombre@empresa.com.mx")
+    elif sender:
+        email = parse_email(sender)
+        if email is None:
+            problem("missing_field", "contact_email",
+                    f"no {FIELD_NAMES['contact_email']} found and the sender's address is not "
+                    f"usable; write it as \"{SEED_LABELS['contact_email']}: ...\"")
+        else:
+            notes.append(NOTE_EMAIL_FROM_SENDER)
+
+    system = None
+    if clean["system"]:
+        system, why = readers.systems.explain(clean["system"])
+        if system is None:
+            names = "; ".join(readers.rules.catalogue.names)
+            problem("unknown_system", "system",
+                    f"\"{_shown(clean['system'])}\" is not a system in the catalogue ({why}); "
+                    f"write one of: {names}")
+
+    serials: list[str] = []
+    if clean["serial"]:
+        serials = find_serials(clean["serial"])
+        if not serials:
+            problem("invalid_serial", "serial",
+                    f"\"{_shown(clean['serial'])}\" is not a serial number; a serial is four "
+                    f"groups of four letters or digits, like AAAA-BBBB-CCCC-DDDD")
+
+    if problems or system is None or email is None or not serials:
+        return [], problems
+    requests = [Request(company=clean["company"], contact_name=clean["contact_name"],
+                        contact_email=email, system=system, serial=serial, source=source,
+                        notes=tuple(notes))
+                for serial in serials]
+    return requests, []
+
+
+# --- the body ---------------------------------------------------------------------------------
+
+def _is_closing(line: str) -> bool:
+    if line.lstrip().startswith("--"):
+        return True
+    folded = fold(line)
+    return folded.startswith("saludo") or any(
+        folded == c or folded.startswith(c + " ") for c in _CLOSINGS)
+
+
+def _read_blocks(text: str, labels: LabelMatcher) -> list[dict[str, str]]:
+    """Labelled values, grouped into blocks: a block ends where a field it already has repeats.
+
+    A label alone on its line takes the next non-empty line as its value, unless that line is
+    another label or the mail's closing ("Saludos", "Gracias"). Lines without a label
+    (greetings, prose, signatures) are skipped; "Sistema: X, Serie: Y" on one line is two
+    fields. A spreadsheet pasted into the body (a line of
+    tab-separated column names, then tab-separated rows) gives one block per row.
+    """
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    waiting: str | None = None  # a label seen alone on its line
+    table: dict[str, int] | None = None  # columns of a spreadsheet pasted into the body
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        cells = [c.strip() for c in line.split("\t")] if "\t" in line else []
+        header = _header_cells(cells, labels) if len(cells) >= MIN_HEADER_FIELDS else {}
+        if len(header) >= MIN_HEADER_FIELDS:
+            table, waiting = header, None
+            continue
+        if table is not None and len(cells) > 1:
+            if current:
+                blocks.append(current)
+                current = {}
+            blocks.append({f: cells[i] if i < len(cells) else "" for f, i in table.items()})
+            continue
+        table = None
+        found = labels.match(line)
+        if found is None:
+            if waiting is not None and not _is_closing(line):
+                current[waiting] = line.strip()
+            waiting = None
+            continue
+        for field_name, rest in _inline_fields(*found, labels):
+            if current.get(field_name):
+                blocks.append(current)
+                current = {}
+            current[field_name] = rest
+            waiting = None if rest else field_name
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+_INLINE_BREAK = re.compile(r"[,;|]\s*|\s{2,}|\s[-–—]\s")
+
+
+def _inline_fields(field_name: str, rest: str, labels: LabelMatcher) -> list[tuple[str, str]]:
+    """Split "Sistema: Bancos, Serie: AAAA-..." (several fields on one line, as phones write
+    them) into one (field, value) pair each. Only "label:" counts inside a line."""
+    pairs = [(field_name, rest)]
+    while True:
+        name, value = pairs[-1]
+        for match in _INLINE_BREAK.finditer(value):
+            segment = value[match.end():]
+            found = labels.match(segment)
+            if found is not None and ":" in segment[:80].split(found[1] or "\n", 1)[0]:
+                pairs[-1] = (name, value[:match.start()].strip())
+                pairs.append(found)
+                break
+        else:
+            return pairs
+
+
+@dataclass(frozen=True)
+class _BodyBlock:
+    number: int
+    values: Mapping[str, str]
+    is_request: bool  # has a system or a serial: a request attempt, not a signature
+
+
+def _body_blocks(text: str, readers: _Readers) -> list[_BodyBlock]:
+    raw = _read_blocks(text[:MAX_BODY_CHARS], readers.labels)
+    blocks: list[_BodyBlock] = []
+    previous: Mapping[str, str] = {}
+    for values in raw:
+        is_request = any(_clean_value(values.get(f, "")) for f in CORE_FIELDS)
+        if is_request and previous:
+            # "Empresa/Contacto/Correo" once, then several "Sistema/Serie" pairs.
+            merged = dict(values)
+            for f in SHARED_FIELDS:
+                if not _clean_value(merged.get(f, "")) and previous.get(f):
+                    merged[f] = previous[f]
+            values = merged
+        if is_request:
+            previous = values
+        blocks.append(_BodyBlock(len(blocks) + 1, values, is_request))
+    return blocks
+
+
+def _requests_from_blocks(blocks: Sequence[_BodyBlock], readers: _Readers, sender: str | None,
+                          source: str = BODY) -> tuple[list[Request], list[Problem]]:
+    # Blocks without system or serial are signatures ("E-mail: ..." under the request) or
+    # context; they count only when the body has nothing else, to say what is missing.
+    chosen = [b for b in blocks if b.is_request] or list(blocks[:1])
+    requests: list[Request] = []
+    problems: list[Problem] = []
+    for block in chosen:
+        where = source if len(chosen) == 1 else f"{source}, block {block.number}"
+        r, p = _to_requests(block.values, source=source, where=where, readers=readers,
+                            sender=sender)
+        requests += r
+        problems += p
+    return requests, problems
+
+
+def extract_body(text: str, rules: Ruleset, *, sender: str | None,
+                 ) -> tuple[list[Request], list[Problem]]:
+    """Requests written as labelled fields in a body (already stripped of quoted history).
+
+    Fields in any order, the value after the label or on the next line, several blocks (a new
+    one starts where a field repeats; later blocks inherit company and contact from the one
+    before). A missing contact e-mail is taken from `sender`, with a note on the request. No
+    labelled data at all gives ``([], [])``: deciding whether that is a problem is read_mail's.
+    """
+    readers = _readers(rules)
+    return _requests_from_blocks(_body_blocks(text, readers), readers, sender)
+
+
+# --- spreadsheets -----------------------------------------------------------------------------
+
+def display_name(filename: str | None, fallback: str = "attachment") -> str:
+    """An attachment's name made safe for `source` strings and details (one line, bounded)."""
+    name = _shown(filename or "", 120).replace(":", "_") if filename else ""
+    return name or fallback
+
+
+def _header(row: SheetRow, labels: LabelMatcher) -> dict[str, int]:
+    return _header_cells(row.cells, labels)
+
+
+def _header_cells(cells: Sequence[str], labels: LabelMatcher) -> dict[str, int]:
+    """Column index of each field the cells name (first column wins for a field)."""
+    columns: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        if cell and len(cell) <= 120:
+            field_name = labels.match_header(cell)
+            if field_name is not None and field_name not in columns:
+                columns[field_name] = index
+    return columns
+
+
+def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsConfig, *,
+                  sender: str | None = None, defaults: Mapping[str, str] | None = None,
+                  ) -> tuple[list[Request], list[Problem]]:
+    """One request per data row of a spreadsheet attachment (.xlsx/.xlsm/.csv).
+
+    The header row is the first row, in the first 30 of a sheet, that names at least three
+    fields (synonyms from rules/fields.toml, any column order); every sheet is searched, title
+    rows above it and blank rows are skipped. A row with neither system nor serial and at most
+    one other value is a note, not a request. Missing company/contact cells are filled from
+    `defaults` (what the body said), a missing e-mail from `sender` (with a note). No header
+    anywhere is a ``no_request_data`` problem for the attachment: it may be a spreadsheet about
+    something else, and the customer is told how to lay out the list.
+    """
+    readers = _readers(rules)
+    name = display_name(filename)
+    where_file = f"attachment:{name}"
+    if len(payload) > limits.max_attachment_bytes:
+        return [], [Problem("attachment_too_large",
+                            f"{name}: {len(payload):,} bytes, more than the "
+                            f"{limits.max_attachment_bytes:,} allowed; send a smaller file with "
+                            f"only the rows needed", source=where_file)]
+    requests: list[Request] = []
+    problems: list[Problem] = []
+    headers_found = 0
+    data_rows = 0
+    sheet: str | None = None
+    columns: dict[str, int] | None = None
+    try:
+        for row in iter_rows(name, payload, max_rows=limits.max_rows,
+                             max_uncompressed_bytes=limits.max_attachment_bytes * XLSX_EXPANSION):
+            if row.sheet != sheet:
+                sheet, columns = row.sheet, None
+            if columns is None and row.row_number > HEADER_SEARCH_ROWS:
+                continue
+            found = _header(row, readers.labels)
+            if len(found) >= MIN_HEADER_FIELDS:
+                columns = found
+                headers_found += 1
+                continue
+            if columns is None:
+                continue  # a title row above the header
+            values = {f: row.cell(i) for f, i in columns.items()}
+            filled = [f for f, v in values.items() if v.strip()]
+            if not any(values.get(f, "").strip() for f in CORE_FIELDS) and len(filled) <= 1:
+                continue  # a note or total under the list, not a request
+            data_rows += 1
+            for f in SHARED_FIELDS:
+                if not values.get(f, "").strip() and defaults and defaults.get(f):
+                    values[f] = defaults[f]
+            source = f"{where_file}:row {row.row_number}"
+            r, p = _to_requests(values, source=source,
+                                where=f"{name}, sheet {row.sheet!r}, row {row.row_number}",
+                                readers=readers, sender=sender)
+            requests += r
+            problems += p
+    except TooManyRows as exc:
+        problems.append(Problem("too_many_rows", f"{exc.detail}; send the rest in another mail "
+                                f"or in several files", source=where_file))
+    except SheetTooLarge as exc:
+        problems.append(Problem("attachment_too_large", exc.detail, source=where_file))
+    except UnsupportedSheet as exc:
+        problems.append(Problem("unsupported_attachment", exc.detail, source=where_file))
+    except EncryptedSheet as exc:
+        problems.append(Problem("unreadable_attachment", exc.detail, source=where_file))
+    except SheetError as exc:
+        problems.append(Problem("unreadable_attachment", exc.detail, source=where_file))
+    if not headers_found and not problems:
+        wanted = ", ".join(f"\"{SEED_LABELS[f]}\"" for f in FIELDS)
+        problems.append(Problem(
+            "no_request_data",
+            f"{name}: no header row found (at least {MIN_HEADER_FIELDS} column names in the "
+            f"first {HEADER_SEARCH_ROWS} rows of a sheet); put one row with the columns "
+            f"{wanted} above the data", source=where_file))
+    elif headers_found and not data_rows and not problems:
+        problems.append(Problem("no_request_data",
+                                f"{name}: the header row was found but no rows with data "
+                                f"below it; write one row per system", source=where_file))
+    return requests, problems
+
+
+# --- the whole mail ---------------------------------------------------------------------------
+
+def _attached_mail(name: str, payload: bytes, readers: _Readers, own_addresses: Sequence[str],
+                   ) -> tuple[list[Request], list[Problem]]:
+    """Requests in the body of a mail forwarded as an attachment ("Reenviar como datos
+    adjuntos"). Only blocks with a system or serial count, one level deep; our own answers
+    attached back to us are never read (they show the example request)."""
+    inner = parse_mail(payload)
+    if ignored_reason(inner, own_addresses) in ("own_mail", "bounce", "auto_reply"):
+        return [], []
+    blocks = [b for b in _body_blocks(strip_quoted(inner.text), readers) if b.is_request]
+    if not blocks:
+        return [], []
+    return _requests_from_blocks(blocks, readers, inner.sender, source=f"attachment:{name}")
+
+
+T = TypeVar("T")
+
+
+class _Step:
+    """Runs one step of reading; an unexpected exception becomes an internal_error problem."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def run(self, name: str, fallback: T, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - the read step must never fail a mail
+            log.exception("read_mail: step %s failed", name)
+            self.problems.append(Problem("internal_error",
+                                         f"mailbot failed while reading the mail ({name}: "
+                                         f"{type(exc).__name__}); an operator must look at it",
+                                         source=name))
+            return fallback
+
+
+def _empty_parsed(data: bytes) -> ParsedMail:
+    return ParsedMail(subject="", sender=None, from_addresses=(), message_id=None, references=(),
+                      headers={}, text="", html="", attachments=(), defects=("unparsed",),
+                      size=len(data))
+
+
+def _header_bytes(data: bytes) -> bytes:
+    """The header block of a raw message, for classifying a mail too large to parse."""
+    limit = min(len(data), 256 * 1024)
+    head = data[:limit]
+    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    end = min(ends) if ends else limit
+    return head[:end] + b"\r\n\r\n"
+
+
+def _extension(filename: str, content_type: str) -> str:
+    ext = PurePath(filename.strip().lower()).suffix
+    if ext:
+        return ext
+    guessed = {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+        "application/vnd.ms-excel.sheet.macroenabled.12": ".xlsm",
+        "text/csv": ".csv",
+        "application/vnd.ms-excel": ".xls",
+        "application/vnd.oasis.opendocument.spreadsheet": ".ods",
+    }
+    return guessed.get(content_type.lower().split(";")[0].strip(), "")
+
+
+def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: Sequence[str],
+              *, size: int | None = None) -> tuple[ParsedMail, Extraction]:
+    """Read one raw mail: classify it, then extract requests from its body, its spreadsheets
+    (.xlsx/.xlsm/.csv; .xls/.ods are reported as unsupported) and the body of a mail attached
+    to it (a forward as attachment). PDFs, images and documents are left alone.
+
+    `size` is the size the mailbox reported, when the bytes were not all fetched. Ignored mails
+    (auto-replies, bounces, our own) are classified only: nothing in them is a request.
+    """
+    steps = _Step()
+    try:
+        return _read_mail(data, rules, limits, own_addresses, size, steps)
+    except Exception:  # noqa: BLE001 - belt and braces: _read_mail guards each step already
+        log.exception("read_mail failed")
+        steps.problems.append(Problem("internal_error", "mailbot failed while reading the "
+                                      "mail (read_mail); an operator must look at it",
+                                      source="read_mail"))
+        return _empty_parsed(data or b""), Extraction(
+            kind=None, ignored=None, sender=None, subject="", message_id=None,
+            problems=tuple(steps.problems))
+
+
+def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: Sequence[str],
+               size: int | None, steps: _Step) -> tuple[ParsedMail, Extraction]:
+    data = bytes(data or b"")
+    total = max(len(data), size or 0)
+    too_large = total > limits.max_message_bytes
+    source = _header_bytes(data) if too_large else data
+    parsed = steps.run("parse", None, lambda: parse_mail(source))
+    if parsed is None:
+        parsed = _empty_parsed(data)
+    if too_large:
+        parsed = dataclasses.replace(parsed, size=total)
+    kind = steps.run("classify", None, lambda: match_kind(parsed.subject, rules.kinds))
+    ignored = steps.run("classify", None, lambda: ignored_reason(parsed, own_addresses))
+
+    def extraction(requests: Sequence[Request] = (), notes: Sequence[str] = ()) -> Extraction:
+        return Extraction(kind=kind, ignored=ignored, sender=parsed.sender,
+                          subject=parsed.subject, message_id=parsed.message_id,
+                          requests=tuple(requests), problems=tuple(steps.problems),
+                          notes=tuple(notes))
+
+    if ignored:
+        return parsed, extraction()
+    if too_large:
+        steps.problems.append(Problem(
+            "message_too_large",
+            f"the message is {total:,} bytes, more than the {limits.max_message_bytes:,} "
+            f"allowed, so it was not read; send the request without large attachments",
+            source="message"))
+        return parsed, extraction()
+
+    notes: list[str] = []
+    readers = steps.run("rules", None, lambda: _readers(rules))
+    if readers is None:
+        return parsed, extraction()
+    text = steps.run("strip_quoted", parsed.text,
+                     lambda: strip_quoted(parsed.text, forwarded=is_forwarded(parsed.subject)))
+    if len(text) > MAX_BODY_CHARS:
+        notes.append(f"only the first {MAX_BODY_CHARS:,} characters of the body were read")
+    blocks = steps.run("extract_body", [], lambda: _body_blocks(text, readers))
+    context = next((b.values for b in blocks if not b.is_request), None)
+
+    problems: list[Problem] = []
+    sheet_requests: list[Request] = []
+    has_sheet = False
+    other_files: list[str] = []
+    attachments = parsed.attachments
+    if len(attachments) > limits.max_attachments:
+        problems.append(Problem(
+            "too_many_attachments",
+            f"the mail has {len(attachments)} attachments; only the first "
+            f"{limits.max_attachments} were read; send the rest in another mail",
+            source="message"))
+        attachments = attachments[:limits.max_attachments]
+    for number, attachment in enumerate(attachments, start=1):
+        ext = _extension(attachment.filename or "", attachment.content_type or "")
+        name = display_name(attachment.filename, fallback=f"attachment-{number}{ext}")
+        if ext in SPREADSHEET_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS:
+            # Unsupported formats go through the reader too: it tells an .xls from a
+            # misnamed .xlsx by content, and words the hint for each format.
+            has_sheet = True
+            r, p = steps.run(f"extract_sheet {name}", ([], []), lambda a=attachment, n=name:
+                             extract_sheet(n, a.payload, rules, limits, sender=parsed.sender,
+                                           defaults=context))
+            sheet_requests += r
+            problems += p
+        elif ext == ".eml" or (attachment.content_type or "").lower() == "message/rfc822":
+            r, p = steps.run(f"extract_attached_mail {name}", ([], []), lambda a=attachment, n=name:
+                             _attached_mail(n, a.payload, readers, own_addresses))
+            sheet_requests += r
+            problems += p
+            if not r and not p:
+                other_files.append(name)
+        else:
+            other_files.append(name)
+
+    # Body blocks without system/serial next to a spreadsheet are its context (who is asking),
+    # and in a mail that is not a request they are just a signature.
+    body_blocks = [b for b in blocks if b.is_request] if (has_sheet or kind is None) else blocks
+    r, p = steps.run("extract_body", ([], []),
+                     lambda: _requests_from_blocks(body_blocks, readers, parsed.sender)
+                     if body_blocks else ([], []))
+    requests = r + sheet_requests
+    problems = p + problems
+
+    unique: list[Request] = []
+    seen: dict[str, Request] = {}
+    for request in requests:
+        first = seen.get(request.serial)
+        if first is not None:
+            notes.append(f"{request.serial} asked again in {request.source}; kept the request "
+                         f"from {first.source}")
+            continue
+        seen[request.serial] = request
+        unique.append(request)
+    if len(unique) > limits.max_requests:
+        problems.append(Problem(
+            "too_many_requests",
+            f"the mail asks for {len(unique)} serials; only the first {limits.max_requests} "
+            f"are handled; send the rest in another mail", source="message"))
+        unique = unique[:limits.max_requests]
+
+    steps.problems[:0] = problems
+    if kind is not None and not unique and not steps.problems:
+        ignored_files = f" (attached files not read: {', '.join(other_files)})" if other_files else ""
+        steps.problems.append(Problem(
+            "no_request_data",
+            f"no request data found{ignored_files}; write the five fields in the body ("
+            + ", ".join(f"\"{SEED_LABELS[f]}: ...\"" for f in FIELDS)
+            + ") or attach an .xlsx list with one row per system", source=BODY))
+    if kind == "free_update" and not unique:
+        # The request may well be inside the file (a Word list, a scan): say why it was not read.
+        steps.problems += [
+            Problem("unsupported_attachment",
+                    f"{name}: request lists are read from .xlsx or .csv files and from the "
+                    "mail's text only; write the fields in the body or attach an .xlsx list",
+                    source=f"attachment:{name}")
+            for name in other_files if not name.lower().endswith(".eml")]
+    for name in other_files:
+        notes.append(f"attachment {name} not read (not a spreadsheet)")
+    return parsed, extraction(unique, notes)

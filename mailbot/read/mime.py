@@ -1,0 +1,604 @@
+"""Bytes of a mail -> `ParsedMail`, for any bytes at all.
+
+mail-parser builds the message and reports its defects; the body and the attachments are then
+chosen here by walking the MIME tree, because mail-parser's own lists do not fit a request mail:
+its ``text_plain`` holds every text part, forwarded messages' included; it decodes a mis-declared
+charset with replacement characters; it names attachments without a filename at random. What a
+customer sent must always reach the field parser, so nothing here raises: mail-parser failing
+falls back to the stdlib ``email`` package, and that failing to a raw reading of the headers.
+Only this module imports mailparser.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import email
+import email.message
+import logging
+import mimetypes
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+import mailparser
+from mailparser.utils import get_addresses
+
+from mailbot.model import Attachment, ParsedMail
+from mailbot.read.text import html_to_text
+
+# mail-parser logs a warning for every multipart container it walks; our defects say what matters.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+
+_MAX_DEPTH = 40  # MIME nesting we follow; deeper parts are reported, not walked
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=")
+_MSG_ID = re.compile(r"<[^<>\s]+>")
+_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
+_FOLD = re.compile(r"\r?\n[ \t]*|\r[ \t]*")
+# Python codec names (codecs.lookup(...).name) of single-byte charsets, where valid UTF-8 is a
+# sure sign of a wrong label; and of the charsets where ASCII bytes mean ASCII text.
+_SINGLE_BYTE = ("ascii", "iso8859", "cp125", "latin", "mac-", "koi8", "cp437", "cp850", "tis-620")
+_ASCII_COMPATIBLE = _SINGLE_BYTE + (
+    "utf-8", "gb", "big5", "euc", "shift_jis", "cp932", "cp949", "cp950",
+)
+_REPORT_PARTS = frozenset({
+    "message/delivery-status", "message/disposition-notification", "message/feedback-report",
+    "text/rfc822-headers", "message/global-delivery-status", "message/global-headers",
+})
+
+
+def parse_mail(data: bytes) -> ParsedMail:
+    """Read one mail; never raises, whatever the bytes (see the module docstring)."""
+    try:
+        data = _as_bytes(data)
+    except Exception:  # pragma: no cover - not bytes-like at all
+        data = b""
+    defects: list[str] = []
+    if not data.strip():
+        defects.append("empty message")
+    message: Message | None = None
+    try:
+        parser = mailparser.MailParser.from_bytes(data)
+        message = parser.message
+        defects.extend(_mailparser_defects(parser.defects))
+    except Exception as exc:  # mail-parser gave up: the stdlib parser is more forgiving
+        defects.append(f"mail-parser failed ({type(exc).__name__}); read with the email package")
+        try:
+            message = email.message_from_bytes(data)
+            defects.extend(_stdlib_defects(message))
+        except Exception as exc2:
+            defects.append(f"email package failed ({type(exc2).__name__}); headers read raw")
+    if message is not None:
+        try:
+            return _from_message(message, data, defects)
+        except Exception as exc:
+            defects.append(f"MIME structure unreadable ({type(exc).__name__}); headers read raw")
+    return _salvage(data, defects)
+
+
+# --- The message ------------------------------------------------------------------------------
+
+
+def _from_message(message: Message, data: bytes, defects: list[str]) -> ParsedMail:
+    headers: dict[str, list[str]] = {}
+    raw_from: list[str] = []
+    for name, raw in message.raw_items():
+        key = str(name).strip().lower()
+        raw_text = _header_raw_text(raw)
+        headers.setdefault(key, []).append(decode_header_text(raw_text))
+        if key == "from":
+            raw_from.append(raw_text)
+    body = _Body(defects)
+    body.walk(message, depth=0)
+    text = "\n".join(t for t in body.plain if t.strip())
+    html = "\n".join(body.html)
+    if not text.strip() and not html and body.embedded:
+        # Nothing of its own (a mail forwarded as an attachment): read the forwarded one.
+        inner = _Body(defects)
+        inner.walk(body.embedded[0], depth=1, files=False)
+        text = "\n".join(t for t in inner.plain if t.strip())
+        html = "\n".join(inner.html)
+    if not text.strip() and html:
+        text = html_to_text(html)
+    return _parsed(headers, raw_from, text, html, tuple(body.attachments), defects, len(data))
+
+
+def _parsed(
+    headers: dict[str, list[str]],
+    raw_from: list[str],
+    text: str,
+    html: str,
+    attachments: tuple[Attachment, ...],
+    defects: list[str],
+    size: int,
+) -> ParsedMail:
+    from_addresses = _addresses(raw_from)
+
+    def first(name: str) -> str:
+        return headers.get(name, [""])[0]
+
+    subject = " ".join(first("subject").split())
+    ids = _MSG_ID.findall(first("message-id"))
+    message_id = ids[0] if ids else (first("message-id").strip() or None)
+    references: list[str] = []
+    for name in ("in-reply-to", "references"):
+        for value in headers.get(name, []):
+            for ref in _MSG_ID.findall(value) or [t for t in value.split() if "@" in t]:
+                if ref not in references:
+                    references.append(ref)
+    return ParsedMail(
+        subject=subject,
+        sender=from_addresses[0] if len(from_addresses) == 1 else None,
+        from_addresses=from_addresses,
+        message_id=message_id,
+        references=tuple(references),
+        headers={k: tuple(v) for k, v in headers.items()},
+        text=text,
+        html=html,
+        attachments=attachments,
+        defects=tuple(dict.fromkeys(defects)),
+        size=size,
+    )
+
+
+def _addresses(raw_from: list[str]) -> tuple[str, ...]:
+    """Every addr-spec in the From headers, lower case, once each."""
+    found: list[str] = []
+    for raw in raw_from:
+        try:
+            pairs = get_addresses(_FOLD.sub(" ", raw), decode_names=True)
+        except Exception:
+            pairs = []
+        for _, address in pairs:
+            address = address.strip().lower()
+            if _ADDR_SPEC.match(address) and address not in found:
+                found.append(address)
+    return tuple(found)
+
+
+@dataclass
+class _Body:
+    """Walks a MIME tree once, collecting body text, HTML and attachments."""
+
+    defects: list[str]
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    embedded: list[Message] = field(default_factory=list)
+
+    def walk(self, part: Message, depth: int, files: bool = True) -> None:
+        if depth > _MAX_DEPTH:
+            self.defects.append(f"MIME nesting deeper than {_MAX_DEPTH}; inner parts skipped")
+            return
+        ctype = _content_type(part)
+        maintype = ctype.split("/", 1)[0]
+        if ctype in _REPORT_PARTS:
+            return  # machine-readable parts of a bounce or receipt
+        if self._is_attachment(part, ctype):
+            if files:
+                self.attachments.append(self._attachment(part, ctype))
+            if not _named_inline_text(part, ctype):
+                return
+        if maintype == "message" and part.is_multipart():
+            inner = part.get_payload()
+            if isinstance(inner, list):
+                for message in inner:
+                    if isinstance(message, Message):
+                        self.embedded.append(message)
+                        if files:
+                            # A forwarded mail's files are files; its text is not our body.
+                            collector = _Body(self.defects)
+                            collector.walk(message, depth + 1)
+                            self.attachments.extend(collector.attachments)
+            return
+        if part.is_multipart():
+            children = [p for p in part.get_payload() if isinstance(p, Message)]
+            if ctype == "multipart/alternative":
+                self._alternative(children, depth, files)
+            elif ctype == "multipart/signed" and children:
+                self.walk(children[0], depth + 1, files)  # the rest is the signature, not a file
+            else:
+                for child in children:
+                    if ctype == "multipart/related" and _is_embedded_resource(child):
+                        continue  # an image the HTML shows (a signature logo), not a file
+                    self.walk(child, depth + 1, files)
+            return
+        if maintype == "multipart":
+            self._broken_multipart(part, ctype, depth, files)
+            return
+        if ctype in ("text/plain", "text/html"):
+            text = self._decode(part)
+            if ctype == "text/html":
+                self.html.append(text)
+            else:
+                self.plain.append(_unflow(text, part) if _is_flowed(part) else text)
+
+    def _alternative(self, children: list[Message], depth: int, files: bool) -> None:
+        # Alternatives come in increasing order of preference; the body is one of them.
+        plain: list[str] = []
+        html: list[str] = []
+        for child in children:
+            sub = _Body(self.defects)
+            sub.walk(child, depth + 1, files)
+            if any(t.strip() for t in sub.plain):
+                plain = sub.plain
+            if sub.html:
+                html = sub.html
+            self.attachments.extend(sub.attachments)
+            self.embedded.extend(sub.embedded)
+        self.plain.extend(plain)
+        self.html.extend(html)
+
+    def _broken_multipart(self, part: Message, ctype: str, depth: int, files: bool) -> None:
+        """A multipart whose boundary is missing or wrong: find the real one in the body."""
+        raw = _payload_bytes(part)
+        boundary = _guess_boundary(raw)
+        if boundary and depth < _MAX_DEPTH:
+            self.defects.append(f"{ctype}: boundary missing or wrong; recovered {boundary!r}")
+            rebuilt = (f'Content-Type: {ctype}; boundary="{boundary}"\r\n\r\n').encode() + raw
+            try:
+                self.walk(email.message_from_bytes(rebuilt), depth + 1, files)
+                return
+            except Exception:
+                pass
+        self.defects.append(f"{ctype}: no parts found; body read as text")
+        self.plain.append(decode_text(raw, part.get_content_charset(), self.defects))
+
+    def _is_attachment(self, part: Message, ctype: str) -> bool:
+        disposition = _disposition(part)
+        if disposition == "attachment":
+            return True
+        if ctype.startswith("multipart/"):
+            return False
+        return bool(_filename(part))
+
+    def _attachment(self, part: Message, ctype: str) -> Attachment:
+        name = _filename(part)
+        if not name:
+            extension = mimetypes.guess_extension(ctype) or ".bin"
+            name = f"attachment-{len(self.attachments) + 1}{extension}"
+        if part.is_multipart():
+            payload = _flatten(part)
+        else:
+            payload = _payload_bytes(part, self.defects)
+        return Attachment(filename=name, content_type=ctype, payload=payload)
+
+    def _decode(self, part: Message) -> str:
+        return decode_text(_payload_bytes(part, self.defects), _charset(part), self.defects)
+
+
+def _guess_boundary(raw: bytes) -> str | None:
+    """The first ``--token`` line that occurs at least twice: a real boundary opens and closes."""
+    seen: dict[bytes, int] = {}
+    for match in re.finditer(rb"^--(\S{1,200})[ \t]*\r?$", raw, re.MULTILINE):
+        token = match.group(1)
+        token = token[:-2] if token.endswith(b"--") and len(token) > 2 else token
+        seen[token] = seen.get(token, 0) + 1
+        if seen[token] >= 2:
+            return token.decode("ascii", "replace")
+    return None
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:
+        return "text/plain"
+
+
+def _disposition(part: Message) -> str | None:
+    try:
+        value = part.get_content_disposition()
+    except Exception:
+        return None
+    return value.strip().lower() if isinstance(value, str) else None
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        value = part.get_param("charset")
+    except Exception:
+        return None
+    if isinstance(value, tuple):  # RFC 2231 form
+        value = value[2]
+    return str(value).strip().strip("\"'") if value else None
+
+
+def _named_inline_text(part: Message, ctype: str) -> bool:
+    """A text part marked inline but named: the body of some clients, and a file too."""
+    return ctype in ("text/plain", "text/html") and _disposition(part) == "inline"
+
+
+def _is_embedded_resource(part: Message) -> bool:
+    return (
+        not part.is_multipart()
+        and bool(part.get("content-id"))
+        and _disposition(part) != "attachment"
+        and _content_type(part).split("/")[0] in ("image", "audio", "video")
+    )
+
+
+def _is_flowed(part: Message) -> bool:
+    try:
+        return str(part.get_param("format") or "").lower() == "flowed"
+    except Exception:
+        return False
+
+
+def _unflow(text: str, part: Message) -> str:
+    """Join the soft line breaks of format=flowed (RFC 3676), so a wrapped value stays whole."""
+    try:
+        delsp = str(part.get_param("delsp") or "").lower() == "yes"
+    except Exception:
+        delsp = False
+    out: list[str] = []
+    pending: tuple[int, str] | None = None
+    for line in text.split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]
+        soft = content.endswith(" ") and content != "-- "
+        if soft and delsp:
+            content = content[:-1]
+        if pending is not None and pending[0] == depth:
+            pending = (depth, pending[1] + content)
+        else:
+            if pending is not None:
+                out.append(_quoted(*pending))
+            pending = (depth, content)
+        if not soft:
+            out.append(_quoted(*pending))
+            pending = None
+    if pending is not None:
+        out.append(_quoted(*pending))
+    return "\n".join(out)
+
+
+def _quoted(depth: int, content: str) -> str:
+    return (">" * depth + " " + content) if depth else content
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if not name:
+        return ""
+    name = decode_header_text(_header_raw_text(name))
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]  # never a path, only a name
+    return "".join(ch for ch in name if ch >= " ").strip()
+
+
+def _payload_bytes(part: Message, notes: list[str] | None = None) -> bytes:
+    """The part's content with its transfer encoding undone, tolerant of broken encodings."""
+    raw = part.get_payload()
+    if isinstance(raw, list):
+        return _flatten(part)
+    if isinstance(raw, str):
+        raw_bytes = raw.encode("utf-8", "surrogateescape")  # the parser keeps 8-bit as surrogates
+    else:
+        raw_bytes = bytes(raw or b"")
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if cte == "base64":
+        return _lenient_base64(raw_bytes, notes, _content_type(part))
+    try:
+        decoded = part.get_payload(decode=True)
+    except Exception:
+        decoded = None
+    return decoded if isinstance(decoded, bytes) else raw_bytes
+
+
+def _lenient_base64(raw: bytes, notes: list[str] | None = None, where: str = "") -> bytes:
+    """Decode base64 the way mail clients do: skip junk characters, repair the padding."""
+    compact = re.sub(rb"\s+", b"", raw)
+    if notes is not None and (re.search(rb"[^A-Za-z0-9+/=]", compact) or len(compact) % 4):
+        notes.append(f"{where}: invalid base64 (stray characters or padding); decoded leniently")
+    data = re.sub(rb"[^A-Za-z0-9+/=]", b"", compact).split(b"=", 1)[0]  # padding ends the data
+    if len(data) % 4 == 1:
+        data = data[:-1]  # a lone trailing character carries no whole byte
+    try:
+        return base64.b64decode(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _flatten(part: Message) -> bytes:
+    """A container as bytes; for an attached mail, the mail itself without the part headers."""
+    target = part
+    inner = part.get_payload()
+    if _content_type(part).startswith("message/") and isinstance(inner, list) and len(inner) == 1:
+        target = inner[0]
+    try:
+        return target.as_bytes()
+    except Exception:
+        try:
+            return str(target).encode("utf-8", "surrogateescape")
+        except Exception:
+            return b""
+
+
+# --- Text and headers -----------------------------------------------------------------------
+
+
+def decode_text(data: bytes, charset: str | None, defects: list[str] | None = None) -> str:
+    """Bytes of a text part as text, whatever charset was declared (or wrongly declared).
+
+    ISO-8859-1 and US-ASCII are read as Windows-1252 (Outlook labels cp1252 text as Latin-1);
+    valid UTF-8 under a Latin-1 label is read as UTF-8; an unknown charset or bytes that do not
+    fit the declared one fall back to UTF-8, then Windows-1252. Never raises.
+    """
+    if not data:
+        return ""
+    notes = defects if defects is not None else []
+    declared = (charset or "").strip().strip("\"'").lower()
+    codec: str | None = None
+    if declared:
+        try:
+            info = codecs.lookup(declared)
+            if getattr(info, "_is_text_encoding", True):
+                codec = info.name
+        except LookupError:
+            pass
+        if codec is None:
+            notes.append(f"unknown charset {declared!r}; decoded by guessing")
+    text: str | None = None
+    if data.isascii() and (codec is None or codec.startswith(_ASCII_COMPATIBLE)):
+        text = data.decode("ascii")
+    elif codec is not None and codec.startswith(_SINGLE_BYTE):
+        utf8 = _try(data, "utf-8")
+        if utf8 is not None:
+            notes.append(f"charset {declared!r} declared but the text is UTF-8")
+            text = utf8
+        elif codec in ("ascii", "iso8859-1", "cp1252"):
+            text = _try(data, "cp1252") or data.decode("latin-1")
+        else:
+            text = _try(data, codec)
+    elif codec is not None:
+        text = _try(data, codec)
+        if text is None:
+            notes.append(f"text is not valid {declared!r}; decoded by guessing")
+    if text is None:
+        text = _try(data, "utf-8") or _try(data, "cp1252") or data.decode("latin-1")
+    return _clean_text(text)
+
+
+def _try(data: bytes, codec: str) -> str | None:
+    try:
+        text = data.decode(codec)
+        text.encode("utf-8")  # some codecs yield lone surrogates
+        return text
+    except (UnicodeError, LookupError):
+        return None
+
+
+def _clean_text(text: str) -> str:
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    return unicodedata.normalize("NFC", text)
+
+
+def _header_raw_text(raw: Any) -> str:
+    """A header value as text: 8-bit bytes (kept by the parser as surrogates) decoded too."""
+    if isinstance(raw, email.header.Header):
+        try:
+            raw = raw.encode()
+        except Exception:
+            raw = str(raw)
+    text = str(raw)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        data = text.encode("utf-8", "surrogateescape")
+        text = _try(data, "utf-8") or _try(data, "cp1252") or data.decode("latin-1")
+    return text
+
+
+def decode_header_text(raw: str) -> str:
+    """Unfold a header and decode its RFC 2047 encoded-words, tolerant of sloppy encoders.
+
+    Adjacent encoded-words in one charset are joined before decoding, because some mailers
+    split a UTF-8 character across two of them; an unknown charset falls back to UTF-8, then
+    Windows-1252.
+    """
+    try:
+        text = _FOLD.sub(" ", raw)
+        pieces: list[tuple[str | None, bytes | str]] = []  # (charset, bytes) or (None, text)
+        pos = 0
+        for match in _ENCODED_WORD.finditer(text):
+            word = _decode_word(match.group(2), match.group(3))
+            if word is None:
+                continue  # left as it is written
+            between = text[pos:match.start()]
+            after_word = bool(pieces) and pieces[-1][0] is not None
+            if between and not (after_word and not between.strip()):
+                pieces.append((None, between))  # whitespace between two words is not text
+            charset = match.group(1).lower()
+            if pieces and pieces[-1][0] == charset:
+                pieces[-1] = (charset, pieces[-1][1] + word)  # type: ignore[operator]
+            else:
+                pieces.append((charset, word))
+            pos = match.end()
+        pieces.append((None, text[pos:]))
+        out = "".join(
+            decode_text(value, charset) if isinstance(value, bytes) else value
+            for charset, value in pieces
+        )
+        return unicodedata.normalize("NFC", out.replace("\x00", "")).strip()
+    except Exception:
+        return str(raw).strip()
+
+
+def _decode_word(encoding: str, payload: str) -> bytes | None:
+    try:
+        if encoding in "Bb":
+            if re.search(r"[^A-Za-z0-9+/=]", payload):
+                return None  # not base64 at all: show the word as written
+            return _lenient_base64(payload.encode("ascii"))
+        data = payload.replace("_", " ").encode("ascii", "replace")
+        return re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), data)
+    except Exception:
+        return None
+
+
+# --- Defects and the last resort ------------------------------------------------------------
+
+
+def _mailparser_defects(found: Any) -> list[str]:
+    out: list[str] = []
+    for item in found or []:
+        if isinstance(item, dict):
+            for where, details in item.items():
+                for detail in details if isinstance(details, list) else [details]:
+                    out.append(f"{where}: {detail}")
+        else:
+            out.append(str(item))
+    # Body text is decoded here, not by mail-parser: its charset notes describe text we discard.
+    return [d for d in out if "CharsetDecodeDefect" not in d]
+
+
+def _stdlib_defects(message: Message) -> list[str]:
+    out = []
+    try:
+        for part in message.walk():
+            for defect in getattr(part, "defects", []):
+                out.append(f"{_content_type(part)}: {type(defect).__name__}")
+    except Exception:
+        pass
+    return out
+
+
+def _salvage(data: bytes, defects: list[str]) -> ParsedMail:
+    """Headers and body read by hand when no MIME parser could make sense of the bytes."""
+    try:
+        text = decode_text(data, None)
+        head, _, body = text.partition("\n\n")
+        if not re.match(r"[!-9;-~]+:", head):
+            head, body = "", text  # no header at the top: it is all body
+        fields: list[list[str]] = []  # [name, value], in order, continuation lines joined
+        for line in head.split("\n"):
+            if line[:1] in (" ", "\t") and fields:
+                fields[-1][1] += " " + line.strip()
+                continue
+            name, sep, value = line.partition(":")
+            if sep and name.strip() and " " not in name.strip():
+                fields.append([name.strip().lower(), value.strip()])
+        headers: dict[str, list[str]] = {}
+        for name, value in fields:
+            headers.setdefault(name, []).append(value)
+        raw_from = headers.get("from", [])
+        decoded = {k: [decode_header_text(v) for v in vs] for k, vs in headers.items()}
+        return _parsed(decoded, raw_from, body, "", (), defects, len(data))
+    except Exception as exc:  # pragma: no cover - belt and braces
+        defects.append(f"unreadable ({type(exc).__name__})")
+        return ParsedMail("", None, (), None, (), {}, "", "", (), tuple(defects), len(data))
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8", "surrogateescape")
+    return bytes(data)

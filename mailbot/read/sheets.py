@@ -1,0 +1,279 @@
+"""Rows out of a customer's spreadsheet (.xlsx/.xlsm) or CSV, whatever wrote it.
+
+A generic reader: it knows nothing about requests (`mailbot.read.extract` finds the header row) and
+is also used for importing the licence registry. Attachments come from strangers, so every
+failure is a `SheetError` with a sentence an operator can act on, never a library traceback;
+size, row count and zip expansion are bounded. The only module that imports openpyxl.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import warnings
+import zipfile
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any, Iterable, Iterator
+
+# What extract.py reads as request lists, and what it refuses with a hint.
+SPREADSHEET_EXTENSIONS = (".xlsx", ".xlsm", ".csv", ".tsv")
+UNSUPPORTED_EXTENSIONS = (".xls", ".xlsb", ".ods", ".fods", ".numbers")
+SAVE_AS_HINT = "save it as .xlsx or .csv and send it again"
+
+# A real request list is kilobytes; an .xlsx that expands past this is a zip bomb.
+DEFAULT_MAX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024
+# Blank rows read (not returned) on top of max_rows before giving up on a sheet.
+BLANK_ROW_ALLOWANCE = 10_000
+
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+class SheetError(Exception):
+    """A spreadsheet that cannot be read; `detail` says why and what the sender can do."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnreadableSheet(SheetError):
+    """Corrupt, truncated or not what its name says."""
+
+
+class EncryptedSheet(UnreadableSheet):
+    """Password-protected: we cannot (and must not try to) open it."""
+
+
+class UnsupportedSheet(SheetError):
+    """A format we do not read (.xls, .ods, .numbers, .xlsb...)."""
+
+
+class SheetTooLarge(SheetError):
+    """Expands to more than the configured size (a zip bomb, or simply far too big)."""
+
+
+class TooManyRows(SheetError):
+    """More rows than allowed. Raised after the first `max_rows` rows were yielded: they count."""
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One non-empty row. `row_number` is the number the spreadsheet program shows (1-based);
+    `cells` are clean strings, trailing empty cells dropped."""
+
+    sheet: str
+    row_number: int
+    cells: tuple[str, ...]
+
+    def cell(self, index: int) -> str:
+        return self.cells[index] if 0 <= index < len(self.cells) else ""
+
+
+def iter_rows(filename: str, payload: bytes, *, max_rows: int,
+              max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES) -> Iterator[SheetRow]:
+    """Every non-empty row of every sheet, in order; blank rows are skipped.
+
+    The format is decided by the content first (zip, OLE compound file, text) and the name
+    second. Raises a `SheetError` subclass when the file cannot be read, and `TooManyRows`
+    once more than `max_rows` non-empty rows were found (those before it were yielded).
+    """
+    extension = PurePath(filename.strip().lower()).suffix
+    head = payload[:8]
+    if head.startswith(_ZIP_SIGNATURE):
+        rows = _xlsx_rows(filename, payload, extension, max_uncompressed_bytes)
+    elif head == _OLE_SIGNATURE:
+        raise _ole_error(filename, payload)
+    elif extension in (".csv", ".tsv", ".txt"):
+        rows = _csv_rows(filename, payload)
+    elif extension in UNSUPPORTED_EXTENSIONS:
+        raise UnsupportedSheet(f"{filename}: this spreadsheet format is not supported; {SAVE_AS_HINT}")
+    elif extension in (".xlsx", ".xlsm"):
+        raise UnreadableSheet(f"{filename}: the file is damaged or is not really an Excel "
+                              f"workbook; {SAVE_AS_HINT}")
+    else:
+        raise UnsupportedSheet(f"{filename}: not a spreadsheet mailbot can read; {SAVE_AS_HINT}")
+    yield from _limit(filename, rows, max_rows)
+
+
+def _limit(filename: str, rows: Iterable[SheetRow | None], max_rows: int) -> Iterator[SheetRow]:
+    """Count rows against the limit; `None` stands for a blank row (read, never yielded)."""
+    try:
+        yield from _count(filename, rows, max_rows)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()  # let openpyxl close the workbook even when we stop early
+
+
+def _count(filename: str, rows: Iterable[SheetRow | None], max_rows: int) -> Iterator[SheetRow]:
+    kept = blank = 0
+    for row in rows:
+        if row is None:
+            blank += 1
+            if blank > max_rows + BLANK_ROW_ALLOWANCE:
+                raise TooManyRows(f"{filename}: more than {max_rows + BLANK_ROW_ALLOWANCE} "
+                                  f"blank rows; only the first {kept} rows with data were read")
+            continue
+        if kept >= max_rows:
+            raise TooManyRows(f"{filename}: more than {max_rows} rows; only the first "
+                              f"{max_rows} were read (sheet {row.sheet!r}, row {row.row_number} "
+                              f"and after were not)")
+        kept += 1
+        yield row
+
+
+def _ole_error(filename: str, payload: bytes) -> SheetError:
+    # Office stores a password-protected .xlsx inside an OLE file with these stream names.
+    if "EncryptionInfo".encode("utf-16-le") in payload or "EncryptedPackage".encode("utf-16-le") in payload:
+        return EncryptedSheet(f"{filename}: the spreadsheet is protected with a password; "
+                              f"remove the password and {SAVE_AS_HINT}")
+    return UnsupportedSheet(f"{filename}: this is an old Excel 97-2003 workbook (.xls); {SAVE_AS_HINT}")
+
+
+# --- cells --------------------------------------------------------------------------------------
+
+def clean_cell(value: Any) -> str:
+    """A cell as the customer sees it: 12 not 12.0, dates as YYYY-MM-DD, None as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return ""
+        if value.is_integer() and abs(value) < 1e18:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0, 0):
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    return str(value).replace("\u00a0", " ").strip()
+
+
+def _row(sheet: str, number: int, values: Iterable[Any]) -> SheetRow | None:
+    cells = [clean_cell(v) for v in values]
+    while cells and not cells[-1]:
+        cells.pop()
+    return SheetRow(sheet, number, tuple(cells)) if cells else None
+
+
+# --- xlsx ---------------------------------------------------------------------------------------
+
+def _xlsx_rows(filename: str, payload: bytes, extension: str,
+               max_uncompressed_bytes: int) -> Iterator[SheetRow | None]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(payload))
+        names = set(archive.namelist())
+        expanded = sum(info.file_size for info in archive.infolist())
+    except Exception:  # BadZipFile, NotImplementedError (odd zip versions), OSError, ...
+        raise UnreadableSheet(f"{filename}: the file is damaged (not a valid Excel workbook); "
+                              f"{SAVE_AS_HINT}") from None
+    if expanded > max_uncompressed_bytes:
+        raise SheetTooLarge(f"{filename}: expands to {expanded:,} bytes, more than the "
+                            f"{max_uncompressed_bytes:,} allowed; send only the rows needed")
+    if "xl/workbook.xml" not in names:
+        if "xl/workbook.bin" in names:
+            raise UnsupportedSheet(f"{filename}: Excel binary workbooks (.xlsb) are not "
+                                   f"supported; {SAVE_AS_HINT}")
+        if "content.xml" in names or "mimetype" in names:
+            raise UnsupportedSheet(f"{filename}: OpenDocument spreadsheets (.ods) are not "
+                                   f"supported; {SAVE_AS_HINT}")
+        if any(n.startswith("Index/") for n in names):
+            raise UnsupportedSheet(f"{filename}: Apple Numbers files are not supported; {SAVE_AS_HINT}")
+        if extension in (".xlsx", ".xlsm"):
+            raise UnreadableSheet(f"{filename}: the file is damaged (no workbook inside); {SAVE_AS_HINT}")
+        raise UnsupportedSheet(f"{filename}: a zip archive, not a spreadsheet; {SAVE_AS_HINT}")
+    return _openpyxl_rows(filename, payload)
+
+
+def _openpyxl_rows(filename: str, payload: bytes) -> Iterator[SheetRow | None]:
+    import openpyxl  # imported here: only spreadsheets need it, and it is slow to import
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it skips
+            book = openpyxl.load_workbook(io.BytesIO(payload), read_only=True, data_only=True,
+                                          keep_links=False)
+    except Exception as exc:  # openpyxl raises anything from KeyError to XML errors
+        raise UnreadableSheet(f"{filename}: the workbook is damaged and cannot be opened "
+                              f"({type(exc).__name__}); {SAVE_AS_HINT}") from None
+    try:
+        for sheet in book.worksheets:
+            title = str(sheet.title)
+            try:
+                sheet.reset_dimensions()  # writers get <dimension> wrong; never trust it
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                        yield _row(title, number, values)
+            except SheetError:
+                raise
+            except Exception as exc:
+                raise UnreadableSheet(f"{filename}: sheet {title!r} is damaged and could not be "
+                                      f"read to the end ({type(exc).__name__}); "
+                                      f"{SAVE_AS_HINT}") from None
+    finally:
+        book.close()
+
+
+# --- csv ----------------------------------------------------------------------------------------
+
+def decode_text(payload: bytes) -> str:
+    """Text of a CSV as Excel and others write it: UTF-8 (with or without BOM), UTF-16 with a
+    BOM ("Unicode text"), else Windows-1252, which is what Excel in Spanish saves as "CSV"."""
+    if payload.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return payload.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return payload.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return payload.decode("cp1252", errors="replace")
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter (",", ";" or tab) that splits the first lines most consistently."""
+    sample = [line for line in text.splitlines()[:30] if line.strip()]
+    best, best_score = ",", (0, 0)
+    for delimiter in (",", ";", "\t"):
+        try:
+            counts = [len(r) for r in csv.reader(sample, delimiter=delimiter)]
+        except csv.Error:
+            continue
+        wide = [c for c in counts if c > 1]
+        if not wide:
+            continue
+        mode = max(set(wide), key=wide.count)
+        score = (wide.count(mode), mode)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _csv_rows(filename: str, payload: bytes) -> Iterator[SheetRow | None]:
+    if b"\x00" in payload[:4096] and not payload.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UnreadableSheet(f"{filename}: not a text CSV file; {SAVE_AS_HINT}")
+    text = decode_text(payload)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    sheet = PurePath(filename).stem or "csv"
+    number = 0
+    try:
+        for number, values in enumerate(reader, start=1):
+            yield _row(sheet, number, values)
+    except csv.Error as exc:
+        raise UnreadableSheet(f"{filename}: line {number + 1} cannot be read as CSV ({exc}); "
+                              f"{SAVE_AS_HINT}") from None

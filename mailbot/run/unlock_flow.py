@@ -1,0 +1,376 @@
+"""The unlock ledger and the unlock decision in the store's context (seed 000, issue 4 §1).
+
+`mailbot.decide.unlock` decides one request from counts it is given; this module supplies the counts
+from the ledger, recognises a request that repeats or continues one already in the ledger, and
+records what was decided. It never sends anything: the pipeline renders and queues the replies
+in the same transaction.
+
+A repetition never counts as another unlock. An unlock request is a *repetition* when it passes
+the identity rules (known serial, same system, sent by the registered contact) and the serial
+either
+- has an unlock in progress (awaiting documents, or in review): the request continues it; a
+  mail carrying documents moves an entry that awaits them to review; or
+- had an unlock approved less than ``[security] unlock_repeat_hours`` ago: the confirmation is
+  sent again.
+A reply to one of our unlock mails (its In-Reply-To/References name our reply or the customer's
+first mail, or it quotes the reference CLV-000123) continues that request even without the five
+fields. Only approved unlocks count towards the 1st/2nd unlock and the cap per period; rejected
+ones never count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.business_hours import BusinessCalendar
+from mailbot.decide.free_update import REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL
+from mailbot.model import REVIEW, Decision, Request, RuleHit
+from mailbot.ruleset import UNLOCK_AUTO, Ruleset
+from mailbot.store.database import mails, metadata, outbox
+from mailbot.decide.unlock import (
+    DOCUMENTS_NEEDED,
+    REVIEW_NO_REGISTERED_ADDRESS,
+    REVIEW_NO_RULES,
+    REVIEW_OTHER_REQUESTER,
+    UNLOCKED,
+    accepted_documents,
+    decide_unlock,
+)
+
+# Ledger statuses.
+APPROVED = "approved"
+IN_REVIEW = "in_review"
+AWAITING_DOCUMENTS = "awaiting_documents"
+REJECTED = "rejected"
+OPEN = (IN_REVIEW, AWAITING_DOCUMENTS)
+STATUS_OF = {UNLOCKED: APPROVED, DOCUMENTS_NEEDED: AWAITING_DOCUMENTS, REVIEW: IN_REVIEW}
+
+# How a decision relates to the ledger.
+NEW = "new"  # a new unlock request: a new entry
+CONTINUED = "continued"  # continues an entry awaiting documents
+REPEAT_OPEN = "repeat_open"  # repeats an entry in review: acknowledged again
+REPEAT_APPROVED = "repeat_approved"  # repeats a recent approved unlock: confirmation again
+REDECIDED = "redecided"  # an operator's edit decided the entry again
+
+# A review for one of these reasons says who asks, not which unlock: never a repetition.
+IDENTITY_REASONS = frozenset({REVIEW_UNKNOWN_SERIAL, REVIEW_SYSTEM_MISMATCH,
+                              REVIEW_NO_REGISTERED_ADDRESS, REVIEW_OTHER_REQUESTER,
+                              REVIEW_NO_RULES})
+
+unlocks = sa.Table(
+    "unlocks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("serial", sa.String(19), nullable=False, index=True),
+    sa.Column("request", sa.Integer, sa.ForeignKey("requests.id")),  # the request that opened it
+    sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), nullable=False),  # ... and its mail
+    sa.Column("number", sa.Integer),  # 1st, 2nd... unlock of the serial (set when decided)
+    sa.Column("modality", sa.String(20)),
+    # approved / in_review / awaiting_documents / rejected
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("reason", sa.Text),  # why it has this status, for people
+    sa.Column("approved_by", sa.String(200)),  # "rules" or the operator's name
+    sa.Column("documents", sa.Text, nullable=False),  # JSON list of file names received
+    sa.Column("facts", sa.Text, nullable=False),  # JSON: the decision's facts (windows, texts)
+    sa.Column("due_at", sa.DateTime),  # while in review
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("decided_at", sa.DateTime),  # approved or rejected
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+# Every mail that touched an entry: the one that asked, repetitions, replies with documents.
+unlock_mails = sa.Table(
+    "unlock_mails", metadata,
+    sa.Column("unlock", sa.Integer, sa.ForeignKey("unlocks.id"), primary_key=True),
+    sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), primary_key=True, index=True),
+    sa.Column("role", sa.String(20), nullable=False),  # asked / repeat / documents
+)
+
+
+@dataclass(frozen=True)
+class UnlockStep:
+    """One unlock decision and what it does to the ledger."""
+
+    decision: Decision
+    mode: str  # NEW, CONTINUED, REPEAT_OPEN, REPEAT_APPROVED or REDECIDED
+    entry: Any | None  # the ledger row continued, repeated or redecided
+    documents: tuple[str, ...]  # accepted documents this mail brought
+
+
+# --- reading the ledger ----------------------------------------------------------------------
+
+def entry(conn: Connection, entry_id: int) -> Any | None:
+    return conn.execute(sa.select(unlocks).where(unlocks.c.id == entry_id)).first()
+
+
+def entries(conn: Connection, *, serial: str | None = None) -> list[Any]:
+    query = sa.select(unlocks).order_by(unlocks.c.id)
+    if serial:
+        query = query.where(unlocks.c.serial == serial)
+    return conn.execute(query).all()
+
+
+def counts(conn: Connection, serial: str, *, now: dt.datetime, period_days: int,
+           exclude: int | None = None) -> tuple[int, int]:
+    """(approved unlocks of `serial`, approved within the last `period_days`)."""
+    base = sa.select(sa.func.count()).select_from(unlocks).where(
+        unlocks.c.serial == serial, unlocks.c.status == APPROVED)
+    if exclude is not None:
+        base = base.where(unlocks.c.id != exclude)
+    total = conn.execute(base).scalar_one()
+    since = now - dt.timedelta(days=period_days)
+    recent = conn.execute(base.where(unlocks.c.decided_at >= since)).scalar_one()
+    return total, recent
+
+
+def open_entry(conn: Connection, serial: str, *, exclude: int | None = None) -> Any | None:
+    query = (sa.select(unlocks).where(unlocks.c.serial == serial, unlocks.c.status.in_(OPEN))
+             .order_by(unlocks.c.id.desc()).limit(1))
+    if exclude is not None:
+        query = query.where(unlocks.c.id != exclude)
+    return conn.execute(query).first()
+
+
+def last_approved(conn: Connection, serial: str, *, exclude: int | None = None) -> Any | None:
+    query = (sa.select(unlocks).where(unlocks.c.serial == serial, unlocks.c.status == APPROVED)
+             .order_by(unlocks.c.decided_at.desc(), unlocks.c.id.desc()).limit(1))
+    if exclude is not None:
+        query = query.where(unlocks.c.id != exclude)
+    return conn.execute(query).first()
+
+
+def reference_of(conn: Connection, row: Any) -> str:
+    """The reference of the mail that opened a ledger entry (what the customer quotes)."""
+    return conn.execute(sa.select(mails.c.reference).where(mails.c.id == row.mail)).scalar() or ""
+
+
+def stored_facts(row: Any) -> dict[str, Any]:
+    return json.loads(row.facts or "{}")
+
+
+def stored_documents(row: Any) -> list[str]:
+    return json.loads(row.documents or "[]")
+
+
+def find_continuation(conn: Connection, *, references: Sequence[str], texts: Iterable[str],
+                      prefix: str) -> Any | None:
+    """The open ledger entry a customer's mail answers, or None.
+
+    The mail answers an entry when its In-Reply-To/References name one of our replies or the
+    customer's own earlier mail, or when its subject or body quotes a reference of ours
+    (``CLV-000123``) of a mail that touched the entry.
+    """
+    mail_ids: set[int] = set()
+    refs = [r for r in dict.fromkeys(references) if r][:50]
+    if refs:
+        mail_ids.update(m for m in conn.execute(sa.select(outbox.c.mail).where(
+            outbox.c.message_id.in_(refs), outbox.c.mail.is_not(None))).scalars())
+        mail_ids.update(conn.execute(sa.select(mails.c.id).where(
+            mails.c.message_id.in_(refs))).scalars())
+    pattern = re.compile(rf"\b{re.escape(prefix)}-(\d{{6}})\b", re.IGNORECASE)
+    quoted = {f"{prefix.upper()}-{m}" for text in texts for m in pattern.findall(text or "")}
+    if quoted:
+        mail_ids.update(conn.execute(sa.select(mails.c.id).where(
+            mails.c.reference.in_(sorted(quoted)[:50]))).scalars())
+    if not mail_ids:
+        return None
+    return conn.execute(
+        sa.select(unlocks).join(unlock_mails, unlock_mails.c.unlock == unlocks.c.id)
+        .where(unlock_mails.c.mail.in_(sorted(mail_ids)), unlocks.c.status.in_(OPEN))
+        .order_by(unlocks.c.id.desc()).limit(1)).first()
+
+
+# --- deciding ----------------------------------------------------------------------------------
+
+def decide(conn: Connection, request: Request, *, requester: str | None, licence: Any | None,
+           documents: Sequence[str], received_at: dt.datetime, now: dt.datetime, rules: Ruleset,
+           calendar: BusinessCalendar, repeat_hours: int, continues: Any | None = None,
+           own_entry: Any | None = None) -> UnlockStep:
+    """Decide one unlock request against the ledger.
+
+    `continues`: the entry this mail answers (`find_continuation`), preferred over any other
+    open entry of the serial. `own_entry`: the entry an operator's edit decides again; it is
+    not counted and the request is never a repetition of it.
+    """
+    exclude = own_entry.id if own_entry is not None else None
+    period = rules.unlock.period_days if rules.unlock else 365
+    previous, in_period = counts(conn, request.serial, now=now, period_days=period,
+                                 exclude=exclude)
+    decision = decide_unlock(request, requester=requester, licence=licence,
+                             previous_unlocks=previous, unlocks_in_period=in_period,
+                             documents=documents, received_at=received_at, rules=rules,
+                             calendar=calendar)
+    accepted = accepted_documents(documents, rules.unlock) if rules.unlock else ()
+    ignored = [d for d in documents if d not in accepted]
+    decision = replace(decision, facts={**decision.facts, "ignored_documents": ignored})
+    if own_entry is not None:
+        return UnlockStep(decision, REDECIDED, own_entry, accepted)
+    if decision.outcome == REVIEW and decision.facts.get("review_reason") in IDENTITY_REASONS:
+        return UnlockStep(decision, NEW, None, accepted)
+
+    identity = tuple(h for h in decision.hits if not h.rule.startswith("unlock.")
+                     or h.rule == "unlock.modality")
+    current = None
+    if continues is not None and continues.serial == request.serial \
+            and continues.status in OPEN:
+        current = continues
+    current = current or open_entry(conn, request.serial)
+    if current is not None:
+        ref = reference_of(conn, current)
+        if current.status == AWAITING_DOCUMENTS:
+            hit = RuleHit("unlock.repeat", f"continues the unlock request {ref} (waiting for "
+                                           "documents): the same unlock, not counted again")
+            at = next((i for i, h in enumerate(decision.hits) if h.rule == "unlock.count"),
+                      len(decision.hits))
+            hits = (*decision.hits[:at], hit, *decision.hits[at:])
+            return UnlockStep(replace(decision, hits=hits,
+                                      facts={**decision.facts, "reference": ref}),
+                              CONTINUED, current, accepted)
+        facts = {**stored_facts(current), **_fresh_facts(decision.facts)}
+        docs = [*stored_documents(current), *(d for d in accepted
+                                              if d not in stored_documents(current))]
+        facts.update(documents=docs, reference=ref, repeat=True)
+        due = facts.get("due_text") or "(sin fecha)"
+        brought = f"; it brings {', '.join(accepted)}" if accepted else ""
+        hit = RuleHit("unlock.repeat", f"the unlock request {ref} is already in review (due "
+                                       f"{due}); this mail repeats it{brought}: not counted "
+                                       "again")
+        return UnlockStep(Decision(request, REVIEW, (*identity, hit), recipient=decision.recipient,
+                                   facts=facts), REPEAT_OPEN, current, accepted)
+    last = last_approved(conn, request.serial)
+    if last is not None and last.decided_at is not None \
+            and now - last.decided_at < dt.timedelta(hours=repeat_hours):
+        ref = reference_of(conn, last)
+        facts = {**stored_facts(last), **_fresh_facts(decision.facts), "repeat": True,
+                 "reference": ref}
+        hit = RuleHit("unlock.repeat", f"{request.serial} was released on "
+                                       f"{last.decided_at:%Y-%m-%d %H:%M} UTC ({ref}), less than "
+                                       f"{repeat_hours} h ago ([security] unlock_repeat_hours): "
+                                       "this repeats that unlock; the confirmation is sent "
+                                       "again, no new unlock is counted")
+        return UnlockStep(Decision(request, UNLOCKED, (*identity, hit),
+                                   recipient=decision.recipient, facts=facts),
+                          REPEAT_APPROVED, last, accepted)
+    return UnlockStep(decision, NEW, None, accepted)
+
+
+def _fresh_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """Facts that describe the request, not the unlock, so a repetition shows today's."""
+    return {k: facts[k] for k in ("identify_help", "document_types", "document_types_text",
+                                  "modality", "modality_label", "ignored_documents")
+            if k in facts}
+
+
+# --- writing the ledger ------------------------------------------------------------------------
+
+def record(conn: Connection, step: UnlockStep, *, request_id: int | None, mail_id: int,
+           now: dt.datetime, approved_by: str = "rules") -> int:
+    """Write what `step` decided; returns the id of the ledger entry it concerns."""
+    d = step.decision
+    status = STATUS_OF[d.outcome]
+    reason = d.hits[-1].reason if d.hits else ""
+    facts = _facts_json(d.facts)
+    due = _naive_utc(d.facts.get("due_at")) if status == IN_REVIEW else None
+    if step.mode == NEW:
+        result = conn.execute(unlocks.insert().values(
+            serial=d.request.serial, request=request_id, mail=mail_id,
+            number=d.facts.get("number"), modality=d.facts.get("modality"), status=status,
+            reason=reason, approved_by=approved_by if status == APPROVED else None,
+            documents=json.dumps(list(step.documents), ensure_ascii=False), facts=facts,
+            due_at=due, created_at=now, decided_at=now if status == APPROVED else None,
+            updated_at=now))
+        entry_id = result.inserted_primary_key[0]
+        link(conn, entry_id, mail_id, "asked")
+        return entry_id
+    assert step.entry is not None
+    row = step.entry
+    documents = [*stored_documents(row), *(x for x in step.documents
+                                           if x not in stored_documents(row))]
+    values: dict[str, Any] = dict(documents=json.dumps(documents, ensure_ascii=False),
+                                  updated_at=now)
+    if step.mode in (CONTINUED, REDECIDED):
+        values.update(status=status, reason=reason, facts=facts, due_at=due,
+                      number=d.facts.get("number", row.number),
+                      modality=d.facts.get("modality", row.modality), serial=d.request.serial)
+        if status == APPROVED:
+            values.update(approved_by=approved_by, decided_at=now)
+    elif step.mode == REPEAT_OPEN:
+        values["facts"] = _facts_json({k: v for k, v in d.facts.items()
+                                       if k not in ("repeat", "reference")})
+    conn.execute(unlocks.update().where(unlocks.c.id == row.id).values(**values))
+    if step.mode != REDECIDED:
+        link(conn, row.id, mail_id, "documents" if step.documents else "repeat")
+    return row.id
+
+
+def link(conn: Connection, entry_id: int, mail_id: int, role: str) -> None:
+    exists = conn.execute(sa.select(unlock_mails.c.role).where(
+        unlock_mails.c.unlock == entry_id, unlock_mails.c.mail == mail_id)).first()
+    if exists is None:
+        conn.execute(unlock_mails.insert().values(unlock=entry_id, mail=mail_id, role=role))
+
+
+def approve(conn: Connection, entry_id: int, *, operator: str, now: dt.datetime,
+            rules: Ruleset, note: str | None = None) -> dict[str, Any]:
+    """An operator approves an unlock: it is recorded as the serial's next unlock.
+
+    Returns the facts a confirmation shows (the minutes a release may take come from the
+    modality's automatic policy, when it has one).
+    """
+    row = entry(conn, entry_id)
+    assert row is not None
+    previous, _ = counts(conn, row.serial, now=now, period_days=1, exclude=row.id)
+    facts = stored_facts(row)
+    facts.update(number=previous + 1, minutes_text=release_minutes_text(rules, row.modality),
+                 approved_by=operator)
+    reason = f"approved by {operator}" + (f": {note}" if note else "")
+    conn.execute(unlocks.update().where(unlocks.c.id == row.id).values(
+        status=APPROVED, number=previous + 1, approved_by=operator, reason=reason,
+        facts=_facts_json(facts), due_at=None, decided_at=now, updated_at=now))
+    return facts
+
+
+def reject(conn: Connection, entry_id: int, *, operator: str, now: dt.datetime,
+           note: str) -> None:
+    conn.execute(unlocks.update().where(unlocks.c.id == entry_id).values(
+        status=REJECTED, reason=f"rejected by {operator}: {note}", due_at=None, decided_at=now,
+        updated_at=now))
+
+
+def release_minutes_text(rules: Ruleset, modality: str | None) -> str:
+    """How long a release takes, as the automatic policy of `modality` words it."""
+    unlock = rules.unlock
+    if unlock is not None:
+        candidates = [unlock.modalities[modality]] if modality in unlock.modalities else []
+        candidates += list(unlock.modalities.values())
+        for m in candidates:
+            for policy in m.policies:
+                if policy.action == UNLOCK_AUTO and policy.max_minutes:
+                    if policy.min_minutes == policy.max_minutes:
+                        return f"inmediato o puede demorar hasta {policy.max_minutes} minutos"
+                    return (f"inmediato o puede demorar de {policy.min_minutes} a "
+                            f"{policy.max_minutes} minutos")
+    return "inmediato o puede demorar unos minutos"
+
+
+def _facts_json(facts: dict[str, Any]) -> str:
+    return json.dumps(dict(facts), ensure_ascii=False, default=str)
+
+
+def _naive_utc(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+    if isinstance(value, str):
+        try:
+            return _naive_utc(dt.datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,1 @@
+"""The store: every table, the Store API and the Alembic migrations."""

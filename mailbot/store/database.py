@@ -1,0 +1,626 @@
+"""The store: every mail, what was read from it, every decision and every reply.
+
+SQLAlchemy Core over SQLite (the default) or PostgreSQL (by URL). The schema is created and
+upgraded by Alembic (`mailbot/store/migrations`). Everything a run decides is written here before it
+acts, so a crash at any point resumes from the last committed state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mailbot.errors import ConfigError
+
+metadata = sa.MetaData()
+
+mails = sa.Table(
+    "mails", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source", sa.String(500), nullable=False),
+    sa.Column("mail_id", sa.String(500), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False, index=True),
+    sa.Column("reference", sa.String(40), unique=True),
+    sa.Column("message_id", sa.String(1000)),
+    sa.Column("sender", sa.String(500), index=True),
+    sa.Column("subject", sa.Text),
+    sa.Column("kind", sa.String(40)),
+    sa.Column("ignored", sa.String(40)),
+    # received -> decided -> done; or duplicate / quarantined
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("outcome", sa.String(40)),  # one word for the log: answered, review, ignored...
+    sa.Column("folder", sa.String(20)),  # where the mail is filed: processed/review/ignored/failed
+    sa.Column("filed", sa.Boolean, nullable=False, default=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text),
+    sa.Column("duplicate_of", sa.Integer, sa.ForeignKey("mails.id")),
+    sa.Column("extraction", sa.Text),  # JSON: the parse contract's object
+    sa.Column("notes", sa.Text),  # JSON list of mail-level reasons (ignored, throttled, ...)
+    sa.Column("size", sa.Integer),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("decided_at", sa.DateTime, index=True),  # the request throttle's window
+    sa.Column("filed_at", sa.DateTime),
+    sa.UniqueConstraint("source", "mail_id", name="uq_mails_source_mail_id"),
+)
+
+requests = sa.Table(
+    "requests", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("company", sa.Text, nullable=False),
+    sa.Column("contact_name", sa.Text, nullable=False),
+    sa.Column("contact_email", sa.String(500), nullable=False),
+    sa.Column("system", sa.String(200), nullable=False),
+    sa.Column("serial", sa.String(19), nullable=False, index=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("outcome", sa.String(20), nullable=False, index=True),
+    sa.Column("hits", sa.Text, nullable=False),  # JSON list of {rule, reason}
+    sa.Column("recipient", sa.String(500)),
+    sa.Column("key", sa.Integer, sa.ForeignKey("keys.id")),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    # The per-company throttle looks requests up by company. Company names are free text of
+    # any length: PostgreSQL gets a hash index (equality only, no btree key-size limit).
+    sa.Index("ix_requests_company", "company", postgresql_using="hash"),
+)
+
+licences = sa.Table(
+    "licences", metadata,
+    sa.Column("serial", sa.String(19), primary_key=True),
+    sa.Column("system", sa.String(200), nullable=False),
+    sa.Column("company", sa.Text, nullable=False),
+    sa.Column("contact_email", sa.String(500)),
+    sa.Column("purchase_date", sa.Date, nullable=False),
+    sa.Column("modality", sa.String(20), nullable=False),
+    sa.Column("support_until", sa.Date),
+    sa.Column("users", sa.Integer),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_licences_company", "company", postgresql_using="hash"),
+)
+
+keys = sa.Table(
+    "keys", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("system", sa.String(200), nullable=False, index=True),
+    sa.Column("key", sa.String(200), nullable=False, unique=True),
+    # One key per serial, ever: the unique constraint makes a second assignment impossible.
+    sa.Column("serial", sa.String(19), unique=True),
+    sa.Column("request", sa.Integer),
+    sa.Column("imported_at", sa.DateTime, nullable=False),
+    sa.Column("assigned_at", sa.DateTime),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), index=True),
+    sa.Column("purpose", sa.String(20), nullable=False),  # reply / keys / alert
+    sa.Column("template", sa.String(100), nullable=False),
+    sa.Column("message_id", sa.String(300), nullable=False, unique=True),
+    sa.Column("envelope_from", sa.String(500), nullable=False),
+    sa.Column("recipients", sa.Text, nullable=False),  # JSON list
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),  # queued / sent / failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("sent_at", sa.DateTime),
+    # Sent, and its copy for the Sent folder not made yet (copies are made per batch, after
+    # the sends; a crash in between leaves this set, and the next run makes the copy).
+    sa.Column("copy_pending", sa.Boolean, nullable=False, default=False,
+              server_default=sa.false(), index=True),
+)
+
+# Every recipient of every outbox message, normalised (lower case), so the per-sender throttle
+# is an index range scan on (address, created_at) instead of a LIKE over every stored message.
+# Written by `Store.enqueue` in the same transaction as the message; removed with it (ON DELETE
+# CASCADE). So a migration must not rebuild `outbox` on SQLite (batch mode) with foreign keys
+# on: dropping the old table would empty this one (rebuild it from outbox.recipients then).
+outbox_recipients = sa.Table(
+    "outbox_recipients", metadata,
+    sa.Column("message", sa.Integer, sa.ForeignKey("outbox.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("address", sa.String(500), primary_key=True),
+    sa.Column("purpose", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_outbox_recipients_address_created_at", "address", "created_at"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime, nullable=False, index=True),
+    sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), index=True),
+    sa.Column("event", sa.String(60), nullable=False),
+    sa.Column("detail", sa.Text),  # JSON
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def fingerprint(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: the same on SQLite and PostgreSQL `timestamp without time zone`."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class MailRecord:
+    id: int
+    source: str
+    mail_id: str
+    fingerprint: str
+    status: str
+    folder: str | None
+    filed: bool
+    attempts: int
+    reference: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> "MailRecord":
+        return cls(row.id, row.source, row.mail_id, row.fingerprint, row.status, row.folder,
+                   bool(row.filed), row.attempts, row.reference)
+
+
+# The columns a MailRecord needs (not the stored extraction and notes, which can be large).
+_RECORD_COLUMNS = (mails.c.id, mails.c.source, mails.c.mail_id, mails.c.fingerprint,
+                   mails.c.status, mails.c.folder, mails.c.filed, mails.c.attempts,
+                   mails.c.reference)
+_IN_CHUNK = 500  # values per IN (...) list: far below every back-end's parameter limit
+
+
+class Store:
+    """One database. `transaction()` is the only way to write, so every write is atomic."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = sa.create_engine(url, echo=echo, future=True)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise ConfigError(f"[store] url {url!r} is not usable: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        if self.engine.dialect.name == "sqlite":
+            db = self.engine.url.database
+            if db and db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except sa.exc.OperationalError as exc:
+            raise ConfigError(f"[store] cannot open {self.engine.url!r}: {exc.orig}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- mails ----------------------------------------------------------------------------
+
+    def find_mail(self, conn: Connection, source: str, mail_id: str) -> MailRecord | None:
+        row = conn.execute(sa.select(mails).where(mails.c.source == source,
+                                                  mails.c.mail_id == mail_id)).first()
+        return MailRecord.from_row(row) if row else None
+
+    def mail_by_fingerprint(self, conn: Connection, fp: str) -> MailRecord | None:
+        row = conn.execute(sa.select(mails).where(mails.c.fingerprint == fp,
+                                                  mails.c.duplicate_of.is_(None))
+                           .order_by(mails.c.id).limit(1)).first()
+        return MailRecord.from_row(row) if row else None
+
+    def get_mail(self, conn: Connection, mail: int) -> MailRecord:
+        return MailRecord.from_row(conn.execute(_GET_MAIL, {"_id": mail}).one())
+
+    def records(self, conn: Connection, mail_ids: Sequence[int]) -> list[MailRecord]:
+        """The records of `mail_ids` (those that exist), in no particular order."""
+        out: list[MailRecord] = []
+        for start in range(0, len(mail_ids), _IN_CHUNK):
+            out.extend(MailRecord.from_row(r) for r in conn.execute(
+                sa.select(*_RECORD_COLUMNS).where(
+                    mails.c.id.in_(list(mail_ids[start:start + _IN_CHUNK])))))
+        return out
+
+    def find_mails(self, conn: Connection, source: str,
+                   mail_ids: Sequence[str]) -> dict[str, MailRecord]:
+        """The records of those of `mail_ids` (of `source`) already stored, by mail id."""
+        found: dict[str, MailRecord] = {}
+        for start in range(0, len(mail_ids), _IN_CHUNK):
+            rows = conn.execute(sa.select(*_RECORD_COLUMNS).where(
+                mails.c.source == source,
+                mails.c.mail_id.in_(list(mail_ids[start:start + _IN_CHUNK])))).all()
+            found.update((r.mail_id, MailRecord.from_row(r)) for r in rows)
+        return found
+
+    def originals_by_fingerprint(self, conn: Connection,
+                                 fps: Sequence[str]) -> dict[str, MailRecord]:
+        """For each fingerprint stored, its first (non-duplicate) mail; as mail_by_fingerprint."""
+        found: dict[str, MailRecord] = {}
+        unique = list(dict.fromkeys(fps))
+        for start in range(0, len(unique), _IN_CHUNK):
+            rows = conn.execute(sa.select(*_RECORD_COLUMNS).where(
+                mails.c.fingerprint.in_(unique[start:start + _IN_CHUNK]),
+                mails.c.duplicate_of.is_(None)).order_by(mails.c.id)).all()
+            for r in rows:
+                found.setdefault(r.fingerprint, MailRecord.from_row(r))
+        return found
+
+    def add_mail(self, conn: Connection, *, source: str, mail_id: str, fp: str, size: int,
+                 status: str = "received", duplicate_of: int | None = None,
+                 folder: str | None = None, prefix: str = "CLV", attempts: int = 0,
+                 outcome: str | None = None, notes: Sequence[str] | None = None
+                 ) -> MailRecord:
+        """Record a mail: an INSERT and the UPDATE that sets its reference (made of its id)."""
+        result = conn.execute(_INSERT_MAIL, dict(
+            source=source, mail_id=mail_id, fingerprint=fp, size=size, status=status,
+            duplicate_of=duplicate_of, folder=folder, filed=False, attempts=attempts,
+            outcome=outcome,
+            notes=json.dumps(list(notes), ensure_ascii=False) if notes is not None else None,
+            received_at=utcnow()))
+        new_id = result.inserted_primary_key[0]
+        reference = f"{prefix}-{new_id:06d}"
+        conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
+        return MailRecord(new_id, source, mail_id, fp, status, folder, False, attempts, reference)
+
+    def update_mail(self, conn: Connection, mail: int, **values: Any) -> None:
+        for key in ("extraction", "notes"):
+            if key in values and not isinstance(values[key], (str, type(None))):
+                values[key] = json.dumps(values[key], ensure_ascii=False, default=str)
+        conn.execute(_UPDATE_MAIL, {"_id": mail, **values})  # SET the columns given
+
+    def mark_filed(self, conn: Connection, mail_ids: Sequence[int], when: dt.datetime) -> None:
+        """Filed, and "decided" becomes "done" (duplicates and quarantined mails keep theirs)."""
+        for start in range(0, len(mail_ids), _IN_CHUNK):
+            chunk = list(mail_ids[start:start + _IN_CHUNK])
+            conn.execute(mails.update().where(mails.c.id.in_(chunk))
+                         .values(filed=True, filed_at=when,
+                                 status=sa.case((mails.c.status == "decided", "done"),
+                                                else_=mails.c.status)))
+
+    def mails_to_finish(self, conn: Connection, source: str) -> list[MailRecord]:
+        """Mails of `source` that were decided but are not yet filed (a crash, or a retry)."""
+        rows = conn.execute(sa.select(*_RECORD_COLUMNS).where(
+            mails.c.source == source, mails.c.filed.is_(False),
+            mails.c.status.in_(("decided", "duplicate", "quarantined")))
+            .order_by(mails.c.id)).all()
+        return [MailRecord.from_row(r) for r in rows]
+
+    def mail_extraction(self, conn: Connection, mail: int) -> str | None:
+        return conn.execute(sa.select(mails.c.extraction).where(mails.c.id == mail)).scalar()
+
+    def unalerted(self, conn: Connection) -> list[dict[str, Any]]:
+        """Alert events newer than the last grouped alert, oldest first."""
+        last = conn.execute(sa.select(sa.func.max(events.c.id)).where(
+            events.c.event == "alerts_sent")).scalar()
+        last_id = 0
+        if last is not None:
+            detail = conn.execute(sa.select(events.c.detail).where(events.c.id == last)).scalar()
+            last_id = json.loads(detail or "{}").get("up_to", 0)
+        rows = conn.execute(sa.select(events, mails.c.reference)
+                            .select_from(events.outerjoin(mails, events.c.mail == mails.c.id))
+                            .where(events.c.event == "alert", events.c.id > last_id)
+                            .order_by(events.c.id)).all()
+        out = []
+        for r in rows:
+            detail = json.loads(r.detail or "{}")
+            out.append({"id": r.id, "reference": r.reference, "title": detail.get("title", ""),
+                        "detail": detail.get("detail", "")})
+        return out
+
+    def mark_alerted(self, conn: Connection, up_to: int) -> None:
+        self.log_event(conn, "alerts_sent", up_to=up_to)
+
+    def log_event(self, conn: Connection, event: str, *, mail: int | None = None,
+                  **detail: Any) -> None:
+        conn.execute(_INSERT_EVENT, dict(
+            at=utcnow(), mail=mail, event=event,
+            detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None))
+
+    # -- requests -------------------------------------------------------------------------
+
+    def add_request(self, conn: Connection, *, mail: int, position: int, kind: str,
+                    request: Any, outcome: str, hits: Sequence[Any], recipient: str | None,
+                    key_id: int | None) -> int:
+        now = utcnow()
+        result = conn.execute(_INSERT_REQUEST, dict(
+            mail=mail, position=position, kind=kind, company=request.company,
+            contact_name=request.contact_name, contact_email=request.contact_email,
+            system=request.system, serial=request.serial, source=request.source,
+            outcome=outcome, hits=_hits_json(hits), recipient=recipient, key=key_id,
+            created_at=now, updated_at=now))
+        return result.inserted_primary_key[0]
+
+    def update_request(self, conn: Connection, request_id: int, *, outcome: str,
+                       hits: Sequence[Any], key_id: int | None) -> None:
+        conn.execute(requests.update().where(requests.c.id == request_id).values(
+            outcome=outcome, hits=_hits_json(hits), key=key_id, updated_at=utcnow()))
+
+    def pending_requests(self, conn: Connection) -> list[Any]:
+        return conn.execute(sa.select(requests).where(requests.c.outcome == "pending")
+                            .order_by(requests.c.id)).all()
+
+    # -- licence registry -----------------------------------------------------------------
+
+    def licence(self, conn: Connection, serial: str) -> Any | None:
+        return conn.execute(_LICENCE, {"_serial": serial}).first()
+
+    def licences_for(self, conn: Connection, serials: Sequence[str]) -> dict[str, Any]:
+        """The registry rows of those of `serials` that are registered, by serial."""
+        wanted = list(dict.fromkeys(serials))
+        if len(wanted) == 1:
+            row = self.licence(conn, wanted[0])
+            return {row.serial: row} if row is not None else {}
+        found: dict[str, Any] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            found.update((r.serial, r) for r in conn.execute(sa.select(licences).where(
+                licences.c.serial.in_(wanted[start:start + _IN_CHUNK]))))
+        return found
+
+    def upsert_licences(self, conn: Connection, records: Sequence[Any]) -> tuple[int, int]:
+        """Insert or update by serial; returns (added, updated)."""
+        added = updated = 0
+        now = utcnow()
+        for r in records:
+            values = dict(system=r.system, company=r.company, contact_email=r.contact_email,
+                          purchase_date=r.purchase_date, modality=r.modality,
+                          support_until=r.support_until, users=r.users, updated_at=now)
+            exists = conn.execute(sa.select(licences.c.serial)
+                                  .where(licences.c.serial == r.serial)).first()
+            if exists:
+                conn.execute(licences.update().where(licences.c.serial == r.serial)
+                             .values(**values))
+                updated += 1
+            else:
+                conn.execute(licences.insert().values(serial=r.serial, **values))
+                added += 1
+        return added, updated
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def add_keys(self, conn: Connection, records: Sequence[Any]) -> list[str]:
+        """Add keys to the pool; returns the keys refused because they are already stored."""
+        wanted = [r.key for r in records]
+        known: set[str] = set()
+        for chunk in range(0, len(wanted), 500):
+            known.update(conn.execute(sa.select(keys.c.key).where(
+                keys.c.key.in_(wanted[chunk:chunk + 500]))).scalars())
+        now = utcnow()
+        fresh = [dict(system=r.system, key=r.key, imported_at=now)
+                 for r in records if r.key not in known]
+        if fresh:
+            conn.execute(keys.insert(), fresh)
+        return sorted(known)
+
+    def key_for_serial(self, conn: Connection, serial: str) -> Any | None:
+        return conn.execute(_KEY_FOR_SERIAL, {"_serial": serial}).first()
+
+    def keys_for_serials(self, conn: Connection, serials: Sequence[str]) -> dict[str, Any]:
+        """The keys already bound to those of `serials` that have one, by serial."""
+        wanted = list(dict.fromkeys(serials))
+        if len(wanted) == 1:
+            row = self.key_for_serial(conn, wanted[0])
+            return {row.serial: row} if row is not None else {}
+        found: dict[str, Any] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            found.update((r.serial, r) for r in conn.execute(sa.select(keys).where(
+                keys.c.serial.in_(wanted[start:start + _IN_CHUNK]))))
+        return found
+
+    def assign_key(self, conn: Connection, *, system: str, serial: str) -> Any | None:
+        """Bind a free key of `system` to `serial`, atomically; None when the pool is empty.
+
+        The conditional UPDATE plus the unique constraint on keys.serial make a double
+        assignment impossible even with two runs at once; on PostgreSQL the candidate row is
+        also locked (SKIP LOCKED) so concurrent runs take different keys.
+        """
+        postgresql = conn.dialect.name == "postgresql"
+        if conn.dialect.update_returning:
+            # One statement: UPDATE ... WHERE id = (the first free key) AND serial IS NULL
+            # RETURNING the row. None back means the pool is empty, or (a race) another run
+            # took that key first: look again.
+            statement = _ASSIGN_KEY_PG if postgresql else _ASSIGN_KEY
+            for _ in range(5):
+                row = conn.execute(statement, {"_system": system, "_serial": serial,
+                                               "_now": utcnow()}).first()
+                if row is not None:
+                    return row
+                if conn.execute(_FREE_KEY, {"_system": system}).first() is None:
+                    return None
+            return None
+        for _ in range(5):
+            query = (sa.select(keys.c.id).where(keys.c.system == system, keys.c.serial.is_(None))
+                     .order_by(keys.c.id).limit(1))
+            if postgresql:
+                query = query.with_for_update(skip_locked=True)
+            candidate = conn.execute(query).scalar()
+            if candidate is None:
+                return None
+            done = conn.execute(keys.update().where(keys.c.id == candidate,
+                                                    keys.c.serial.is_(None))
+                                .values(serial=serial, assigned_at=utcnow()))
+            if done.rowcount == 1:
+                return conn.execute(sa.select(keys).where(keys.c.id == candidate)).one()
+        return None
+
+    def bind_key_to_request(self, conn: Connection, key_id: int, request_id: int) -> None:
+        conn.execute(_BIND_KEY, {"_id": key_id, "_request": request_id})
+
+    def pool_counts(self, conn: Connection) -> dict[str, tuple[int, int]]:
+        """system -> (free, assigned)."""
+        rows = conn.execute(sa.select(keys.c.system, keys.c.serial.is_(None).label("free"),
+                                      sa.func.count()).group_by(keys.c.system, "free")).all()
+        out: dict[str, list[int]] = {}
+        for system, free, count in rows:
+            out.setdefault(system, [0, 0])[0 if free else 1] += count
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def enqueue(self, conn: Connection, *, mail: int | None, purpose: str, template: str,
+                message_id: str, envelope_from: str, recipients: Sequence[str],
+                data: bytes) -> int:
+        now = utcnow()
+        result = conn.execute(_INSERT_OUTBOX, dict(
+            mail=mail, purpose=purpose, template=template, message_id=message_id,
+            envelope_from=envelope_from, recipients=json.dumps(list(recipients)), data=data,
+            status="queued", attempts=0, created_at=now))
+        message = result.inserted_primary_key[0]
+        rows = [{"message": message, "address": address, "purpose": purpose, "created_at": now}
+                for address in dict.fromkeys(recipient_key(r) for r in recipients if r)]
+        if rows:
+            conn.execute(_INSERT_RECIPIENT, rows)
+        return message
+
+    def due_messages(self, conn: Connection, *, now: dt.datetime,
+                     mail: int | None = None,
+                     mail_ids: Sequence[int] | None = None) -> list[Any]:
+        """Queued messages whose time has come, oldest first; of one mail, or of `mail_ids`."""
+        query = sa.select(outbox).where(outbox.c.status == "queued", sa.or_(
+            outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+        if mail is not None:
+            query = query.where(outbox.c.mail == mail)
+        if mail_ids is None:
+            return conn.execute(query.order_by(outbox.c.id)).all()
+        rows: list[Any] = []
+        for start in range(0, len(mail_ids), _IN_CHUNK):
+            rows.extend(conn.execute(query.where(outbox.c.mail.in_(
+                list(mail_ids[start:start + _IN_CHUNK])))).all())
+        return sorted(rows, key=lambda r: r.id)
+
+    def unsent_for_mail(self, conn: Connection, mail: int) -> int:
+        return conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.mail == mail, outbox.c.status == "queued")).scalar_one()
+
+    def mails_with_unsent(self, conn: Connection, mail_ids: Sequence[int]) -> set[int]:
+        """Those of `mail_ids` with a message still queued."""
+        found: set[int] = set()
+        for start in range(0, len(mail_ids), _IN_CHUNK):
+            found.update(conn.execute(sa.select(outbox.c.mail).distinct().where(
+                outbox.c.mail.in_(list(mail_ids[start:start + _IN_CHUNK])),
+                outbox.c.status == "queued")).scalars())
+        return found
+
+    def mark_sent(self, conn: Connection, message: int, *, error: str | None = None,
+                  copy_pending: bool = False) -> None:
+        """Sent; `copy_pending`: a copy for the Sent folder is still to be made."""
+        conn.execute(_MARK_SENT, {"_id": message, "_now": utcnow(), "_error": error,
+                                  "_copy": copy_pending})
+
+    def pending_copies(self, conn: Connection) -> list[Any]:
+        """Sent messages whose copy for the Sent folder is still to be made (id, data)."""
+        return conn.execute(sa.select(outbox.c.id, outbox.c.data)
+                            .where(outbox.c.copy_pending.is_(True))
+                            .order_by(outbox.c.id)).all()
+
+    def copies_made(self, conn: Connection, messages: Sequence[int]) -> None:
+        for start in range(0, len(messages), _IN_CHUNK):
+            conn.execute(outbox.update().where(
+                outbox.c.id.in_(list(messages[start:start + _IN_CHUNK])))
+                .values(copy_pending=False))
+
+    def mark_retry(self, conn: Connection, message: int, *, error: str,
+                   next_attempt_at: dt.datetime, count_attempt: bool = True) -> None:
+        conn.execute(outbox.update().where(outbox.c.id == message).values(
+            attempts=outbox.c.attempts + (1 if count_attempt else 0), last_error=error,
+            next_attempt_at=next_attempt_at))
+
+    def mark_failed(self, conn: Connection, message: int, *, error: str) -> None:
+        conn.execute(outbox.update().where(outbox.c.id == message).values(
+            status="failed", attempts=outbox.c.attempts + 1, last_error=error))
+
+    def replies_to_since(self, conn: Connection, address: str, since: dt.datetime) -> int:
+        """Customer answers queued for `address` since `since` (the per-sender throttle).
+
+        Addresses compare in lower case; an index range scan on outbox_recipients, so the cost
+        does not grow with the history.
+        """
+        return conn.execute(_REPLIES_TO_SINCE, {"address": recipient_key(address),
+                                                "since": since}).scalar_one()
+
+
+def recipient_key(address: str) -> str:
+    """How outbox_recipients keeps an address (and the throttle looks it up)."""
+    return str(address).strip().lower()[:500]
+
+
+# Statements of the per-mail path, built once: building a Core statement costs more than
+# SQLite takes to run it. (Bind names start with "_": SQLAlchemy reserves column names.)
+_GET_MAIL = sa.select(*_RECORD_COLUMNS).where(mails.c.id == sa.bindparam("_id"))
+_UPDATE_MAIL = mails.update().where(mails.c.id == sa.bindparam("_id"))
+_INSERT_MAIL = mails.insert()
+_INSERT_REQUEST = requests.insert()
+_INSERT_OUTBOX = outbox.insert()
+_INSERT_EVENT = events.insert()
+_SET_REFERENCE = mails.update().where(mails.c.id == sa.bindparam("_id")).values(
+    reference=sa.bindparam("reference"))
+_LICENCE = sa.select(licences).where(licences.c.serial == sa.bindparam("_serial"))
+_KEY_FOR_SERIAL = sa.select(keys).where(keys.c.serial == sa.bindparam("_serial"))
+_FREE_KEY = (sa.select(keys.c.id).where(keys.c.system == sa.bindparam("_system"),
+                                        keys.c.serial.is_(None)).limit(1))
+
+
+def _assign_key_statement(skip_locked: bool) -> Any:
+    candidate = (sa.select(keys.c.id).where(keys.c.system == sa.bindparam("_system"),
+                                            keys.c.serial.is_(None))
+                 .order_by(keys.c.id).limit(1))
+    if skip_locked:  # PostgreSQL: concurrent runs take different keys
+        candidate = candidate.with_for_update(skip_locked=True)
+    return (keys.update()
+            .where(keys.c.id == candidate.scalar_subquery(), keys.c.serial.is_(None))
+            .values(serial=sa.bindparam("_serial"), assigned_at=sa.bindparam("_now"))
+            .returning(*keys.c))
+
+
+_ASSIGN_KEY = _assign_key_statement(False)
+_ASSIGN_KEY_PG = _assign_key_statement(True)
+_BIND_KEY = keys.update().where(keys.c.id == sa.bindparam("_id"),
+                                keys.c.request.is_(None)).values(request=sa.bindparam("_request"))
+_MARK_SENT = outbox.update().where(outbox.c.id == sa.bindparam("_id")).values(
+    status="sent", sent_at=sa.bindparam("_now"), attempts=outbox.c.attempts + 1,
+    last_error=sa.bindparam("_error"), copy_pending=sa.bindparam("_copy"))
+_INSERT_RECIPIENT = outbox_recipients.insert()
+_REPLIES_TO_SINCE = (
+    sa.select(sa.func.count(sa.distinct(outbox_recipients.c.message)))
+    .where(outbox_recipients.c.address == sa.bindparam("address"),
+           outbox_recipients.c.created_at >= sa.bindparam("since"),
+           outbox_recipients.c.purpose != "alert"))
+
+
+def _hits_json(hits: Sequence[Any]) -> str:
+    return json.dumps([{"rule": h.rule, "reason": h.reason} for h in hits], ensure_ascii=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

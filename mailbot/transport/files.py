@@ -1,0 +1,162 @@
+"""The embedded sink: each reply becomes a file, so mailbot runs (and `make demo` shows its
+answers) with no mail server at all.
+
+Layout of the outbox folder, one pair per reply:
+
+    20250114T093000Z-<safe message-id>.json   {"from": ..., "to": [...], "message_id": ...}
+    20250114T093000Z-<safe message-id>.eml    exactly the message bytes, nothing added
+
+The envelope goes in the sidecar because it is not part of the message (a Bcc recipient is in
+the envelope only) and the .eml must open unchanged in any mail client. The sidecar is written
+first and the .eml last, each atomically (temporary file in the same folder, fsync, rename), so
+an .eml on disk always has its envelope and a half-written file is never visible under a final
+name. Files are readable by mailbot's user only: replies carry licence keys.
+
+Delivery is idempotent by Message-ID: the outbox may retry after a crash between "sent" and
+"marked sent", and must not produce a second reply file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mailbot.transport.seams import TemporaryDeliveryError
+
+Clock = Callable[[], datetime]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+_MAX_ID_CHARS = 120
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def safe_message_id(message_id: str) -> str:
+    """A file-name-safe form of a Message-ID that still reads like it.
+
+    Lossy changes (odd characters, excess length) add a short hash of the exact id, so two
+    ids that differ only in those characters still get different names.
+    """
+    bare = message_id.strip().removeprefix("<").removesuffix(">")
+    safe = _UNSAFE.sub("_", bare).lstrip(".")[:_MAX_ID_CHARS]
+    if safe != bare or not safe:
+        digest = hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        safe = f"{safe}-{digest}" if safe else digest
+    return safe
+
+
+@dataclass(frozen=True)
+class FiledReply:
+    """A reply as the file sink left it: what a demo or a test reads back."""
+
+    path: Path  # the .eml
+    envelope_from: str
+    recipients: tuple[str, ...]
+    message_id: str
+    message: bytes
+
+
+class FileSink:
+    """Sink that writes replies into a folder instead of sending them."""
+
+    def __init__(self, path: Path, *, clock: Clock = _utc_now) -> None:
+        self.path = Path(path)
+        self._clock = clock
+
+    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes,
+             message_id: str) -> None:
+        """Write the reply and its envelope; a second call with the same message_id is a no-op."""
+        if not recipients:
+            raise ValueError("a reply needs at least one recipient")
+        envelope = {"from": envelope_from, "to": list(recipients), "message_id": message_id}
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            stem = self._existing_stem(message_id)
+            if stem is not None and (self.path / f"{stem}.eml").exists():
+                return  # already delivered
+            if stem is None:
+                stamp = self._clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                stem = f"{stamp}-{safe_message_id(message_id)}"
+                _write_atomically(self.path / f"{stem}.json",
+                                  json.dumps(envelope, ensure_ascii=False, indent=1).encode())
+            # A sidecar left alone by a crash is reused: its .eml is written under its name.
+            _write_atomically(self.path / f"{stem}.eml", message)
+            _fsync_directory(self.path)
+        except OSError as exc:
+            raise TemporaryDeliveryError(
+                f"cannot write reply {message_id} into {self.path}: {exc.strerror or exc}") from exc
+
+    def _existing_stem(self, message_id: str) -> str | None:
+        """The name already used for this Message-ID, found through its sidecar."""
+        for sidecar in sorted(self.path.glob(f"*-{safe_message_id(message_id)}.json")):
+            try:
+                recorded = json.loads(sidecar.read_bytes()).get("message_id")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if recorded == message_id:
+                return sidecar.stem
+        return None
+
+    def sent(self) -> list[FiledReply]:
+        """Every complete reply in the folder, oldest first."""
+        replies = []
+        for eml in sorted(self.path.glob("*.eml")):
+            sidecar = eml.with_suffix(".json")
+            try:
+                envelope = json.loads(sidecar.read_bytes())
+                message = eml.read_bytes()
+            except (OSError, ValueError):
+                continue
+            replies.append(FiledReply(path=eml, envelope_from=envelope["from"],
+                                      recipients=tuple(envelope["to"]),
+                                      message_id=envelope["message_id"], message=message))
+        return replies
+
+    def check(self) -> list[str]:
+        """Faults for `mailbot doctor`, each with its fix; empty when the folder is writable."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.path, prefix=".doctor-", delete=True)
+            probe.close()
+        except OSError as exc:
+            return [f"reply folder {self.path} is not writable ({exc.strerror or exc}); "
+                    f"fix: create it with write permission for this user, or set [sink] path"]
+        return []
+
+    def close(self) -> None:
+        """Nothing is held open between replies."""
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a part, even after a power cut."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the renames themselves durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

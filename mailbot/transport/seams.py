@@ -1,0 +1,70 @@
+"""The seams with two implementations each: where mail comes from and where replies go.
+
+Sources: Maildir (`mailbot.transport.maildir`) and IMAP (`mailbot.transport.imap`).
+Sinks: reply files (`mailbot.transport.files`) and SMTP (`mailbot.transport.smtp`).
+The store (`mailbot.store.database`) is one SQLAlchemy implementation over SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol, Sequence
+
+from mailbot.model import RawMail
+
+# Folders a handled mail is filed into. Sources map them to their own folder names.
+PROCESSED = "processed"
+REVIEW = "review"
+IGNORED = "ignored"
+FAILED = "failed"
+FOLDERS = (PROCESSED, REVIEW, IGNORED, FAILED)
+
+
+class Source(Protocol):
+    """A mailbox mailbot reads from."""
+
+    name: str  # stable identity of the mailbox, e.g. "maildir:/srv/claves" or "imap:bot@host/INBOX"
+
+    def fetch_new(self) -> Iterator[RawMail]:
+        """Mails still waiting in the inbox, oldest first, without marking them read."""
+        ...
+
+    def file(self, mail_id: str, folder: str) -> None:
+        """Move a handled mail out of the inbox into `folder` (one of FOLDERS).
+
+        Must be idempotent: filing a mail that is already gone from the inbox is not an error.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+class DeliveryError(Exception):
+    """A reply could not be delivered."""
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """Try again later with the same bytes (4xx, timeout, dropped connection)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Never try again (5xx); operators are told."""
+
+
+class SinkUnavailable(TemporaryDeliveryError):
+    """The sink cannot be used as configured (TLS, login): stop the batch, keep every message
+    queued without spending its attempts, and tell operators."""
+
+
+class PartiallyDelivered(PermanentDeliveryError):
+    """Some recipients accepted the message: it must never be sent again."""
+
+
+class Sink(Protocol):
+    """Where replies go. The envelope is explicit and never taken from the message headers."""
+
+    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes,
+             message_id: str) -> None:
+        """Deliver `message`; raise TemporaryDeliveryError or PermanentDeliveryError."""
+        ...
+
+    def close(self) -> None: ...
