@@ -1,9 +1,9 @@
 """The PostgreSQL server the tests use, and a private one when there is none.
 
-The store has to be tested against a real PostgreSQL (locking, `ON CONFLICT`, `FOR UPDATE
-SKIP LOCKED` and transaction isolation are where SQLite and PostgreSQL differ), and a clean
-clone on a fresh machine must pass `make test` without anyone setting up a database first. So,
-like tests/dovecot.py does for IMAP, the suite brings its own server when it has to.
+The store has to be tested against a real PostgreSQL (concurrent key assignment with
+`FOR UPDATE SKIP LOCKED`, for one, is where SQLite and PostgreSQL differ), and a clean clone on
+a fresh machine must pass `make test` without anyone setting up a database first. So, like
+tests/dovecot.py does for IMAP, the suite brings its own server when it has to.
 
 `admin_url()` picks the server, by `MAILBOT_TEST_POSTGRES`:
 
@@ -101,8 +101,8 @@ def admin_url(environ: Mapping[str, str] = os.environ) -> Iterator[str]:
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             raise PostgresUnavailable(
                 f"could not start a private PostgreSQL for the tests: {exc}\n"
-                f"Fix: see above; or point {ENV_VAR} at a server you run "
-                f"(e.g. {DEFAULT_URL}).") from exc
+                f"Fix: what the message above says; or point {ENV_VAR} at a server you "
+                f"run (e.g. {DEFAULT_URL}).") from exc
         yield server.url
     finally:
         server.stop()
@@ -271,7 +271,7 @@ class PostgresServer:
             self.port = _free_port()
             try:
                 self._pg_ctl_start(timeout)
-                self._wait_ready(began + timeout)
+                self._wait_ready(time.monotonic() + timeout)
                 self.startup_seconds = time.monotonic() - began
                 return
             except RuntimeError as exc:
@@ -346,21 +346,23 @@ full_page_writes = off
                                f"server log {self.log}:\n{self._log_tail()}")
 
     def _wait_ready(self, deadline: float) -> None:
-        error = "not tried"
-        while time.monotonic() < deadline:
+        """Log in over TCP until that works (pg_ctl -w only watched postmaster.pid)."""
+        while True:
             error = probe(self.url, timeout=2)
             if error is None:
                 return
-            if self.pid is None or not _alive(self.pid):
+            if self.pid is None or not _alive(self.pid) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         raise RuntimeError(f"PostgreSQL on {self.host}:{self.port} does not accept "
                            f"connections ({error})\nserver log {self.log}:\n{self._log_tail()}")
 
     def _pid_from_file(self) -> int | None:
+        if self.dir is None:
+            return None
         try:
             return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError):
             return None
 
     def _is_ours(self, pid: int) -> bool:
