@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from botconfig import write_config
+from mailbot.store import reviews, ledger
 from mailbot import config as config_module
 from mailbot.run import review
 from mailbot.run import unlock_flow
@@ -163,21 +164,21 @@ url = "sqlite:///mailbot.db"
 
     def ledger(self, serial: str | None = None) -> list[Any]:
         with self.app.store.transaction() as conn:
-            return unlock_flow.entries(conn, serial=serial)
+            return ledger.entries(conn, serial=serial)
 
-    def tasks(self, *, include_closed: bool = True) -> list[review.Task]:
+    def tasks(self, *, include_closed: bool = True) -> list[reviews.Task]:
         with self.app.store.transaction() as conn:
-            return review.tasks(conn, include_closed=include_closed)
+            return reviews.tasks(conn, include_closed=include_closed)
 
-    def task(self, task_id: int) -> review.Task:
+    def task(self, task_id: int) -> reviews.Task:
         with self.app.store.transaction() as conn:
-            found = review.get(conn, task_id)
+            found = reviews.get(conn, task_id)
         assert found is not None
         return found
 
     def history(self, task_id: int) -> list[dict[str, Any]]:
         with self.app.store.transaction() as conn:
-            return review.history(conn, task_id)
+            return reviews.history(conn, task_id)
 
     def requests(self, serial: str | None = None) -> list[Any]:
         with self.app.store.transaction() as conn:
@@ -338,7 +339,7 @@ def test_the_customers_reply_with_the_certificate_continues_the_same_request(bot
                          attachments=(("certificado.pdf", PDF),), date=reply_at), at=reply_at)
     [entry] = bot.ledger()  # the same entry, not a new unlock
     assert entry.status == "in_review"
-    assert unlock_flow.stored_documents(entry) == ["certificado.pdf"]
+    assert ledger.stored_documents(entry) == ["certificado.pdf"]
     calendar = bot.app.calendar()
     due = calendar.add_business_hours(reply_at, 48)
     assert entry.due_at == bot.utc(due)
@@ -367,7 +368,7 @@ def test_a_reply_quoting_only_the_reference_continues_the_request(bot):
                          attachments=(("certificado.jpg", b"\xff\xd8\xff\xe0JFIF"),)))
     [entry] = bot.ledger()
     assert entry.status == "in_review"
-    assert unlock_flow.stored_documents(entry) == ["certificado.jpg"]
+    assert ledger.stored_documents(entry) == ["certificado.jpg"]
     assert [t.reason for t in bot.tasks()] == ["documents_to_check"]
 
 

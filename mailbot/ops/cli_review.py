@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mailbot.store import reviews
 from mailbot.run import review
 from mailbot.run.pipeline import App
 from mailbot.ops.review_actions import (EDITABLE, REJECTION_TEMPLATES, ActionResult, ReviewError,
@@ -31,7 +32,7 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     app = _open(args)
     try:
         with app.store.transaction() as conn:
-            found = review.tasks(conn, include_closed=args.all,
+            found = reviews.tasks(conn, include_closed=args.all,
                                  overdue_at=app.now() if args.overdue else None)
         print(format_list(found, now=app.now(), calendar=app.calendar()), end="")
     finally:
@@ -43,7 +44,7 @@ def cmd_review_show(args: argparse.Namespace) -> int:
     app = _open(args)
     try:
         with app.store.transaction() as conn:
-            task = review.get(conn, args.id)
+            task = reviews.get(conn, args.id)
             if task is None:
                 raise ReviewError(f"no review task #{args.id}; see `mailbot review list --all`")
             print(format_task(conn, task, now=app.now(), calendar=app.calendar()), end="")

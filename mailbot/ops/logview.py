@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
+from mailbot.store import reviews
 from mailbot.run import review
 from mailbot.store.database import Store, mails, outbox, requests
 
@@ -40,8 +41,8 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
                 "id": t.id, "kind": t.kind, "reason": t.reason, "status": t.status,
                 "due_at": t.due_at.isoformat(timespec="minutes"),
                 "history": [dict(h, at=h["at"].isoformat(timespec="seconds"))
-                            for h in review.history(conn, t.id)],
-            } for t in review.tasks(conn, include_closed=True, mail_ids=[m.id])]
+                            for h in reviews.history(conn, t.id)],
+            } for t in reviews.tasks(conn, include_closed=True, mail_ids=[m.id])]
             extraction = json.loads(m.extraction or "{}")
             out.append({
                 "reference": m.reference,

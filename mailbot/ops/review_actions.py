@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from mailbot.store import reviews, ledger
 from mailbot.answer import plan as answer
 from mailbot.run import review
 from mailbot.run import unlock_flow
@@ -84,10 +85,10 @@ def approve(app: App, task_id: int, *, operator: str, note: str | None = None) -
         elif task.kind in (review.SENDER, review.THROTTLED):
             result = _approve_held_mail(app, conn, task, rec, reading, operator)
         else:  # unrecognised, too large: the rules answer nothing
-            review.close(conn, task.id, review.APPROVED, operator=operator, now=app.now())
-            result = ActionResult(task.id, review.APPROVED, (),
+            reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=app.now())
+            result = ActionResult(task.id, reviews.APPROVED, (),
                                   "closed without an answer (the rules send none for this mail)")
-        review.record(conn, task.id, "approve", operator, app.now(), note=note,
+        reviews.record(conn, task.id, "approve", operator, app.now(), note=note,
                       changes={"status": result.status, "summary": result.summary,
                                "messages": [f"{t} to {to}" for t, to in result.messages]})
     deliver_due(app, RunReport())
@@ -123,21 +124,21 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -
                                   "--template review_rejected")
             facts: dict[str, Any] = {"identify_help": _identify_help(app)}
             if task.unlock is not None:
-                entry = unlock_flow.entry(conn, task.unlock)
-                facts = {**unlock_flow.stored_facts(entry), **facts, "repeat": False}
+                entry = ledger.entry(conn, task.unlock)
+                facts = {**ledger.stored_facts(entry), **facts, "repeat": False}
                 unlock_flow.reject(conn, task.unlock, operator=operator, now=now, note=note)
-                extra["reference"] = unlock_flow.reference_of(conn, entry)
+                extra["reference"] = ledger.reference_of(conn, entry)
             facts.setdefault("document_types_text", _document_types(app))
             extra["unlock"] = answer.unlock_context(Decision(request, REJECTED, (), facts=facts))
         if task.kind == review.UNRECOGNISED:
             extra["kind_title"] = ""
         planned = answer.Planned("reply", template, to, rows, extra)
         queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
-        review.close(conn, task.id, review.REJECTED, operator=operator, now=now)
-        review.record(conn, task.id, "reject", operator, now, note=note,
+        reviews.close(conn, task.id, reviews.REJECTED, operator=operator, now=now)
+        reviews.record(conn, task.id, "reject", operator, now, note=note,
                       changes={"template": template, "to": to})
     deliver_due(app, RunReport())
-    return ActionResult(task.id, review.REJECTED, ((template, to),),
+    return ActionResult(task.id, reviews.REJECTED, ((template, to),),
                         f"{template} sent to {to}")
 
 
@@ -165,8 +166,8 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
         pool = StoreKeyPool(app.store, conn)
         entry_id = task.unlock
         if task.kind == "unlock":
-            entry = unlock_flow.entry(conn, entry_id) if entry_id is not None else None
-            documents = [*(unlock_flow.stored_documents(entry) if entry else []),
+            entry = ledger.entry(conn, entry_id) if entry_id is not None else None
+            documents = [*(ledger.stored_documents(entry) if entry else []),
                          *reading.documents]
             step = unlock_flow.decide(
                 conn, new, requester=requester, licence=licence,
@@ -187,19 +188,19 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
                             recipient=decision.recipient)
             code, text = review.reason_of(task.kind, decision.hits, decision.facts)
             due = review.due_at(app.rules, app.calendar(), reading.received_at, decision.facts)
-            review.update(conn, task.id, reason=code[:40], reason_text=text, due_at=due,
+            reviews.update(conn, task.id, reason=code[:40], reason_text=text, due_at=due,
                           unlock=entry_id, snapshot=task_snapshot(reading, decision))
             changes_out["reason"] = code
-            review.record(conn, task.id, "edit", operator, now, note=note, changes=changes_out)
-            result = ActionResult(task.id, review.OPEN, (),
+            reviews.record(conn, task.id, "edit", operator, now, note=note, changes=changes_out)
+            result = ActionResult(task.id, reviews.OPEN, (),
                                   f"corrected {said}; still in review: {text}")
         else:
             messages = _answer(app, conn, rec, reading, row.id, decision, pool)
-            review.update(conn, task.id, unlock=entry_id)
-            review.close(conn, task.id, review.RESOLVED, operator=operator, now=now)
+            reviews.update(conn, task.id, unlock=entry_id)
+            reviews.close(conn, task.id, reviews.RESOLVED, operator=operator, now=now)
             changes_out["messages"] = [f"{t} to {to}" for t, to in messages]
-            review.record(conn, task.id, "edit", operator, now, note=note, changes=changes_out)
-            result = ActionResult(task.id, review.RESOLVED, messages,
+            reviews.record(conn, task.id, "edit", operator, now, note=note, changes=changes_out)
+            result = ActionResult(task.id, reviews.RESOLVED, messages,
                                   f"corrected {said}; the rules decided: {decision.outcome}")
     deliver_due(app, RunReport())
     return result
@@ -207,7 +208,7 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
 
 # --- approve, by kind ----------------------------------------------------------------------------
 
-def _approve_unlock(app: App, conn: Connection, task: review.Task, rec: MailRecord,
+def _approve_unlock(app: App, conn: Connection, task: reviews.Task, rec: MailRecord,
                     reading: Reading, operator: str, note: str | None) -> ActionResult:
     now = app.now()
     row = _request_row(conn, task.request)
@@ -219,10 +220,10 @@ def _approve_unlock(app: App, conn: Connection, task: review.Task, rec: MailReco
         step = unlock_flow.UnlockStep(Decision(request, REVIEW, (), facts=facts),
                                       unlock_flow.NEW, None, ())
         entry_id = unlock_flow.record(conn, step, request_id=row.id, mail_id=rec.id, now=now)
-        review.update(conn, task.id, unlock=entry_id)
+        reviews.update(conn, task.id, unlock=entry_id)
     facts = unlock_flow.approve(conn, entry_id, operator=operator, now=now, rules=app.rules,
                                 note=note)
-    entry = unlock_flow.entry(conn, entry_id)
+    entry = ledger.entry(conn, entry_id)
     modality = app.rules.unlock.modalities.get(entry.modality) if app.rules.unlock else None
     facts.update(identify_help=_identify_help(app), repeat=False,
                  modality_label=facts.get("modality_label") or (modality.label if modality
@@ -241,15 +242,15 @@ def _approve_unlock(app: App, conn: Connection, task: review.Task, rec: MailReco
         "reply", "unlocked", to,
         (answer.row(decision, show_key=False, requester=reading.extraction.sender),),
         {"unlock": answer.unlock_context(decision),
-         "reference": unlock_flow.reference_of(conn, entry)})
+         "reference": ledger.reference_of(conn, entry)})
     queue_message(app, conn, rec, reading.extraction, None, planned, references=reading.references)
-    review.close(conn, task.id, review.APPROVED, operator=operator, now=now)
-    return ActionResult(task.id, review.APPROVED, (("unlocked", to),),
+    reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=now)
+    return ActionResult(task.id, reviews.APPROVED, (("unlocked", to),),
                         f"unlock {entry.number} of {request.serial} approved; confirmation "
                         f"sent to {to}")
 
 
-def _approve_free_update(app: App, conn: Connection, task: review.Task, rec: MailRecord,
+def _approve_free_update(app: App, conn: Connection, task: reviews.Task, rec: MailRecord,
                          reading: Reading, operator: str, note: str | None) -> ActionResult:
     row = _request_row(conn, task.request)
     request = _request(row)
@@ -269,13 +270,13 @@ def _approve_free_update(app: App, conn: Connection, task: review.Task, rec: Mai
     decision = dataclasses.replace(decision,
                                    hits=(RuleHit("review.approve", said), *decision.hits))
     messages = _answer(app, conn, rec, reading, row.id, decision, pool)
-    review.close(conn, task.id, review.APPROVED, operator=operator, now=app.now())
-    return ActionResult(task.id, review.APPROVED, messages,
+    reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=app.now())
+    return ActionResult(task.id, reviews.APPROVED, messages,
                         f"{request.serial}: {decision.outcome}; "
                         + "; ".join(f"{t} to {to}" for t, to in messages))
 
 
-def _approve_held_mail(app: App, conn: Connection, task: review.Task, rec: MailRecord,
+def _approve_held_mail(app: App, conn: Connection, task: reviews.Task, rec: MailRecord,
                        reading: Reading, operator: str) -> ActionResult:
     """A mail the sender checks or the throttle held: decided now, as the pipeline would have."""
     existing = conn.execute(sa.select(sa.func.count()).select_from(requests)
@@ -288,9 +289,9 @@ def _approve_held_mail(app: App, conn: Connection, task: review.Task, rec: MailR
                        .scalar() or "[]")
     notes.append(f"approved by {operator}: decided by the rules ({plan.outcome})")
     app.store.update_mail(conn, rec.id, outcome=plan.outcome, notes=notes)
-    review.close(conn, task.id, review.APPROVED, operator=operator, now=app.now())
+    reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=app.now())
     messages = tuple((m.template, m.to) for m in plan.messages)
-    return ActionResult(task.id, review.APPROVED, messages,
+    return ActionResult(task.id, reviews.APPROVED, messages,
                         f"{rec.reference} decided by the rules: {plan.outcome} "
                         f"({len(decisions)} request(s))")
 
@@ -312,11 +313,11 @@ def _answer(app: App, conn: Connection, rec: MailRecord, reading: Reading, reque
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _load(conn: Connection, task_id: int) -> tuple[review.Task, MailRecord, Reading]:
-    task = review.get(conn, task_id)
+def _load(conn: Connection, task_id: int) -> tuple[reviews.Task, MailRecord, Reading]:
+    task = reviews.get(conn, task_id)
     if task is None:
         raise ReviewError(f"no review task #{task_id}; see `mailbot review list --all`")
-    if task.status != review.OPEN:
+    if task.status != reviews.OPEN:
         when = f" on {task.closed_at:%Y-%m-%d %H:%M} UTC" if task.closed_at else ""
         raise ReviewError(f"task #{task.id} is already {task.status} (by {task.closed_by}"
                           f"{when}); see `mailbot review show {task.id}`")
@@ -404,7 +405,7 @@ def _local(app_calendar: Any, moment: dt.datetime | None) -> str:
         "%Y-%m-%d %H:%M")
 
 
-def format_list(task_list: Sequence[review.Task], *, now: dt.datetime, calendar: Any) -> str:
+def format_list(task_list: Sequence[reviews.Task], *, now: dt.datetime, calendar: Any) -> str:
     if not task_list:
         return "(no review task)\n"
     lines = []
@@ -419,7 +420,7 @@ def format_list(task_list: Sequence[review.Task], *, now: dt.datetime, calendar:
     return "\n".join(lines) + f"\n(times in {zone})\n"
 
 
-def format_task(conn: Connection, task: review.Task, *, now: dt.datetime, calendar: Any) -> str:
+def format_task(conn: Connection, task: reviews.Task, *, now: dt.datetime, calendar: Any) -> str:
     snapshot = task.snapshot
     reading = snapshot.get("reading", {})
     extraction = reading.get("extraction", {})
@@ -460,14 +461,14 @@ def format_task(conn: Connection, task: review.Task, *, now: dt.datetime, calend
         for h in hits:
             lines.append(f"      {h['rule']}: {h['reason']}")
     if task.unlock is not None:
-        entry = unlock_flow.entry(conn, task.unlock)
+        entry = ledger.entry(conn, task.unlock)
         if entry is not None:
-            docs = ", ".join(unlock_flow.stored_documents(entry)) or "none"
+            docs = ", ".join(ledger.stored_documents(entry)) or "none"
             number = f"unlock {entry.number}, " if entry.number else ""
             lines.append(f"  unlock:    ledger #{entry.id} {entry.status}, {number}"
                          f"{entry.modality or 'modality unknown'}, documents: {docs}")
     lines.append("  history:")
-    for h in review.history(conn, task.id):
+    for h in reviews.history(conn, task.id):
         changes = f"  {json.dumps(h['changes'], ensure_ascii=False)}" if h["changes"] else ""
         note = f": {h['note']}" if h["note"] else ""
         lines.append(f"      {_local(calendar, h['at'])}  {h['action']} by {h['operator']}"

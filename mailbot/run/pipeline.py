@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from mailbot.store import reviews, ledger
 from mailbot.answer import plan as answer
 from mailbot.run import review
 from mailbot.run import unlock_flow
@@ -425,7 +426,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
     if extraction.ignored or extraction.kind is None or extraction.sender is None:
         return answer.plan_answers(extraction, []), []
     pool = StoreKeyPool(store, conn)
-    continues = (unlock_flow.entry(conn, reading.continues)
+    continues = (ledger.entry(conn, reading.continues)
                  if reading.continues is not None else None)
     decisions: list[Decision] = []
     serials = [r.serial for r in extraction.requests]
@@ -486,7 +487,7 @@ def _reading(app: App, conn: Connection, parsed: ParsedMail | None,
     if entry is None or entry.request is None:
         return reading
     row = conn.execute(sa.select(requests).where(requests.c.id == entry.request)).one()
-    reference = unlock_flow.reference_of(conn, entry)
+    reference = ledger.reference_of(conn, entry)
     own = [r for r in extraction.requests if r.serial == entry.serial]
     wanted = list(extraction.requests) if own else [
         Request(row.company, row.contact_name, row.contact_email, row.system, row.serial,
@@ -572,7 +573,7 @@ def _hold(app: App, conn: Connection, rec: MailRecord, raw: RawMail, parsed: Par
 def _mail_task(app: App, conn: Connection, rec: MailRecord, reading: Reading, kind: str,
                reason: str, text: str, **snapshot: Any) -> int:
     due = review.due_at(app.rules, app.calendar(), reading.received_at)
-    return review.create(conn, mail=rec.id, kind=kind, reason=reason, reason_text=text,
+    return reviews.create(conn, mail=rec.id, kind=kind, reason=reason, reason_text=text,
                          due_at=due, snapshot={"reading": reading.to_json(), **snapshot},
                          now=app.now())
 
@@ -583,16 +584,16 @@ def _request_task(app: App, conn: Connection, rec: MailRecord, reading: Reading,
     """A review task for one request, or a line in the history of the one already open."""
     now = app.now()
     if repeat and entry_id is not None:
-        task = review.open_for_unlock(conn, entry_id)
+        task = reviews.open_for_unlock(conn, entry_id)
         if task is not None:
             brought = decision.facts.get("documents") or []
-            review.record(conn, task.id, "repeat", review.BOT, now,
+            reviews.record(conn, task.id, "repeat", reviews.BOT, now,
                           note=f"{rec.reference} from {reading.extraction.sender} asks again"
                                + (f"; documents so far: {', '.join(brought)}" if brought else ""),
                           changes={"mail": rec.reference})
             return
     code, text = review.reason_of(reading.extraction.kind or "", decision.hits, decision.facts)
-    review.create(conn, mail=rec.id, request=request_id, unlock=entry_id,
+    reviews.create(conn, mail=rec.id, request=request_id, unlock=entry_id,
                   kind=reading.extraction.kind or "", reason=code, reason_text=text,
                   due_at=review.due_at(app.rules, app.calendar(), reading.received_at,
                                        decision.facts),

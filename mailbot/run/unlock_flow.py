@@ -26,14 +26,12 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from mailbot.business_hours import BusinessCalendar
 from mailbot.decide.free_update import REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL
 from mailbot.model import REVIEW, Decision, Request, RuleHit
 from mailbot.ruleset import UNLOCK_AUTO, Ruleset
-from mailbot.store.database import mails, metadata, outbox
+from mailbot.store import Connection, ledger
+from mailbot.store.ledger import APPROVED, AWAITING_DOCUMENTS, IN_REVIEW, OPEN
 from mailbot.decide.unlock import (
     DOCUMENTS_NEEDED,
     REVIEW_NO_REGISTERED_ADDRESS,
@@ -44,12 +42,6 @@ from mailbot.decide.unlock import (
     decide_unlock,
 )
 
-# Ledger statuses.
-APPROVED = "approved"
-IN_REVIEW = "in_review"
-AWAITING_DOCUMENTS = "awaiting_documents"
-REJECTED = "rejected"
-OPEN = (IN_REVIEW, AWAITING_DOCUMENTS)
 STATUS_OF = {UNLOCKED: APPROVED, DOCUMENTS_NEEDED: AWAITING_DOCUMENTS, REVIEW: IN_REVIEW}
 
 # How a decision relates to the ledger.
@@ -64,34 +56,6 @@ IDENTITY_REASONS = frozenset({REVIEW_UNKNOWN_SERIAL, REVIEW_SYSTEM_MISMATCH,
                               REVIEW_NO_REGISTERED_ADDRESS, REVIEW_OTHER_REQUESTER,
                               REVIEW_NO_RULES})
 
-unlocks = sa.Table(
-    "unlocks", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("serial", sa.String(19), nullable=False, index=True),
-    sa.Column("request", sa.Integer, sa.ForeignKey("requests.id")),  # the request that opened it
-    sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), nullable=False),  # ... and its mail
-    sa.Column("number", sa.Integer),  # 1st, 2nd... unlock of the serial (set when decided)
-    sa.Column("modality", sa.String(20)),
-    # approved / in_review / awaiting_documents / rejected
-    sa.Column("status", sa.String(20), nullable=False, index=True),
-    sa.Column("reason", sa.Text),  # why it has this status, for people
-    sa.Column("approved_by", sa.String(200)),  # "rules" or the operator's name
-    sa.Column("documents", sa.Text, nullable=False),  # JSON list of file names received
-    sa.Column("facts", sa.Text, nullable=False),  # JSON: the decision's facts (windows, texts)
-    sa.Column("due_at", sa.DateTime),  # while in review
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("decided_at", sa.DateTime),  # approved or rejected
-    sa.Column("updated_at", sa.DateTime, nullable=False),
-)
-
-# Every mail that touched an entry: the one that asked, repetitions, replies with documents.
-unlock_mails = sa.Table(
-    "unlock_mails", metadata,
-    sa.Column("unlock", sa.Integer, sa.ForeignKey("unlocks.id"), primary_key=True),
-    sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), primary_key=True, index=True),
-    sa.Column("role", sa.String(20), nullable=False),  # asked / repeat / documents
-)
-
 
 @dataclass(frozen=True)
 class UnlockStep:
@@ -103,61 +67,6 @@ class UnlockStep:
     documents: tuple[str, ...]  # accepted documents this mail brought
 
 
-# --- reading the ledger ----------------------------------------------------------------------
-
-def entry(conn: Connection, entry_id: int) -> Any | None:
-    return conn.execute(sa.select(unlocks).where(unlocks.c.id == entry_id)).first()
-
-
-def entries(conn: Connection, *, serial: str | None = None) -> list[Any]:
-    query = sa.select(unlocks).order_by(unlocks.c.id)
-    if serial:
-        query = query.where(unlocks.c.serial == serial)
-    return conn.execute(query).all()
-
-
-def counts(conn: Connection, serial: str, *, now: dt.datetime, period_days: int,
-           exclude: int | None = None) -> tuple[int, int]:
-    """(approved unlocks of `serial`, approved within the last `period_days`)."""
-    base = sa.select(sa.func.count()).select_from(unlocks).where(
-        unlocks.c.serial == serial, unlocks.c.status == APPROVED)
-    if exclude is not None:
-        base = base.where(unlocks.c.id != exclude)
-    total = conn.execute(base).scalar_one()
-    since = now - dt.timedelta(days=period_days)
-    recent = conn.execute(base.where(unlocks.c.decided_at >= since)).scalar_one()
-    return total, recent
-
-
-def open_entry(conn: Connection, serial: str, *, exclude: int | None = None) -> Any | None:
-    query = (sa.select(unlocks).where(unlocks.c.serial == serial, unlocks.c.status.in_(OPEN))
-             .order_by(unlocks.c.id.desc()).limit(1))
-    if exclude is not None:
-        query = query.where(unlocks.c.id != exclude)
-    return conn.execute(query).first()
-
-
-def last_approved(conn: Connection, serial: str, *, exclude: int | None = None) -> Any | None:
-    query = (sa.select(unlocks).where(unlocks.c.serial == serial, unlocks.c.status == APPROVED)
-             .order_by(unlocks.c.decided_at.desc(), unlocks.c.id.desc()).limit(1))
-    if exclude is not None:
-        query = query.where(unlocks.c.id != exclude)
-    return conn.execute(query).first()
-
-
-def reference_of(conn: Connection, row: Any) -> str:
-    """The reference of the mail that opened a ledger entry (what the customer quotes)."""
-    return conn.execute(sa.select(mails.c.reference).where(mails.c.id == row.mail)).scalar() or ""
-
-
-def stored_facts(row: Any) -> dict[str, Any]:
-    return json.loads(row.facts or "{}")
-
-
-def stored_documents(row: Any) -> list[str]:
-    return json.loads(row.documents or "[]")
-
-
 def find_continuation(conn: Connection, *, references: Sequence[str], texts: Iterable[str],
                       prefix: str) -> Any | None:
     """The open ledger entry a customer's mail answers, or None.
@@ -166,24 +75,10 @@ def find_continuation(conn: Connection, *, references: Sequence[str], texts: Ite
     customer's own earlier mail, or when its subject or body quotes a reference of ours
     (``CLV-000123``) of a mail that touched the entry.
     """
-    mail_ids: set[int] = set()
     refs = [r for r in dict.fromkeys(references) if r][:50]
-    if refs:
-        mail_ids.update(m for m in conn.execute(sa.select(outbox.c.mail).where(
-            outbox.c.message_id.in_(refs), outbox.c.mail.is_not(None))).scalars())
-        mail_ids.update(conn.execute(sa.select(mails.c.id).where(
-            mails.c.message_id.in_(refs))).scalars())
     pattern = re.compile(rf"\b{re.escape(prefix)}-(\d{{6}})\b", re.IGNORECASE)
     quoted = {f"{prefix.upper()}-{m}" for text in texts for m in pattern.findall(text or "")}
-    if quoted:
-        mail_ids.update(conn.execute(sa.select(mails.c.id).where(
-            mails.c.reference.in_(sorted(quoted)[:50]))).scalars())
-    if not mail_ids:
-        return None
-    return conn.execute(
-        sa.select(unlocks).join(unlock_mails, unlock_mails.c.unlock == unlocks.c.id)
-        .where(unlock_mails.c.mail.in_(sorted(mail_ids)), unlocks.c.status.in_(OPEN))
-        .order_by(unlocks.c.id.desc()).limit(1)).first()
+    return ledger.open_entry_touched_by(conn, message_ids=refs, references=sorted(quoted)[:50])
 
 
 # --- deciding ----------------------------------------------------------------------------------
@@ -200,7 +95,7 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
     """
     exclude = own_entry.id if own_entry is not None else None
     period = rules.unlock.period_days if rules.unlock else 365
-    previous, in_period = counts(conn, request.serial, now=now, period_days=period,
+    previous, in_period = ledger.counts(conn, request.serial, now=now, period_days=period,
                                  exclude=exclude)
     decision = decide_unlock(request, requester=requester, licence=licence,
                              previous_unlocks=previous, unlocks_in_period=in_period,
@@ -220,9 +115,9 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
     if continues is not None and continues.serial == request.serial \
             and continues.status in OPEN:
         current = continues
-    current = current or open_entry(conn, request.serial)
+    current = current or ledger.open_entry(conn, request.serial)
     if current is not None:
-        ref = reference_of(conn, current)
+        ref = ledger.reference_of(conn, current)
         if current.status == AWAITING_DOCUMENTS:
             hit = RuleHit("unlock.repeat", f"continues the unlock request {ref} (waiting for "
                                            "documents): the same unlock, not counted again")
@@ -232,9 +127,9 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
             return UnlockStep(replace(decision, hits=hits,
                                       facts={**decision.facts, "reference": ref}),
                               CONTINUED, current, accepted)
-        facts = {**stored_facts(current), **_fresh_facts(decision.facts)}
-        docs = [*stored_documents(current), *(d for d in accepted
-                                              if d not in stored_documents(current))]
+        facts = {**ledger.stored_facts(current), **_fresh_facts(decision.facts)}
+        docs = [*ledger.stored_documents(current), *(d for d in accepted
+                                              if d not in ledger.stored_documents(current))]
         facts.update(documents=docs, reference=ref, repeat=True)
         due = facts.get("due_text") or "(sin fecha)"
         brought = f"; it brings {', '.join(accepted)}" if accepted else ""
@@ -243,11 +138,11 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
                                        "again")
         return UnlockStep(Decision(request, REVIEW, (*identity, hit), recipient=decision.recipient,
                                    facts=facts), REPEAT_OPEN, current, accepted)
-    last = last_approved(conn, request.serial)
+    last = ledger.last_approved(conn, request.serial)
     if last is not None and last.decided_at is not None \
             and now - last.decided_at < dt.timedelta(hours=repeat_hours):
-        ref = reference_of(conn, last)
-        facts = {**stored_facts(last), **_fresh_facts(decision.facts), "repeat": True,
+        ref = ledger.reference_of(conn, last)
+        facts = {**ledger.stored_facts(last), **_fresh_facts(decision.facts), "repeat": True,
                  "reference": ref}
         hit = RuleHit("unlock.repeat", f"{request.serial} was released on "
                                        f"{last.decided_at:%Y-%m-%d %H:%M} UTC ({ref}), less than "
@@ -278,20 +173,19 @@ def record(conn: Connection, step: UnlockStep, *, request_id: int | None, mail_i
     facts = _facts_json(d.facts)
     due = _naive_utc(d.facts.get("due_at")) if status == IN_REVIEW else None
     if step.mode == NEW:
-        result = conn.execute(unlocks.insert().values(
-            serial=d.request.serial, request=request_id, mail=mail_id,
+        entry_id = ledger.insert(
+            conn, serial=d.request.serial, request=request_id, mail=mail_id,
             number=d.facts.get("number"), modality=d.facts.get("modality"), status=status,
             reason=reason, approved_by=approved_by if status == APPROVED else None,
             documents=json.dumps(list(step.documents), ensure_ascii=False), facts=facts,
             due_at=due, created_at=now, decided_at=now if status == APPROVED else None,
-            updated_at=now))
-        entry_id = result.inserted_primary_key[0]
-        link(conn, entry_id, mail_id, "asked")
+            updated_at=now)
+        ledger.link(conn, entry_id, mail_id, "asked")
         return entry_id
     assert step.entry is not None
     row = step.entry
-    documents = [*stored_documents(row), *(x for x in step.documents
-                                           if x not in stored_documents(row))]
+    documents = [*ledger.stored_documents(row), *(x for x in step.documents
+                                           if x not in ledger.stored_documents(row))]
     values: dict[str, Any] = dict(documents=json.dumps(documents, ensure_ascii=False),
                                   updated_at=now)
     if step.mode in (CONTINUED, REDECIDED):
@@ -303,17 +197,10 @@ def record(conn: Connection, step: UnlockStep, *, request_id: int | None, mail_i
     elif step.mode == REPEAT_OPEN:
         values["facts"] = _facts_json({k: v for k, v in d.facts.items()
                                        if k not in ("repeat", "reference")})
-    conn.execute(unlocks.update().where(unlocks.c.id == row.id).values(**values))
+    ledger.update(conn, row.id, **values)
     if step.mode != REDECIDED:
-        link(conn, row.id, mail_id, "documents" if step.documents else "repeat")
+        ledger.link(conn, row.id, mail_id, "documents" if step.documents else "repeat")
     return row.id
-
-
-def link(conn: Connection, entry_id: int, mail_id: int, role: str) -> None:
-    exists = conn.execute(sa.select(unlock_mails.c.role).where(
-        unlock_mails.c.unlock == entry_id, unlock_mails.c.mail == mail_id)).first()
-    if exists is None:
-        conn.execute(unlock_mails.insert().values(unlock=entry_id, mail=mail_id, role=role))
 
 
 def approve(conn: Connection, entry_id: int, *, operator: str, now: dt.datetime,
@@ -323,24 +210,23 @@ def approve(conn: Connection, entry_id: int, *, operator: str, now: dt.datetime,
     Returns the facts a confirmation shows (the minutes a release may take come from the
     modality's automatic policy, when it has one).
     """
-    row = entry(conn, entry_id)
+    row = ledger.entry(conn, entry_id)
     assert row is not None
-    previous, _ = counts(conn, row.serial, now=now, period_days=1, exclude=row.id)
-    facts = stored_facts(row)
+    previous, _ = ledger.counts(conn, row.serial, now=now, period_days=1, exclude=row.id)
+    facts = ledger.stored_facts(row)
     facts.update(number=previous + 1, minutes_text=release_minutes_text(rules, row.modality),
                  approved_by=operator)
     reason = f"approved by {operator}" + (f": {note}" if note else "")
-    conn.execute(unlocks.update().where(unlocks.c.id == row.id).values(
-        status=APPROVED, number=previous + 1, approved_by=operator, reason=reason,
-        facts=_facts_json(facts), due_at=None, decided_at=now, updated_at=now))
+    ledger.update(
+        conn, row.id, status=APPROVED, number=previous + 1, approved_by=operator, reason=reason,
+        facts=_facts_json(facts), due_at=None, decided_at=now, updated_at=now)
     return facts
 
 
 def reject(conn: Connection, entry_id: int, *, operator: str, now: dt.datetime,
            note: str) -> None:
-    conn.execute(unlocks.update().where(unlocks.c.id == entry_id).values(
-        status=REJECTED, reason=f"rejected by {operator}: {note}", due_at=None, decided_at=now,
-        updated_at=now))
+    ledger.update(conn, entry_id, status=ledger.REJECTED, reason=f"rejected by {operator}: {note}",
+                  due_at=None, decided_at=now, updated_at=now)
 
 
 def release_minutes_text(rules: Ruleset, modality: str | None) -> str:
