@@ -67,7 +67,7 @@ from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
 from botconfig import server_config  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
-from mailbot.run import pipeline  # noqa: E402
+from mailbot.run import pipeline, reading, replies  # noqa: E402
 from mailbot.ops.demo import (SEED_SPREADSHEET_ROWS, SUPPORT_FOREVER, XLSX_TYPE,  # noqa: E402
                           _finish_mime, _gmail_link, _message, _outlook_html)
 from mailbot.ops.imports import read_keys, read_registry  # noqa: E402
@@ -503,10 +503,11 @@ class Breakdown:
             real_many = app.after_send_many
             app.after_send_many = self.timed("sent_append", real_many)
         app.renderer.render = self.timed("render", app.renderer.render)
-        real = {name: getattr(pipeline, name)
-                for name in ("read_mail", "build_reply", "process_batch")}
-        pipeline.read_mail = self.timed("parse_extract", real["read_mail"])
-        pipeline.build_reply = self.timed("build_reply", real["build_reply"])
+        # Each step's module looks its helpers up by name, so timing one means patching it there.
+        homes = {"read_mail": reading, "build_reply": replies, "process_batch": pipeline}
+        real = {name: getattr(module, name) for name, module in homes.items()}
+        reading.read_mail = self.timed("parse_extract", real["read_mail"])
+        replies.build_reply = self.timed("build_reply", real["build_reply"])
 
         def process_batch(app, raws, *args, **kwargs):
             t = time.perf_counter()
@@ -542,7 +543,7 @@ class Breakdown:
             yield
         finally:
             for name, fn in real.items():
-                setattr(pipeline, name, fn)
+                setattr(homes[name], name, fn)
             if app.after_send_many is not None:
                 app.after_send_many = real_many
             sa.event.remove(engine, "before_cursor_execute", before)

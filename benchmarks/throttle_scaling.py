@@ -32,7 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 from alembic import command  # noqa: E402
 from alembic.config import Config as AlembicConfig  # noqa: E402
 
-from mailbot.run.pipeline import _REQUEST_THROTTLE  # noqa: E402
+from mailbot.store.database import _REQUEST_THROTTLE  # noqa: E402
 from mailbot.store.database import MIGRATIONS, Store  # noqa: E402
 
 REQUESTS_PER_MAIL = 1.6

@@ -16,7 +16,8 @@ from mailbot import config as config_module
 from mailbot.ops.demo import write_demo
 from mailbot.transport.files import FileSink
 from mailbot.ops.imports import read_keys, read_registry
-from mailbot.run.pipeline import fulfil_pending, run_once
+from mailbot.run.pending import fulfil_pending
+from mailbot.run.pipeline import run_once
 from mailbot.store.database import mails, outbox, requests
 from mailbot.run.wiring import open_app
 

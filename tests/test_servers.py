@@ -204,16 +204,16 @@ def test_a_mail_that_keeps_failing_is_quarantined_and_the_next_mails_flow(setup,
                                                                          smtp_server,
                                                                          monkeypatch):
     app, _, demo = setup
-    import mailbot.run.pipeline as pipeline
+    import mailbot.run.reading as reading
 
-    real = pipeline.read_mail
+    real = reading.read_mail
 
     def read_mail(data, *args, **kwargs):
         if b"poison-pill" in data:
             raise RecursionError("the parser gave up on this mail")
         return real(data, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "read_mail", read_mail)
+    monkeypatch.setattr(reading, "read_mail", read_mail)
     imap_server.append("INBOX", demo[0].replace(b"Subject:", b"X-Test: poison-pill\r\nSubject:", 1))
     imap_server.append("INBOX", demo[3])
     for _ in range(4):

@@ -8,7 +8,7 @@ import random
 
 import sqlalchemy as sa
 
-from mailbot.run.pipeline import _REQUEST_THROTTLE
+from mailbot.store.database import _REQUEST_THROTTLE
 from mailbot.store.database import licences, mails, outbox, requests, utcnow
 
 NOW = dt.datetime(2026, 11, 23, 12, 0)

@@ -473,7 +473,8 @@ def test_migration_0002_creates_the_ledger_and_the_queue_and_matches_the_code(cl
     from alembic.config import Config as AlembicConfig
     from alembic.migration import MigrationContext
 
-    from mailbot.store.database import MIGRATIONS, metadata
+    from mailbot.store.database import MIGRATIONS
+    from mailbot.store.schema import metadata
 
     new_tables = {"unlocks", "unlock_mails", "reviews", "review_actions"}
     with clean_store.transaction() as conn:

@@ -38,8 +38,11 @@ from mailbot.decide.free_update import decide_free_update
 from mailbot.errors import MailbotError
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.model import REVIEW, Decision, Request, RuleHit
-from mailbot.run.pipeline import (App, Reading, RunReport, StoreKeyPool, decide_reading,
-                              deliver_due, queue_message, task_snapshot)
+from mailbot.run.app import App, RunReport
+from mailbot.run.deciding import StoreKeyPool, decide_reading, task_snapshot
+from mailbot.run.deliver import deliver_due
+from mailbot.run.reading import Reading
+from mailbot.run.replies import queue_message
 from mailbot.store.database import MailRecord, mails, requests
 from mailbot.decide.unlock import UNLOCKED
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mailbot.run.pipeline import App, run_once, send_alerts
+from mailbot.run.alerts import send_alerts
+from mailbot.run.app import App
+from mailbot.run.pipeline import run_once
 
 log = logging.getLogger("mailbot.run.service")
 
@@ -58,7 +60,8 @@ class Runner:
                                      detail=f"{self.app.source.name}: {exc}")
         try:
             send_alerts(self.app)
-            from mailbot.run.pipeline import RunReport, deliver_due
+            from mailbot.run.app import RunReport
+            from mailbot.run.deliver import deliver_due
 
             deliver_due(self.app, RunReport())
         except Exception as alert_exc:  # the SMTP server may be down too; the alert waits

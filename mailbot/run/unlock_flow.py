@@ -28,10 +28,6 @@ from typing import Any, Iterable, Sequence
 
 from mailbot.business_hours import BusinessCalendar
 from mailbot.decide.free_update import REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL
-from mailbot.model import REVIEW, Decision, Request, RuleHit
-from mailbot.ruleset import UNLOCK_AUTO, Ruleset
-from mailbot.store import Connection, ledger
-from mailbot.store.ledger import APPROVED, AWAITING_DOCUMENTS, IN_REVIEW, OPEN
 from mailbot.decide.unlock import (
     DOCUMENTS_NEEDED,
     REVIEW_NO_REGISTERED_ADDRESS,
@@ -41,6 +37,10 @@ from mailbot.decide.unlock import (
     accepted_documents,
     decide_unlock,
 )
+from mailbot.model import REVIEW, Decision, Request, RuleHit
+from mailbot.ruleset import UNLOCK_AUTO, Ruleset
+from mailbot.store import Connection, ledger
+from mailbot.store.ledger import APPROVED, AWAITING_DOCUMENTS, IN_REVIEW, OPEN
 
 STATUS_OF = {UNLOCKED: APPROVED, DOCUMENTS_NEEDED: AWAITING_DOCUMENTS, REVIEW: IN_REVIEW}
 

@@ -7,14 +7,14 @@ import signal
 from pathlib import Path
 from typing import Callable
 
+from mailbot.answer.render import Renderer
 from mailbot.config import Config
 from mailbot.errors import ConfigError
-from mailbot.run.pipeline import App
-from mailbot.answer.render import Renderer
 from mailbot.ruleset import Ruleset, load_rules
+from mailbot.run.app import App
 from mailbot.shipped import shipped
-from mailbot.transport.seams import Sink, Source
 from mailbot.store.database import Store
+from mailbot.transport.seams import Sink, Source
 
 
 def open_store(config: Config) -> Store:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mailbot.errors import ConfigError
-from mailbot.store.schema import (events, keys, licences, mails, metadata, outbox,
+from mailbot.store.schema import (events, keys, licences, mails, outbox,
                                    outbox_recipients, requests)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -431,6 +431,17 @@ class Store:
         conn.execute(outbox.update().where(outbox.c.id == message).values(
             status="failed", attempts=outbox.c.attempts + 1, last_error=error))
 
+    def request_counts(self, conn: Connection, *, serial: str, company: str,
+                       since: dt.datetime) -> tuple[int, int]:
+        """(earlier mails that asked for `serial`, that asked for a licence of `company`),
+        counting mails decided since `since` (the request throttle)."""
+        by_serial, by_company = conn.execute(_REQUEST_THROTTLE, {
+            "_since": since, "_serial": serial, "_company": company}).one()
+        return by_serial, by_company
+
+    def request(self, conn: Connection, request_id: int) -> Any:
+        return conn.execute(sa.select(requests).where(requests.c.id == request_id)).one()
+
     def replies_to_since(self, conn: Connection, address: str, since: dt.datetime) -> int:
         """Customer answers queued for `address` since `since` (the per-sender throttle).
 
@@ -487,6 +498,35 @@ _REPLIES_TO_SINCE = (
     .where(outbox_recipients.c.address == sa.bindparam("address"),
            outbox_recipients.c.created_at >= sa.bindparam("since"),
            outbox_recipients.c.purpose != "alert"))
+
+
+def _request_throttle_statement() -> Any:
+    """Both counts of the request throttle in one query: distinct earlier mails, decided within
+    the window, that asked for this serial; and that asked for a licence of this company (a
+    registered serial of it, or the company as the request wrote it).
+
+    Written as a UNION ALL of three index look-ups (requests.serial; licences.company joined
+    to requests.serial; requests.company) so that SQLite and PostgreSQL both look up only the
+    company's and the serial's own requests: an OR with `IN (subquery)` makes PostgreSQL scan
+    every request. The cost follows the company's history, not the table's.
+    """
+    kind = sa.literal_column("'s'", sa.String).label("kind")
+    by_serial = sa.select(requests.c.mail.label("mail"), kind).where(
+        requests.c.serial == sa.bindparam("_serial"))
+    company = sa.literal_column("'c'", sa.String)
+    by_licence = (sa.select(requests.c.mail, company)
+                  .select_from(requests.join(licences, licences.c.serial == requests.c.serial))
+                  .where(licences.c.company == sa.bindparam("_company")))
+    by_name = sa.select(requests.c.mail, company).where(
+        requests.c.company == sa.bindparam("_company"))
+    asked = sa.union_all(by_serial, by_licence, by_name).subquery("asked")
+    return (sa.select(sa.func.count(sa.distinct(sa.case((asked.c.kind == "s", asked.c.mail)))),
+                      sa.func.count(sa.distinct(sa.case((asked.c.kind == "c", asked.c.mail)))))
+            .select_from(asked.join(mails, mails.c.id == asked.c.mail))
+            .where(mails.c.decided_at >= sa.bindparam("_since")))
+
+
+_REQUEST_THROTTLE = _request_throttle_statement()
 
 
 def _hits_json(hits: Sequence[Any]) -> str:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from mailbot.store.database import metadata
+from mailbot.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic` run by hand: mailbot always passes its connection

@@ -1,0 +1,130 @@
+"""Step 4: send what the outbox holds; temporary failures retry with backoff, permanent ones
+go to review; copies for the Sent folder are made in one go after the sends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any, Sequence
+
+from mailbot.run.app import MAX_RETRY_DELAY, App, RunReport
+from mailbot.store import Connection
+from mailbot.transport.seams import (
+    REVIEW,
+    PartiallyDelivered,
+    PermanentDeliveryError,
+    SinkUnavailable,
+    TemporaryDeliveryError,
+)
+
+log = logging.getLogger("mailbot")
+
+
+def deliver_due(app: App, report: RunReport, *, mail: int | None = None,
+                mail_ids: Sequence[int] | None = None) -> None:
+    """Send queued messages whose time has come (all, or those of `mail` or of `mail_ids`);
+    temporary failures retry with backoff."""
+    with app.store.transaction() as conn:
+        due = app.store.due_messages(conn, now=app.now(), mail=mail, mail_ids=mail_ids)
+    smtp = app.config.smtp
+    copy_many = app.after_send_many if app.after_send is not None else None
+    copies: list[tuple[int, bytes]] = []  # sent, copy for the Sent folder still to make
+    for msg in due:
+        recipients = json.loads(msg.recipients)
+        try:
+            app.sink.send(msg.envelope_from, recipients, msg.data, msg.message_id)
+        except SinkUnavailable as exc:
+            # Nothing can go out until an operator fixes the setup: keep every message's
+            # attempts, retry the whole batch later, alert once per pass that sees it.
+            with app.store.transaction() as conn:
+                app.store.mark_retry(conn, msg.id, error=str(exc), count_attempt=False,
+                                     next_attempt_at=app.now() + dt.timedelta(
+                                         seconds=smtp.retry_base_seconds))
+            log.error("event=sink_unavailable error=%r", str(exc))
+            report.errors.append(f"sink unavailable: {exc}")
+            break
+        except TemporaryDeliveryError as exc:
+            with app.store.transaction() as conn:
+                if msg.attempts + 1 >= smtp.max_attempts:
+                    app.store.mark_failed(conn, msg.id, error=str(exc))
+                    delivery_failed(app, conn, msg, str(exc))
+                    report.failed += 1
+                else:
+                    delay = min(dt.timedelta(seconds=smtp.retry_base_seconds * 2 ** msg.attempts),
+                                MAX_RETRY_DELAY)
+                    app.store.mark_retry(conn, msg.id, error=str(exc),
+                                         next_attempt_at=app.now() + delay)
+            log.warning("event=delivery_deferred message_id=%s error=%r", msg.message_id, str(exc))
+            continue
+        except PartiallyDelivered as exc:
+            # Delivered to some recipients: resending would duplicate it for them.
+            with app.store.transaction() as conn:
+                app.store.mark_sent(conn, msg.id, error=str(exc))
+                delivery_failed(app, conn, msg, str(exc))
+            log.error("event=delivery_partial message_id=%s error=%r", msg.message_id, str(exc))
+            continue
+        except PermanentDeliveryError as exc:
+            with app.store.transaction() as conn:
+                app.store.mark_failed(conn, msg.id, error=str(exc))
+                delivery_failed(app, conn, msg, str(exc))
+            report.failed += 1
+            log.error("event=delivery_failed message_id=%s error=%r", msg.message_id, str(exc))
+            continue
+        app.hook("after_smtp_accept")
+        copy = app.after_send is not None and msg.purpose != "alert"
+        if copy and copy_many is None:
+            try:
+                app.after_send(msg.data)  # type: ignore[misc]
+            except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
+                log.warning("could not keep a copy of %s: %s", msg.message_id, exc)
+        pending = copy and copy_many is not None
+        with app.store.transaction() as conn:
+            app.store.mark_sent(conn, msg.id, copy_pending=pending)
+        if pending:
+            copies.append((msg.id, msg.data))
+        report.sent += 1
+        log.info("event=reply_sent message_id=%s template=%s to=%s", msg.message_id,
+                 msg.template, ",".join(recipients))
+    if copies:
+        make_copies(app, copies)
+
+
+
+def make_copies(app: App, copies: Sequence[tuple[int, bytes]]) -> None:
+    """Copies of sent replies for the Sent folder, all at once; then they are no longer
+    pending. A failure leaves them pending for the next run (`finish_copies`)."""
+    copy_many = app.after_send_many if app.after_send is not None else None
+    if copy_many is not None:
+        try:
+            copy_many([data for _, data in copies])
+        except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
+            log.warning("could not keep copies of %d replies now (next run tries again): %s",
+                        len(copies), exc)
+            return
+    elif app.after_send is not None:
+        for _, data in copies:
+            try:
+                app.after_send(data)
+            except Exception as exc:
+                log.warning("could not keep a copy of a reply: %s", exc)
+    with app.store.transaction() as conn:
+        app.store.copies_made(conn, [message for message, _ in copies])
+
+
+
+def finish_copies(app: App) -> None:
+    """Copies for the Sent folder that a crash (or an unreachable mailbox) left unmade."""
+    with app.store.transaction() as conn:
+        pending = app.store.pending_copies(conn)
+    if pending:
+        make_copies(app, [(row.id, row.data) for row in pending])
+
+
+
+def delivery_failed(app: App, conn: Connection, msg: Any, error: str) -> None:
+    if msg.mail is not None:
+        app.store.update_mail(conn, msg.mail, folder=REVIEW)
+    if msg.purpose != "alert":
+        app.store.log_event(conn, "alert", mail=msg.mail, title="Entrega fallida",
+                            detail=f"{msg.message_id} a {', '.join(json.loads(msg.recipients))}: {error}")
