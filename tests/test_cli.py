@@ -171,3 +171,39 @@ def test_parse_works_from_any_directory_with_the_shipped_rules(tmp_path):
     result = mailbot("parse", "--json", str(CORPUS / "seed_example_plain_utf8.eml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["requests"][0]["serial"] == "AAAA-BBBB-CCCC-DDDD"
+
+
+# --- global options go before or after the sub-command ---------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["--config", "c.toml", "-v", "--log-format", "json", "run", "--once"],
+    ["run", "--once", "--config", "c.toml", "-v", "--log-format", "json"],
+    ["--config", "c.toml", "run", "--once", "-v", "--log-format", "json"],
+    ["review", "list", "--config", "c.toml", "--verbose", "--log-format", "json"],
+    ["review", "--config", "c.toml", "list", "-v", "--log-format=json"],
+    ["rules", "check", "--config", "c.toml", "-v", "--log-format", "json"],
+    ["keys", "import", "k.csv", "--config=c.toml", "-v", "--log-format", "json"],
+])
+def test_global_options_are_read_before_or_after_the_subcommand(argv):
+    args = build_parser().parse_args(argv)
+    assert (args.config, args.verbose, args.log_format) == ("c.toml", True, "json")
+
+
+@pytest.mark.parametrize("argv", [["run"], ["review", "list"], ["templates", "check"]])
+def test_a_subcommand_without_global_options_keeps_their_defaults(argv):
+    args = build_parser().parse_args(argv)
+    assert (args.config, args.verbose, args.log_format) == (None, False, "text")
+
+
+def test_a_subcommand_does_not_clobber_a_global_option_given_before_it():
+    args = build_parser().parse_args(["--config", "c.toml", "--log-format", "json", "-v",
+                                      "review", "show", "3"])
+    assert (args.config, args.verbose, args.log_format, args.id) == ("c.toml", True, "json", 3)
+
+
+def test_config_after_a_nested_subcommand_is_the_one_loaded(tmp_path):
+    (tmp_path / "bad.toml").write_text("[source]\ntype = 'pop3'\n")
+    assert_clean_error(mailbot("rules", "check", "--config", str(tmp_path / "bad.toml")),
+                       "bad.toml", "[source] type must be")
+    assert_clean_error(mailbot("review", "list", "--config", str(tmp_path / "missing.toml")),
+                       "missing.toml", "no such configuration file")

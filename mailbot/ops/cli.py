@@ -207,25 +207,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------------
 
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--config, -v and --log-format, on the main parser (`top`) and on every sub-command.
+
+    A sub-command's copies default to SUPPRESS: one not given after the sub-command leaves the
+    value given before it (or the main parser's default) alone.
+    """
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("--config", metavar="PATH", default=default(None),
+                        help="configuration file (default: ./config.toml if present, else the "
+                             "embedded defaults: Maildir var/inbox, replies to var/outbox, "
+                             "SQLite var/mailbot.db)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                        help="log every event to stderr (default: warnings and errors only)")
+    parser.add_argument("--log-format", choices=("text", "json"), default=default("text"),
+                        help="log lines as text (default) or as one JSON object per line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailbot",
         description="Answers licence-key requests sent to claves@ by e-mail.")
     parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
-    parser.add_argument("--config", metavar="PATH",
-                        help="configuration file (default: ./config.toml if present, else the "
-                             "embedded defaults: Maildir var/inbox, replies to var/outbox, "
-                             "SQLite var/mailbot.db)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log every event to stderr (default: warnings and errors only)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="log lines as text (default) or as one JSON object per line")
+    _add_global_options(parser, top=True)
+    # Every sub-command takes the global options too, so they may come before or after it.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_global_options(common, top=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str,
             parent: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=help_, description=help_)
+        p = parent.add_parser(name, help=help_, description=help_, parents=[common])
         p.set_defaults(func=func)
         return p
 
@@ -249,13 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per mail")
 
     rules = sub.add_parser("rules", help="check the rules files",
-                           description="Check the rules in rules/*.toml.")
+                           description="Check the rules in rules/*.toml.", parents=[common])
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION")
     rules_sub.required = True
     add("check", cmd_rules_check, "load and validate every rules file", rules_sub)
 
     templates = sub.add_parser("templates", help="check or preview the reply templates",
-                               description="Check or preview the reply templates.")
+                               description="Check or preview the reply templates.",
+                               parents=[common])
     templates_sub = templates.add_subparsers(dest="templates_command", metavar="ACTION")
     templates_sub.required = True
     add("check", cmd_templates_check, "render every template with sample data", templates_sub)
@@ -264,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="template name, e.g. keys_issued")
 
     registry = sub.add_parser("registry", help="the licence registry",
-                              description="Manage the licence registry.")
+                              description="Manage the licence registry.", parents=[common])
     registry_sub = registry.add_subparsers(dest="registry_command", metavar="ACTION")
     registry_sub.required = True
     p = add("import", cmd_registry_import,
@@ -272,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
             "purchase_date, modality, support_until, users); all or nothing", registry_sub)
     p.add_argument("file")
 
-    keys = sub.add_parser("keys", help="the key pool", description="Manage the key pool.")
+    keys = sub.add_parser("keys", help="the key pool", description="Manage the key pool.",
+                          parents=[common])
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
     keys_sub.required = True
     p = add("import", cmd_keys_import, "import keys from CSV or XLSX (system, key); "
@@ -282,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("doctor", cmd_doctor, "check the configuration, rules, templates and store, and reach "
                               "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
 
-    add_review_commands(sub)
+    add_review_commands(sub, parents=[common])
 
     p = add("demo", cmd_demo, "write a demo inbox, registry and key pool, process it once and "
                               "print the log")

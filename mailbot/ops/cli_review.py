@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Sequence
 
 from mailbot.store import reviews
 from mailbot.run import review
@@ -91,18 +91,20 @@ def cmd_review_edit(args: argparse.Namespace) -> int:
         _close(app)
 
 
-def add_review_commands(sub: argparse._SubParsersAction) -> None:
-    """Register `mailbot review ...` on the main parser's subcommands."""
+def add_review_commands(sub: argparse._SubParsersAction,
+                        parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register `mailbot review ...` on the main parser's subcommands; `parents` (the global
+    options) go on `review` and on each of its actions."""
     parser = sub.add_parser("review", help="work the review queue: list, show, approve, reject, "
                                            "edit",
                             description="Work the review queue: everything the rules would not "
                                         "decide alone. Every action is recorded with the "
-                                        "operator's name and time.")
+                                        "operator's name and time.", parents=list(parents))
     actions = parser.add_subparsers(dest="review_command", metavar="ACTION")
     actions.required = True
 
     def add(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_, description=help_)
+        p = actions.add_parser(name, help=help_, description=help_, parents=list(parents))
         p.set_defaults(func=func)
         return p
 
