@@ -207,3 +207,41 @@ def test_config_after_a_nested_subcommand_is_the_one_loaded(tmp_path):
                        "bad.toml", "[source] type must be")
     assert_clean_error(mailbot("review", "list", "--config", str(tmp_path / "missing.toml")),
                        "missing.toml", "no such configuration file")
+
+
+# --- what -v changes -------------------------------------------------------------------------
+
+def _verbose_help() -> str:
+    [action] = [a for a in build_parser()._actions if "--verbose" in a.option_strings]
+    return " ".join(action.help.split())
+
+
+@pytest.mark.parametrize("argv, level", [
+    (["rules", "check"], "WARNING"),
+    (["-v", "rules", "check"], "INFO"),
+    (["rules", "check", "-v"], "INFO"),
+    (["run", "--once"], "INFO"),
+])
+def test_v_help_says_what_is_logged_with_and_without_it(argv, level, monkeypatch, capsys):
+    import logging
+
+    from mailbot.ops import cli, logsetup
+
+    seen = {}
+    real_setup = logsetup.setup
+
+    def setup(**kw):
+        real_setup(**kw)
+        seen["level"] = logging.getLevelName(logging.getLogger().level)
+
+    monkeypatch.setattr(logsetup, "setup", setup)
+    monkeypatch.setattr(cli, "cmd_rules_check", lambda args: 0)
+    monkeypatch.setattr(cli, "cmd_run", lambda args: 0)
+    assert cli.main(argv) == 0
+    assert seen["level"] == level
+    text = _verbose_help()
+    # What the help promises matches the levels above: INFO events with -v; without it only
+    # warnings and errors, except `run`, which logs them anyway. Never "every event": DEBUG
+    # lines (e.g. SMTP connection details) are not shown with -v either.
+    assert "every event" not in text
+    assert "warnings and errors" in text and "`run`" in text

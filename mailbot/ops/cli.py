@@ -221,7 +221,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
                              "embedded defaults: Maildir var/inbox, replies to var/outbox, "
                              "SQLite var/mailbot.db)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
-                        help="log every event to stderr (default: warnings and errors only)")
+                        help="also log progress to stderr (INFO: each mail received, decided, "
+                             "answered and filed; connections); without -v only warnings and "
+                             "errors are logged, except by `run`, which always logs progress")
     parser.add_argument("--log-format", choices=("text", "json"), default=default("text"),
                         help="log lines as text (default) or as one JSON object per line")
 
