@@ -202,10 +202,14 @@ def test_alert_headers():
 def test_reply_with_a_rendered_template_end_to_end():
     from pathlib import Path
 
-    from mailbot.answer.render import Renderer, sample_context
+    from mailbot.answer.render import Renderer
+    from mailbot.answer.samples import sample_context
+    from mailbot.ruleset import load_rules
 
-    renderer = Renderer(Path(__file__).resolve().parent.parent / "templates")
-    rendered = renderer.render("keys_issued", sample_context("keys_issued"))
+    root = Path(__file__).resolve().parent.parent
+    renderer = Renderer(root / "templates")
+    rendered = renderer.render("keys_issued", sample_context("keys_issued",
+                                                             load_rules(root / "rules")))
     msg = parse(reply(rendered=rendered))
     assert "FE12-7KQ4-M2ZP-99XA" in msg.get_body(("plain",)).get_content()
     assert "FE12-7KQ4-M2ZP-99XA" in msg.get_body(("html",)).get_content()

@@ -134,12 +134,16 @@ def test_bad_values_are_refused_the_same_way():
 def test_every_template_with_its_sample_contexts():
     from pathlib import Path
 
-    from mailbot.answer.render import Renderer, sample_contexts
+    from mailbot.answer.render import Renderer
+    from mailbot.answer.samples import sample_contexts
+    from mailbot.ruleset import load_rules
 
-    renderer = Renderer(Path(__file__).resolve().parent.parent / "templates")
+    root = Path(__file__).resolve().parent.parent
+    renderer = Renderer(root / "templates")
+    rules = load_rules(root / "rules")
     checked = 0
     for name in renderer.names():
-        for context in sample_contexts(name).values():
+        for context in sample_contexts(name, rules).values():
             fast, slow = both(rendered=renderer.render(name, context))
             assert fast == slow, name
             checked += 1

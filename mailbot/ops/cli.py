@@ -120,10 +120,11 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_templates_check(args: argparse.Namespace) -> int:
-    from mailbot.run.wiring import open_renderer
+    from mailbot.run.wiring import open_renderer, open_rules
 
-    renderer = open_renderer(_config(args))
-    errors = renderer.check()
+    config = _config(args)
+    renderer = open_renderer(config)
+    errors = renderer.check(open_rules(config))
     for line in errors:
         print(line)
     if errors:
@@ -133,11 +134,12 @@ def cmd_templates_check(args: argparse.Namespace) -> int:
 
 
 def cmd_templates_preview(args: argparse.Namespace) -> int:
-    from mailbot.run.wiring import open_renderer
+    from mailbot.run.wiring import open_renderer, open_rules
 
     config = _config(args)
     renderer = open_renderer(config)
-    sys.stdout.write(renderer.preview(args.name, from_address=config.bot.address,
+    sys.stdout.write(renderer.preview(args.name, open_rules(config),
+                                      from_address=config.bot.address,
                                       from_name=config.bot.from_name))
     return 0
 

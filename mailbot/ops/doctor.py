@@ -39,7 +39,7 @@ def run_checks(config: Config) -> Iterator[Check]:
         return f"{r.directory}: {len(r.kinds)} kinds, {len(r.catalogue.systems)} systems"
 
     def templates() -> list[str]:
-        return open_renderer(config).check()
+        return open_renderer(config).check(open_rules(config))  # samples carry the rules' prices
 
     def store() -> str:
         s = open_store(config)

@@ -1,0 +1,290 @@
+"""The Jinja2 sandbox for admin-edited templates: no Python internals, and bounded work.
+
+Jinja's immutable sandbox already refuses attribute tricks (``__class__``, ``__globals__``);
+this module adds what it lacks: a budget of loop steps, time and value size per render, so a
+hostile or buggy template fails as a `LimitExceeded` instead of hanging the bot or filling its
+memory. Every allocation a template can ask for (``*``, ``**``, ``%``, ``~``, ``+``, string
+methods, width-taking filters, ``join``) is checked before it happens, and every result after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import operator
+import re
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
+
+
+class LimitExceeded(SecurityError):
+    """A template ran too long or built too large a value."""
+
+
+@dataclass
+class _Budget:
+    """What is left of one render's allowance; every loop item, call and operator spends a step."""
+
+    deadline: float
+    steps_left: int
+    max_value: int
+
+    def step(self) -> None:
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise LimitExceeded("template loops too long (too many steps)")
+        if time.monotonic() > self.deadline:
+            raise LimitExceeded("template takes too long to render")
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("mailbot_render_budget",
+                                                                         default=None)
+
+
+@contextlib.contextmanager
+def limits(*, time_limit: float, max_steps: int, max_value: int) -> Iterator[None]:
+    """Give the renders inside a fresh budget (a context variable, so threads do not share it)."""
+    token = _budget.set(_Budget(deadline=time.monotonic() + time_limit, steps_left=max_steps,
+                                max_value=max_value))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _check_size(value: Any) -> Any:
+    budget = _budget.get()
+    if budget is not None and isinstance(value, (str, list, tuple)) \
+            and len(value) > budget.max_value:
+        raise LimitExceeded(f"template builds a value of more than {budget.max_value} characters")
+    return value
+
+
+def _step() -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.step()
+
+
+def _guarded_iter(iterable: Any) -> Iterable[Any]:
+    """Every `for` loop in a template iterates through this: one step per item."""
+    for item in iterable:
+        _step()
+        yield item
+
+
+@jinja2.pass_eval_context
+def _guarded_concat(eval_ctx: Any, parts: list[Any]) -> str:
+    """The `~` operator, with the result's size checked before it is built."""
+    budget = _budget.get()
+    strings = [p if isinstance(p, str) else str(p) for p in parts]
+    if budget is not None and sum(len(s) for s in strings) > budget.max_value:
+        raise LimitExceeded(f"template builds a value of more than {budget.max_value} characters")
+    if eval_ctx.autoescape and any(hasattr(p, "__html__") for p in parts):
+        return Markup("").join(parts)  # as jinja's markup_join: escape the plain parts
+    return "".join(strings)
+
+
+_MAX_WIDTH = 1000
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _check_percent_format(fmt: str) -> None:
+    for match in _PERCENT_SPEC.finditer(fmt):
+        for number in match.groups():
+            if number == "*" or (number and int(number) > _MAX_WIDTH):
+                raise LimitExceeded(f"format width or precision too large in {match.group(0)!r}")
+
+
+def _check_brace_format(fmt: str) -> None:
+    try:
+        parsed = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return  # str.format raises its own error
+    for _, _, spec, _ in parsed:
+        if spec and ("{" in spec or any(int(n) > _MAX_WIDTH for n in re.findall(r"\d+", spec))):
+            raise LimitExceeded(f"format width or precision too large in {spec!r}")
+
+
+_PADDING_METHODS = {"ljust", "rjust", "center", "zfill"}
+
+
+def _precheck_str_method(method: Any, args: tuple[Any, ...]) -> None:
+    """Refuse str methods that would allocate far more than their input before they run."""
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", "")
+    wrapped = getattr(method, "__wrapped__", None)
+    if wrapped is not None and isinstance(getattr(wrapped, "__self__", None), str) \
+            and name in ("format", "format_map"):
+        _check_brace_format(wrapped.__self__)
+        return
+    if not isinstance(owner, str):
+        return
+    budget = _budget.get()
+    limit = budget.max_value if budget else 10**7
+    if name in _PADDING_METHODS and args and isinstance(args[0], int) and args[0] > limit:
+        raise LimitExceeded(f"{name}() width too large")
+    if name == "expandtabs" and args and isinstance(args[0], int) \
+            and owner.count("\t") * args[0] > limit:
+        raise LimitExceeded("expandtabs() result too large")
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) \
+            and isinstance(args[1], str):
+        count = owner.count(args[0]) if args[0] else len(owner) + 1
+        if len(owner) + count * max(len(args[1]) - len(args[0]), 0) > limit:
+            raise LimitExceeded("replace() result too large")
+
+
+def _safe_binop(op: str, left: Any, right: Any) -> Any:
+    """An arithmetic operator, refused when its result would be huge (checked before computing)."""
+    budget = _budget.get()
+    limit = budget.max_value if budget else 10**7
+    if op == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > limit:
+                raise LimitExceeded("template multiplies a value beyond the size limit")
+    elif op == "**":
+        if isinstance(left, int) and isinstance(right, int) and right > 0 \
+                and max(abs(left).bit_length(), 1) * right > 4096:
+            raise LimitExceeded("template computes too large a power")
+    elif op == "%":
+        if isinstance(left, str):
+            _check_percent_format(left)
+    elif op == "+":
+        if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)) \
+                and len(left) + len(right) > limit:
+            raise LimitExceeded("template builds a value beyond the size limit")
+    return _check_size(_BINOPS[op](left, right))
+
+
+_BINOPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "//": operator.floordiv, "**": operator.pow, "%": operator.mod,
+}
+
+
+def _size_checked(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a filter so that what it returns is size-checked (keeps jinja's pass_* marks)."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _step()
+        return _check_size(func(*args, **kwargs))
+    return wrapper
+
+
+def _capped_width(func: Callable[..., Any], position: int, keyword: str) -> Callable[..., Any]:
+    """Refuse a width-like argument that would make the filter allocate without bound."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        width = args[position] if len(args) > position else kwargs.get(keyword)
+        if isinstance(width, int) and width > _MAX_WIDTH:
+            raise LimitExceeded(f"{keyword} {width} too large")
+        return func(*args, **kwargs)
+    return wrapper
+
+
+def _join_checked(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`join` of many references to one big string would allocate before any post-check."""
+    @functools.wraps(func)
+    def wrapper(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        if isinstance(value, (list, tuple)) and attribute is None:
+            budget = _budget.get()
+            limit = budget.max_value if budget else 10**7
+            total = len(str(d)) * max(len(value) - 1, 0)
+            for item in value:
+                total += len(item) if isinstance(item, str) else 20
+                if total > limit:
+                    raise LimitExceeded("join() result too large")
+        return func(eval_ctx, value, d, attribute)
+    return wrapper
+
+
+def _undefined_fails(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Our filters report an undefined input as "'x' is undefined", not as a type error."""
+    @functools.wraps(func)
+    def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, jinja2.Undefined):
+            value._fail_with_undefined_error()
+        return func(value, *args, **kwargs)
+    return wrapper
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    """jinja's `format` filter, with "%999999999s"-style widths refused before formatting."""
+    text = str(value)
+    _check_percent_format(text)
+    return text % (kwargs or args)
+
+
+class _GuardLoops(NodeTransformer):
+    """Route every `for` loop and every `~` through the budgeted filters above."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, "_mailbot_iter", [], [], None, None,
+                                 lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Filter(nodes.List(list(node.nodes), lineno=node.lineno), "_mailbot_concat",
+                            [], [], None, None, lineno=node.lineno)
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox plus step, time and size limits (a hostile or buggy template cannot hang us)."""
+
+    intercepted_binops = frozenset(_BINOPS)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = _GuardLoops().visit(super()._parse(source, name, filename))
+        tree.set_environment(self)
+        return tree
+
+    def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
+        _step()
+        return _safe_binop(op, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _step()
+        _precheck_str_method(__obj, args)
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+
+def make_environment(templates_dir: Path,
+                     filters: Mapping[str, Callable[..., Any]]) -> ImmutableSandboxedEnvironment:
+    """The sandbox over `templates_dir`, with jinja's filters hardened and `filters` added.
+
+    Autoescaping is on for ``.html.j2`` only: the text part must keep "<" and "&" as written.
+    """
+    env = _Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir), encoding="utf-8"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                            disabled_extensions=(), default_for_string=False,
+                                            default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=True,
+    )
+    env.globals.pop("lipsum", None)  # generates unbounded text; templates have no use for it
+    hardened = dict(env.filters)
+    hardened["center"] = _capped_width(hardened["center"], 1, "width")
+    hardened["indent"] = _capped_width(hardened["indent"], 1, "width")
+    hardened["slice"] = _capped_width(hardened["slice"], 1, "slices")
+    hardened["format"] = _format_filter
+    hardened["join"] = _join_checked(hardened["join"])
+    hardened.update({name: _undefined_fails(func) for name, func in filters.items()})
+    env.filters = {name: _size_checked(func) for name, func in hardened.items()}
+    env.filters.update(_mailbot_iter=_guarded_iter, _mailbot_concat=_guarded_concat)
+    return env
