@@ -71,9 +71,19 @@ def test_parse_without_json_prints_a_readable_table():
 def test_a_file_that_cannot_be_read_is_named_and_the_others_still_parse(tmp_path):
     result = mailbot("parse", "--json", str(tmp_path / "absent.eml"),
                      str(CORPUS / "seed_example_plain_utf8.eml"))
-    assert result.returncode == 1
-    assert "absent.eml: cannot read" in result.stderr
+    assert_clean_error(result, "absent.eml: cannot read")
     assert len(result.stdout.splitlines()) == 1
+
+
+def test_parse_of_a_missing_file_is_one_error_line_and_exit_code_2(tmp_path):
+    result = mailbot("parse", "missing.eml", cwd=tmp_path)
+    assert_clean_error(result)
+    assert result.stderr == ("mailbot: error: missing.eml: cannot read: "
+                             "No such file or directory\n")
+    assert result.stdout == ""
+    folder = mailbot("parse", "--json", str(tmp_path))
+    assert_clean_error(folder, f"{tmp_path}: cannot read: Is a directory")
+    assert len(folder.stderr.splitlines()) == 1 and folder.stdout == ""
 
 
 def test_a_bad_config_is_one_line_and_exit_code_2(tmp_path):

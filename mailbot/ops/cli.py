@@ -36,9 +36,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
     for name in args.files:
         try:
             data = Path(name).read_bytes()
-        except OSError as exc:
-            print(f"mailbot: {name}: cannot read: {exc.strerror}", file=sys.stderr)
-            status = 1
+        except OSError as exc:  # named, and the other files still parse
+            print(f"mailbot: error: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            status = EXIT_USER_ERROR
             continue
         _, extraction = read_mail(data, rules, config.limits, own)
         out = extraction.to_json(file=name)
@@ -46,7 +46,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
             print(json.dumps(out, ensure_ascii=False), flush=True)
         else:
             rows.append(out)
-    if not args.json:
+    if rows:
         print(_parse_table(rows))
     return status
 
