@@ -27,6 +27,8 @@ demo: install
 	$(BIN)/mailbot demo --dir demo
 
 test: install-test
+	$(BIN)/ruff check mailbot tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 bench: install-test

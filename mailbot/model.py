@@ -145,6 +145,16 @@ ISSUED = "issued"  # key(s) sent (or re-sent) to the registered address
 NOT_ELIGIBLE = "not_eligible"
 REVIEW = "review"  # an operator must decide
 PENDING = "pending"  # eligible, but the key pool for the system is empty
+UNLOCKED = "unlocked"  # an unlock approved automatically: the serial is released
+DOCUMENTS_NEEDED = "documents_needed"  # the reply asks for documents; their reply continues it
+REVIEW_DOCUMENTS = "documents_to_check"  # an unlock's documents arrived: an operator checks them
+
+# Folders a handled mail is filed into. Sources map them to their own folder names.
+PROCESSED = "processed"
+REVIEW_FOLDER = "review"
+IGNORED = "ignored"
+FAILED = "failed"
+FOLDERS = (PROCESSED, REVIEW_FOLDER, IGNORED, FAILED)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Extraction
-from mailbot.transport.seams import IGNORED, PROCESSED, REVIEW as REVIEW_FOLDER
-from mailbot.decide.sender import addresses_match
-from mailbot.decide.unlock import DOCUMENTS_NEEDED, REVIEW_DOCUMENTS, UNLOCKED
+from mailbot.model import (DOCUMENTS_NEEDED, IGNORED, ISSUED, NOT_ELIGIBLE, PENDING, PROCESSED,
+                           REVIEW, REVIEW_DOCUMENTS, REVIEW_FOLDER, UNLOCKED, Decision,
+                           Extraction)
+from mailbot.addresses import addresses_match
 
 # Spanish names of the fields, for the customer's "this is missing" answer.
 FIELD_LABELS = {

@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 
 from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Request, RuleHit
 from mailbot.ruleset import Installation, Ruleset
-from mailbot.decide.sender import addresses_match
+from mailbot.addresses import addresses_match
 
 
 class Licence(Protocol):

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 from mailbot.business_hours import BusinessCalendar, calendar_from_mapping
 from mailbot.decide.free_update import registry_knows_serial, registry_system_matches
 from mailbot.errors import RulesError
-from mailbot.model import REVIEW, Decision, Request, RuleHit
-from mailbot.decide.sender import addresses_match
+from mailbot.model import (DOCUMENTS_NEEDED, REVIEW, REVIEW_DOCUMENTS, UNLOCKED, Decision,
+                           Request, RuleHit)
+from mailbot.addresses import addresses_match
 from mailbot.ruleset import (
     UNLOCK_AUTO,
     UNLOCK_DOCUMENTS,
@@ -31,8 +32,6 @@ from mailbot.ruleset import (
 )
 
 # Outcomes of an unlock decision, besides model.REVIEW (due time in the facts).
-UNLOCKED = "unlocked"  # approved automatically: the serial is released
-DOCUMENTS_NEEDED = "documents_needed"  # the reply asks for documents; their reply continues it
 UNLOCK_OUTCOMES: tuple[str, ...] = (UNLOCKED, REVIEW, DOCUMENTS_NEEDED)
 
 # Why a request went to review, for the queue and for templates (`facts["review_reason"]`).
@@ -42,7 +41,6 @@ REVIEW_UNKNOWN_MODALITY = "unknown_modality"
 REVIEW_BEYOND_CONFIGURED = "beyond_configured"
 REVIEW_RATE_CAP = "rate_cap"
 REVIEW_POLICY = "policy"  # the configured policy is a review (2nd subscription unlock)
-REVIEW_DOCUMENTS = "documents_to_check"  # documents arrived: an operator checks them
 REVIEW_NO_RULES = "no_unlock_rules"
 
 _ORDINALS = {1: "primer", 2: "segundo", 3: "tercer", 4: "cuarto", 5: "quinto", 6: "sexto",

@@ -27,8 +27,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from mailbot.store import Connection
 
 from mailbot.store import reviews, ledger
 from mailbot.answer import plan as answer
@@ -43,7 +42,7 @@ from mailbot.run.deciding import StoreKeyPool, decide_reading, task_snapshot
 from mailbot.run.deliver import deliver_due
 from mailbot.run.reading import Reading
 from mailbot.run.replies import queue_message
-from mailbot.store.database import MailRecord, mails, requests
+from mailbot.store.database import MailRecord
 from mailbot.decide.unlock import UNLOCKED
 
 # Templates an operator may send with `review reject` (they promise nothing that was not done).
@@ -80,7 +79,7 @@ def default_operator() -> str:
 
 def approve(app: App, task_id: int, *, operator: str, note: str | None = None) -> ActionResult:
     with app.store.transaction() as conn:
-        task, rec, reading = _load(conn, task_id)
+        task, rec, reading = _load(app, conn, task_id)
         if task.kind == "unlock":
             result = _approve_unlock(app, conn, task, rec, reading, operator, note)
         elif task.kind == "free_update":
@@ -103,7 +102,7 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -
         raise ReviewError(f"--template {template!r} is not a rejection template; use one of "
                           f"{', '.join(REJECTION_TEMPLATES)}")
     with app.store.transaction() as conn:
-        task, rec, reading = _load(conn, task_id)
+        task, rec, reading = _load(app, conn, task_id)
         extraction = reading.extraction
         to = extraction.sender
         if not to:
@@ -114,10 +113,10 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -
         rows: tuple[dict[str, Any], ...] = ()
         request = None
         if task.request is not None:
-            row = _request_row(conn, task.request)
+            row = _request_row(app, conn, task.request)
             request = _request(row)
             hits = (*_hits(row), RuleHit("review.reject", f"rejected by {operator}: {note}"))
-            _update_request(conn, row.id, request, outcome=REJECTED, hits=hits,
+            app.store.correct_request(conn, row.id, request, outcome=REJECTED, hits=hits,
                             key_id=row.key, recipient=row.recipient)
             rejected = Decision(request, REJECTED, hits, recipient=row.recipient)
             rows = (answer.row(rejected, show_key=False, requester=to),)
@@ -149,12 +148,12 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
          note: str | None = None) -> ActionResult:
     values = _read_changes(app, changes)
     with app.store.transaction() as conn:
-        task, rec, reading = _load(conn, task_id)
+        task, rec, reading = _load(app, conn, task_id)
         if task.request is None:
             raise ReviewError(f"task #{task.id} is about the whole mail ({task.kind}: "
                               f"{task.reason}), not one request; approve or reject it")
         now = app.now()
-        row = _request_row(conn, task.request)
+        row = _request_row(app, conn, task.request)
         old = _request(row)
         new = dataclasses.replace(old, **values)
         diff = {k: [getattr(old, k), getattr(new, k)] for k in values
@@ -187,7 +186,7 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
         decision = dataclasses.replace(decision, hits=hits)
         changes_out: dict[str, Any] = {"fields": diff, "outcome": decision.outcome}
         if decision.outcome == REVIEW:
-            _update_request(conn, row.id, new, outcome=REVIEW, hits=hits, key_id=None,
+            app.store.correct_request(conn, row.id, new, outcome=REVIEW, hits=hits, key_id=None,
                             recipient=decision.recipient)
             code, text = review.reason_of(task.kind, decision.hits, decision.facts)
             due = review.due_at(app.rules, app.calendar(), reading.received_at, decision.facts)
@@ -214,7 +213,7 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
 def _approve_unlock(app: App, conn: Connection, task: reviews.Task, rec: MailRecord,
                     reading: Reading, operator: str, note: str | None) -> ActionResult:
     now = app.now()
-    row = _request_row(conn, task.request)
+    row = _request_row(app, conn, task.request)
     request = _request(row)
     licence = app.store.licence(conn, request.serial)
     entry_id = task.unlock
@@ -239,7 +238,7 @@ def _approve_unlock(app: App, conn: Connection, task: reviews.Task, rec: MailRec
     if not to:
         raise ReviewError(f"task #{task.id}: no registered contact and no sender to confirm to")
     decision = Decision(request, UNLOCKED, hits, recipient=to, facts=facts)
-    _update_request(conn, row.id, request, outcome=UNLOCKED, hits=hits, key_id=None,
+    app.store.correct_request(conn, row.id, request, outcome=UNLOCKED, hits=hits, key_id=None,
                     recipient=to)
     planned = answer.Planned(
         "reply", "unlocked", to,
@@ -255,7 +254,7 @@ def _approve_unlock(app: App, conn: Connection, task: reviews.Task, rec: MailRec
 
 def _approve_free_update(app: App, conn: Connection, task: reviews.Task, rec: MailRecord,
                          reading: Reading, operator: str, note: str | None) -> ActionResult:
-    row = _request_row(conn, task.request)
+    row = _request_row(app, conn, task.request)
     request = _request(row)
     licence = app.store.licence(conn, request.serial)
     said = f"approved by {operator}" + (f": {note}" if note else "")
@@ -282,14 +281,12 @@ def _approve_free_update(app: App, conn: Connection, task: reviews.Task, rec: Ma
 def _approve_held_mail(app: App, conn: Connection, task: reviews.Task, rec: MailRecord,
                        reading: Reading, operator: str) -> ActionResult:
     """A mail the sender checks or the throttle held: decided now, as the pipeline would have."""
-    existing = conn.execute(sa.select(sa.func.count()).select_from(requests)
-                            .where(requests.c.mail == rec.id)).scalar_one()
+    existing = app.store.count_requests(conn, rec.id)
     if existing:
         raise ReviewError(f"task #{task.id}: the requests of {rec.reference} were already "
                           "decided")
     plan, decisions = decide_reading(app, conn, rec, reading, skip_throttles=True)
-    notes = json.loads(conn.execute(sa.select(mails.c.notes).where(mails.c.id == rec.id))
-                       .scalar() or "[]")
+    notes = app.store.mail_notes(conn, rec.id)
     notes.append(f"approved by {operator}: decided by the rules ({plan.outcome})")
     app.store.update_mail(conn, rec.id, outcome=plan.outcome, notes=notes)
     reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=app.now())
@@ -303,7 +300,7 @@ def _answer(app: App, conn: Connection, rec: MailRecord, reading: Reading, reque
             decision: Decision, pool: StoreKeyPool) -> tuple[tuple[str, str], ...]:
     """Record a decision on a stored request and queue the answers the pipeline would send."""
     key_id = pool.assigned.get(decision.request.serial) if decision.key else None
-    _update_request(conn, request_id, decision.request, outcome=decision.outcome,
+    app.store.correct_request(conn, request_id, decision.request, outcome=decision.outcome,
                     hits=decision.hits, key_id=key_id, recipient=decision.recipient)
     if key_id is not None:
         app.store.bind_key_to_request(conn, key_id, request_id)
@@ -316,7 +313,7 @@ def _answer(app: App, conn: Connection, rec: MailRecord, reading: Reading, reque
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _load(conn: Connection, task_id: int) -> tuple[reviews.Task, MailRecord, Reading]:
+def _load(app: App, conn: Connection, task_id: int) -> tuple[reviews.Task, MailRecord, Reading]:
     task = reviews.get(conn, task_id)
     if task is None:
         raise ReviewError(f"no review task #{task_id}; see `mailbot review list --all`")
@@ -324,13 +321,13 @@ def _load(conn: Connection, task_id: int) -> tuple[reviews.Task, MailRecord, Rea
         when = f" on {task.closed_at:%Y-%m-%d %H:%M} UTC" if task.closed_at else ""
         raise ReviewError(f"task #{task.id} is already {task.status} (by {task.closed_by}"
                           f"{when}); see `mailbot review show {task.id}`")
-    rec = MailRecord.from_row(conn.execute(sa.select(mails).where(mails.c.id == task.mail)).one())
+    rec = app.store.get_mail(conn, task.mail)
     return task, rec, Reading.from_json(task.snapshot["reading"])
 
 
-def _request_row(conn: Connection, request_id: int | None) -> Any:
+def _request_row(app: App, conn: Connection, request_id: int | None) -> Any:
     assert request_id is not None
-    return conn.execute(sa.select(requests).where(requests.c.id == request_id)).one()
+    return app.store.request(conn, request_id)
 
 
 def _request(row: Any) -> Request:
@@ -340,17 +337,6 @@ def _request(row: Any) -> Request:
 
 def _hits(row: Any) -> tuple[RuleHit, ...]:
     return tuple(RuleHit(**h) for h in json.loads(row.hits or "[]"))
-
-
-def _update_request(conn: Connection, request_id: int, request: Request, *, outcome: str,
-                    hits: Sequence[RuleHit], key_id: int | None, recipient: str | None) -> None:
-    conn.execute(requests.update().where(requests.c.id == request_id).values(
-        company=request.company, contact_name=request.contact_name,
-        contact_email=request.contact_email, system=request.system, serial=request.serial,
-        outcome=outcome, key=key_id, recipient=recipient,
-        hits=json.dumps([{"rule": h.rule, "reason": h.reason} for h in hits],
-                        ensure_ascii=False),
-        updated_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)))
 
 
 def _read_changes(app: App, changes: Mapping[str, str]) -> dict[str, str]:
@@ -442,7 +428,7 @@ def format_task(conn: Connection, task: reviews.Task, *, now: dt.datetime, calen
     request = snapshot.get("request")
     shown = [request] if request else extraction.get("requests", [])
     if task.request is not None:
-        row = conn.execute(sa.select(requests).where(requests.c.id == task.request)).first()
+        row = reviews.request_of(conn, task)
         if row is not None:
             shown = [{"company": row.company, "contact_name": row.contact_name,
                       "contact_email": row.contact_email, "system": row.system,

@@ -238,6 +238,24 @@ class Store:
         conn.execute(requests.update().where(requests.c.id == request_id).values(
             outcome=outcome, hits=_hits_json(hits), key=key_id, updated_at=utcnow()))
 
+    def correct_request(self, conn: Connection, request_id: int, request: Any, *, outcome: str,
+                        hits: Sequence[Any], key_id: int | None,
+                        recipient: str | None) -> None:
+        """An operator's action decided a stored request again, maybe on corrected fields."""
+        conn.execute(requests.update().where(requests.c.id == request_id).values(
+            company=request.company, contact_name=request.contact_name,
+            contact_email=request.contact_email, system=request.system, serial=request.serial,
+            outcome=outcome, key=key_id, recipient=recipient, hits=_hits_json(hits),
+            updated_at=utcnow()))
+
+    def count_requests(self, conn: Connection, mail: int) -> int:
+        return conn.execute(sa.select(sa.func.count()).select_from(requests)
+                            .where(requests.c.mail == mail)).scalar_one()
+
+    def mail_notes(self, conn: Connection, mail: int) -> list[str]:
+        return json.loads(conn.execute(sa.select(mails.c.notes).where(mails.c.id == mail))
+                          .scalar() or "[]")
+
     def pending_requests(self, conn: Connection) -> list[Any]:
         return conn.execute(sa.select(requests).where(requests.c.outcome == "pending")
                             .order_by(requests.c.id)).all()

@@ -143,5 +143,12 @@ def overdue_unalerted(conn: Connection, now: dt.datetime) -> list[Task]:
     return [Task.from_row(r) for r in rows]
 
 
+def request_of(conn: Connection, task: Task) -> Any | None:
+    """The stored request a request-level task is about (None for a mail-level task)."""
+    if task.request is None:
+        return None
+    return conn.execute(sa.select(requests).where(requests.c.id == task.request)).first()
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from typing import Iterator, Protocol, Sequence
 
-from mailbot.model import RawMail
+from mailbot.model import FAILED, FOLDERS, IGNORED, PROCESSED, RawMail
+from mailbot.model import REVIEW_FOLDER as REVIEW
 
-# Folders a handled mail is filed into. Sources map them to their own folder names.
-PROCESSED = "processed"
-REVIEW = "review"
-IGNORED = "ignored"
-FAILED = "failed"
-FOLDERS = (PROCESSED, REVIEW, IGNORED, FAILED)
+__all__ = ["FAILED", "FOLDERS", "IGNORED", "PROCESSED", "REVIEW"]  # the folders, for the sources
 
 
 class Source(Protocol):
