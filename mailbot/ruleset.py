@@ -66,6 +66,40 @@ class Installation:
     above_max_label: str
     above_max_text: str
 
+    def offer(self, *, support_until: dt.date | None, users: int | None,
+              today: dt.date) -> dict[str, Any]:
+        """The seed's installation section for one licence: included while its support policy
+        lasts, else the renewal prices (with the January discount) and the per-event price
+        for its number of users. The decision and the template previews both build it here,
+        so a preview shows exactly what a customer would read."""
+        january = today.month == 1
+        policies = []
+        for p in self.policies:
+            pct = p.january_discount_percent if january else 0
+            policies.append({
+                "name": p.name, "price": p.price, "discount_percent": pct,
+                "discounted_price": round(p.price * (100 - pct) / 100) if pct else None,
+            })
+        suggested = None
+        if users is not None:
+            suggested = next((e.label for e in self.per_event if users <= e.max_users),
+                             self.above_max_label)
+        return {
+            "has_support": bool(support_until and support_until >= today),
+            "support_until": support_until,
+            "phone": self.phone,
+            "currency": self.currency,
+            "tax_note": self.tax_note,
+            "multi_system_note": self.multi_system_note,
+            "january": january,
+            "policies": policies,
+            "per_event": [{"label": e.label, "price": e.price} for e in self.per_event],
+            "above_max_label": self.above_max_label,
+            "above_max_text": self.above_max_text,
+            "users": users,
+            "suggested_per_event": suggested,
+        }
+
 
 @dataclass(frozen=True)
 class FreeUpdate:

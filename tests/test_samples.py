@@ -107,7 +107,7 @@ class _Licence:
     (False, SAMPLE_TODAY, 35),
 ])
 def test_sample_installation_is_what_the_free_update_rules_offer(has_support, today, users):
-    """answer/ may not import decide/, so the samples mirror `installation_offer`: keep equal."""
+    """A preview shows the installation section the decision would give the same licence."""
     rules: Ruleset = load_rules(ROOT / "rules")
     support_until = dt.date(today.year, 12, 31) if has_support else None
     offer = installation_offer(rules.free_update.installation, _Licence(support_until, users),

@@ -9,7 +9,7 @@ the data `check()` and `preview()` render is `mailbot.answer.samples`, built fro
 The context contract
 ====================
 This is the single source of truth for what the pipeline passes to a template (it is built by
-``mailbot.answer.plan.base_context`` and ``mailbot.decide.free_update.installation_offer``).
+``mailbot.answer.plan.base_context`` and ``mailbot.ruleset.Installation.offer``).
 Dates are ``datetime.date`` values; money amounts are numbers (MXN, before tax); templates
 format them with the ``money`` and ``date_es`` filters.
 

@@ -29,40 +29,11 @@ Variants = dict[str, dict[str, Any]]
 def sample_installation(rules: Ruleset, *, has_support: bool, today: dt.date,
                         users: int | None = 2,
                         support_until: dt.date | None = None) -> dict[str, Any]:
-    """An installation dict as `mailbot.decide.free_update.installation_offer` builds it.
-
-    Mirrored rather than called, because answer/ may not import decide/ (they are siblings);
-    tests/test_samples.py checks that both give the same dict from the same rules.
-    """
-    inst = rules.free_update.installation
-    january = today.month == 1
-    policies = []
-    for p in inst.policies:
-        pct = p.january_discount_percent if january else 0
-        policies.append({
-            "name": p.name, "price": p.price, "discount_percent": pct,
-            "discounted_price": round(p.price * (100 - pct) / 100) if pct else None,
-        })
-    suggested = None
-    if users is not None:
-        suggested = next((e.label for e in inst.per_event if users <= e.max_users),
-                         inst.above_max_label)
-    return {
-        "has_support": has_support,
-        "support_until": support_until if support_until else (
-            dt.date(today.year, 12, 31) if has_support else None),
-        "phone": inst.phone,
-        "currency": inst.currency,
-        "tax_note": inst.tax_note,
-        "multi_system_note": inst.multi_system_note,
-        "january": january,
-        "policies": policies,
-        "per_event": [{"label": e.label, "price": e.price} for e in inst.per_event],
-        "above_max_label": inst.above_max_label,
-        "above_max_text": inst.above_max_text,
-        "users": users,
-        "suggested_per_event": suggested,
-    }
+    """An installation section as a customer with this support would read it."""
+    if support_until is None and has_support:
+        support_until = dt.date(today.year, 12, 31)
+    return rules.free_update.installation.offer(support_until=support_until, users=users,
+                                                today=today)
 
 
 @dataclass(frozen=True)

@@ -163,36 +163,9 @@ FREE_UPDATE_CHAIN: tuple[Rule, ...] = (
 
 
 def installation_offer(inst: Installation, licence: Licence | None, today: dt.date) -> dict[str, Any]:
-    """The seed's installation section: included with support, else renewal or per event."""
-    support_until = licence.support_until if licence else None
-    users = licence.users if licence else None
-    january = today.month == 1
-    policies = []
-    for p in inst.policies:
-        pct = p.january_discount_percent if january else 0
-        policies.append({
-            "name": p.name, "price": p.price, "discount_percent": pct,
-            "discounted_price": round(p.price * (100 - pct) / 100) if pct else None,
-        })
-    suggested = None
-    if users is not None:
-        suggested = next((e.label for e in inst.per_event if users <= e.max_users),
-                         inst.above_max_label)
-    return {
-        "has_support": bool(support_until and support_until >= today),
-        "support_until": support_until,
-        "phone": inst.phone,
-        "currency": inst.currency,
-        "tax_note": inst.tax_note,
-        "multi_system_note": inst.multi_system_note,
-        "january": january,
-        "policies": policies,
-        "per_event": [{"label": e.label, "price": e.price} for e in inst.per_event],
-        "above_max_label": inst.above_max_label,
-        "above_max_text": inst.above_max_text,
-        "users": users,
-        "suggested_per_event": suggested,
-    }
+    """The seed's installation section for this licence (see `Installation.offer`)."""
+    return inst.offer(support_until=licence.support_until if licence else None,
+                      users=licence.users if licence else None, today=today)
 
 
 def decide_free_update(request: Request, *, requester: str | None, licence: Licence | None,
