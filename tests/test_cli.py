@@ -255,3 +255,29 @@ def test_v_help_says_what_is_logged_with_and_without_it(argv, level, monkeypatch
     # lines (e.g. SMTP connection details) are not shown with -v either.
     assert "every event" not in text
     assert "warnings and errors" in text and "`run`" in text
+
+
+# --- log --outcome ---------------------------------------------------------------------------
+
+def test_log_with_an_unknown_outcome_is_an_error_listing_the_valid_ones(tmp_path):
+    from mailbot.ops.logview import OUTCOMES
+
+    result = mailbot("log", "--outcome", "bogus", cwd=tmp_path)
+    assert_clean_error(result, "'bogus'", *OUTCOMES)
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "var").exists()  # refused before the store was opened
+    assert mailbot("log", "--outcome", "Issued", cwd=tmp_path).returncode == 0
+
+
+def test_every_outcome_the_code_stores_is_one_log_outcome_accepts():
+    import re
+
+    from mailbot.ops.logview import OUTCOMES
+
+    stored = set()
+    for path in (ROOT / "mailbot").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        stored |= set(re.findall(r'\bPlan\(\s*"(\w+)"', text))
+        stored |= set(re.findall(r'\boutcome="(\w+)"', text))
+    assert {"ignored", "incomplete", "duplicate", "rejected"} <= stored  # the scan finds them
+    assert stored <= set(OUTCOMES)

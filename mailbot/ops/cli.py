@@ -97,6 +97,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     from mailbot.ops import logview
     from mailbot.run.wiring import open_store
 
+    if args.outcome is not None:
+        args.outcome = logview.check_outcome(args.outcome)  # before opening anything
     store = open_store(_config(args))
     entries = logview.query(store, sender=args.sender, serial=args.serial, outcome=args.outcome,
                             reference=args.reference, limit=args.limit)
@@ -261,8 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "that fired and the replies")
     p.add_argument("--sender", help="only mails from this address")
     p.add_argument("--serial", help="only mails with a request for this serial")
-    p.add_argument("--outcome", help="only this outcome (issued, not_eligible, review, pending, "
-                                     "incomplete, ignored, duplicate, ...)")
+    from mailbot.ops.logview import OUTCOMES
+
+    p.add_argument("--outcome", help=f"only this outcome: {', '.join(OUTCOMES)}")
     p.add_argument("--reference", help="only this request reference (e.g. CLV-000042)")
     p.add_argument("--limit", type=int, default=50, help="at most this many mails (default 50)")
     p.add_argument("--json", action="store_true", help="one JSON object per mail")

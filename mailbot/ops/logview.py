@@ -8,8 +8,31 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from mailbot.store import reviews
+from mailbot.decide.unlock import DOCUMENTS_NEEDED, UNLOCKED
+from mailbot.errors import MailbotError
+from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW
+from mailbot.ops.review_actions import REJECTED
 from mailbot.run import review
 from mailbot.store.database import Store, mails, outbox, requests
+
+# What `--outcome` may ask for. A request's outcome (mailbot.model and the unlock rules; an
+# operator's rejection); a mail's outcome is the outcomes of its requests joined by commas, or
+# one word when none was decided: the plans of mailbot.answer.plan and mailbot.run.holds, and
+# the duplicates and quarantined mails of mailbot.run.record.
+REQUEST_OUTCOMES: tuple[str, ...] = (ISSUED, NOT_ELIGIBLE, REVIEW, PENDING, UNLOCKED,
+                                     DOCUMENTS_NEEDED, REJECTED)
+MAIL_OUTCOMES: tuple[str, ...] = ("incomplete", "ignored", "not_a_request", "sender_check",
+                                  "throttled", "too_large", "duplicate", "quarantined")
+OUTCOMES: tuple[str, ...] = REQUEST_OUTCOMES + MAIL_OUTCOMES
+
+
+def check_outcome(outcome: str) -> str:
+    """`outcome` as stored (lower case), or a MailbotError that lists the valid ones."""
+    value = outcome.strip().lower()
+    if value not in OUTCOMES:
+        raise MailbotError(f"--outcome {outcome!r} is not an outcome; use one of "
+                           f"{', '.join(OUTCOMES)}")
+    return value
 
 
 def query(store: Store, *, sender: str | None = None, serial: str | None = None,
@@ -25,6 +48,7 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
         q = q.where(mails.c.id.in_(sa.select(requests.c.mail)
                                    .where(requests.c.serial == serial.strip().upper())))
     if outcome:
+        outcome = check_outcome(outcome)
         q = q.where(sa.or_(mails.c.outcome == outcome, mails.c.outcome.like(f"%{outcome}%"),
                            mails.c.id.in_(sa.select(requests.c.mail)
                                           .where(requests.c.outcome == outcome))))
