@@ -14,6 +14,7 @@ from mailbot.model import (DOCUMENTS_NEEDED, IGNORED, ISSUED, NOT_ELIGIBLE, PEND
                            REVIEW, REVIEW_DOCUMENTS, REVIEW_FOLDER, UNLOCKED, Decision,
                            Extraction)
 from mailbot.addresses import addresses_match
+from mailbot.answer.filters import mask_email
 
 # Spanish names of the fields, for the customer's "this is missing" answer.
 FIELD_LABELS = {
@@ -46,15 +47,6 @@ class Plan:
     folder: str
     messages: tuple[Planned, ...]
     notes: tuple[str, ...] = ()
-
-
-def mask_email(address: str) -> str:
-    """r*******@e**************.com.mx: enough to recognise, not enough to harvest."""
-    local, _, domain = address.partition("@")
-    head, dot, tail = domain.partition(".")
-    masked_local = local[:2] + "*" * max(len(local) - 2, 1)
-    masked_domain = head[:1] + "*" * max(len(head) - 1, 1)
-    return f"{masked_local}@{masked_domain}{dot}{tail}"
 
 
 def row(decision: Decision, *, show_key: bool, requester: str | None) -> dict[str, Any]:
