@@ -16,8 +16,8 @@ import pytest
 
 from mailbot.ops.demo import SEED_CONTACT, SEED_SPREADSHEET, DemoFiles, write_demo
 from mailbot.ops.imports import read_keys, read_registry
-from mailbot.transport.maildir import MaildirSource
 from mailbot.ruleset import load_rules
+from mailbot.transport.maildir import MaildirSource
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 EXPECTED_MAILS = 12
@@ -205,3 +205,58 @@ def test_a_mail_changed_in_new_is_rewritten(demo):
     os.utime(path, (0, 0))
     write_demo(demo.root)
     assert path.read_bytes() == original
+
+
+# --- `mailbot demo`: from any directory, whole or not at all -------------------------------------
+
+def test_the_demo_runs_from_any_directory_on_the_shipped_rules(tmp_path, monkeypatch, capsys):
+    from mailbot import config as config_module
+    from mailbot.ops.demodriver import run_demo
+    from mailbot.shipped import shipped
+
+    monkeypatch.chdir(tmp_path)  # no rules/ or templates/ here
+    assert run_demo(Path("d")) == 0
+    out = capsys.readouterr().out
+    assert f"run: {EXPECTED_MAILS} mail(s) in the inbox, {EXPECTED_MAILS} decided" in out
+    config = config_module.load(tmp_path / "d" / "config.toml")
+    assert config.resolve(config.bot.rules_dir) == shipped("rules")
+    assert config.resolve(config.bot.templates_dir) == shipped("templates")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no staging folder left
+    assert len(list((tmp_path / "d" / "outbox").glob("*.eml"))) >= 10
+
+
+def test_the_demo_fails_before_writing_anything_when_the_rules_are_missing(tmp_path, monkeypatch,
+                                                                           capsys):
+    from mailbot.ops import demodriver
+    from mailbot.ops.cli import main
+
+    real = demodriver.shipped
+    monkeypatch.setattr(demodriver, "shipped",
+                        lambda name: tmp_path / "gone" / name if name == "rules" else real(name))
+    assert main(["demo", "--dir", str(tmp_path / "d")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("mailbot: error: ") and "rules" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_demo_that_fails_while_writing_leaves_no_folder(tmp_path, monkeypatch):
+    from mailbot.errors import ImportError_
+    from mailbot.ops import demodriver
+
+    def broken(*args, **kwargs):
+        raise ImportError_("keys.csv: line 2: unknown system")
+
+    monkeypatch.setattr(demodriver, "read_keys", broken)
+    with pytest.raises(ImportError_):
+        demodriver.run_demo(tmp_path / "d")
+    assert list(tmp_path.iterdir()) == []  # neither d nor its staging folder
+
+
+def test_a_file_in_place_of_the_demo_folder_is_an_error(tmp_path):
+    from mailbot.errors import MailbotError
+    from mailbot.ops.demodriver import run_demo
+
+    (tmp_path / "d").write_text("mine")
+    with pytest.raises(MailbotError, match="not a directory"):
+        run_demo(tmp_path / "d")
+    assert (tmp_path / "d").read_text() == "mine"

@@ -203,6 +203,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if faults else 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from mailbot.ops.init import init, report_lines
+
+    for line in report_lines(init(Path(args.dir))):
+        print(line)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mailbot.ops.demodriver import run_demo
 
@@ -307,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
 
     add_review_commands(sub, parents=[common])
+
+    p = add("init", cmd_init, "write a starting config.toml, rules/ and templates/ (the shipped "
+                              "defaults) into DIR for an admin to edit; files already there "
+                              "are kept, never overwritten")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR",
+                   help="where the installation lives (default: the current directory)")
 
     p = add("demo", cmd_demo, "write a demo inbox, registry and key pool, process it once and "
                               "print the log")
