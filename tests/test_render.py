@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mailbot.answer.preview import preview
 from mailbot.answer.render import Renderer, tidy_text
 from mailbot.answer.samples import sample_context, sample_contexts, sample_installation
 from mailbot.errors import TemplateError
@@ -285,17 +286,17 @@ def test_an_edited_template_is_picked_up_without_restart(tmp_templates, rules):
 
 
 def test_preview_prints_a_readable_mail(renderer, rules):
-    text = renderer.preview("keys_issued", rules, from_address="claves@ejemplo.mx",
+    text = preview(renderer, "keys_issued", rules, from_address="claves@ejemplo.mx",
                             from_name="Bot MX")
     assert text.startswith("From: Bot MX <claves@ejemplo.mx>\n")
     assert "Subject: RE: Solicitud de claves para actualización sin costo\n" in text
     assert "FE12-7KQ4-M2ZP-99XA" in text and "----- text/html -----" in text
     assert "\nBot MX\n" in text  # the sign-off uses the configured name
-    january = renderer.preview("keys_issued", rules, "sin póliza, enero")
+    january = preview(renderer, "keys_issued", rules, "sin póliza, enero")
     assert "$3,200.00" in january
-    assert "Avisos para operadores" in renderer.preview("operator_alert", rules)
+    assert "Avisos para operadores" in preview(renderer, "operator_alert", rules)
     with pytest.raises(TemplateError, match="no sample"):
-        renderer.preview("keys_issued", rules, "no such sample")
+        preview(renderer, "keys_issued", rules, "no such sample")
 
 
 def test_problems_from_the_extractor_read_in_spanish(renderer, rules):

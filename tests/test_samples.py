@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mailbot.answer.preview import preview
 from mailbot.answer.render import Renderer
 from mailbot.answer.samples import (SAMPLE_JANUARY, SAMPLE_TODAY, sample_contexts,
                                     sample_installation)
@@ -45,12 +46,12 @@ def test_preview_prices_come_from_the_rules_file(renderer, rules_copy):
     edit(rules_copy / "free_update.toml", 'phone = "5141-5110"', 'phone = "5555-0199"')
     rules = load_rules(rules_copy)
 
-    march = renderer.preview("keys_issued", rules, "sin póliza, marzo")
+    march = preview(renderer, "keys_issued", rules, "sin póliza, marzo")
     assert "$4,400.00" in march and "$4,000.00" not in march
     assert "$1,350.00" in march and "$1,200.00" not in march
-    january = renderer.preview("keys_issued", rules, "sin póliza, enero")
+    january = preview(renderer, "keys_issued", rules, "sin póliza, enero")
     assert "$3,520.00" in january  # the rules' 20% January discount, on the new price
-    supported = renderer.preview("keys_issued", rules, "con póliza vigente")
+    supported = preview(renderer, "keys_issued", rules, "con póliza vigente")
     assert "5555-0199" in supported and "5141-5110" not in supported
 
 
@@ -63,12 +64,12 @@ def test_preview_texts_come_from_the_unlock_rules_file(renderer, rules_copy):
          'document_types = ["pdf", "png"]')
     rules = load_rules(rules_copy)
 
-    text = renderer.preview("documents_needed", rules, "licencia física")
+    text = preview(renderer, "documents_needed", rules, "licencia física")
     assert "¿Dónde encuentro la serie" in text
     assert "Licencia en caja" in text
     assert rules.unlock is not None
     assert rules.unlock.modalities["fisico"].documents_required.split()[-1] in text
-    received = renderer.preview("documents_received", rules, "con un archivo no aceptado")
+    received = preview(renderer, "documents_received", rules, "con un archivo no aceptado")
     assert "PDF o PNG" in received
 
 

@@ -172,38 +172,6 @@ class Renderer:
             html = self._render_file(html_file, context)
         return Rendered(text=text, html=html)
 
-    def preview(self, name: str, rules: Ruleset, variant: str | None = None, *,
-                from_address: str = "claves@example.com",
-                from_name: str = "Claves de actualización") -> str:
-        """A rendered mail, readable in a terminal (`mailbot templates preview NAME`).
-
-        Uses the sample context `variant` (default: the first one), built from `rules`, with
-        the configured bot name, so admins see what customers would get under those rules.
-        """
-        from mailbot.answer.message import reply_subject  # stdlib only; keeps imports one-way
-
-        variants = sample_contexts(name, rules)
-        label = variant if variant is not None else next(iter(variants))
-        if label not in variants:
-            raise TemplateError(f"{name}: no sample {label!r}; samples: {', '.join(variants)}")
-        context = dict(variants[label], bot_name=from_name)
-        rendered = self.render(name, context)
-        if "reference" in context:
-            to = context.get("requester", {}).get("email", "")
-            subject = reply_subject(str(context.get("original_subject", "")),
-                                    str(context["reference"]))
-        else:
-            to, subject = "(operadores)", "Avisos para operadores"
-        others = [v for v in variants if v != label]
-        lines = [f"From: {from_name} <{from_address}>", f"To: {to}", f"Subject: {subject}",
-                 f"X-Mailbot-Template: {name}",
-                 f"X-Mailbot-Sample: {label}"
-                 + (f" (otros: {'; '.join(others)})" if others else ""),
-                 "", rendered.text.rstrip("\n")]
-        if rendered.html is not None:
-            lines += ["", "----- text/html -----", rendered.html.rstrip("\n")]
-        return "\n".join(lines) + "\n"
-
     def check(self, rules: Ruleset) -> list[str]:
         """Render every public template with every sample context built from `rules`; return
         the error lines (a template must work with the prices and texts the admin set)."""

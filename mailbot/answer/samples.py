@@ -1,4 +1,4 @@
-"""Sample contexts: realistic data for `Renderer.check()` and `mailbot templates preview`.
+"""Sample contexts: realistic data for `Renderer.check()` and `answer.preview`.
 
 They follow the context contract in `mailbot.answer.render`. Every value the admin owns is read
 from the loaded rules (prices and notes, phone, target version, eligibility date, request kinds,
