@@ -95,18 +95,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     from mailbot.ops import logview
-    from mailbot.run.wiring import open_store
+    from mailbot.ops.timefmt import business_zone
+    from mailbot.run.wiring import open_rules, open_store
 
     if args.outcome is not None:
         args.outcome = logview.check_outcome(args.outcome)  # before opening anything
-    store = open_store(_config(args))
+    config = _config(args)
+    store = open_store(config)
     entries = logview.query(store, sender=args.sender, serial=args.serial, outcome=args.outcome,
                             reference=args.reference, limit=args.limit)
     if args.json:
         for e in entries:
             print(json.dumps(e, ensure_ascii=False, default=str))
     else:
-        print(logview.format_text(entries), end="")
+        print(logview.format_text(entries, business_zone(config, open_rules(config))), end="")
     return 0
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any, Iterable
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from mailbot.store import reviews
-from mailbot.decide.unlock import DOCUMENTS_NEEDED, UNLOCKED
+from mailbot.business_hours import DEFAULT_TIMEZONE
 from mailbot.errors import MailbotError
-from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW
+from mailbot.model import DOCUMENTS_NEEDED, ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, UNLOCKED
 from mailbot.ops.review_actions import REJECTED
-from mailbot.run import review
+from mailbot.ops.timefmt import operator_time
 from mailbot.store.database import Store, mails, outbox, requests
 
 # What `--outcome` may ask for. A request's outcome (mailbot.model and the unlock rules; an
@@ -92,10 +94,13 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
     return out
 
 
-def format_text(entries: Iterable[dict[str, Any]]) -> str:
+def format_text(entries: Iterable[dict[str, Any]], zone: dt.tzinfo | None = None) -> str:
+    """The log as text, every time in `zone` (the business zone, `timefmt.business_zone`;
+    default: the shipped rules' America/Mexico_City), marked with it."""
+    zone = zone or ZoneInfo(DEFAULT_TIMEZONE)
     lines: list[str] = []
     for e in entries:
-        head = (f"{e['reference']}  {e['received_at']}  {e['sender'] or '?'}  "
+        head = (f"{e['reference']}  {operator_time(e['received_at'], zone)}  {e['sender'] or '?'}  "
                 f"[{e['kind'] or 'no request'}]  -> {e['outcome'] or e['status']}")
         if e["folder"]:
             head += f"  (folder: {e['folder']}{'' if e['filed'] else ', not filed yet'})"
@@ -118,10 +123,10 @@ def format_text(entries: Iterable[dict[str, Any]]) -> str:
             lines.append(f"    reply {m['template']} to {', '.join(m['to'])}: {m['status']}{err}")
         for t in e.get("reviews", []):
             lines.append(f"    review #{t['id']} [{t['status']}] {t['kind']}: {t['reason']}, "
-                         f"due {t['due_at'].replace('T', ' ')} UTC")
+                         f"due {operator_time(t['due_at'], zone)}")
             for h in t["history"]:
                 note = f": {h['note']}" if h["note"] else ""
-                lines.append(f"        {h['at'].replace('T', ' ')}  {h['action']} by "
+                lines.append(f"        {operator_time(h['at'], zone)}  {h['action']} by "
                              f"{h['operator']}{note}")
         lines.append("")
     return "\n".join(lines) if lines else "(no mail processed yet)\n"
