@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import stat
 import sys
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from imapclient import IMAPClient  # the class the spies patch: every connection's
 
 import mailbot.transport.imap as imap_module
 from mailbot.transport import seams
@@ -70,13 +72,13 @@ class Calls:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
         self.args: list[tuple] = []
-        original = getattr(imap_module.IMAPClient, method)
+        original = getattr(IMAPClient, method)
 
         def spy(client, *args, **kwargs):
             self.args.append(args)
             return original(client, *args, **kwargs)
 
-        monkeypatch.setattr(imap_module.IMAPClient, method, spy)
+        monkeypatch.setattr(IMAPClient, method, spy)
 
     def __len__(self) -> int:
         return len(self.args)
@@ -210,9 +212,9 @@ def test_without_move_a_failed_copy_deletes_nothing(make_source, imap_server, mo
     (m,) = source.fetch_new()
 
     def refuse(client, *args):
-        raise imap_module.imaplib.IMAP4.error("COPY failed: [OVERQUOTA] Quota exceeded")
+        raise imaplib.IMAP4.error("COPY failed: [OVERQUOTA] Quota exceeded")
 
-    monkeypatch.setattr(imap_module.IMAPClient, "copy", refuse)
+    monkeypatch.setattr(IMAPClient, "copy", refuse)
     with pytest.raises(MailboxError, match="OVERQUOTA"):
         source.file(m.mail_id, seams.PROCESSED)
 
@@ -413,18 +415,18 @@ def test_append_sent_many_lands_them_all_in_sent_marked_seen(make_source, imap_s
 def test_append_sent_many_skips_only_the_copy_the_server_refuses(make_source, imap_server,
                                                                  monkeypatch):
     replies = [mail(n) for n in range(3)]
-    real = imap_module.IMAPClient.append
+    real = IMAPClient.append
 
     def append(client, folder, message, *args, **kwargs):
         if message == replies[1]:
-            raise imap_module.imaplib.IMAP4.error("APPEND failed: [OVERQUOTA] Quota exceeded")
+            raise imaplib.IMAP4.error("APPEND failed: [OVERQUOTA] Quota exceeded")
         return real(client, folder, message, *args, **kwargs)
 
     def multiappend(client, folder, messages):
-        raise imap_module.imaplib.IMAP4.error("APPEND failed: [OVERQUOTA] Quota exceeded")
+        raise imaplib.IMAP4.error("APPEND failed: [OVERQUOTA] Quota exceeded")
 
-    monkeypatch.setattr(imap_module.IMAPClient, "append", append)
-    monkeypatch.setattr(imap_module.IMAPClient, "multiappend", multiappend)
+    monkeypatch.setattr(IMAPClient, "append", append)
+    monkeypatch.setattr(IMAPClient, "multiappend", multiappend)
     make_source().append_sent_many(replies)
 
     assert imap_server.list_folder("Sent") == [replies[0], replies[2]]
@@ -735,3 +737,23 @@ def test_check_reports_a_wrong_password(make_source, tmp_path):
 def test_a_folder_that_is_the_inbox_is_refused(make_source):
     with pytest.raises(ConfigError, match="folder_processed is the inbox"):
         make_source(folder_processed="inbox")
+
+
+# --- the modules -----------------------------------------------------------------------------
+
+def test_no_transport_module_exceeds_700_lines():
+    """The IMAP source is two modules along one seam: reaching and logging in to the mailbox
+    (imap_connection) and what is done there (imap); neither may outgrow the limit."""
+    package = Path(imap_module.__file__).parent
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines())
+             for p in package.glob("*.py")}
+    assert {"imap.py", "imap_connection.py"} <= set(sizes)
+    assert {name: n for name, n in sizes.items() if n > 700} == {}
+
+
+def test_the_imap_names_callers_use_are_still_importable_from_the_imap_module():
+    from mailbot.transport import imap_connection
+
+    assert imap_module.MailboxUnreachable is imap_connection.MailboxUnreachable
+    assert imap_module.MailboxError is imap_connection.MailboxError
+    assert {"ImapSource", "MailboxError", "MailboxUnreachable"} <= set(imap_module.__all__)

@@ -1,6 +1,7 @@
 """The IMAP source: the vendor's real `claves@` mailbox, read without marking anything read.
 
-The only module that imports imapclient. What it guarantees to the pipeline:
+This module and mailbot.transport.imap_connection (reaching and logging in to the mailbox,
+reconnecting) are the only ones that import imapclient. What they guarantee to the pipeline:
 - mails come oldest first with ids `UIDVALIDITY:UID`; bodies are fetched with BODY.PEEK[], so a
   person looking at the mailbox still sees them unread; oversized mails are reported by size
   and never downloaded;
@@ -22,22 +23,26 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import ssl
-import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
-from imapclient import IMAPClient
-from imapclient.exceptions import CapabilityError, LoginError
-
-from mailbot.transport import seams
 from mailbot.config import ImapConfig, check_transport
-from mailbot.errors import ConfigError, MailbotError
+from mailbot.errors import ConfigError
 from mailbot.model import RawMail
+from mailbot.transport import seams
+from mailbot.transport.imap_connection import (
+    TRANSIENT,
+    Connector,
+    MailboxError,
+    MailboxUnreachable,
+    Session,
+    describe,
+)
 from mailbot.transport.oauth import TokenProvider
-from mailbot.transport.secrets import read_secret
-from mailbot.transport.tls import client_context
+
+__all__ = ["ImapSource", "MailboxError", "MailboxUnreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -49,48 +54,9 @@ BATCH_BYTES = 64 * 1024 * 1024  # fetch bodies in groups of at most this many by
 MAX_RELISTS = 3  # UIDVALIDITY changes tolerated within one fetch_new() before giving up
 APPEND_GROUP = 100  # copies per MULTIAPPEND (and at most BATCH_BYTES)
 
-# Anything that means "the connection is gone, a new one may work": socket errors and timeouts
-# (OSError, which includes ssl.SSLError) and imaplib's abort (EOF, BYE, protocol desync).
-_TRANSIENT = (OSError, imaplib.IMAP4.abort)
-
-
-class MailboxUnreachable(MailbotError):
-    """The mailbox cannot be reached or logged in to; alert operators once, retry later.
-
-    Raised after the reconnect attempts are exhausted, or at once when retrying cannot help
-    (certificate not trusted, login rejected, STARTTLS missing). `detail` says what and the fix.
-    """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class MailboxError(MailbotError):
-    """The server refused a command (NO/BAD); doing the same again will not help."""
-
 
 class _ValidityChanged(Exception):
     """The inbox's UIDVALIDITY changed under a listing: its UIDs mean nothing any more."""
-
-
-class _Session:
-    """One IMAP connection and what is known about it; a reconnect forgets all of it."""
-
-    def __init__(self, role: str) -> None:
-        self.role = role  # "commands" or "idle", for the logs
-        self.lock = threading.RLock()
-        self.client: IMAPClient | None = None
-        self.caps: frozenset[str] = frozenset()
-        self.selected = False
-        self.uidvalidity: int | None = None
-        self.delimiter: str | None = None
-        self.known_folders: set[str] = set()
-
-    def forget(self) -> None:
-        self.selected = False
-        self.delimiter = None
-        self.known_folders.clear()
 
 
 class ImapSource:
@@ -114,11 +80,6 @@ class ImapSource:
         self.max_message_bytes = max_message_bytes
         self.name = f"imap:{config.username}@{config.host}/{config.inbox}"
         self._clock = clock
-        self._sleep = sleep
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self._ignored_caps = frozenset(c.upper() for c in ignore_capabilities)
         self._validate()
         self._folders = {
             seams.PROCESSED: config.folder_processed,
@@ -126,15 +87,12 @@ class ImapSource:
             seams.IGNORED: config.folder_ignored,
             seams.FAILED: config.folder_failed,
         }
-        self._ssl_context = self._make_ssl_context() if config.security != "none" else None
-        self._tokens = token_provider
-        if config.auth == "xoauth2" and self._tokens is None:
-            self._tokens = TokenProvider(
-                config.oauth2_token_command, self._path(config.oauth2_token_file),
-                what="the IMAP OAuth2 token ([imap] oauth2_token_command / oauth2_token_file)",
-                cwd=self.base_dir)
-        self._main = _Session("commands")
-        self._watch = _Session("idle")
+        self._connector = Connector(config, self.name, self.base_dir, sleep=sleep,
+                                    token_provider=token_provider, max_attempts=max_attempts,
+                                    backoff_base=backoff_base, backoff_max=backoff_max,
+                                    ignore_capabilities=ignore_capabilities)
+        self._main = Session("commands")
+        self._watch = Session("idle")
         # (UIDVALIDITY, highest UID) of the last complete listing: wait_for_mail() compares
         # the inbox against it. Written by fetch_new(), read by the IDLE thread.
         self._high_uid: tuple[int, int] | None = None
@@ -197,15 +155,7 @@ class ImapSource:
 
     def close(self) -> None:
         for session in (self._main, self._watch):
-            with session.lock:
-                client, session.client = session.client, None
-                session.forget()
-            if client is None:
-                continue
-            try:
-                client.logout()
-            except Exception:  # already gone: nothing to say goodbye to
-                _shutdown(client)
+            self._connector.close(session)
 
     # -- beyond the protocol: Sent copies, IDLE, doctor -------------------------------------
 
@@ -215,7 +165,7 @@ class ImapSource:
         if not folder:
             return
 
-        def append(s: _Session) -> None:
+        def append(s: Session) -> None:
             name = self._ensure_folder(s, folder)
             s.client.append(name, message, flags=(SEEN,))
 
@@ -230,7 +180,7 @@ class ImapSource:
         if not folder or not messages:
             return
         for group in _groups(messages, APPEND_GROUP, BATCH_BYTES):
-            def append(s: _Session, group: Sequence[bytes] = group) -> None:
+            def append(s: Session, group: Sequence[bytes] = group) -> None:
                 name = self._ensure_folder(s, folder)
                 if "MULTIAPPEND" in s.caps and len(group) > 1:
                     s.client.multiappend(name, [{"msg": m, "flags": (SEEN,)} for m in group])
@@ -281,15 +231,15 @@ class ImapSource:
         with s.lock:
             return self._check(s)
 
-    def _check(self, s: _Session) -> list[str]:
+    def _check(self, s: Session) -> list[str]:
         faults: list[str] = []
         try:
-            self._ensure_connected(s)
+            self._connector.ensure_connected(s)
         except (MailboxUnreachable, ConfigError) as exc:
             return [str(exc)]
-        except _TRANSIENT as exc:
-            self._drop(s)
-            return [f"{self.name}: cannot reach the server: {_describe(exc)}; fix: check "
+        except TRANSIENT as exc:
+            self._connector.drop(s)
+            return [f"{self.name}: cannot reach the server: {describe(exc)}; fix: check "
                     f"[imap] host, port ({self.config.port}) and security "
                     f"(\"{self.config.security}\"), and that the server is up"]
         try:
@@ -312,138 +262,20 @@ class ImapSource:
                     faults.append(f"[imap] {setting} {name!r} is missing and cannot be created "
                                   f"({exc}); fix: create it on the server or set [imap] "
                                   f"{setting} to a folder that exists")
-        except _TRANSIENT as exc:
-            self._drop(s)
+        except TRANSIENT as exc:
+            self._connector.drop(s)
             faults.append(f"{self.name}: the connection dropped during the check: "
-                          f"{_describe(exc)}; fix: run the check again, check the server's logs")
+                          f"{describe(exc)}; fix: run the check again, check the server's logs")
         return faults
 
-    # -- connection management ------------------------------------------------------------
+    # -- connections (mailbot.transport.imap_connection) and the inbox ---------------------
 
-    def _run(self, what: str, op: Callable[[_Session], T], session: _Session | None = None) -> T:
-        """Run `op` on a live connection; reconnect and run it again after a dropped one.
+    def _run(self, what: str, op: Callable[[Session], T], session: Session | None = None) -> T:
+        """Run `op` on a live connection (the commands one unless `session`), reconnecting
+        after a dropped one: `Connector.run`."""
+        return self._connector.run(session or self._main, what, op)
 
-        Every op is written to be safe to repeat from the start (MOVE of a moved UID does
-        nothing; a repeated COPY or APPEND whose first answer was lost at worst leaves a second
-        copy, never a lost mail).
-        """
-        s = session or self._main
-        with s.lock:
-            return self._run_locked(s, what, op)
-
-    def _run_locked(self, s: _Session, what: str, op: Callable[[_Session], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                self._ensure_connected(s)
-                return op(s)
-            except _TRANSIENT as exc:
-                self._drop(s)
-                attempt += 1
-                if attempt >= self.max_attempts:
-                    raise MailboxUnreachable(
-                        f"{self.name}: could not {what} after {attempt} attempts: "
-                        f"{_describe(exc)}{self._hint(exc)}") from exc
-                delay = 0.0 if attempt == 1 else min(
-                    self.backoff_base * 2 ** (attempt - 2), self.backoff_max)
-                log.warning("imap reconnect source=%s connection=%s attempt=%d delay=%.1fs "
-                            "while=%r error=%s", self.name, s.role, attempt, delay, what,
-                            _describe(exc))
-                if delay:
-                    self._sleep(delay)
-            except imaplib.IMAP4.error as exc:  # NO/BAD: the server means it
-                raise MailboxError(f"{self.name}: could not {what}: {exc}") from exc
-
-    def _ensure_connected(self, s: _Session) -> IMAPClient:
-        if s.client is None:
-            s.client, s.caps = self._connect()
-            s.forget()
-            log.info("imap connected source=%s connection=%s security=%s capabilities=%s",
-                     self.name, s.role, self.config.security,
-                     ",".join(sorted(c for c in s.caps if c in ("IDLE", "MOVE", "UIDPLUS"))))
-        return s.client
-
-    def _connect(self) -> tuple[IMAPClient, frozenset[str]]:
-        """A logged-in client and its capabilities (less the ignored ones)."""
-        client = self._open()
-        try:
-            self._login(client)
-        except LoginError as exc:
-            _shutdown(client)
-            if self._tokens is None:
-                raise MailboxUnreachable(
-                    f"{self.name}: login rejected: {exc}; fix: check [imap] username and the "
-                    f"password (environment variable {self.config.password_env} or [imap] "
-                    "password_file)") from exc
-            # An expired or revoked token: ask for a fresh one and try once more, on a new
-            # connection (a failed SASL exchange leaves some servers in an odd state).
-            self._tokens.invalidate()
-            client = self._open()
-            try:
-                self._login(client)
-            except LoginError as exc2:
-                _shutdown(client)
-                raise MailboxUnreachable(
-                    f"{self.name}: XOAUTH2 login rejected even with a fresh token: {exc2}; fix: "
-                    "check [imap] username and that the token command/file yields a token for "
-                    "this mailbox with the IMAP scope") from exc2
-        except BaseException:
-            _shutdown(client)
-            raise
-        try:
-            caps = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
-        except BaseException:
-            _shutdown(client)
-            raise
-        return client, frozenset(caps - self._ignored_caps)
-
-    def _open(self) -> IMAPClient:
-        """A connected, encrypted (unless allowed otherwise), not yet logged-in client."""
-        cfg = self.config
-        timeout = float(cfg.timeout_seconds)
-        try:
-            if cfg.security == "tls":
-                return IMAPClient(cfg.host, cfg.port, ssl=True, ssl_context=self._ssl_context,
-                                  timeout=timeout)
-            client = IMAPClient(cfg.host, cfg.port, ssl=False, timeout=timeout)
-        except ssl.SSLCertVerificationError as exc:
-            raise self._untrusted(exc) from exc
-        except imaplib.IMAP4.abort:
-            raise
-        except imaplib.IMAP4.error as exc:  # e.g. a "* BYE too many connections" greeting
-            raise ConnectionError(f"the server refused the connection: {exc}") from exc
-        if cfg.security == "starttls":
-            try:
-                client.starttls(self._ssl_context)
-            except ssl.SSLCertVerificationError as exc:
-                _shutdown(client)
-                raise self._untrusted(exc) from exc
-            except CapabilityError as exc:
-                _shutdown(client)
-                raise MailboxUnreachable(
-                    f"{self.name}: the server on port {cfg.port} does not offer STARTTLS; fix: "
-                    "use [imap] security = \"tls\" with port 993") from exc
-            except BaseException:
-                _shutdown(client)
-                raise
-        return client
-
-    def _login(self, client: IMAPClient) -> None:
-        cfg = self.config
-        if self._tokens is not None:
-            client.oauth2_login(cfg.username, self._tokens.token())
-            return
-        password = read_secret(cfg.password_env, self._path(cfg.password_file),
-                               "the IMAP password ([imap] password_env / password_file)")
-        client.login(cfg.username, password)
-
-    def _drop(self, s: _Session) -> None:
-        client, s.client = s.client, None
-        s.forget()
-        if client is not None:
-            _shutdown(client)
-
-    def _select(self, s: _Session) -> dict:
+    def _select(self, s: Session) -> dict:
         """SELECT the inbox, always afresh: it re-reads UIDVALIDITY and clears stale state.
 
         The IDLE connection only watches, so it opens the inbox read-only (EXAMINE).
@@ -460,7 +292,7 @@ class ImapSource:
         s.selected = True
         return info
 
-    def _ensure_selected(self, s: _Session) -> int:
+    def _ensure_selected(self, s: Session) -> int:
         if not s.selected:
             self._select(s)
         assert s.uidvalidity is not None
@@ -468,7 +300,7 @@ class ImapSource:
 
     # -- the operations ---------------------------------------------------------------------
 
-    def _list_inbox(self, s: _Session) -> tuple[int, int, list[int]]:
+    def _list_inbox(self, s: Session) -> tuple[int, int, list[int]]:
         """(UIDVALIDITY, highest UID the listing covers, UIDs of undeleted mails)."""
         info = self._select(s)
         uids = sorted(int(u) for u in s.client.search(["UNDELETED"]))
@@ -483,7 +315,7 @@ class ImapSource:
         for start in range(0, len(uids), batch):
             chunk = list(uids[start:start + batch])
             sizes = self._run("read mail sizes",
-                              lambda s: self._sizes(s, validity, chunk))
+                              lambda s, chunk=chunk: self._sizes(s, validity, chunk))
             group: list[int] = []
             group_bytes = 0
             for uid in chunk:
@@ -505,7 +337,7 @@ class ImapSource:
                 group_bytes += size
             yield from self._bodies_of(validity, group, sizes)
 
-    def _sizes(self, s: _Session, validity: int, uids: list[int]) -> dict[int, int]:
+    def _sizes(self, s: Session, validity: int, uids: list[int]) -> dict[int, int]:
         self._require_validity(s, validity)
         response = s.client.fetch(uids, ["RFC822.SIZE"])
         return {uid: int(data[b"RFC822.SIZE"]) for uid, data in response.items()
@@ -523,17 +355,17 @@ class ImapSource:
             yield RawMail(source=self.name, mail_id=f"{validity}:{uid}", data=data,
                           size=sizes.get(uid, len(data)))
 
-    def _bodies(self, s: _Session, validity: int, uids: list[int]) -> dict[int, bytes]:
+    def _bodies(self, s: Session, validity: int, uids: list[int]) -> dict[int, bytes]:
         self._require_validity(s, validity)
         response = s.client.fetch(uids, ["BODY.PEEK[]"])  # PEEK: \Seen stays as it was
         return {uid: bytes(data[b"BODY[]"]) for uid, data in response.items()
                 if data.get(b"BODY[]") is not None}
 
-    def _require_validity(self, s: _Session, validity: int) -> None:
+    def _require_validity(self, s: Session, validity: int) -> None:
         if self._ensure_selected(s) != validity:
             raise _ValidityChanged()
 
-    def _file(self, s: _Session, validity: int, uids: list[int], target: str) -> None:
+    def _file(self, s: Session, validity: int, uids: list[int], target: str) -> None:
         current = self._ensure_selected(s)
         if current != validity:
             for uid in uids:
@@ -554,7 +386,7 @@ class ImapSource:
             name = self._ensure_folder(s, target)
             self._move(s, uids, name)
 
-    def _move(self, s: _Session, uids: list[int], name: str) -> None:
+    def _move(self, s: Session, uids: list[int], name: str) -> None:
         client = s.client
         if "MOVE" in s.caps:
             client.move(uids, name)  # UIDs no longer there: OK, nothing moved
@@ -570,7 +402,7 @@ class ImapSource:
         else:
             client.expunge()  # also removes mails others flagged \Deleted: they meant that
 
-    def _idle(self, s: _Session, deadline: float) -> bool:
+    def _idle(self, s: Session, deadline: float) -> bool:
         if "IDLE" not in s.caps:
             return False
         if self._has_unlisted_mail(s):
@@ -604,7 +436,7 @@ class ImapSource:
                 client.idle_done()
                 client.idle()
 
-    def _has_unlisted_mail(self, s: _Session) -> bool:
+    def _has_unlisted_mail(self, s: Session) -> bool:
         """Whether mail came after the last listing, while we were not idling.
 
         A fresh SELECT gives the current UIDNEXT, and since no command runs between it and
@@ -629,7 +461,7 @@ class ImapSource:
 
     # -- folders ------------------------------------------------------------------------------
 
-    def _ensure_folder(self, s: _Session, folder: str) -> str:
+    def _ensure_folder(self, s: Session, folder: str) -> str:
         """The server's name for `folder`, created (and subscribed) when missing."""
         name = self._server_name(s, folder)
         if folder in s.known_folders:
@@ -658,7 +490,7 @@ class ImapSource:
         s.known_folders.add(folder)
         return name
 
-    def _server_name(self, s: _Session, folder: str) -> str:
+    def _server_name(self, s: Session, folder: str) -> str:
         """Config names use "/" between levels; servers using "." get theirs."""
         if folder.upper() == "INBOX" or "/" not in folder:
             return folder
@@ -698,38 +530,6 @@ class ImapSource:
             raise ConfigError("[imap] batch_size must be greater than zero")
         if cfg.idle_renew_seconds <= 0:
             raise ConfigError("[imap] idle_renew_seconds must be greater than zero")
-
-    def _make_ssl_context(self) -> ssl.SSLContext:
-        if not self.config.verify_certificates:
-            log.warning("imap verify_certificates=false source=%s: the server's identity is "
-                        "not checked", self.name)
-        return client_context("imap", verify=self.config.verify_certificates,
-                              ca_file=self._path(self.config.ca_file))
-
-    def _path(self, value: str) -> str:
-        if not value:
-            return ""
-        path = Path(value).expanduser()
-        return str(path if path.is_absolute() else self.base_dir / path)
-
-    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> MailboxUnreachable:
-        reason = exc.verify_message or str(exc)
-        return MailboxUnreachable(
-            f"{self.name}: the server's TLS certificate is not trusted ({reason}); fix: if it "
-            "is signed by a private CA, set [imap] ca_file to that CA's PEM file; check that "
-            f"[imap] host {self.config.host!r} is the name on the certificate")
-
-    def _hint(self, exc: BaseException) -> str:
-        if isinstance(exc, ssl.SSLError):
-            return (f"; fix: check that port {self.config.port} speaks "
-                    f"{'implicit TLS' if self.config.security == 'tls' else 'IMAP with STARTTLS'}"
-                    " ([imap] security)")
-        if isinstance(exc, ConnectionRefusedError):
-            return "; fix: check [imap] host and port, and that the server is running"
-        if isinstance(exc, TimeoutError):
-            return ("; fix: check [imap] host, port and security (a TLS port says nothing to a "
-                    "plain connection), and timeout_seconds")
-        return ""
 
     def _check_capabilities(self, caps: frozenset[str]) -> list[str]:
         faults = []
@@ -775,23 +575,6 @@ def _parse_mail_id(mail_id: str) -> tuple[int, int]:
 def _same_folder(a: str, b: str) -> bool:
     # INBOX is case-insensitive in IMAP; every other name is not
     return a.upper() == b.upper() == "INBOX" or a == b
-
-
-def _shutdown(client: IMAPClient) -> None:
-    try:
-        client.shutdown()
-    except Exception:
-        pass
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 def _text(response: tuple) -> str:
