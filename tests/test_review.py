@@ -78,7 +78,7 @@ def test_review_show_prints_the_mail_what_was_read_the_reasons_due_time_and_hist
     assert f"from {RAUL}" in out and FREE_SUBJECT in out
     assert f"serial:        {TYPO}" in out and "system:        " + FACTURA in out
     assert "registry.known: serial AAAA-BBBB-CCCC-DDDE is not in the licence registry" in out
-    assert "due:       jueves 3 de diciembre de 2026 a las 16:00 h" in out
+    assert "due:       2026-12-03 16:00 CST" in out
     assert "created by mailbot" in out
 
 

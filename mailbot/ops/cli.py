@@ -138,13 +138,13 @@ def cmd_templates_check(args: argparse.Namespace) -> int:
 
 
 def cmd_templates_preview(args: argparse.Namespace) -> int:
+    from mailbot.answer.preview import preview
     from mailbot.run.wiring import open_renderer, open_rules
 
     config = _config(args)
-    renderer = open_renderer(config)
-    sys.stdout.write(renderer.preview(args.name, open_rules(config),
-                                      from_address=config.bot.address,
-                                      from_name=config.bot.from_name))
+    sys.stdout.write(preview(open_renderer(config), args.name, open_rules(config),
+                             from_address=config.bot.address,
+                             from_name=config.bot.from_name))
     return 0
 
 
@@ -172,7 +172,7 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
 def cmd_keys_import(args: argparse.Namespace) -> int:
     from mailbot.ops.imports import read_keys
-    from mailbot.run.pipeline import fulfil_pending
+    from mailbot.run.pending import fulfil_pending
     from mailbot.run.wiring import open_app, open_store
 
     config = _config(args)

@@ -8,7 +8,7 @@ import json
 from typing import Any, Sequence
 
 from mailbot.store import reviews
-from mailbot.run.pipeline import App
+from mailbot.run.app import App
 from mailbot.ops.review_actions import (EDITABLE, REJECTION_TEMPLATES, ActionResult, ReviewError,
                                     approve,
                                     default_operator, edit, reject)

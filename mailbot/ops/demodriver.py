@@ -15,7 +15,7 @@ from mailbot.ops import logview
 from mailbot.ops.demo import DemoFiles, write_demo
 from mailbot.ops.imports import read_keys, read_registry
 from mailbot.ops.init import invoked_as
-from mailbot.ops.review_actions import format_list
+from mailbot.ops.cli_review import format_list
 from mailbot.ruleset import Ruleset
 from mailbot.run.pending import fulfil_pending
 from mailbot.run.pipeline import run_once
@@ -78,7 +78,7 @@ def run_demo(root: Path) -> int:
               f"{report.duplicates} recognised as already handled, {report.sent} "
               f"message(s) written, {report.filed} filed\n")
         print("processing log (newest first):\n")
-        print(logview.format_text(logview.query(app.store, limit=100)))
+        print(logview.format_text(logview.query(app.store, limit=100), app.calendar().tz))
         with app.store.transaction() as conn:
             tasks = reviews.tasks(conn)
             unlocks = ledger.entries(conn)
@@ -90,7 +90,7 @@ def run_demo(root: Path) -> int:
         if not unlocks:
             print("(no unlock yet)")
         print("\nreview queue (mailbot review list):\n")
-        print(format_list(tasks, now=app.now(), calendar=app.calendar()))
+        print(format_list(tasks, now=app.now(), zone=app.calendar().tz))
     finally:
         app.store.close()
     print(f"replies (.eml files):   {config.resolve(config.sink.path)}")

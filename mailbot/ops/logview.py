@@ -7,15 +7,12 @@ import json
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
-from mailbot.store import reviews
 from mailbot.business_hours import DEFAULT_TIMEZONE
 from mailbot.errors import MailbotError
 from mailbot.model import DOCUMENTS_NEEDED, ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, UNLOCKED
 from mailbot.ops.review_actions import REJECTED
 from mailbot.ops.timefmt import operator_time
-from mailbot.store.database import Store, mails, outbox, requests
+from mailbot.store import Store, processing_log, reviews
 
 # What `--outcome` may ask for. A request's outcome (mailbot.model and the unlock rules; an
 # operator's rejection); a mail's outcome is the outcomes of its requests joined by commas, or
@@ -41,28 +38,17 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
           outcome: str | None = None, reference: str | None = None,
           limit: int = 50) -> list[dict[str, Any]]:
     """Recent mails, newest first, each with its requests and messages."""
-    q = sa.select(mails).order_by(mails.c.id.desc()).limit(limit)
-    if sender:
-        q = q.where(mails.c.sender == sender.strip().lower())
-    if reference:
-        q = q.where(mails.c.reference == reference.strip().upper())
-    if serial:
-        q = q.where(mails.c.id.in_(sa.select(requests.c.mail)
-                                   .where(requests.c.serial == serial.strip().upper())))
     if outcome:
         outcome = check_outcome(outcome)
-        q = q.where(sa.or_(mails.c.outcome == outcome, mails.c.outcome.like(f"%{outcome}%"),
-                           mails.c.id.in_(sa.select(requests.c.mail)
-                                          .where(requests.c.outcome == outcome))))
     out = []
     with store.transaction() as conn:
-        for m in conn.execute(q).all():
-            reqs = conn.execute(sa.select(requests).where(requests.c.mail == m.id)
-                                .order_by(requests.c.position)).all()
-            msgs = conn.execute(sa.select(outbox.c.template, outbox.c.recipients,
-                                          outbox.c.status, outbox.c.message_id,
-                                          outbox.c.last_error, outbox.c.sent_at)
-                                .where(outbox.c.mail == m.id).order_by(outbox.c.id)).all()
+        found = processing_log.recent_mails(
+            conn, sender=sender.strip().lower() if sender else None,
+            serial=serial.strip().upper() if serial else None, outcome=outcome,
+            reference=reference.strip().upper() if reference else None, limit=limit)
+        for m in found:
+            reqs = processing_log.requests_of(conn, m.id)
+            msgs = processing_log.messages_of(conn, m.id)
             tasks = [{
                 "id": t.id, "kind": t.kind, "reason": t.reason, "status": t.status,
                 "due_at": t.due_at.isoformat(timespec="minutes"),

@@ -20,12 +20,11 @@ not read) is one line and changes nothing.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import getpass
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from mailbot.store import Connection
 
@@ -37,6 +36,7 @@ from mailbot.decide.free_update import decide_free_update
 from mailbot.errors import MailbotError
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.model import REVIEW, Decision, Request, RuleHit
+from mailbot.ops.timefmt import operator_time
 from mailbot.run.app import App, RunReport
 from mailbot.run.deciding import StoreKeyPool, decide_reading, task_snapshot
 from mailbot.run.deliver import deliver_due
@@ -318,7 +318,8 @@ def _load(app: App, conn: Connection, task_id: int) -> tuple[reviews.Task, MailR
     if task is None:
         raise ReviewError(f"no review task #{task_id}; see `mailbot review list --all`")
     if task.status != reviews.OPEN:
-        when = f" on {task.closed_at:%Y-%m-%d %H:%M} UTC" if task.closed_at else ""
+        when = (f" on {operator_time(task.closed_at, app.calendar().tz)}" if task.closed_at
+                else "")
         raise ReviewError(f"task #{task.id} is already {task.status} (by {task.closed_by}"
                           f"{when}); see `mailbot review show {task.id}`")
     rec = app.store.get_mail(conn, task.mail)
@@ -383,83 +384,3 @@ def _document_types(app: App) -> str | None:
         return None
     types = [t.upper() for t in app.rules.unlock.document_types]
     return types[0] if len(types) == 1 else f"{', '.join(types[:-1])} o {types[-1]}"
-
-
-# --- showing the queue ---------------------------------------------------------------------------
-
-def _local(app_calendar: Any, moment: dt.datetime | None) -> str:
-    if moment is None:
-        return "-"
-    return moment.replace(tzinfo=dt.timezone.utc).astimezone(app_calendar.tz).strftime(
-        "%Y-%m-%d %H:%M")
-
-
-def format_list(task_list: Sequence[reviews.Task], *, now: dt.datetime, calendar: Any) -> str:
-    if not task_list:
-        return "(no review task)\n"
-    lines = []
-    for t in task_list:
-        late = "  OVERDUE" if t.overdue(now) else ""
-        what = f"{t.kind}/{t.reason}"
-        serial = t.snapshot.get("request", {}).get("serial", "")
-        lines.append(f"#{t.id:<4} {t.status:<8} due {_local(calendar, t.due_at)}{late}  "
-                     f"{t.reference}  {what}  {serial + '  ' if serial else ''}"
-                     f"{t.sender or '?'}  {t.subject[:60]!r}")
-    zone = getattr(calendar, "tz_name", "UTC")
-    return "\n".join(lines) + f"\n(times in {zone})\n"
-
-
-def format_task(conn: Connection, task: reviews.Task, *, now: dt.datetime, calendar: Any) -> str:
-    snapshot = task.snapshot
-    reading = snapshot.get("reading", {})
-    extraction = reading.get("extraction", {})
-    lines = [f"Review task #{task.id} [{task.status}]  {task.kind}: {task.reason}"]
-    read_at = reading.get("received_at")
-    if read_at:
-        read_at = calendar.describe(dt.datetime.fromisoformat(read_at))
-    lines.append(f"  mail:      {task.reference} from {task.sender or '?'}, read "
-                 f"{read_at or '?'}")
-    lines.append(f"  subject:   {task.subject}")
-    due = calendar.describe(task.due_at.replace(tzinfo=dt.timezone.utc))
-    lines.append(f"  due:       {due}{'  OVERDUE' if task.overdue(now) else ''}")
-    if task.closed_at:
-        lines.append(f"  closed:    {_local(calendar, task.closed_at)} by {task.closed_by}")
-    lines.append(f"  reason:    {task.reason_text}")
-    request = snapshot.get("request")
-    shown = [request] if request else extraction.get("requests", [])
-    if task.request is not None:
-        row = reviews.request_of(conn, task)
-        if row is not None:
-            shown = [{"company": row.company, "contact_name": row.contact_name,
-                      "contact_email": row.contact_email, "system": row.system,
-                      "serial": row.serial, "source": row.source}]
-            lines.append(f"  outcome:   {row.outcome}")
-    lines.append("  read:")
-    for r in shown:
-        for key in ("serial", "system", "company", "contact_name", "contact_email", "source"):
-            lines.append(f"      {key + ':':<15}{r.get(key, '')}")
-    if not shown:
-        lines.append("      (no request)")
-    for p in extraction.get("problems", []):
-        lines.append(f"      problem {p.get('code')}: {p.get('detail')}")
-    if reading.get("documents"):
-        lines.append(f"  attached:  {', '.join(reading['documents'])}")
-    hits = snapshot.get("hits") or snapshot.get("sender_checks") or []
-    if hits:
-        lines.append("  rules:")
-        for h in hits:
-            lines.append(f"      {h['rule']}: {h['reason']}")
-    if task.unlock is not None:
-        entry = ledger.entry(conn, task.unlock)
-        if entry is not None:
-            docs = ", ".join(ledger.stored_documents(entry)) or "none"
-            number = f"unlock {entry.number}, " if entry.number else ""
-            lines.append(f"  unlock:    ledger #{entry.id} {entry.status}, {number}"
-                         f"{entry.modality or 'modality unknown'}, documents: {docs}")
-    lines.append("  history:")
-    for h in reviews.history(conn, task.id):
-        changes = f"  {json.dumps(h['changes'], ensure_ascii=False)}" if h["changes"] else ""
-        note = f": {h['note']}" if h["note"] else ""
-        lines.append(f"      {_local(calendar, h['at'])}  {h['action']} by {h['operator']}"
-                     f"{note}{changes}")
-    return "\n".join(lines) + "\n"

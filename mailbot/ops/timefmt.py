@@ -9,12 +9,9 @@ leaves a reader guessing. The zone is the business calendar's (rules/unlock.toml
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
-
-from mailbot.business_hours import DEFAULT_TIMEZONE
 from mailbot.config import Config
-from mailbot.decide.unlock import calendar_for
 from mailbot.ruleset import Ruleset
+from mailbot.run.app import business_calendar
 
 FORMAT = "%Y-%m-%d %H:%M %Z"
 
@@ -34,8 +31,5 @@ def operator_time(moment: dt.datetime | str | None, zone: dt.tzinfo) -> str:
 
 
 def business_zone(config: Config, rules: Ruleset) -> dt.tzinfo:
-    """The business calendar's zone, chosen as `App.calendar()` chooses it: rules/unlock.toml
-    [business_hours] timezone, else (no unlock rules) [mailbot] timezone."""
-    if rules.unlock is not None:
-        return calendar_for(rules).tz
-    return ZoneInfo(config.bot.timezone or DEFAULT_TIMEZONE)
+    """The zone of the business calendar (`mailbot.run.app.business_calendar`)."""
+    return business_calendar(config, rules).tz

@@ -33,6 +33,14 @@ def _noop_hook(point: str) -> None:
 
 
 
+def business_calendar(config: Config, rules: Ruleset) -> BusinessCalendar:
+    """rules/unlock.toml [business_hours], else (no unlock rules) the default week in
+    [mailbot] timezone: due times, windows and every time an operator reads run on it."""
+    if rules.unlock is not None:
+        return calendar_for(rules)
+    return BusinessCalendar(DEFAULT_WEEK, config.bot.timezone)
+
+
 @dataclass
 class App:
     """Everything a run needs, passed explicitly (no module-level state)."""
@@ -64,8 +72,7 @@ class App:
     def calendar(self) -> BusinessCalendar:
         """The business calendar of rules/unlock.toml: every due time and window runs on it."""
         if self._calendar is None:
-            self._calendar = (calendar_for(self.rules) if self.rules.unlock is not None
-                              else BusinessCalendar(DEFAULT_WEEK, self.config.bot.timezone))
+            self._calendar = business_calendar(self.config, self.rules)
         return self._calendar
 
     @property
