@@ -49,11 +49,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 for _path in (ROOT, ROOT / "tests"):
@@ -61,20 +62,28 @@ for _path in (ROOT, ROOT / "tests"):
         sys.path.insert(0, str(_path))
 
 import sqlalchemy as sa  # noqa: E402
-
-from dovecot import DovecotServer, dovecot_available, INSTALL_HINT  # noqa: E402
-from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
 from botconfig import server_config  # noqa: E402
+from dovecot import INSTALL_HINT, DovecotServer, dovecot_available  # noqa: E402
+from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
-from mailbot.run import pipeline, reading, replies  # noqa: E402
-from mailbot.ops.demo import (SEED_SPREADSHEET_ROWS, SUPPORT_FOREVER, XLSX_TYPE,  # noqa: E402
-                          _finish_mime, _gmail_link, _message, _outlook_html)
+from mailbot.ops.demo import (  # noqa: E402
+    SEED_SPREADSHEET_ROWS,
+    SUPPORT_FOREVER,
+    XLSX_TYPE,
+    _finish_mime,
+    _gmail_link,
+    _message,
+    _outlook_html,
+)
 from mailbot.ops.imports import read_keys, read_registry  # noqa: E402
+from mailbot.run import pipeline, reading, replies  # noqa: E402
 from mailbot.run.pipeline import run_once  # noqa: E402
 from mailbot.run.service import serve  # noqa: E402
-from mailbot.store.database import mails as mails_table, outbox, requests as requests_table  # noqa: E402
 from mailbot.run.wiring import open_app  # noqa: E402
+from mailbot.store.database import mails as mails_table  # noqa: E402
+from mailbot.store.database import outbox  # noqa: E402
+from mailbot.store.database import requests as requests_table  # noqa: E402
 
 FLOOR_BATCH = 200  # as DOVECOT.md's floor figure and ImapSource's default batch_size
 TARGET_RATIO = 0.5  # end-to-end at least half the floor

@@ -32,8 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 from alembic import command  # noqa: E402
 from alembic.config import Config as AlembicConfig  # noqa: E402
 
-from mailbot.store.database import _REQUEST_THROTTLE  # noqa: E402
-from mailbot.store.database import MIGRATIONS, Store  # noqa: E402
+from mailbot.store.database import _REQUEST_THROTTLE, MIGRATIONS, Store  # noqa: E402
 
 REQUESTS_PER_MAIL = 1.6
 SAMPLES = 300
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     backends = ["sqlite"] + (["postgresql"] if args.postgresql else [])
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     print(f"throttle look-ups per mail (1 sender + {REQUESTS_PER_MAIL} request look-ups), "
           f"mean of {SAMPLES} mails")
     for backend in backends:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -190,7 +191,7 @@ class BusinessCalendar:
 
 def _utc(moment: datetime) -> datetime:
     # Aware datetimes sharing a tzinfo subtract as wall-clock times; UTC gives real elapsed time.
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 # --- the rules-file table -------------------------------------------------------------------

@@ -19,7 +19,8 @@ from mailbot.errors import ConfigError
 
 @dataclass(frozen=True)
 class BotConfig:
-    address: str = "claves@example.com"  # our mailbox: replies come from it, mail from it is ignored
+    # Our mailbox: replies come from it, mail from it is ignored.
+    address: str = "claves@example.com"
     from_name: str = "Claves de actualización"
     reference_prefix: str = "CLV"  # request reference numbers look like CLV-000042
     rules_dir: str = "rules"
@@ -180,17 +181,20 @@ def _coerce(section: str, key: str, value: Any, annotation: Any, where: str) -> 
     return value
 
 
-def check_transport(section: str, server: ImapConfig | SmtpConfig, *, plaintext: bool = True) -> None:
+def check_transport(section: str, server: ImapConfig | SmtpConfig, *,
+                    plaintext: bool = True) -> None:
     """The settings IMAP and SMTP share: security, auth and (when in use) plaintext consent."""
     if server.security not in ("tls", "starttls", "none"):
         raise ConfigError(f"[{section}] security must be \"tls\", \"starttls\" or \"none\", "
                           f"not {server.security!r}")
     if server.auth not in ("password", "xoauth2"):
-        raise ConfigError(f"[{section}] auth must be \"password\" or \"xoauth2\", not {server.auth!r}")
+        raise ConfigError(f"[{section}] auth must be \"password\" or \"xoauth2\", "
+                          f"not {server.auth!r}")
     if plaintext and server.security == "none" and not server.allow_plaintext:
         raise ConfigError(f"[{section}] security = \"none\" sends the password and the mail "
                           "unencrypted; use \"tls\" or \"starttls\", or set "
-                          f"[{section}] allow_plaintext = true (only for a test server on loopback)")
+                          f"[{section}] allow_plaintext = true "
+                          "(only for a test server on loopback)")
 
 
 def from_mapping(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
@@ -218,16 +222,19 @@ def from_mapping(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
 
 def _validate(config: Config, where: str) -> None:
     if config.source.type not in ("maildir", "imap"):
-        raise ConfigError(f"{where}: [source] type must be \"maildir\" or \"imap\", not {config.source.type!r}")
+        raise ConfigError(f"{where}: [source] type must be \"maildir\" or \"imap\", "
+                          f"not {config.source.type!r}")
     if config.sink.type not in ("files", "smtp"):
-        raise ConfigError(f"{where}: [sink] type must be \"files\" or \"smtp\", not {config.sink.type!r}")
+        raise ConfigError(f"{where}: [sink] type must be \"files\" or \"smtp\", "
+                          f"not {config.sink.type!r}")
     try:
         zoneinfo.ZoneInfo(config.bot.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{where}: [mailbot] timezone {config.bot.timezone!r} is not a known "
                           "time zone; use a name like \"America/Mexico_City\"") from None
     if "@" not in config.bot.address:
-        raise ConfigError(f"{where}: [mailbot] address must be an e-mail address, not {config.bot.address!r}")
+        raise ConfigError(f"{where}: [mailbot] address must be an e-mail address, "
+                          f"not {config.bot.address!r}")
     for section_name, section in (("limits", config.limits), ("throttle", config.throttle)):
         for f in dataclasses.fields(section):
             if getattr(section, f.name) <= 0:

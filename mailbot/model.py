@@ -6,8 +6,9 @@ Every value here is frozen: a step never changes what an earlier step produced.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # The fields of one request, in the order customers are asked to write them (seed 004).
 FIELDS: tuple[str, ...] = ("company", "contact_name", "contact_email", "system", "serial")

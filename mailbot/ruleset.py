@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mailbot.business_hours import calendar_from_mapping
 from mailbot.errors import RulesError
@@ -224,10 +225,10 @@ class _Table:
                 raise self.fail(f"{key}[{i}]", f"must be non-empty text, not {v!r}")
         return tuple(values)
 
-    def table(self, key: str) -> "_Table":
+    def table(self, key: str) -> _Table:
         return _Table(self.get(key, dict), self.file, f"{self.prefix}{key}.")
 
-    def tables(self, key: str) -> list["_Table"]:
+    def tables(self, key: str) -> list[_Table]:
         items = self.get(key, list)
         if not items:
             raise self.fail(key, "needs at least one entry")

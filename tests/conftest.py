@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import uuid
 
+import postgres_server
 import pytest
 import sqlalchemy as sa
 
-import postgres_server
 from mailbot.store.database import Store
 
 pytest_plugins = ["fixtures_imap", "fixtures_smtp"]

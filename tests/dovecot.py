@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import atexit
 import base64
+import grp
 import imaplib
 import json
-import grp
 import os
 import pwd
 import re
@@ -29,9 +29,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterable, Sequence
 
 MAIL_UID = 65534  # dovecot refuses uid 0 for mail processes; "nobody" works (DOVECOT.md)
 INSTALL_HINT = "apt-get install -y dovecot-imapd"
@@ -111,7 +111,7 @@ class DovecotServer:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def __enter__(self) -> "DovecotServer":
+    def __enter__(self) -> DovecotServer:
         self.start()
         return self
 
@@ -426,7 +426,7 @@ service anvil {{
         class TokenInfo(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # dovecot's HTTP client keeps connections alive
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # http.server's naming
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
                 server.token_checks.append(token)
                 if token in server.valid_tokens:

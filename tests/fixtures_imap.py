@@ -14,12 +14,13 @@ sys.path, as it is for test modules under pytest's default import mode).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from dovecot import INSTALL_HINT, DovecotServer, dovecot_available
+
 from mailbot.config import ImapConfig
 
 

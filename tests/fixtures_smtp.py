@@ -8,11 +8,11 @@ and no client connection left over from the previous test.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
-
 from smtp_server import SmtpTestServer, TlsFiles, make_tls_files
 
 if TYPE_CHECKING:
@@ -45,13 +45,14 @@ def smtp_server(smtp_test_server: SmtpTestServer) -> Iterator[SmtpTestServer]:
 
 @pytest.fixture
 def make_smtp_sink(smtp_server: SmtpTestServer,
-                   tmp_path: Path) -> Iterator[Callable[..., "SmtpSink"]]:
+                   tmp_path: Path) -> Iterator[Callable[..., SmtpSink]]:
     """Build SmtpSinks aimed at the test server: ``make_smtp_sink("tls", username=...)``.
 
     Keyword arguments override SmtpConfig fields; `base_dir` (default tmp_path) and
     `default_from` go to the sink. Every sink built is closed after the test.
     """
-    from mailbot.transport.smtp import SmtpSink  # here, so a broken sink fails its tests, not collection
+    # Imported here, so a broken sink fails its tests, not collection.
+    from mailbot.transport.smtp import SmtpSink
 
     sinks: list[SmtpSink] = []
 

@@ -38,8 +38,8 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import sqlalchemy as sa
 
@@ -244,7 +244,7 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/postgres"
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         self.start()
         return self
 

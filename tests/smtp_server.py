@@ -26,9 +26,10 @@ import subprocess
 import threading
 import time
 import weakref
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Awaitable, Iterable
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -329,7 +330,7 @@ class SmtpTestServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> "SmtpTestServer":
+    def start(self) -> SmtpTestServer:
         for listener in self._listeners.values():
             listener.start()
         self.reset()

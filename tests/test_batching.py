@@ -9,22 +9,22 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from mailbot import config as config_module
-from mailbot.config import LimitsConfig
-from mailbot.read.extract import read_mail
-from mailbot.ops.imports import read_keys, read_registry
-from mailbot.model import RawMail
-from mailbot.run.pipeline import run_once
-from mailbot.run.readahead import MIN_MAILS, ReadAhead
-from mailbot.ruleset import load_rules
-from mailbot.store.database import mails, outbox
-from mailbot.run.wiring import open_app
 from botconfig import server_config
 from test_servers import FOLDERS
 
+from mailbot import config as config_module
+from mailbot.config import LimitsConfig
+from mailbot.model import RawMail
+from mailbot.ops.imports import read_keys, read_registry
+from mailbot.read.extract import read_mail
+from mailbot.ruleset import load_rules
+from mailbot.run.pipeline import run_once
+from mailbot.run.readahead import MIN_MAILS, ReadAhead
+from mailbot.run.wiring import open_app
+from mailbot.store.database import mails, outbox
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import imap_throughput as bench  # noqa: E402  (its realistic mail generator)
+import imap_throughput as bench  # its realistic mail generator
 
 OWN = ("claves@example.com",)
 

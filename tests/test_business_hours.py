@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -119,7 +119,7 @@ def test_fractional_hours(calendar: BusinessCalendar) -> None:
 
 
 def test_start_in_another_zone_answers_in_mexico_city(calendar: BusinessCalendar) -> None:
-    friday_evening_utc = datetime(2026, 12, 4, 23, 30, tzinfo=timezone.utc)  # 17:30 in CDMX
+    friday_evening_utc = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)  # 17:30 in CDMX
     due = calendar.add_business_hours(friday_evening_utc, 4)
     assert due == mx(2026, 12, 7, 12, 30)
     assert due.tzinfo == MX
@@ -187,7 +187,7 @@ def test_hours_are_real_elapsed_time_across_a_dst_change() -> None:
 
 
 def test_mexico_city_stays_on_utc_minus_6_all_year(calendar: BusinessCalendar) -> None:
-    summer = calendar.add_business_hours(datetime(2026, 7, 6, 15, 0, tzinfo=timezone.utc), 0)
+    summer = calendar.add_business_hours(datetime(2026, 7, 6, 15, 0, tzinfo=UTC), 0)
     assert summer == mx(2026, 7, 6, 9, 0)
     assert summer.utcoffset() == timedelta(hours=-6)
 
@@ -195,7 +195,7 @@ def test_mexico_city_stays_on_utc_minus_6_all_year(calendar: BusinessCalendar) -
 def test_describe_in_spanish(calendar: BusinessCalendar) -> None:
     assert calendar.describe(mx(2026, 12, 7, 12, 30)) == (
         "lunes 7 de diciembre de 2026 a las 12:30 h (hora del centro de México)")
-    assert calendar.describe(datetime(2026, 9, 17, 15, 5, tzinfo=timezone.utc)) == (
+    assert calendar.describe(datetime(2026, 9, 17, 15, 5, tzinfo=UTC)) == (
         "jueves 17 de septiembre de 2026 a las 09:05 h (hora del centro de México)")
     assert calendar.describe(mx(2026, 12, 9, 14, 30)).startswith("miércoles 9 de diciembre")
 

@@ -28,6 +28,9 @@ class Licence:
     users: int | None = 2
 
 
+DEFAULT_LICENCE = Licence()  # decide()'s registry entry; licence=None means none
+
+
 class FakePool:
     """A unit-test pool: keys per system, bound to serials in a dict."""
 
@@ -54,7 +57,7 @@ def request(**overrides) -> Request:
     return Request(**values)
 
 
-def decide(req=None, *, licence=Licence(), pool=None, requester="rgonzalez@empresamuestra.com.mx",
+def decide(req=None, *, licence=DEFAULT_LICENCE, pool=None, requester="rgonzalez@empresamuestra.com.mx",
            today=TODAY):
     pool = pool or FakePool({"CONTPAQ i Factura electrónica": ["KEY-1", "KEY-2"]})
     return decide_free_update(req or request(), requester=requester, licence=licence,

@@ -12,8 +12,8 @@ import pytest
 import xlsxwriter
 
 from mailbot.config import LimitsConfig
-from mailbot.read.extract import NOTE_EMAIL_FROM_SENDER, extract_body, extract_sheet
 from mailbot.model import FIELDS, Request
+from mailbot.read.extract import NOTE_EMAIL_FROM_SENDER, extract_body, extract_sheet
 from mailbot.ruleset import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ MESSAGE_ID = "<r1.CLV-000042@example.com>"
 
 
 def fixed_clock() -> datetime:
-    return datetime(2025, 1, 14, 9, 30, 0, tzinfo=timezone.utc)
+    return datetime(2025, 1, 14, 9, 30, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -53,8 +53,8 @@ def test_envelope_is_recorded_in_a_sidecar_not_in_the_message(sink: FileSink) ->
 
 
 def test_sending_the_same_message_id_twice_leaves_one_reply(tmp_path: Path) -> None:
-    times = iter([datetime(2025, 1, 14, 9, 30, tzinfo=timezone.utc),
-                  datetime(2025, 1, 14, 9, 45, tzinfo=timezone.utc)])
+    times = iter([datetime(2025, 1, 14, 9, 30, tzinfo=UTC),
+                  datetime(2025, 1, 14, 9, 45, tzinfo=UTC)])
     sink = FileSink(tmp_path / "outbox", clock=lambda: next(times))
 
     sink.send("claves@example.com", ["cliente@example.org"], MESSAGE, MESSAGE_ID)
@@ -102,7 +102,7 @@ def test_a_sidecar_left_by_a_crash_is_completed_under_the_same_name(sink: FileSi
     assert sink.sent() == []  # no .eml yet: not delivered
 
     monkeypatch.setattr(files, "_write_atomically", real_write)
-    later = FileSink(sink.path, clock=lambda: datetime(2025, 1, 15, tzinfo=timezone.utc))
+    later = FileSink(sink.path, clock=lambda: datetime(2025, 1, 15, tzinfo=UTC))
     later.send("claves@example.com", ["cliente@example.org"], MESSAGE, MESSAGE_ID)
 
     assert sorted(p.name for p in sink.path.iterdir()) == [

@@ -7,15 +7,16 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient  # the class the spies patch: every connection's
 
 import mailbot.transport.imap as imap_module
-from mailbot.transport import seams
 from mailbot.errors import ConfigError
+from mailbot.transport import seams
 from mailbot.transport.imap import ImapSource, MailboxError, MailboxUnreachable
 
 # Fixtures dovecot / imap_server / imap_config come from tests/fixtures_imap.py (a plugin that
@@ -179,7 +180,7 @@ def test_each_outcome_is_filed_into_its_configured_folder(make_source, imap_serv
     imap_server.append_many("INBOX", [mail(n) for n in range(4)])
     source = make_source(folder_review="Revisión/claves")  # non-ASCII: modified UTF-7 on the wire
     mails = list(source.fetch_new())
-    for m, folder in zip(mails, seams.FOLDERS):
+    for m, folder in zip(mails, seams.FOLDERS, strict=True):
         source.file(m.mail_id, folder)
 
     assert imap_server.list_folder("INBOX") == []

@@ -13,9 +13,9 @@ import openpyxl
 import pytest
 import test.test_email
 
+from mailbot.model import ParsedMail
 from mailbot.read import mime
 from mailbot.read.mime import decode_header_text, decode_text, parse_mail
-from mailbot.model import ParsedMail
 from mailbot.read.text import html_to_text
 
 CORPUS = Path(__file__).parent / "data" / "mail"
@@ -337,12 +337,12 @@ def test_signature_of_a_signed_mail_is_not_an_attachment():
     "data, charset, expected",
     [
         ("Número – ñ".encode("cp1252"), "iso-8859-1", "Número – ñ"),  # Outlook labels cp1252 as Latin-1
-        ("Número".encode("utf-8"), "iso-8859-1", "Número"),  # UTF-8 under a Latin-1 label
+        ("Número".encode(), "iso-8859-1", "Número"),  # UTF-8 under a Latin-1 label
         ("Número".encode("cp1252"), "utf-8", "Número"),  # Latin-1 under a UTF-8 label
         ("Número".encode("cp1252"), "x-unknown", "Número"),
-        ("Número".encode("utf-8"), "unknown-8bit", "Número"),
-        ("Número".encode("utf-8"), "base64", "Número"),  # a codec that is not a charset
-        ("Número".encode("utf-8"), None, "Número"),
+        ("Número".encode(), "unknown-8bit", "Número"),
+        ("Número".encode(), "base64", "Número"),  # a codec that is not a charset
+        ("Número".encode(), None, "Número"),
         ("\ufeffHola\r\nmundo".encode("utf-8"), "utf-8", "Hola\nmundo"),
         ("Nu\u0301mero".encode("utf-8"), "utf-8", "Número"),  # macOS decomposed accents
         ("Žluťoučký".encode("iso-8859-2"), "iso-8859-2", "Žluťoučký"),
@@ -425,7 +425,7 @@ def test_when_no_parser_copes_the_headers_and_body_are_read_raw(monkeypatch):
     monkeypatch.setattr(mime.mailparser.MailParser, "from_bytes", staticmethod(fail))
     monkeypatch.setattr(mime.email, "message_from_bytes", fail)
     mail = parse_mail("From: Raúl <R@X.mx>\r\nSubject: =?utf-8?q?Desbloqueo_r=C3=A1pido?=\r\n"
-                      "\r\nSerie: AAAA\r\n".encode("utf-8"))
+                      "\r\nSerie: AAAA\r\n".encode())
     assert (mail.subject, mail.sender, mail.text.strip()) == ("Desbloqueo rápido", "r@x.mx", "Serie: AAAA")
     assert any("email package failed" in d for d in mail.defects)
 

@@ -10,18 +10,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from botconfig import write_config
+
 from mailbot import config as config_module
 from mailbot.ops.demo import write_demo
-from mailbot.transport.files import FileSink
 from mailbot.ops.imports import read_keys, read_registry
 from mailbot.run.pending import fulfil_pending
 from mailbot.run.pipeline import run_once
-from mailbot.store.database import mails, outbox, requests
 from mailbot.run.wiring import open_app
+from mailbot.store.database import mails, outbox, requests
+from mailbot.transport.files import FileSink
 
-NOW = dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.UTC)
 
 
 def make_app(tmp_path: Path, *, keys: bool = True, operators: bool = True):

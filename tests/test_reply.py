@@ -8,8 +8,14 @@ from email import message_from_bytes, policy
 
 import pytest
 
+from mailbot.answer.message import (
+    build_alert,
+    build_reply,
+    is_msg_id,
+    make_message_id,
+    reply_subject,
+)
 from mailbot.answer.render import Rendered
-from mailbot.answer.message import build_alert, build_reply, is_msg_id, make_message_id, reply_subject
 
 WHEN = dt.datetime(2026, 3, 10, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-6)))
 RENDERED = Rendered(text="Hola, Raúl:\n\nTu clave: FE12-7KQ4-M2ZP-99XA\n",

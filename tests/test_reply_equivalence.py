@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from mailbot.answer.render import Rendered
 from mailbot.answer.message import _build_reply_stdlib, build_reply
+from mailbot.answer.render import Rendered
 
 WHEN = dt.datetime(2026, 3, 10, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-6)))
 TEXT = "Hola, Raúl:\n\nTu clave: FE12-7KQ4-M2ZP-99XA\n"
@@ -95,7 +95,7 @@ def test_threading_headers_and_flags():
 
 
 def test_dates():
-    for when in (None, dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.timezone.utc),
+    for when in (None, dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.UTC),
                  dt.datetime(2026, 7, 4, 23, 59, 59),
                  dt.datetime(2026, 3, 10, 12, 30, 15, 999,
                              tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))):

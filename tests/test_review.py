@@ -8,15 +8,24 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from test_unlock_flow import (
+    FACTURA,
+    FREE,
+    RAUL,
+    TALLER,
+    TUESDAY_10,
+    Harness,
+    clean_store,
+    mx,
+    request_mail,
+    unlock_mail,
+)
 
-from mailbot.ops import logview
-from mailbot.ops import review_actions
+from mailbot.errors import TemplateError
+from mailbot.ops import logview, review_actions
 from mailbot.ops.cli import main
 from mailbot.ops.review_actions import ReviewError, approve, edit, reject
-from mailbot.errors import TemplateError
 from mailbot.store.database import keys, outbox
-from test_unlock_flow import (FACTURA, FREE, RAUL, TALLER, TUESDAY_10, Harness, clean_store,
-                              mx, request_mail, unlock_mail)
 
 __all__ = ["clean_store"]  # the fixture, for the tests that run on both back-ends
 
@@ -97,7 +106,7 @@ def test_review_list_shows_open_tasks_and_filters_overdue_and_closed(bot, capsys
     assert "rejected" in capsys.readouterr().out
     main([*config, "review", "list", "--overdue"])  # the CLI runs on the real clock
     overdue = capsys.readouterr().out
-    late = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) >= bot.task(1).due_at
+    late = dt.datetime.now(dt.UTC).replace(tzinfo=None) >= bot.task(1).due_at
     assert ("#1 " in overdue and "OVERDUE" in overdue) if late else "(no review task)" in overdue
 
 

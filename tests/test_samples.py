@@ -11,8 +11,12 @@ import pytest
 
 from mailbot.answer.preview import preview
 from mailbot.answer.render import Renderer
-from mailbot.answer.samples import (SAMPLE_JANUARY, SAMPLE_TODAY, sample_contexts,
-                                    sample_installation)
+from mailbot.answer.samples import (
+    SAMPLE_JANUARY,
+    SAMPLE_TODAY,
+    sample_contexts,
+    sample_installation,
+)
 from mailbot.decide.free_update import installation_offer
 from mailbot.ruleset import Ruleset, load_rules
 

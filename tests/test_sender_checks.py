@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.model import ParsedMail
 from mailbot.decide.sender import (
     ADDRESS_INVALID,
     AUTHENTICATED,
@@ -30,6 +29,7 @@ from mailbot.decide.sender import (
     reply_to_differs,
     suspicious_domain,
 )
+from mailbot.model import ParsedMail
 
 AUTH = Path(__file__).parent / "data" / "auth"
 OUR_POSTFIX = "mail.softwaremx.com.mx"

@@ -8,12 +8,28 @@ import json
 from pathlib import Path
 
 import pytest
+from test_unlock_flow import (
+    COMERCIAL,
+    CONSTRUCTORA,
+    FACTURA,
+    FREE,
+    KEYS,
+    NOMINAS,
+    OTHER_FREE,
+    PDF,
+    PHYSICAL,
+    RAUL,
+    REGISTRY,
+    SUBSCRIPTION,
+    TALLER,
+    TUESDAY_10,
+    Harness,
+    request_mail,
+    unlock_mail,
+)
 
 from mailbot.ops import review_actions
 from mailbot.ops.imports import KeyRecord, LicenceRecord
-from test_unlock_flow import (COMERCIAL, CONSTRUCTORA, FACTURA, FREE, KEYS, NOMINAS, OTHER_FREE,
-                              PDF, PHYSICAL, RAUL, REGISTRY, SUBSCRIPTION, TALLER, TUESDAY_10,
-                              Harness, request_mail, unlock_mail)
 
 AUTH = Path(__file__).parent / "data" / "auth"
 OUR_POSTFIX = 'trusted_authserv_ids = ["mail.softwaremx.com.mx"]'
@@ -269,7 +285,7 @@ def test_an_unlock_over_the_serial_limit_goes_to_review_and_an_operator_can_appr
 def test_more_answers_to_one_sender_than_allowed_hold_the_mail(tmp_path):
     bot = harness(tmp_path, throttle="max_replies_per_sender = 1\n")
     # The outbox stamps messages with the real time, so this test runs on the real clock.
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     bot.run(unlock_mail(), at=now)
     bot.run(request_mail(sender=TALLER, serial=FREE, system=FACTURA, contact_email=RAUL,
                          subject="Solicitud de claves para actualización sin costo"),

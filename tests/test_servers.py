@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from botconfig import server_config
+
 from mailbot import config as config_module
 from mailbot.ops.demo import write_demo
 from mailbot.ops.imports import read_keys, read_registry
 from mailbot.run.pipeline import run_once
-from mailbot.store.database import keys, mails, outbox
 from mailbot.run.wiring import open_app
+from mailbot.store.database import keys, mails, outbox
 
 FOLDERS = {"processed": "mailbot/procesados", "review": "mailbot/revision",
            "ignored": "mailbot/ignorados", "failed": "mailbot/fallidos"}
@@ -149,7 +149,7 @@ def test_a_temporary_smtp_failure_is_retried_with_the_same_bytes(setup, imap_ser
     assert len(imap_server.list_folder("INBOX")) == 1  # not filed before its reply is out
     queued = [m for m in db(app, outbox) if m.purpose == "reply"][0]
     assert queued.status == "queued" and "451" in queued.last_error
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     app.clock = lambda: later
     run_once(app)
     sent = [m for m in smtp_server.messages if "operadores@example.com" not in m.rcpt_tos]
@@ -190,7 +190,7 @@ def test_a_timeout_after_data_is_retried_and_at_most_repeats_identical_bytes(set
     smtp_server.stall_after_data(3)
     run_once(app)
     assert len(imap_server.list_folder("INBOX")) == 1
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     app.clock = lambda: later
     time.sleep(2.5)  # let the stalled session finish on the server side
     run_once(app)
@@ -295,8 +295,8 @@ def test_the_service_answers_within_seconds_with_idle_and_stops_cleanly_on_sigte
 
 def test_an_unreachable_mailbox_is_alerted_once_not_in_a_loop(setup, imap_server, smtp_server):
     app, _, _ = setup
-    from mailbot.transport.imap import ImapSource
     from mailbot.run.service import Runner
+    from mailbot.transport.imap import ImapSource
 
     app.source.close()
     app.source = ImapSource(app.config.imap, app.config.base_dir,

@@ -5,15 +5,15 @@ from __future__ import annotations
 import socket
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from smtp_server import SmtpTestServer
 
 from mailbot.errors import ConfigError
 from mailbot.transport.seams import PermanentDeliveryError, TemporaryDeliveryError
 from mailbot.transport.smtp import RecipientsRefused, SmtpSetupError, SmtpSink
-from smtp_server import SmtpTestServer
 
 MakeSink = Callable[..., SmtpSink]
 

@@ -8,8 +8,7 @@ import random
 
 import sqlalchemy as sa
 
-from mailbot.store.database import _REQUEST_THROTTLE
-from mailbot.store.database import licences, mails, outbox, requests, utcnow
+from mailbot.store.database import _REQUEST_THROTTLE, licences, mails, outbox, requests, utcnow
 
 NOW = dt.datetime(2026, 11, 23, 12, 0)
 COMPANIES = [f"Empresa {n}" for n in range(6)] + ["x" * 3000]  # a long name: no btree limit

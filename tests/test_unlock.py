@@ -6,17 +6,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from mailbot.business_hours import DEFAULT_WEEK, BusinessCalendar
-from mailbot.errors import RulesError
-from mailbot.ops.imports import MODALITIES
-from mailbot.model import REVIEW, Request
-from mailbot.ruleset import UNLOCK_MODALITIES, Ruleset, load_rules
 from mailbot.decide.unlock import (
     DOCUMENTS_NEEDED,
     UNLOCK_OUTCOMES,
@@ -25,6 +21,10 @@ from mailbot.decide.unlock import (
     calendar_for,
     decide_unlock,
 )
+from mailbot.errors import RulesError
+from mailbot.model import REVIEW, Request
+from mailbot.ops.imports import MODALITIES
+from mailbot.ruleset import UNLOCK_MODALITIES, Ruleset, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = load_rules(ROOT / "rules")
@@ -185,7 +185,7 @@ def test_saturday_request_counts_from_monday_opening():
 
 
 def test_received_at_in_utc_gives_a_window_in_mexico_city_time():
-    friday_evening_utc = datetime(2026, 12, 4, 23, 30, tzinfo=timezone.utc)  # 17:30 CDMX
+    friday_evening_utc = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)  # 17:30 CDMX
     d = decide("suscripcion", previous=1, received_at=friday_evening_utc)
     assert d.facts["window_start"] == mx(2026, 12, 7, 12, 30)
     assert d.facts["window_start"].tzinfo == MX

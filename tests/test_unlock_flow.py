@@ -21,17 +21,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-
 from botconfig import write_config
-from mailbot.store import reviews, ledger
+
 from mailbot import config as config_module
-from mailbot.run import review
-from mailbot.run import unlock_flow
-from mailbot.transport.files import FileSink
 from mailbot.ops.imports import KeyRecord, LicenceRecord
 from mailbot.run.pipeline import run_once
-from mailbot.store.database import Store, mails, outbox, requests
 from mailbot.run.wiring import open_app
+from mailbot.store import ledger, reviews
+from mailbot.store.database import Store, mails, outbox, requests
+from mailbot.transport.files import FileSink
 
 MX = ZoneInfo("America/Mexico_City")
 TUESDAY_10 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=MX)
@@ -193,7 +191,7 @@ url = "sqlite:///mailbot.db"
 
     def utc(self, moment: dt.datetime) -> dt.datetime:
         """A moment as the store keeps it: naive UTC."""
-        return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
     def close(self) -> None:
         self.app.store.close()

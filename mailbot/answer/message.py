@@ -17,11 +17,12 @@ import re
 import sys
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from email import policy as email_policy
 from email import quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # reply.py needs only the stdlib at run time
     from mailbot.answer.render import Rendered
@@ -222,7 +223,7 @@ def _checked_head(to: Sequence[str], message_id: str, date: dt.datetime | None) 
         raise ValueError("a message needs at least one recipient")
     if not is_msg_id(message_id):
         raise ValueError(f"invalid Message-ID {message_id!r}")
-    when = date or dt.datetime.now(dt.timezone.utc)
+    when = date or dt.datetime.now(dt.UTC)
     return when if when.tzinfo is not None else when.astimezone()  # naive means local time
 
 

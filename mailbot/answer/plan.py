@@ -7,14 +7,26 @@ appear in a message addressed to the registered contact of their serial.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from mailbot.model import (DOCUMENTS_NEEDED, IGNORED, ISSUED, NOT_ELIGIBLE, PENDING, PROCESSED,
-                           REVIEW, REVIEW_DOCUMENTS, REVIEW_FOLDER, UNLOCKED, Decision,
-                           Extraction)
 from mailbot.addresses import addresses_match
 from mailbot.answer.filters import mask_email
+from mailbot.model import (
+    DOCUMENTS_NEEDED,
+    IGNORED,
+    ISSUED,
+    NOT_ELIGIBLE,
+    PENDING,
+    PROCESSED,
+    REVIEW,
+    REVIEW_DOCUMENTS,
+    REVIEW_FOLDER,
+    UNLOCKED,
+    Decision,
+    Extraction,
+)
 
 # Spanish names of the fields, for the customer's "this is missing" answer.
 FIELD_LABELS = {

@@ -111,16 +111,17 @@ from __future__ import annotations
 import re
 import textwrap
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import SecurityError
 
 from mailbot.answer.filters import FILTERS
-from mailbot.answer.sandbox import LimitExceeded, limits, make_environment
 from mailbot.answer.samples import sample_contexts
+from mailbot.answer.sandbox import LimitExceeded, limits, make_environment
 from mailbot.errors import TemplateError
 from mailbot.ruleset import Ruleset
 
@@ -188,7 +189,7 @@ class Renderer:
                     errors.append(f"{path}: HTML part without a text part ({text_part})")
             try:  # syntax errors, also in partials that no template includes
                 self._env.get_template(path.name)
-            except Exception as exc:  # noqa: BLE001 - reported as a line
+            except Exception as exc:  # reported as a line
                 errors.append(self._describe(exc, path.name))
                 broken.add(path.name)
         seen: set[str] = set()
@@ -221,7 +222,7 @@ class Renderer:
                 return "".join(chunks)
             except TemplateError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+            except Exception as exc:  # every failure becomes one line
                 raise TemplateError(self._describe(exc, file)) from None
 
     def _describe(self, exc: BaseException, file: str) -> str:

@@ -14,9 +14,10 @@ variant per branch of the template; the first variant is the preview's default.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Any, Callable
+from typing import Any
 
 from mailbot.ruleset import Ruleset
 

@@ -16,9 +16,10 @@ import operator
 import re
 import string
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import jinja2
 from jinja2 import nodes
@@ -254,7 +255,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         _step()
         return _safe_binop(op, left, right)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
         _precheck_str_method(__obj, args)
         return _check_size(super().call(__context, __obj, *args, **kwargs))

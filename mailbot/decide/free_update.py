@@ -8,12 +8,13 @@ shows exactly why a request was answered the way it was.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
+from mailbot.addresses import addresses_match
 from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Request, RuleHit
 from mailbot.ruleset import Installation, Ruleset
-from mailbot.addresses import addresses_match
 
 
 class Licence(Protocol):
@@ -162,7 +163,8 @@ FREE_UPDATE_CHAIN: tuple[Rule, ...] = (
 )
 
 
-def installation_offer(inst: Installation, licence: Licence | None, today: dt.date) -> dict[str, Any]:
+def installation_offer(inst: Installation, licence: Licence | None,
+                       today: dt.date) -> dict[str, Any]:
     """The seed's installation section for this licence (see `Installation.offer`)."""
     return inst.offer(support_until=licence.support_until if licence else None,
                       users=licence.users if licence else None, today=today)

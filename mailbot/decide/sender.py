@@ -17,10 +17,10 @@ Exchange prepended above everything the sender could write.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses
 from functools import cache
-from typing import Sequence
 
 import idna
 from confusable_homoglyphs import categories, confusables

@@ -11,16 +11,24 @@ caller passes the ledger counts, the attachments and the moment the mail was rec
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
+from mailbot.addresses import addresses_match
 from mailbot.business_hours import BusinessCalendar, calendar_from_mapping
 from mailbot.decide.free_update import registry_knows_serial, registry_system_matches
 from mailbot.errors import RulesError
-from mailbot.model import (DOCUMENTS_NEEDED, REVIEW, REVIEW_DOCUMENTS, UNLOCKED, Decision,
-                           Request, RuleHit)
-from mailbot.addresses import addresses_match
+from mailbot.model import (
+    DOCUMENTS_NEEDED,
+    REVIEW,
+    REVIEW_DOCUMENTS,
+    UNLOCKED,
+    Decision,
+    Request,
+    RuleHit,
+)
 from mailbot.ruleset import (
     UNLOCK_AUTO,
     UNLOCK_DOCUMENTS,

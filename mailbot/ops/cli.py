@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mailbot import __version__
-from mailbot.ops import logsetup
 from mailbot import config as config_module
-from mailbot.ops.cli_review import add_review_commands
 from mailbot.config import Config
 from mailbot.errors import MailbotError
+from mailbot.ops import logsetup
+from mailbot.ops.cli_review import add_review_commands
 
 EXIT_USER_ERROR = 2
 
@@ -133,7 +133,8 @@ def cmd_templates_check(args: argparse.Namespace) -> int:
         print(line)
     if errors:
         return 1
-    print(f"{renderer.templates_dir}: OK: {len(renderer.names())} templates render with sample data")
+    print(f"{renderer.templates_dir}: OK: {len(renderer.names())} templates render "
+          "with sample data")
     return 0
 
 

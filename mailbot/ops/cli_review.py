@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from mailbot.store import reviews
-from mailbot.run.app import App
-from mailbot.ops.review_actions import (EDITABLE, REJECTION_TEMPLATES, ActionResult, ReviewError,
-                                    approve,
-                                    default_operator, edit, reject)
+from mailbot.ops.review_actions import (
+    EDITABLE,
+    REJECTION_TEMPLATES,
+    ActionResult,
+    ReviewError,
+    approve,
+    default_operator,
+    edit,
+    reject,
+)
 from mailbot.ops.timefmt import operator_time
-from mailbot.store import Connection, ledger
-
+from mailbot.run.app import App
+from mailbot.store import Connection, ledger, reviews
 
 # --- the commands --------------------------------------------------------------------------------
 

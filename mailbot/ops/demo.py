@@ -518,7 +518,7 @@ def seed_spreadsheet() -> bytes:
         ws.append(list(row))
     for cell in ws[1]:
         cell.font = Font(bold=True)
-    for column, width in zip("ABCDE", (34, 24, 34, 32, 24)):
+    for column, width in zip("ABCDE", (34, 24, 34, 32, 24), strict=True):
         ws.column_dimensions[column].width = width
     wb.properties.creator = "Raúl González Rivera"
     wb.properties.created = dt.datetime(*_FIXED_ZIP_TIME)
@@ -529,7 +529,7 @@ def seed_spreadsheet() -> bytes:
 
 def _freeze_zip(data: bytes) -> bytes:
     """Rewrite an .xlsx with fixed entry times and modification date, so its bytes are stable."""
-    stamp = "%04d-%02d-%02dT%02d:%02d:%02dZ" % _FIXED_ZIP_TIME
+    stamp = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*_FIXED_ZIP_TIME)
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as src, \
             zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:

@@ -12,10 +12,10 @@ from pathlib import Path
 from mailbot import config as config_module
 from mailbot.errors import MailbotError
 from mailbot.ops import logview
+from mailbot.ops.cli_review import format_list
 from mailbot.ops.demo import DemoFiles, write_demo
 from mailbot.ops.imports import read_keys, read_registry
 from mailbot.ops.init import invoked_as
-from mailbot.ops.cli_review import format_list
 from mailbot.ruleset import Ruleset
 from mailbot.run.pending import fulfil_pending
 from mailbot.run.pipeline import run_once

@@ -27,14 +27,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from mailbot.errors import ImportError_
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
-from mailbot.ruleset import Catalogue
 from mailbot.read.sheets import SheetError, SheetRow, TooManyRows, iter_rows
+from mailbot.ruleset import Catalogue
 
 REGISTRY_COLUMNS: tuple[str, ...] = (
     "serial", "system", "company", "contact_email", "purchase_date", "modality", "support_until",
@@ -97,7 +97,8 @@ class BadRowsError(ImportError_):
                          f"fix them and import the file again:\n{lines}")
 
 
-def read_registry(path: Path, catalogue: Catalogue, *, catalogue_file: str | Path = "rules/catalogue.toml",
+def read_registry(path: Path, catalogue: Catalogue, *,
+                  catalogue_file: str | Path = "rules/catalogue.toml",
                   max_rows: int = DEFAULT_MAX_ROWS) -> list[LicenceRecord]:
     """Every licence in a registry file, or ImportError_ naming every bad row.
 
@@ -122,8 +123,9 @@ def read_registry(path: Path, catalogue: Catalogue, *, catalogue_file: str | Pat
         users = check.users("users")
         if serial is not None:
             if serial in first_line_of_serial:
-                problems.add(line, "serial", f"{serial} is also on line {first_line_of_serial[serial]}; "
-                                             "a serial may appear only once, keep one of the two rows")
+                problems.add(line, "serial",
+                             f"{serial} is also on line {first_line_of_serial[serial]}; "
+                             "a serial may appear only once, keep one of the two rows")
             else:
                 first_line_of_serial[serial] = line
         if check.ok:
@@ -136,7 +138,8 @@ def read_registry(path: Path, catalogue: Catalogue, *, catalogue_file: str | Pat
     return records
 
 
-def read_keys(path: Path, catalogue: Catalogue, *, catalogue_file: str | Path = "rules/catalogue.toml",
+def read_keys(path: Path, catalogue: Catalogue, *,
+              catalogue_file: str | Path = "rules/catalogue.toml",
               max_rows: int = DEFAULT_MAX_ROWS) -> list[KeyRecord]:
     """Every key in a key-pool file, or ImportError_ naming every bad row.
 
@@ -155,8 +158,9 @@ def read_keys(path: Path, catalogue: Catalogue, *, catalogue_file: str | Path = 
         key = check.key("key")
         if key is not None:
             if key in first_line_of_key:
-                problems.add(line, "key", f"{_show(key)} is also on line {first_line_of_key[key]}; "
-                                          "each key may appear only once, remove one of the two rows")
+                problems.add(line, "key",
+                             f"{_show(key)} is also on line {first_line_of_key[key]}; "
+                             "each key may appear only once, remove one of the two rows")
             else:
                 first_line_of_key[key] = line
         if check.ok:
@@ -210,14 +214,15 @@ def _read_table(path: Path, columns: tuple[str, ...], *, what: str,
             continue
         if name in columns:
             if name in positions:
-                raise ImportError_(f"{path}: line {header.row_number}: the column {name} appears twice "
-                                   "in the header; keep one")
+                raise ImportError_(f"{path}: line {header.row_number}: the column {name} "
+                                   "appears twice in the header; keep one")
             positions[name] = index
         else:
             unrecognised.append(cell.strip())
     missing = [c for c in columns if c not in positions]
     if missing:
-        message = (f"{path}: line {header.row_number}: missing column{'s' if len(missing) > 1 else ''} "
+        message = (f"{path}: line {header.row_number}: "
+                   f"missing column{'s' if len(missing) > 1 else ''} "
                    f"{', '.join(missing)}; the header must name the columns {expected}")
         if unrecognised:
             message += f" (not recognised: {', '.join(_show(c) for c in unrecognised)})"
@@ -267,7 +272,8 @@ class _Problems:
 
     def raise_if_any(self, path: Path) -> None:
         if self.items:
-            ordered = sorted(self.items, key=lambda item: item[0])  # stable: columns keep their order
+            # sorted() is stable: within a line, the columns keep their order.
+            ordered = sorted(self.items, key=lambda item: item[0])
             raise BadRowsError(path, [text for _, text in ordered],
                                rows=len({line for line, _ in ordered}))
 
@@ -303,7 +309,8 @@ class _RowCheck:
         return serial
 
     def system(self, column: str, matcher: SystemMatcher, catalogue_file: str | Path) -> str | None:
-        raw = self.required(column, f"write the system's name as in the catalogue ({catalogue_file})")
+        raw = self.required(column,
+                            f"write the system's name as in the catalogue ({catalogue_file})")
         if raw is None:
             return None
         system = matcher.match(raw)
@@ -335,7 +342,8 @@ class _RowCheck:
             return dt.date.fromisoformat(match.group(1))
         except ValueError:
             hint = "" if required else ", or leave it empty"
-            self.fail(column, f"{_show(raw)} is not a date; write YYYY-MM-DD, e.g. 2011-07-15{hint}")
+            self.fail(column,
+                      f"{_show(raw)} is not a date; write YYYY-MM-DD, e.g. 2011-07-15{hint}")
             return None
 
     def modality(self, column: str) -> str | None:
@@ -345,7 +353,8 @@ class _RowCheck:
         word = re.sub(r"^licencia\s+(de\s+)?", "", _fold(raw)).strip(" .")
         modality = _MODALITY_SPELLINGS.get(word)
         if modality is None:
-            self.fail(column, f"{_show(raw)} is not a modality; write one of {', '.join(MODALITIES)}")
+            self.fail(column,
+                      f"{_show(raw)} is not a modality; write one of {', '.join(MODALITIES)}")
         return modality
 
     def users(self, column: str) -> int | None:
@@ -353,8 +362,8 @@ class _RowCheck:
         if not raw:
             return None
         if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
-            self.fail(column, f"{_show(raw)} is not a number of users; write a whole number such as 5, "
-                              "or leave it empty")
+            self.fail(column, f"{_show(raw)} is not a number of users; write a whole number "
+                              "such as 5, or leave it empty")
             return None
         return int(raw)
 
@@ -363,7 +372,8 @@ class _RowCheck:
         if raw is None:
             return None
         if _CONTROL.search(raw):
-            self.fail(column, f"{_show(raw)} contains a tab or line break; write the key on one line")
+            self.fail(column,
+                      f"{_show(raw)} contains a tab or line break; write the key on one line")
             return None
         if len(raw) > _MAX_KEY_LENGTH:
             self.fail(column, f"{len(raw)} characters long; a key has at most {_MAX_KEY_LENGTH}")

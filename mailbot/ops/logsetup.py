@@ -10,7 +10,7 @@ import json
 import logging
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def _fields(message: str) -> dict[str, str]:
@@ -34,7 +34,8 @@ def _fields(message: str) -> dict[str, str]:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+        created = datetime.fromtimestamp(record.created, UTC)
+        data = {"ts": created.isoformat(timespec="milliseconds"),
                 "level": record.levelname.lower(), "logger": record.name}
         data.update(_fields(record.getMessage()))
         if record.exc_info:

@@ -23,27 +23,25 @@ import dataclasses
 import getpass
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from mailbot.store import Connection
-
-from mailbot.store import reviews, ledger
 from mailbot.answer import plan as answer
-from mailbot.run import review
-from mailbot.run import unlock_flow
 from mailbot.decide.free_update import decide_free_update
+from mailbot.decide.unlock import UNLOCKED
 from mailbot.errors import MailbotError
-from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.model import REVIEW, Decision, Request, RuleHit
 from mailbot.ops.timefmt import operator_time
+from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
+from mailbot.run import review, unlock_flow
 from mailbot.run.app import App, RunReport
 from mailbot.run.deciding import StoreKeyPool, decide_reading, task_snapshot
 from mailbot.run.deliver import deliver_due
 from mailbot.run.reading import Reading
 from mailbot.run.replies import queue_message
+from mailbot.store import Connection, ledger, reviews
 from mailbot.store.database import MailRecord
-from mailbot.decide.unlock import UNLOCKED
 
 # Templates an operator may send with `review reject` (they promise nothing that was not done).
 REJECTION_TEMPLATES = ("review_rejected", "unlock_rejected", "not_eligible", "missing_data",
@@ -71,7 +69,7 @@ def default_operator() -> str:
         return name
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user database entry (containers)
+    except Exception:  # no user database entry (containers)
         return "operator"
 
 

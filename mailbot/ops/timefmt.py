@@ -9,6 +9,7 @@ leaves a reader guessing. The zone is the business calendar's (rules/unlock.toml
 from __future__ import annotations
 
 import datetime as dt
+
 from mailbot.config import Config
 from mailbot.ruleset import Ruleset
 from mailbot.run.app import business_calendar

@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
-from mailbot.read.classify import ignored_reason, is_forwarded, match_kind
 from mailbot.config import LimitsConfig
+from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
+from mailbot.read.classify import ignored_reason, is_forwarded, match_kind
 from mailbot.read.fields import LabelMatcher, SystemMatcher, find_serials, fold, parse_email
 from mailbot.read.mime import parse_mail
-from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
-from mailbot.ruleset import Ruleset
 from mailbot.read.sheets import (
     SPREADSHEET_EXTENSIONS,
     UNSUPPORTED_EXTENSIONS,
@@ -35,6 +35,7 @@ from mailbot.read.sheets import (
     iter_rows,
 )
 from mailbot.read.text import strip_quoted
+from mailbot.ruleset import Ruleset
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +432,7 @@ class _Step:
     def run(self, name: str, fallback: T, call: Callable[[], T]) -> T:
         try:
             return call()
-        except Exception as exc:  # noqa: BLE001 - the read step must never fail a mail
+        except Exception as exc:  # the read step must never fail a mail
             log.exception("read_mail: step %s failed", name)
             self.problems.append(Problem("internal_error",
                                          f"mailbot failed while reading the mail ({name}: "
@@ -481,7 +482,7 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
     steps = _Step()
     try:
         return _read_mail(data, rules, limits, own_addresses, size, steps)
-    except Exception:  # noqa: BLE001 - belt and braces: _read_mail guards each step already
+    except Exception:  # belt and braces: _read_mail guards each step already
         log.exception("read_mail failed")
         steps.problems.append(Problem("internal_error", "mailbot failed while reading the "
                                       "mail (read_mail); an operator must look at it",
@@ -594,7 +595,8 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
 
     steps.problems[:0] = problems
     if kind is not None and not unique and not steps.problems:
-        ignored_files = f" (attached files not read: {', '.join(other_files)})" if other_files else ""
+        ignored_files = (f" (attached files not read: {', '.join(other_files)})"
+                         if other_files else "")
         steps.problems.append(Problem(
             "no_request_data",
             f"no request data found{ignored_files}; write the five fields in the body ("

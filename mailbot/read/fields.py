@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from rapidfuzz import fuzz
 
@@ -174,13 +174,15 @@ _BULLET = re.compile(r"^[\s\u00a0]*(?:(?:[•·▪◦●○■□►➢✓✔\-�
 # Emphasis that may come before a label: "*Número de serie:*", "_Serie_", "**Serie**".
 _LABEL_LEAD = " \t\u00a0*_"
 # What may separate a label from its value on the same line.
-_SEPARATOR = re.compile(r"^(?:[\s\u00a0]*[*_]*[\s\u00a0]*[:：=|\-–—>]+[*_]*|\t|[ \u00a0]{2,})[\s\u00a0]*")
+_SEPARATOR = re.compile(r"^(?:[\s\u00a0]*[*_]*[\s\u00a0]*[:：=|\-–—>]+[*_]*|\t|[ \u00a0]{2,})"
+                        r"[\s\u00a0]*")
 # "(recomendable que sea el mismo ...)" between a label and its colon.
 _ASIDE = re.compile(r"^[\s\u00a0]*\([^)]{0,120}\)")
 # Nothing at all after the label, or only a stray full stop / colon: the value is on the next line.
 _NOTHING = re.compile(r"^[\s\u00a0]*[*_]*[:：.\-–—]*[*_]*[\s\u00a0]*$")
 # A few words between a label and a colon: "Nombre completo del contacto: ...".
-_FILLER = re.compile(r"^[\s\u00a0]+((?:[^\W\d_]+[\s\u00a0]+){0,2}[^\W\d_]+)[\s\u00a0]*[:：][\s\u00a0]*")
+_FILLER = re.compile(r"^[\s\u00a0]+((?:[^\W\d_]+[\s\u00a0]+){0,2}[^\W\d_]+)"
+                     r"[\s\u00a0]*[:：][\s\u00a0]*")
 _MAX_FILLER_WORDS = 3
 
 

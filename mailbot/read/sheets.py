@@ -13,10 +13,11 @@ import datetime as dt
 import io
 import warnings
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import PurePath
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 # What extract.py reads as request lists, and what it refuses with a hint.
 SPREADSHEET_EXTENSIONS = (".xlsx", ".xlsm", ".csv", ".tsv")
@@ -90,7 +91,8 @@ def iter_rows(filename: str, payload: bytes, *, max_rows: int,
     elif extension in (".csv", ".tsv", ".txt"):
         rows = _csv_rows(filename, payload)
     elif extension in UNSUPPORTED_EXTENSIONS:
-        raise UnsupportedSheet(f"{filename}: this spreadsheet format is not supported; {SAVE_AS_HINT}")
+        raise UnsupportedSheet(f"{filename}: this spreadsheet format is not supported; "
+                               f"{SAVE_AS_HINT}")
     elif extension in (".xlsx", ".xlsm"):
         raise UnreadableSheet(f"{filename}: the file is damaged or is not really an Excel "
                               f"workbook; {SAVE_AS_HINT}")
@@ -128,10 +130,12 @@ def _count(filename: str, rows: Iterable[SheetRow | None], max_rows: int) -> Ite
 
 def _ole_error(filename: str, payload: bytes) -> SheetError:
     # Office stores a password-protected .xlsx inside an OLE file with these stream names.
-    if "EncryptionInfo".encode("utf-16-le") in payload or "EncryptedPackage".encode("utf-16-le") in payload:
+    if ("EncryptionInfo".encode("utf-16-le") in payload
+            or "EncryptedPackage".encode("utf-16-le") in payload):
         return EncryptedSheet(f"{filename}: the spreadsheet is protected with a password; "
                               f"remove the password and {SAVE_AS_HINT}")
-    return UnsupportedSheet(f"{filename}: this is an old Excel 97-2003 workbook (.xls); {SAVE_AS_HINT}")
+    return UnsupportedSheet(f"{filename}: this is an old Excel 97-2003 workbook (.xls); "
+                            f"{SAVE_AS_HINT}")
 
 
 # --- cells --------------------------------------------------------------------------------------
@@ -192,9 +196,11 @@ def _xlsx_rows(filename: str, payload: bytes, extension: str,
             raise UnsupportedSheet(f"{filename}: OpenDocument spreadsheets (.ods) are not "
                                    f"supported; {SAVE_AS_HINT}")
         if any(n.startswith("Index/") for n in names):
-            raise UnsupportedSheet(f"{filename}: Apple Numbers files are not supported; {SAVE_AS_HINT}")
+            raise UnsupportedSheet(f"{filename}: Apple Numbers files are not supported; "
+                                   f"{SAVE_AS_HINT}")
         if extension in (".xlsx", ".xlsm"):
-            raise UnreadableSheet(f"{filename}: the file is damaged (no workbook inside); {SAVE_AS_HINT}")
+            raise UnreadableSheet(f"{filename}: the file is damaged (no workbook inside); "
+                                  f"{SAVE_AS_HINT}")
         raise UnsupportedSheet(f"{filename}: a zip archive, not a spreadsheet; {SAVE_AS_HINT}")
     return _openpyxl_rows(filename, payload)
 

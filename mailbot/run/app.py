@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import zoneinfo
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from mailbot.answer.render import Renderer
 from mailbot.business_hours import DEFAULT_WEEK, BusinessCalendar
@@ -51,7 +51,7 @@ class App:
     renderer: Renderer
     source: Source
     sink: Sink
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     hook: Callable[[str], None] = _noop_hook  # crash points for the fault tests
     after_send: Callable[[bytes], None] | None = None  # e.g. copy to the IMAP Sent folder
     # The same for many replies at once (one IMAP MULTIAPPEND). When set (and after_send is),
@@ -81,7 +81,7 @@ class App:
 
     def now(self) -> dt.datetime:
         """Naive UTC, as the store keeps it."""
-        return self.clock().astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return self.clock().astimezone(dt.UTC).replace(tzinfo=None)
 
     def today(self) -> dt.date:
         return self.clock().astimezone(zoneinfo.ZoneInfo(self.config.bot.timezone)).date()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mailbot.run.app import MAX_RETRY_DELAY, App, RunReport
 from mailbot.store import Connection
@@ -127,4 +128,5 @@ def delivery_failed(app: App, conn: Connection, msg: Any, error: str) -> None:
         app.store.update_mail(conn, msg.mail, folder=REVIEW)
     if msg.purpose != "alert":
         app.store.log_event(conn, "alert", mail=msg.mail, title="Entrega fallida",
-                            detail=f"{msg.message_id} a {', '.join(json.loads(msg.recipients))}: {error}")
+                            detail=f"{msg.message_id} a "
+                                   f"{', '.join(json.loads(msg.recipients))}: {error}")

@@ -4,7 +4,7 @@ folder, then one commit marks them filed."""
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from mailbot.run.app import BATCH_SIZE, App, RunReport
 from mailbot.store import MailRecord

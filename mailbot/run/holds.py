@@ -89,4 +89,5 @@ def sender_throttled(app: App, conn: Connection, sender: str | None) -> bool:
     if not sender:
         return False
     since = app.now() - dt.timedelta(minutes=app.config.throttle.window_minutes)
-    return app.store.replies_to_since(conn, sender, since) >= app.config.throttle.max_replies_per_sender
+    replies = app.store.replies_to_since(conn, sender, since)
+    return replies >= app.config.throttle.max_replies_per_sender

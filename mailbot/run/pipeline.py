@@ -24,7 +24,7 @@ all out are filed, one move per folder.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from mailbot.model import RawMail
 from mailbot.run.alerts import flag_overdue, send_alerts

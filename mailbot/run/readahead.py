@@ -30,7 +30,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import Any, BinaryIO
 
 from mailbot.model import Extraction, ParsedMail, RawMail
 
@@ -150,7 +151,7 @@ class ReadAhead:
         self._threads.clear()
         self._procs.clear()
 
-    def __enter__(self) -> "ReadAhead":
+    def __enter__(self) -> ReadAhead:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -163,7 +164,7 @@ class ReadAhead:
             return
         try:
             self._init = pickle.dumps(self._setup, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # noqa: BLE001 - rules a worker cannot get: read in-process
+        except Exception as exc:  # rules a worker cannot get: read in-process
             self._give_up(exc)
             return
         # The worker imports mailbot from where this process did, installed or not.
@@ -210,7 +211,7 @@ class ReadAhead:
                 chunk.results = payload
                 with self._lock:
                     self._warm = True
-            except Exception as exc:  # noqa: BLE001 - a dead or confused worker: stop using them
+            except Exception as exc:  # a dead or confused worker: stop using them
                 chunk.error = exc
                 self._give_up(exc)
             finally:
@@ -281,7 +282,7 @@ def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
             return
         try:
             answer: tuple[str, Any] = ("ok", [read_mail(d, rules, limits, own) for d in datas])
-        except Exception as exc:  # noqa: BLE001 - read_mail guards itself; belt and braces
+        except Exception as exc:  # read_mail guards itself; belt and braces
             answer = ("error", f"{type(exc).__name__}: {exc}")
         _send(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 

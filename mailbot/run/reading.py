@@ -54,7 +54,7 @@ class Reading:
                 "continues": self.continues}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Reading":
+    def from_json(cls, data: dict[str, Any]) -> Reading:
         e = data["extraction"]
         extraction = Extraction(
             kind=e.get("kind"), ignored=e.get("ignored"), sender=e.get("sender"),
@@ -72,7 +72,7 @@ class Reading:
 def reading_of(app: App, conn: Connection, parsed: ParsedMail | None,
              extraction: Extraction) -> Reading:
     """What was read, and whether the mail answers an unlock request in progress."""
-    received_at = app.clock().astimezone(dt.timezone.utc)
+    received_at = app.clock().astimezone(dt.UTC)
     if parsed is None:
         return Reading(extraction, received_at)
     documents = tuple(a.filename for a in parsed.attachments if a.filename)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from mailbot.model import RawMail
 from mailbot.run.app import MAX_ATTEMPTS, App, RunReport

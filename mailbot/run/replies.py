@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mailbot.answer import plan as answer
 from mailbot.answer.message import build_reply, make_message_id

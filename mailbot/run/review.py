@@ -16,7 +16,8 @@ an operator's edit the rules decided it themselves).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mailbot.business_hours import BusinessCalendar
 from mailbot.model import RuleHit
@@ -54,7 +55,7 @@ def due_at(rules: Ruleset, calendar: BusinessCalendar, received_at: dt.datetime,
         hours = rules.unlock.review_due_hours if rules.unlock else 24
         due = calendar.add_business_hours(received_at, hours)
     if due.tzinfo is not None:
-        due = due.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        due = due.astimezone(dt.UTC).replace(tzinfo=None)
     return due
 
 
@@ -66,14 +67,15 @@ def flag_overdue(store: Store, conn: Connection, now: dt.datetime,
     """
     flagged = []
     for task in reviews.overdue_unalerted(conn, now):
-        due = (calendar.describe(task.due_at.replace(tzinfo=dt.timezone.utc)) if calendar
+        due = (calendar.describe(task.due_at.replace(tzinfo=dt.UTC)) if calendar
                else f"{task.due_at:%Y-%m-%d %H:%M} UTC")
         store.log_event(conn, "alert", mail=task.mail, title="Revisión vencida",
                         detail=f"tarea #{task.id} ({task.reference}, {task.kind}: "
                                f"{task.reason}) venció el {due}; "
                                f"mailbot review show {task.id}")
         reviews.update(conn, task.id, overdue_alerted_at=now)
-        reviews.record(conn, task.id, "overdue_alerted", reviews.BOT, now, note=f"due {due}; operators alerted")
+        reviews.record(conn, task.id, "overdue_alerted", reviews.BOT, now,
+                       note=f"due {due}; operators alerted")
         flagged.append(task.id)
     return flagged
 

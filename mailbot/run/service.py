@@ -72,9 +72,9 @@ def serve(app: App, *, stop: threading.Event | None = None) -> int:
     stop = stop or threading.Event()
     runner = Runner(app)
     interval = max(app.config.imap.poll_interval_seconds, 1)
-    scheduler = BackgroundScheduler(timezone=dt.timezone.utc)
+    scheduler = BackgroundScheduler(timezone=dt.UTC)
     scheduler.add_job(runner.run_pass, "interval", seconds=interval, max_instances=1,
-                      coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc),
+                      coalesce=True, next_run_time=dt.datetime.now(dt.UTC),
                       id="poll")
 
     def on_signal(signum: int, _frame: Any) -> None:

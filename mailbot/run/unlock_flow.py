@@ -23,8 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from mailbot.business_hours import BusinessCalendar
 from mailbot.decide.free_update import REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL
@@ -252,7 +253,7 @@ def _facts_json(facts: dict[str, Any]) -> str:
 def _naive_utc(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value
     if isinstance(value, str):
         try:

@@ -10,17 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mailbot.errors import ConfigError
-from mailbot.store.schema import (events, keys, licences, mails, outbox,
-                                   outbox_recipients, requests)
+from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_recipients, requests
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,7 +31,7 @@ def fingerprint(data: bytes) -> str:
 
 def utcnow() -> dt.datetime:
     """Naive UTC: the same on SQLite and PostgreSQL `timestamp without time zone`."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class MailRecord:
     reference: str | None
 
     @classmethod
-    def from_row(cls, row: Any) -> "MailRecord":
+    def from_row(cls, row: Any) -> MailRecord:
         return cls(row.id, row.source, row.mail_id, row.fingerprint, row.status, row.folder,
                    bool(row.filed), row.attempts, row.reference)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -48,7 +49,7 @@ class Task:
     subject: str
 
     @classmethod
-    def from_row(cls, row: Any) -> "Task":
+    def from_row(cls, row: Any) -> Task:
         return cls(row.id, row.mail, row.request, row.unlock, row.kind, row.reason,
                    row.reason_text, row.status, row.due_at, json.loads(row.snapshot or "{}"),
                    row.created_at, row.closed_at, row.closed_by, row.overdue_alerted_at,

@@ -23,10 +23,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mailbot.transport.seams import TemporaryDeliveryError
 
@@ -37,7 +37,7 @@ _MAX_ID_CHARS = 120
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def safe_message_id(message_id: str) -> str:
@@ -84,7 +84,7 @@ class FileSink:
             if stem is not None and (self.path / f"{stem}.eml").exists():
                 return  # already delivered
             if stem is None:
-                stamp = self._clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
                 stem = f"{stamp}-{safe_message_id(message_id)}"
                 _write_atomically(self.path / f"{stem}.json",
                                   json.dumps(envelope, ensure_ascii=False, indent=1).encode())

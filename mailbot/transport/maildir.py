@@ -7,8 +7,8 @@ Handled mails are moved, byte for byte, into Maildir++ sub-folders (`.processed`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from mailbot.model import RawMail
 from mailbot.transport.seams import FOLDERS

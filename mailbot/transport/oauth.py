@@ -13,8 +13,8 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mailbot.errors import ConfigError
 

@@ -7,7 +7,8 @@ The store (`mailbot.store.database`) is one SQLAlchemy implementation over SQLit
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from mailbot.model import FAILED, FOLDERS, IGNORED, PROCESSED, RawMail
 from mailbot.model import REVIEW_FOLDER as REVIEW

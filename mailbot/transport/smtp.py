@@ -41,16 +41,21 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mailbot.config import SmtpConfig, check_transport
 from mailbot.errors import ConfigError, MailbotError
 from mailbot.transport.oauth import TokenProvider
+from mailbot.transport.seams import (
+    DeliveryError,
+    PartiallyDelivered,
+    PermanentDeliveryError,
+    SinkUnavailable,
+    TemporaryDeliveryError,
+)
 from mailbot.transport.secrets import read_secret
 from mailbot.transport.tls import client_context
-from mailbot.transport.seams import (DeliveryError, PartiallyDelivered, PermanentDeliveryError,
-                           SinkUnavailable, TemporaryDeliveryError)
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +211,10 @@ class SmtpSink:
             sasl = f"user={c.username}\x01auth=Bearer {self._tokens.token()}\x01\x01"
             try:
                 # The first call gives the initial response; a 334 error challenge gets "".
-                connection.auth("XOAUTH2", lambda challenge=None: sasl if challenge is None else "",
-                                initial_response_ok=True)
+                # `sasl=sasl` binds this attempt's token (auth() calls it before the loop goes on).
+                connection.auth(
+                    "XOAUTH2", lambda challenge=None, sasl=sasl: sasl if challenge is None else "",
+                    initial_response_ok=True)
                 return
             except smtplib.SMTPAuthenticationError as exc:
                 if exc.smtp_code != 535 or attempt == 2:
@@ -431,7 +438,7 @@ class SmtpSink:
             finally:
                 self._discard()
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -8,7 +8,10 @@ from mailbot.errors import ConfigError
 
 
 def client_context(section: str, *, verify: bool, ca_file: str) -> ssl.SSLContext:
-    """The system's CAs plus `ca_file` (a private CA, PEM), named as `[section] ca_file` in errors."""
+    """The system's CAs plus `ca_file` (a private CA, PEM).
+
+    Errors name the file as `[section] ca_file`.
+    """
     context = ssl.create_default_context()
     if ca_file:
         try:
