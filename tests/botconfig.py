@@ -9,15 +9,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_config(directory: Path, sections: str = "", *,
-                 operators: tuple[str, ...] = ("operadores@example.com",)) -> Path:
-    """Write `directory/config.toml`: our address, operators, rules and templates, plus
-    `sections` (more TOML tables: source, sink, store, security...)."""
+                 operators: tuple[str, ...] = ("operadores@example.com",),
+                 rules: Path = ROOT / "rules") -> Path:
+    """Write `directory/config.toml`: our address, operators, rules (the project's, or a
+    test's edited copy) and templates, plus `sections` (more TOML tables: source, sink,
+    store, security...)."""
     path = directory / "config.toml"
     path.write_text(f"""
 [mailbot]
 address = "claves@example.com"
 operators = {json.dumps(list(operators))}
-rules_dir = {json.dumps(str(ROOT / "rules"))}
+rules_dir = {json.dumps(str(rules))}
 templates_dir = {json.dumps(str(ROOT / "templates"))}
 {sections}
 """, encoding="utf-8")

@@ -10,7 +10,7 @@ import shutil
 from zoneinfo import ZoneInfo
 
 import pytest
-from botconfig import ROOT
+from botconfig import ROOT, write_config
 from test_unlock_flow import FACTURA, FREE, RAUL, TUESDAY_10, Harness, request_mail
 
 from mailbot import config as config_module
@@ -97,20 +97,14 @@ def test_the_zone_is_the_rules_business_hours_zone(tmp_path, capsys):
     assert text.count('timezone = "America/Mexico_City"') == 1
     unlock.write_text(text.replace('timezone = "America/Mexico_City"',
                                    'timezone = "America/Cancun"'), encoding="utf-8")
-    path = tmp_path / "config.toml"
-    path.write_text(f"""
-[mailbot]
-address = "claves@example.com"
-timezone = "America/Mexico_City"
-rules_dir = "{rules}"
-templates_dir = "{ROOT / 'templates'}"
+    path = write_config(tmp_path, """
 [source]
 path = "inbox"
 [sink]
 path = "outbox"
 [store]
 url = "sqlite:///mailbot.db"
-""", encoding="utf-8")
+""", rules=rules)
     config = config_module.load(path)
     assert str(business_zone(config, open_rules(config))) == "America/Cancun"
     (tmp_path / "inbox" / "new").mkdir(parents=True)
