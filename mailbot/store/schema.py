@@ -36,6 +36,9 @@ mails = sa.Table(
     sa.Column("received_at", sa.DateTime, nullable=False),
     sa.Column("decided_at", sa.DateTime, index=True),  # the request throttle's window
     sa.Column("filed_at", sa.DateTime),
+    # Which run is deciding the mail, until when (a lease: a run that dies lets it expire).
+    sa.Column("claimed_by", sa.String(100)),
+    sa.Column("claim_expires_at", sa.DateTime),
     sa.UniqueConstraint("source", "mail_id", name="uq_mails_source_mail_id"),
 )
 
