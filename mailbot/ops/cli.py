@@ -14,6 +14,7 @@ from mailbot.config import Config
 from mailbot.errors import MailbotError
 from mailbot.ops import logsetup
 from mailbot.ops.cli_review import add_review_commands
+from mailbot.ops.cli_users import add_users_commands
 
 EXIT_USER_ERROR = 2
 
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
 
     add_review_commands(sub, parents=[common])
+    add_users_commands(sub, parents=[common])
 
     p = add("init", cmd_init, "write a starting config.toml, rules/ and templates/ (the shipped "
                               "defaults) into DIR for an admin to edit; files already there "

@@ -198,3 +198,53 @@ review_actions = sa.Table(
     sa.Column("note", sa.Text),
     sa.Column("changes", sa.Text),  # JSON: what the action changed
 )
+
+# --- the console's accounts (mailbot users, mailbot web) ---------------------------------------
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),  # operator / admin
+    sa.Column("password_hash", sa.String(200), nullable=False),  # argon2id, never the password
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_login_at", sa.DateTime),
+)
+
+# API tokens are long random strings: a SHA-256 of one is as good as a slow hash, and lets a
+# request be authenticated by one indexed look-up. The token itself is shown once, never kept.
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_used_at", sa.DateTime),
+    sa.Column("revoked_at", sa.DateTime),
+)
+
+# Browser sessions live here, not only in the signed cookie, so that logging out, disabling an
+# account or its expiry ends a session even if someone kept a copy of the cookie.
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),  # every form of the session carries it
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime),
+)
+
+# Every login attempt, so the rate limit holds across console processes sharing the store.
+login_attempts = sa.Table(
+    "login_attempts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime, nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),  # as typed (lower case), known or not
+    sa.Column("client", sa.String(100), nullable=False),  # the client's address
+    sa.Column("outcome", sa.String(20), nullable=False),  # ok / failed / limited
+    sa.Index("ix_login_attempts_name_at", "name", "at"),
+    sa.Index("ix_login_attempts_client_at", "client", "at"),
+)
