@@ -16,6 +16,66 @@ def test_autoescape_only_in_html_templates(tmp_path):
     assert rendered.html == "&lt;a &amp; b&gt;\n"
 
 
+def test_html_part_escapes_macros_imported_from_text_files(tmp_path):
+    """Escaping follows the part being rendered, not the file the macro lives in."""
+    (tmp_path / "_m.txt.j2").write_text("{% macro show(v) %}[{{ v }}]{% endmacro %}")
+    (tmp_path / "x.txt.j2").write_text('{% from "_m.txt.j2" import show %}{{ show(v) }}\n')
+    (tmp_path / "x.html.j2").write_text('{% from "_m.txt.j2" import show %}{{ show(v) }}\n')
+    rendered = Renderer(tmp_path).render("x", {"v": '<img src=x onerror="a()">'})
+    assert rendered.text == '[<img src=x onerror="a()">]\n'
+    assert rendered.html == "[&lt;img src=x onerror=&#34;a()&#34;&gt;]\n"
+
+
+def test_html_part_keeps_literal_markup_marked_safe(tmp_path):
+    (tmp_path / "x.txt.j2").write_text("{{ v }}\n")
+    (tmp_path / "x.html.j2").write_text(
+        "{% set td = 'style=\"padding:6px\"'|safe %}<td {{ td }}>{{ '<b>'|safe }}{{ v }}</td>\n")
+    rendered = Renderer(tmp_path).render("x", {"v": "<i>"})
+    assert rendered.html == '<td style="padding:6px"><b>&lt;i&gt;</td>\n'
+
+
+@pytest.mark.parametrize("source", [
+    "{{ ('<b>{}</b>'|safe).format(v) }}", "{{ '<b>%s</b>'|safe % v }}", "{{ '<b>'|safe ~ v }}",
+    "{{ '<b>'|safe + v }}", "{{ ['<b>'|safe, v]|join('<br>'|safe) }}",
+    "{{ v|replace('x', '<b>'|safe) }}", "{{ '<b>'|safe }}{{ v|format }}",
+])
+def test_literal_markup_combined_with_a_value_still_escapes_the_value(tmp_path, source):
+    (tmp_path / "x.txt.j2").write_text("{{ v }}\n")
+    (tmp_path / "x.html.j2").write_text(source + "\n")
+    html = Renderer(tmp_path).render("x", {"v": "<img src=x>"}).html
+    assert "<b>" in html and "&lt;img src=" in html and "<img" not in html
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("{{ v|safe }}", "'safe' is allowed in HTML templates only on literal text"),
+    ("{{ ('<b>' ~ v)|safe }}", "'safe' is allowed in HTML templates only on literal text"),
+    ("{% filter safe %}{{ v }}{% endfilter %}", "only on literal text"),
+    ("{% autoescape false %}{{ v }}{% endautoescape %}", "autoescape cannot be turned off"),
+    ("{{ [v]|map('safe')|join }}", "No filter named 'safe'"),
+    ("{{ v|urlize }}", "No filter named 'urlize'"),
+    ('<td title="{{ v|tojson }}">', "No filter named 'tojson'"),
+    ("<td {{ {v: 1}|xmlattr }}>", "No filter named 'xmlattr'"),
+])
+def test_html_part_cannot_mark_a_value_safe(tmp_path, source, problem):
+    (tmp_path / "x.txt.j2").write_text("{{ v }}\n")
+    (tmp_path / "x.html.j2").write_text("<p>\n" + source + "\n")
+    renderer = Renderer(tmp_path)
+    with pytest.raises(TemplateError) as err:
+        renderer.render("x", {"v": "<img src=x onerror=alert(1)>"})
+    assert str(err.value).startswith(str(tmp_path / "x.html.j2") + ", line 2")
+    assert problem in str(err.value)
+
+
+def test_a_text_macro_marking_a_value_safe_is_refused_in_the_html_part(tmp_path):
+    (tmp_path / "_m.txt.j2").write_text("{% macro show(v) %}\n{{ v|safe }}{% endmacro %}")
+    (tmp_path / "x.txt.j2").write_text('{% from "_m.txt.j2" import show %}{{ show(v) }}\n')
+    (tmp_path / "x.html.j2").write_text('{% from "_m.txt.j2" import show %}{{ show(v) }}\n')
+    with pytest.raises(TemplateError) as err:
+        Renderer(tmp_path).render("x", {"v": "<img>"})
+    assert str(err.value).startswith(f"{tmp_path / '_m.txt.j2'}, line 2 (included from "
+                                     "x.html.j2): syntax error: 'safe' is allowed")
+
+
 @pytest.mark.parametrize("source, problem", [
     ("{{ ''.__class__.__mro__ }}", "not allowed in templates"),
     ("{{ cycler.__init__.__globals__ }}", "not allowed in templates"),

@@ -3,6 +3,8 @@
 Templates live in the templates directory as ``<name>.txt.j2`` (required, the text/plain part)
 and ``<name>.html.j2`` (optional, the text/html part). Files starting with ``_`` are partials
 and layouts (``_layout.txt.j2``, ``_installation.html.j2``, ...), never rendered on their own.
+Everything the HTML part prints is escaped, also through macros imported from ``.txt.j2``
+files, and ``|safe`` is for literal markup only (see `mailbot.answer.sandbox.make_environment`).
 The sandbox they run in is `mailbot.answer.sandbox`; the filters are `mailbot.answer.filters`;
 the data `check()` and `preview()` render is `mailbot.answer.samples`, built from the rules.
 
@@ -147,7 +149,8 @@ class Renderer:
         self.max_output = max_output
         self.max_steps = max_steps
         self.time_limit = time_limit
-        self._env = make_environment(self.templates_dir, FILTERS)
+        self._text_env = make_environment(self.templates_dir, FILTERS, html=False)
+        self._html_env = make_environment(self.templates_dir, FILTERS, html=True)
 
     def names(self) -> list[str]:
         """Public templates: every `<name>.txt.j2` not starting with "_"."""
@@ -167,10 +170,10 @@ class Renderer:
         html_file = name + HTML_SUFFIX
         if not (self.templates_dir / text_file).is_file():
             raise TemplateError(f"{self.templates_dir / text_file}: template not found")
-        text = tidy_text(self._render_file(text_file, context))
+        text = tidy_text(self._render_file(self._text_env, text_file, context))
         html = None
         if (self.templates_dir / html_file).is_file():
-            html = self._render_file(html_file, context)
+            html = self._render_file(self._html_env, html_file, context)
         return Rendered(text=text, html=html)
 
     def check(self, rules: Ruleset) -> list[str]:
@@ -187,8 +190,9 @@ class Renderer:
                 text_part = path.name[: -len(HTML_SUFFIX)] + TEXT_SUFFIX
                 if not (self.templates_dir / text_part).is_file():
                     errors.append(f"{path}: HTML part without a text part ({text_part})")
+            env = self._html_env if path.name.endswith(HTML_SUFFIX) else self._text_env
             try:  # syntax errors, also in partials that no template includes
-                self._env.get_template(path.name)
+                env.get_template(path.name)
             except Exception as exc:  # reported as a line
                 errors.append(self._describe(exc, path.name))
                 broken.add(path.name)
@@ -207,11 +211,13 @@ class Renderer:
 
     # ----------------------------------------------------------------------------------------
 
-    def _render_file(self, file: str, context: Mapping[str, Any]) -> str:
+    def _render_file(self, env: jinja2.Environment, file: str,
+                     context: Mapping[str, Any]) -> str:
+        """`env` is the part's (`make_environment`): the HTML part escapes every file it uses."""
         with limits(time_limit=self.time_limit, max_steps=self.max_steps,
                     max_value=self.max_output):
             try:
-                template = self._env.get_template(file)
+                template = env.get_template(file)
                 chunks: list[str] = []
                 size = 0
                 for chunk in template.generate(dict(context)):

@@ -446,3 +446,31 @@ def sample_contexts(name: str, rules: Ruleset) -> Variants:
 def sample_context(name: str, rules: Ruleset) -> dict[str, Any]:
     """The default sample context of `name`, for previews."""
     return next(iter(sample_contexts(name, rules).values()))
+
+
+# Strings templates compare rather than print (the contract's codes): kept in a hostile variant,
+# so that it still reaches every branch the sample does.
+_CODES = frozenset({"outcome", "code", "field", "modality", "review_reason"})
+
+
+def hostile_context(context: Any, markup: str) -> Any:
+    """`context` with every string a template prints replaced by `markup`: the worst a sender
+    controls (a name, a serial, an attachment's file name), for proving that HTML parts escape
+    it. Codes stay (`_CODES`); a source keeps its shape with `markup` as the file name.
+    """
+    if isinstance(context, dict):
+        return {key: (value if key in _CODES and isinstance(value, str)
+                      else _hostile_source(value, markup) if key == "source"
+                      else hostile_context(value, markup))
+                for key, value in context.items()}
+    if isinstance(context, (list, tuple)):
+        return type(context)(hostile_context(value, markup) for value in context)
+    return markup if isinstance(context, str) else context
+
+
+def _hostile_source(source: Any, markup: str) -> Any:
+    """"attachment:x.xlsx:row 3" -> "attachment:<markup>:row 3"; "body" and None stay."""
+    if not isinstance(source, str) or not source.startswith("attachment:"):
+        return source
+    row = source.rpartition(":")[2] if source.count(":") >= 2 else ""
+    return f"attachment:{markup}" + (f":{row}" if row.startswith("row ") else "")

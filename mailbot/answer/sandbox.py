@@ -5,6 +5,10 @@ this module adds what it lacks: a budget of loop steps, time and value size per 
 hostile or buggy template fails as a `LimitExceeded` instead of hanging the bot or filling its
 memory. Every allocation a template can ask for (``*``, ``**``, ``%``, ``~``, ``+``, string
 methods, width-taking filters, ``join``) is checked before it happens, and every result after.
+
+It also keeps hostile values out of the HTML part (`make_environment`'s ``html``): escaping is
+chosen per rendering, not per file, so a macro a ``.html.j2`` imports from a ``.txt.j2`` file is
+compiled escaping too, and nothing in an HTML rendering can mark a value as markup.
 """
 
 from __future__ import annotations
@@ -241,6 +245,46 @@ class _GuardLoops(NodeTransformer):
                             [], [], None, None, lineno=node.lineno)
 
 
+class _RefuseUnescaped(NodeTransformer):
+    """HTML renderings only: ``|safe`` applies to literal text, and escaping cannot be turned off.
+
+    Markup written in a template (``'style="..."'|safe``) is the admin's; a value that came from
+    a mail never is, so ``x|safe``, ``{% filter safe %}`` and ``{% autoescape false %}`` are
+    refused when the template is compiled, and ``'<b>'|safe`` becomes a literal Markup node
+    (the ``safe`` filter itself is removed, so ``map("safe")`` cannot reach it either).
+    """
+
+    def __init__(self, name: str | None, filename: str | None) -> None:
+        self.name, self.filename = name, filename
+
+    def _refuse(self, node: nodes.Node, message: str) -> None:
+        raise jinja2.TemplateSyntaxError(message, node.lineno, self.name, self.filename)
+
+    def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
+        self.generic_visit(node)
+        if node.name != "safe":
+            return node
+        if not isinstance(node.node, nodes.Const) or not isinstance(node.node.value, str):
+            self._refuse(node, "'safe' is allowed in HTML templates only on literal text "
+                               "('<b>'|safe), never on a value: values are always escaped")
+        return nodes.MarkSafe(node.node, lineno=node.lineno)
+
+    def visit_EvalContextModifier(self, node: nodes.EvalContextModifier) -> nodes.Node:
+        self.generic_visit(node)
+        for option in node.options:
+            if option.key == "autoescape" and not (isinstance(option.value, nodes.Const)
+                                                   and option.value.value is True):
+                self._refuse(node, "autoescape cannot be turned off in HTML templates")
+        return node
+
+    visit_ScopedEvalContextModifier = visit_EvalContextModifier
+
+
+# Filters whose Markup result is built from a value: links from a customer's text (urlize),
+# JSON that may close a quoted attribute (tojson), attribute names from a mapping (xmlattr).
+_MARKUP_FROM_VALUES = ("urlize", "tojson", "xmlattr")
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox plus step, time and size limits (a hostile or buggy template cannot hang us)."""
 
@@ -248,6 +292,8 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = _GuardLoops().visit(super()._parse(source, name, filename))
+        if self.autoescape:
+            tree = _RefuseUnescaped(name, filename).visit(tree)
         tree.set_environment(self)
         return tree
 
@@ -261,18 +307,21 @@ class _Environment(ImmutableSandboxedEnvironment):
         return _check_size(super().call(__context, __obj, *args, **kwargs))
 
 
-def make_environment(templates_dir: Path,
-                     filters: Mapping[str, Callable[..., Any]]) -> ImmutableSandboxedEnvironment:
+def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., Any]], *,
+                     html: bool) -> ImmutableSandboxedEnvironment:
     """The sandbox over `templates_dir`, with jinja's filters hardened and `filters` added.
 
-    Autoescaping is on for ``.html.j2`` only: the text part must keep "<" and "&" as written.
+    One environment per kind of part, chosen by the part being rendered and not by file name:
+    with ``html`` every file it loads (the ``.html.j2``, its layout, and any ``.txt.j2`` whose
+    macros it imports) is compiled with autoescape on, so every value reaching the HTML part is
+    escaped wherever the macro that prints it lives; and no value can be marked safe there
+    (`_RefuseUnescaped`), nor turned into markup (`_MARKUP_FROM_VALUES` are gone).
+    Without ``html`` nothing is escaped: the text part keeps "<" and "&" as written.
     """
     env = _Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir), encoding="utf-8"),
         undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
-                                            disabled_extensions=(), default_for_string=False,
-                                            default=False),
+        autoescape=html,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -285,6 +334,9 @@ def make_environment(templates_dir: Path,
     hardened["slice"] = _capped_width(hardened["slice"], 1, "slices")
     hardened["format"] = _format_filter
     hardened["join"] = _join_checked(hardened["join"])
+    if html:  # literal |safe is a MarkSafe node instead; the others build markup from a value
+        for name in ("safe", *_MARKUP_FROM_VALUES):
+            del hardened[name]
     hardened.update({name: _undefined_fails(func) for name, func in filters.items()})
     env.filters = {name: _size_checked(func) for name, func in hardened.items()}
     env.filters.update(_mailbot_iter=_guarded_iter, _mailbot_concat=_guarded_concat)
