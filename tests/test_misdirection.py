@@ -1,6 +1,9 @@
 """Keys and data only to the registered contact (issue 8 §1), each test an attack end to end.
 
 - A request that waited for keys is decided again against the registry when its key is bound.
+- A stranger quoting a reference, or replying in a thread, is not the continuation of
+  someone else's unlock: references carry a random code, and the sender must be the
+  registered contact or whoever asked.
 """
 
 from __future__ import annotations
@@ -121,3 +124,90 @@ def test_a_waiting_request_still_gets_its_keys_when_the_registry_did_not_change(
     assert waiting.tasks() == []
     assert import_keys(waiting) == 0  # decided once: a second import sends nothing again
     assert len(waiting.replies(template="keys_issued")) == 1
+
+
+# --- a reference leak: a stranger "continues" someone else's unlock --------------------------
+
+@pytest.fixture
+def asked(tmp_path):
+    """The Constructora asked to unlock its physical licence; we asked for the certificate."""
+    bot = Harness(tmp_path)
+    bot.run(unlock_mail(PHYSICAL, CONSTRUCTORA, NOMINAS))
+    assert [r.template for r in bot.replies()] == ["documents_needed"]
+    yield bot
+    bot.close()
+
+
+def assert_nothing_leaked(bot: Harness) -> None:
+    """The stranger was answered as a new mail, and the Constructora's unlock is untouched."""
+    [answer] = bot.replies(STRANGER)
+    assert answer.template == "unlock_missing_data"
+    for secret in (PHYSICAL, NOMINAS, "Constructora", CONSTRUCTORA):
+        assert secret not in answer.text and secret not in answer.html
+    [entry] = bot.ledger()
+    assert (entry.status, json.loads(entry.documents)) == ("awaiting_documents", [])
+    assert bot.tasks() == []
+
+
+def stranger_mail(subject: str, **kw) -> bytes:
+    return request_mail(sender=STRANGER, serial="", system="", subject=subject,
+                        body="Adjunto el certificado.\n", attachments=(("cert.pdf", PDF),), **kw)
+
+
+def test_a_stranger_quoting_the_whole_reference_is_a_new_mail(asked):
+    reference = asked.mails()[0].reference
+    asked.run(stranger_mail(f"RE: Solicitud de desbloqueo {reference}"))
+    assert_nothing_leaked(asked)
+
+
+def test_a_stranger_quoting_the_visible_number_is_a_new_mail(asked):
+    number = f"CLV-{asked.mails()[0].id:06d}"  # sequential: anyone can guess it
+    asked.run(stranger_mail(f"RE: Solicitud de desbloqueo {number}"))
+    assert_nothing_leaked(asked)
+
+
+def test_a_stranger_replying_in_the_thread_is_a_new_mail(asked):
+    [ours] = asked.replies()  # forwarded to them, say: they reply to our Message-ID
+    asked.run(stranger_mail("RE: Solicitud de desbloqueo", in_reply_to=ours.message_id))
+    assert_nothing_leaked(asked)
+
+
+def test_the_contact_quoting_the_visible_number_alone_does_not_continue(asked):
+    number = f"CLV-{asked.mails()[0].id:06d}"
+    asked.run(request_mail(sender=CONSTRUCTORA, serial="", system="",
+                           subject=f"Desbloqueo {number}", body="Adjunto.\n",
+                           attachments=(("cert.pdf", PDF),)))
+    assert asked.replies(CONSTRUCTORA)[-1].template == "unlock_missing_data"
+    assert [e.status for e in asked.ledger()] == ["awaiting_documents"]
+
+
+def test_the_registered_contact_quoting_the_whole_reference_in_any_case_continues(asked):
+    reference = asked.mails()[0].reference
+    asked.run(request_mail(sender=CONSTRUCTORA.upper(), serial="", system="",
+                           subject=f"Desbloqueo {reference.lower()}", body="Adjunto.\n",
+                           attachments=(("cert.pdf", PDF),)))
+    [entry] = asked.ledger()
+    assert (entry.status, json.loads(entry.documents)) == ("in_review", ["cert.pdf"])
+    assert [t.reason for t in asked.tasks()] == ["documents_to_check"]
+
+
+def test_whoever_asked_may_continue_their_own_request(tmp_path):
+    bot = Harness(tmp_path, registry=(*(r for r in REGISTRY if r.serial != PHYSICAL),
+                                      registered(PHYSICAL, contact_email="otra@constructora.mx")))
+    bot.run(unlock_mail(PHYSICAL, CONSTRUCTORA, NOMINAS))  # asked by someone not registered
+    [ours] = bot.replies()
+    bot.run(request_mail(sender=CONSTRUCTORA, serial="", system="", body="Adjunto.\n",
+                         subject="RE: Solicitud de desbloqueo", in_reply_to=ours.message_id,
+                         attachments=(("cert.pdf", PDF),)))
+    [first, second] = bot.mails()
+    assert any(f"answers the unlock request {first.reference}" in n
+               for n in json.loads(second.notes))
+    bot.close()
+
+
+def test_references_carry_a_random_code_after_their_number(asked):
+    asked.run(unlock_mail(PHYSICAL, CONSTRUCTORA, NOMINAS))
+    first, second = (m.reference for m in asked.mails())
+    assert first.split("-")[:2] == ["CLV", "000001"] and second.split("-")[:2] == ["CLV", "000002"]
+    assert len(first) == len(second) == len("CLV-000001-") + 6
+    assert first in asked.replies()[0].text  # customers are shown the whole reference

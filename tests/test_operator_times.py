@@ -54,6 +54,13 @@ def received_at(capsys, *config: str, zone: str) -> str:
     return stored.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
+def logged_reference(capsys, *config: str) -> str:
+    """The reference of the one mail in the log (its code part is random)."""
+    [entry] = [json.loads(line) for line in cli(capsys, *config, "log", "--json").splitlines()]
+    assert entry["reference"].startswith("CLV-000001-")
+    return entry["reference"]
+
+
 def test_operator_time_reads_naive_moments_as_utc_and_marks_the_zone():
     mexico = ZoneInfo("America/Mexico_City")
     assert operator_time(dt.datetime(2026, 12, 1, 16, 0), mexico) == "2026-12-01 10:00 CST"
@@ -73,7 +80,8 @@ def test_log_review_list_and_show_print_every_time_in_the_business_zone(bot, cap
     listed = cli(capsys, *config, "review", "list", "--all")
     shown = cli(capsys, *config, "review", "show", "1")
 
-    assert f"CLV-000001  {received_at(capsys, *config, zone='America/Mexico_City')} CST  " in log
+    assert (f"{logged_reference(capsys, *config)}  "
+            f"{received_at(capsys, *config, zone='America/Mexico_City')} CST  ") in log
     assert "due 2026-12-03 16:00 CST" in log  # 24 business hours later (rules/unlock.toml)
     assert "2026-12-01 10:00 CST  created by mailbot" in log
     assert "2026-12-01 10:30 CST  edit by ana" in log
@@ -119,7 +127,8 @@ url = "sqlite:///mailbot.db"
     argv = ("--config", str(path))
     log = cli(capsys, *argv, "log")
     shown = cli(capsys, *argv, "review", "show", "1")
-    assert f"CLV-000001  {received_at(capsys, *argv, zone='America/Cancun')} EST  " in log
+    assert (f"{logged_reference(capsys, *argv)}  "
+            f"{received_at(capsys, *argv, zone='America/Cancun')} EST  ") in log
     assert "read 2026-12-01 11:00 EST" in shown  # 10:00 in Mexico City
     assert set(marks(log)) == set(marks(shown)) == {"EST"}
 

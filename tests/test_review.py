@@ -363,5 +363,5 @@ def test_the_log_shows_each_tasks_history(bot):
     text = logview.format_text(logview.query(bot.app.store))
     assert "review #1 [resolved] free_update: unknown_serial" in text
     assert "created by mailbot" in text and "edit by ana" in text
-    [entry] = logview.query(bot.app.store, reference="CLV-000001")
+    [entry] = logview.query(bot.app.store, reference=bot.mails()[0].reference)
     assert [h["action"] for h in entry["reviews"][0]["history"]] == ["created", "edit"]

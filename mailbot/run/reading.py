@@ -71,7 +71,8 @@ class Reading:
 
 def reading_of(app: App, conn: Connection, parsed: ParsedMail | None,
              extraction: Extraction) -> Reading:
-    """What was read, and whether the mail answers an unlock request in progress."""
+    """What was read, and whether the mail answers an unlock request in progress (only its
+    registered contact or whoever asked can continue one: see `find_continuation`)."""
     received_at = app.clock().astimezone(dt.UTC)
     if parsed is None:
         return Reading(extraction, received_at)
@@ -80,8 +81,8 @@ def reading_of(app: App, conn: Connection, parsed: ParsedMail | None,
     if extraction.ignored or extraction.kind == "free_update" or not extraction.sender:
         return reading
     entry = unlock_flow.find_continuation(
-        conn, references=parsed.references, texts=(parsed.subject, parsed.text),
-        prefix=app.config.bot.reference_prefix)
+        conn, sender=extraction.sender, references=parsed.references,
+        texts=(parsed.subject, parsed.text), prefix=app.config.bot.reference_prefix)
     if entry is None or entry.request is None:
         return reading
     row = app.store.request(conn, entry.request)

@@ -13,9 +13,10 @@ either
 - had an unlock approved less than ``[security] unlock_repeat_hours`` ago: the confirmation is
   sent again.
 A reply to one of our unlock mails (its In-Reply-To/References name our reply or the customer's
-first mail, or it quotes the reference CLV-000123) continues that request even without the five
-fields. Only approved unlocks count towards the 1st/2nd unlock and the cap per period; rejected
-ones never count.
+first mail, or it quotes the whole reference CLV-000123-K7M2QX) from the serial's registered
+contact or from whoever asked continues that request even without the five fields. Only
+approved unlocks count towards the 1st/2nd unlock and the cap per period; rejected ones never
+count.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mailbot.addresses import addresses_match
 from mailbot.business_hours import BusinessCalendar
 from mailbot.decide.free_update import REVIEW_SYSTEM_MISMATCH, REVIEW_UNKNOWN_SERIAL
 from mailbot.decide.unlock import (
@@ -41,6 +43,7 @@ from mailbot.decide.unlock import (
 from mailbot.model import REVIEW, Decision, Request, RuleHit
 from mailbot.ruleset import UNLOCK_AUTO, Ruleset
 from mailbot.store import Connection, ledger
+from mailbot.store.database import REFERENCE_ALPHABET, REFERENCE_CODE_LENGTH
 from mailbot.store.ledger import APPROVED, AWAITING_DOCUMENTS, IN_REVIEW, OPEN
 
 STATUS_OF = {UNLOCKED: APPROVED, DOCUMENTS_NEEDED: AWAITING_DOCUMENTS, REVIEW: IN_REVIEW}
@@ -68,18 +71,33 @@ class UnlockStep:
     documents: tuple[str, ...]  # accepted documents this mail brought
 
 
-def find_continuation(conn: Connection, *, references: Sequence[str], texts: Iterable[str],
-                      prefix: str) -> Any | None:
+def find_continuation(conn: Connection, *, sender: str, references: Sequence[str],
+                      texts: Iterable[str], prefix: str) -> Any | None:
     """The open ledger entry a customer's mail answers, or None.
 
-    The mail answers an entry when its In-Reply-To/References name one of our replies or the
-    customer's own earlier mail, or when its subject or body quotes a reference of ours
-    (``CLV-000123``) of a mail that touched the entry.
+    The mail answers an entry when it is in the entry's thread (its In-Reply-To/References name
+    one of our replies or an earlier mail that touched the entry, or its subject or body quotes
+    the whole reference, ``CLV-000123-K7M2QX``, of such a mail) and its sender is the
+    registered contact of the entry's serial or whoever opened the entry. A continuation is
+    answered with the entry's serial, system and names, and neither a reference nor a
+    Message-ID proves who writes: anyone else's mail is a new mail.
     """
     refs = [r for r in dict.fromkeys(references) if r][:50]
-    pattern = re.compile(rf"\b{re.escape(prefix)}-(\d{{6}})\b", re.IGNORECASE)
-    quoted = {f"{prefix.upper()}-{m}" for text in texts for m in pattern.findall(text or "")}
-    return ledger.open_entry_touched_by(conn, message_ids=refs, references=sorted(quoted)[:50])
+    quoted = sorted(quoted_references(texts, prefix))[:50]
+    for entry in ledger.open_entries_touched_by(conn, message_ids=refs, references=quoted):
+        if any(contact and addresses_match(contact, sender)
+               for contact in ledger.entry_contacts(conn, entry)):
+            return entry
+    return None
+
+
+def quoted_references(texts: Iterable[str], prefix: str) -> set[str]:
+    """Our whole references quoted in `texts`, as the store keeps them (the number alone, as
+    in ``CLV-000123``, is no reference: numbers are sequential)."""
+    pattern = re.compile(rf"\b{re.escape(prefix)}-(\d{{6,}})-([{REFERENCE_ALPHABET}]"
+                         rf"{{{REFERENCE_CODE_LENGTH}}})\b", re.IGNORECASE)
+    return {f"{prefix}-{number}-{code.upper()}"
+            for text in texts for number, code in pattern.findall(text or "")}
 
 
 # --- deciding ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def fingerprint(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# The random part of a reference: no 0/O, 1/I/L, so a customer copies it from a reply unharmed.
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+REFERENCE_CODE_LENGTH = 6  # 31**6, about 9e8: not guessed by mail, and one mail is one guess
+
+
+def new_reference(prefix: str, mail_id: int) -> str:
+    """"CLV-000042-K7M2QX": the number operators read, and a random code, because a reference
+    is what a customer quotes to continue a request and the numbers alone are sequential."""
+    code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_CODE_LENGTH))
+    return f"{prefix}-{mail_id:06d}-{code}"
 
 
 def utcnow() -> dt.datetime:
@@ -153,7 +166,7 @@ class Store:
                  folder: str | None = None, prefix: str = "CLV", attempts: int = 0,
                  outcome: str | None = None, notes: Sequence[str] | None = None
                  ) -> MailRecord:
-        """Record a mail: an INSERT and the UPDATE that sets its reference (made of its id)."""
+        """Record a mail: an INSERT and the UPDATE that sets its reference (`new_reference`)."""
         result = conn.execute(_INSERT_MAIL, dict(
             source=source, mail_id=mail_id, fingerprint=fp, size=size, status=status,
             duplicate_of=duplicate_of, folder=folder, filed=False, attempts=attempts,
@@ -161,7 +174,7 @@ class Store:
             notes=json.dumps(list(notes), ensure_ascii=False) if notes is not None else None,
             received_at=utcnow()))
         new_id = result.inserted_primary_key[0]
-        reference = f"{prefix}-{new_id:06d}"
+        reference = new_reference(prefix, new_id)
         conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
         return MailRecord(new_id, source, mail_id, fp, status, folder, False, attempts, reference)
 

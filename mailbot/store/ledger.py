@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.store.schema import mails, outbox, unlock_mails, unlocks
+from mailbot.store.schema import licences, mails, outbox, unlock_mails, unlocks
 
 # Ledger statuses.
 APPROVED = "approved"
@@ -76,10 +76,10 @@ def stored_documents(row: Any) -> list[str]:
     return json.loads(row.documents or "[]")
 
 
-def open_entry_touched_by(conn: Connection, *, message_ids: Sequence[str],
-                          references: Sequence[str]) -> Any | None:
-    """The newest open entry touched by a mail that one of `message_ids` names (one of our
-    replies, or the customer's own earlier mail) or that has one of our `references`."""
+def open_entries_touched_by(conn: Connection, *, message_ids: Sequence[str],
+                            references: Sequence[str], limit: int = 10) -> list[Any]:
+    """The open entries, newest first, touched by a mail that one of `message_ids` names (one
+    of our replies, or the customer's own earlier mail) or that has one of our `references`."""
     mail_ids: set[int] = set()
     if message_ids:
         mail_ids.update(m for m in conn.execute(sa.select(outbox.c.mail).where(
@@ -90,11 +90,20 @@ def open_entry_touched_by(conn: Connection, *, message_ids: Sequence[str],
         mail_ids.update(conn.execute(sa.select(mails.c.id).where(
             mails.c.reference.in_(list(references)))).scalars())
     if not mail_ids:
-        return None
+        return []
+    touched = sa.select(unlock_mails.c.unlock).where(unlock_mails.c.mail.in_(sorted(mail_ids)))
     return conn.execute(
-        sa.select(unlocks).join(unlock_mails, unlock_mails.c.unlock == unlocks.c.id)
-        .where(unlock_mails.c.mail.in_(sorted(mail_ids)), unlocks.c.status.in_(OPEN))
-        .order_by(unlocks.c.id.desc()).limit(1)).first()
+        sa.select(unlocks).where(unlocks.c.id.in_(touched), unlocks.c.status.in_(OPEN))
+        .order_by(unlocks.c.id.desc()).limit(limit)).all()
+
+
+def entry_contacts(conn: Connection, row: Any) -> tuple[str | None, str | None]:
+    """(the registered contact of the entry's serial, the sender of the mail that opened it):
+    the two who may continue the entry."""
+    registered = conn.execute(sa.select(licences.c.contact_email)
+                              .where(licences.c.serial == row.serial)).scalar()
+    opener = conn.execute(sa.select(mails.c.sender).where(mails.c.id == row.mail)).scalar()
+    return registered, opener
 
 
 def insert(conn: Connection, **values: Any) -> int:
