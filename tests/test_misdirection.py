@@ -4,6 +4,7 @@
 - A stranger quoting a reference, or replying in a thread, is not the continuation of
   someone else's unlock: references carry a random code, and the sender must be the
   registered contact or whoever asked.
+- Keys sent to a registered contact greet the registered company, not the third party.
 """
 
 from __future__ import annotations
@@ -211,3 +212,29 @@ def test_references_carry_a_random_code_after_their_number(asked):
     assert first.split("-")[:2] == ["CLV", "000001"] and second.split("-")[:2] == ["CLV", "000002"]
     assert len(first) == len(second) == len("CLV-000001-") + 6
     assert first in asked.replies()[0].text  # customers are shown the whole reference
+
+
+# --- the greeting of keys sent to the registered contact -------------------------------------
+
+def test_keys_sent_to_the_registered_contact_greet_the_registered_company(tmp_path):
+    bot = Harness(tmp_path)
+    bot.run(free_request(sender=LAURA, name="Laura Pérez", contact="Laura Pérez",
+                         contact_email=LAURA))
+    [keys_mail] = bot.replies(RAUL)
+    assert keys_mail.template == "keys_issued"
+    assert keys_mail.text.startswith("Hola, Empresa de muestra, S.A. de C.V.:")
+    assert "Laura" not in keys_mail.text
+    [told] = bot.replies(LAURA)  # her own answer may greet her as she wrote
+    assert (told.template, told.text.startswith("Hola, Laura Pérez:")) == (
+        "keys_redirected", True)
+    bot.close()
+
+
+def test_keys_a_waiting_request_gets_greet_the_registered_company(tmp_path):
+    bot = Harness(tmp_path, keys=tuple(k for k in KEYS if k.system != FACTURA))
+    bot.run(free_request(sender=LAURA, contact="Laura Pérez", contact_email=LAURA))
+    assert import_keys(bot) == 1
+    [keys_mail] = bot.replies(RAUL)
+    assert keys_mail.text.startswith("Hola, Empresa de muestra, S.A. de C.V.:")
+    assert "Laura" not in keys_mail.text
+    bot.close()

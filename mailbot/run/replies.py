@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from mailbot.addresses import addresses_match
 from mailbot.answer import plan as answer
 from mailbot.answer.message import build_reply, make_message_id
 from mailbot.model import Extraction, ParsedMail
@@ -15,8 +16,9 @@ from mailbot.store import Connection, MailRecord
 log = logging.getLogger("mailbot")
 
 
-def reply_context(app: App, rec: MailRecord, extraction: Extraction,
-             rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def reply_context(app: App, conn: Connection, rec: MailRecord, extraction: Extraction,
+                  planned: answer.Planned) -> dict[str, Any]:
+    rows = planned.rows
     kind_id = extraction.kind or "free_update"
     ctx = answer.base_context(
         reference=rec.reference or "", kind_title=app.rules.kind(kind_id).title,
@@ -25,18 +27,32 @@ def reply_context(app: App, rec: MailRecord, extraction: Extraction,
         phone=app.rules.free_update.installation.phone,
         eligible_from=app.rules.free_update.eligible_from, bot_name=app.config.bot.from_name,
         extraction=extraction, rows=rows)
-    if rows:
-        ctx["requester"]["name"] = rows[0].get("contact_name") or ""
+    ctx["requester"]["name"] = greeting_name(app, conn, extraction, planned)
     ctx["identify_help"] = app.rules.unlock.identify_help if app.rules.unlock else ""
     return ctx
 
+
+
+def greeting_name(app: App, conn: Connection, extraction: Extraction,
+                  planned: answer.Planned) -> str:
+    """Whom the greeting names: the contact the sender wrote, in a mail to the sender; in a
+    mail to anyone else (keys sent to a registered contact), the registered company of its
+    serials, never the name a third party wrote."""
+    if not planned.rows:
+        return ""
+    if extraction.sender and addresses_match(planned.to, extraction.sender):
+        return planned.rows[0].get("contact_name") or ""
+    serials = [r["serial"] for r in planned.rows if r.get("serial")]
+    registry = app.store.licences_for(conn, serials) if serials else {}
+    companies = {(registry[s].company or "").strip() for s in serials if s in registry}
+    return companies.pop() if len(companies) == 1 else ""
 
 
 def queue_message(app: App, conn: Connection, rec: MailRecord, extraction: Extraction,
                   parsed: ParsedMail | None, planned: answer.Planned, *,
                   references: Sequence[str] | None = None) -> None:
     """Render a planned answer and put it in the outbox, inside the caller's transaction."""
-    context = reply_context(app, rec, extraction, planned.rows)
+    context = reply_context(app, conn, rec, extraction, planned)
     context.update(planned.extra)
     rendered = app.renderer.render(planned.template, context)
     domain = app.config.bot.address.rpartition("@")[2]
