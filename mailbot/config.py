@@ -125,6 +125,20 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The operators' console (`mailbot web`)."""
+
+    listen: str = "127.0.0.1:8080"  # HOST:PORT; a non-loopback address needs an account
+    behind_tls: bool = False  # true: served over https (a proxy); the cookie is Secure
+    secret_key_file: str = ""  # signs the session cookie; empty: web-secret.key beside the store
+    session_hours: int = 12  # a login lasts this long
+    login_attempts: int = 5  # failed logins per account name and per client address...
+    login_window_minutes: int = 15  # ...within this window; then logins wait
+    max_pass_age_seconds: int = 0  # /healthz: the last pass must be this recent (0: 3 polls)
+    low_stock_threshold: int = 10  # the panel warns when a system has fewer free keys
+
+
+@dataclass(frozen=True)
 class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -135,6 +149,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     base_dir: Path = field(default_factory=Path.cwd)
     path: Path | None = None  # the file this came from, if any
 
@@ -164,6 +179,7 @@ _SECTIONS = {
     "limits": ("limits", LimitsConfig),
     "throttle": ("throttle", ThrottleConfig),
     "security": ("security", SecurityConfig),
+    "web": ("web", WebConfig),
 }
 
 
@@ -243,6 +259,7 @@ def _validate(config: Config, where: str) -> None:
         value = getattr(config.security, f.name)
         if f.type in (int, "int") and value <= 0:
             raise ConfigError(f"{where}: [security] {f.name} must be greater than zero")
+    _validate_web(config.web, where)
     if config.security.require_authentication and not config.security.trusted_authserv_ids:
         raise ConfigError(f"{where}: [security] require_authentication is true but "
                           "trusted_authserv_ids is empty; list the authserv-id your receiving "
@@ -256,6 +273,29 @@ def _validate(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [source] type is \"imap\" but [imap] host is not set")
     if config.sink.type == "smtp" and not config.smtp.host:
         raise ConfigError(f"{where}: [sink] type is \"smtp\" but [smtp] host is not set")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """"127.0.0.1:8080" -> ("127.0.0.1", 8080); "[::1]:8080" -> ("::1", 8080)."""
+    host, colon, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"[web] listen must be HOST:PORT, e.g. \"127.0.0.1:8080\", "
+                          f"not {listen!r}")
+    return host, int(port)
+
+
+def _validate_web(web: WebConfig, where: str) -> None:
+    try:
+        split_listen(web.listen)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    for name in ("session_hours", "login_attempts", "login_window_minutes"):
+        if getattr(web, name) <= 0:
+            raise ConfigError(f"{where}: [web] {name} must be greater than zero")
+    for name in ("max_pass_age_seconds", "low_stock_threshold"):
+        if getattr(web, name) < 0:
+            raise ConfigError(f"{where}: [web] {name} must be zero or more")
 
 
 def load(path: str | Path | None = None) -> Config:

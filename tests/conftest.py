@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from mailbot.store.database import Store
 
-pytest_plugins = ["fixtures_imap", "fixtures_smtp"]
+pytest_plugins = ["fixtures_imap", "fixtures_smtp", "web_console"]
 
 
 @pytest.fixture(scope="session")

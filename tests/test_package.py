@@ -108,6 +108,17 @@ def test_the_wheel_carries_the_default_rules_templates_and_example_config(dist):
     assert "mailbot = mailbot.ops.cli:main" in entry_points
 
 
+def test_the_wheel_carries_the_consoles_templates_static_files_and_catalog(dist):
+    names = set(zipfile.ZipFile(dist.wheel).namelist())
+    web = ROOT / "mailbot" / "ops" / "web"
+    for folder in ("templates", "static", "locale"):
+        files = {p.relative_to(ROOT).as_posix() for p in (web / folder).rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts}
+        assert files and files <= names, folder
+    assert "mailbot/ops/web/locale/es_MX/LC_MESSAGES/messages.po" in names
+    assert not any(n.endswith(".mo") for n in names)  # compiled in memory at start
+
+
 def test_the_sdist_carries_rules_templates_and_the_example_config(dist):
     with tarfile.open(dist.sdist) as tar:
         names = set(tar.getnames())
@@ -187,6 +198,26 @@ def test_init_writes_an_installation_that_checks_and_runs(installed, elsewhere):
     error = installed("init", elsewhere / "afile", cwd=elsewhere, check=False)
     assert error.returncode == 2 and error.stdout == ""
     assert error.stderr.startswith("mailbot: error: ") and len(error.stderr.splitlines()) == 1
+
+
+def test_the_installed_console_adds_an_account_and_renders_its_spanish_pages(installed,
+                                                                             elsewhere):
+    password = "una-clave-larga-1"
+    added = subprocess.run([installed.mailbot, "users", "add", "ana", "--role", "admin",
+                            "--password-stdin"], input=f"{password}\n{password}\n", cwd=elsewhere,
+                           env=installed.env, capture_output=True, text=True, timeout=300)
+    assert added.returncode == 0, added.stderr
+    listed = installed("users", "list", cwd=elsewhere)
+    assert listed.stdout.splitlines()[1].split()[:3] == ["ana", "admin", "no"]
+    page = run([installed.root / "bin" / "python", "-c",
+                "from mailbot import config; from mailbot.ops.web.app import create_app; "
+                "app = create_app(config.load()); "
+                "print(app.state.renderer.render('login.html', {'user': None, 'title': 'x', "
+                "'csrf_token': 't', 'next': '/', 'error': '', 'name': '', "
+                "'request_path': '/login'}).body.decode())"],
+               cwd=elsewhere, env=installed.env).stdout
+    assert "Iniciar sesión" in page and 'lang="es-MX"' in page
+    assert (elsewhere / "var" / "web-secret.key").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("requirement", ["mailbot[postgres]", "WHEEL[postgres]"])

@@ -23,7 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from mailbot.errors import MailbotError
 from mailbot.store import Store
 from mailbot.store import accounts as rows
-from mailbot.store.accounts import Session, User
+from mailbot.store.accounts import LOGIN_FAILED, LOGIN_LIMITED, LOGIN_OK, Session, User
 
 OPERATOR = "operator"
 ADMIN = "admin"
@@ -32,7 +32,8 @@ MIN_PASSWORD_LENGTH = 10
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 TOKEN_PREFIX = "mbt_"  # tells a leaked token apart in logs and secret scanners
 
-__all__ = ["ADMIN", "OPERATOR", "ROLES", "AccountError", "Accounts", "LoginLimit",
+__all__ = ["ADMIN", "LOGIN_FAILED", "LOGIN_LIMITED", "LOGIN_OK", "OPERATOR", "ROLES",
+           "AccountError", "Accounts", "LoginLimit",
            "LoginResult", "Session", "User", "check_new_password", "secret_hash"]
 
 
@@ -78,7 +79,7 @@ class LoginLimit:
 @dataclass(frozen=True)
 class LoginResult:
     user: User | None
-    outcome: str  # ok / failed / limited
+    outcome: str  # LOGIN_OK / LOGIN_FAILED / LOGIN_LIMITED
 
     @property
     def ok(self) -> bool:
@@ -173,8 +174,9 @@ class Accounts:
                                                      since=now - limit.window)
         if by_name >= limit.attempts or by_client >= limit.attempts:
             with self.store.transaction() as conn:
-                rows.record_attempt(conn, name=name, client=client, outcome="limited", now=now)
-            return LoginResult(None, "limited")
+                rows.record_attempt(conn, name=name, client=client, outcome=LOGIN_LIMITED,
+                                    now=now)
+            return LoginResult(None, LOGIN_LIMITED)
         with self.store.transaction() as conn:
             user = rows.user_by_name(conn, name)
         stored = user.password_hash if user is not None else self.decoy_hash()
@@ -185,12 +187,12 @@ class Accounts:
             verified = False
         with self.store.transaction() as conn:
             rows.record_attempt(conn, name=name, client=client,
-                                outcome="ok" if verified else "failed", now=now)
+                                outcome=LOGIN_OK if verified else LOGIN_FAILED, now=now)
             if verified and user is not None:
                 rehashed = (self.hasher.hash(password)
                             if self.hasher.check_needs_rehash(user.password_hash) else None)
                 rows.logged_in(conn, user.id, now, rehashed)
-        return LoginResult(user if verified else None, "ok" if verified else "failed")
+        return LoginResult(user if verified else None, LOGIN_OK if verified else LOGIN_FAILED)
 
     # -- browser sessions -------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from mailbot.errors import MailbotError
 from mailbot.ops import logsetup
 from mailbot.ops.cli_review import add_review_commands
 from mailbot.ops.cli_users import add_users_commands
+from mailbot.ops.web.serve import add_web_command
 
 EXIT_USER_ERROR = 2
 
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review_commands(sub, parents=[common])
     add_users_commands(sub, parents=[common])
+    add_web_command(sub, parents=[common])
 
     p = add("init", cmd_init, "write a starting config.toml, rules/ and templates/ (the shipped "
                               "defaults) into DIR for an admin to edit; files already there "

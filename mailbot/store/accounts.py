@@ -15,6 +15,11 @@ from sqlalchemy.engine import Connection
 
 from mailbot.store.schema import api_tokens, login_attempts, users, web_sessions
 
+# How a login attempt ended (login_attempts.outcome); the limit counts FAILED ones.
+LOGIN_OK = "ok"
+LOGIN_FAILED = "failed"
+LOGIN_LIMITED = "limited"
+
 
 class NameTaken(Exception):
     """An account of that name exists already."""
@@ -157,7 +162,7 @@ def record_attempt(conn: Connection, *, name: str, client: str, outcome: str,
 def failures_since(conn: Connection, *, name: str, client: str,
                    since: dt.datetime) -> tuple[int, int]:
     """(failed attempts for `name`, failed attempts from `client`) since `since`."""
-    failed = login_attempts.c.outcome == "failed"
+    failed = login_attempts.c.outcome == LOGIN_FAILED
     recent = login_attempts.c.at >= since
     by_name = conn.execute(sa.select(sa.func.count()).select_from(login_attempts).where(
         login_attempts.c.name == name[:200], recent, failed)).scalar_one()

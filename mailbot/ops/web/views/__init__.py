@@ -1,0 +1,1 @@
+"""One module per kind of page; each holds the view functions and their routes (`router`)."""

@@ -1,0 +1,79 @@
+"""The counts the console's panel, /healthz and /metrics read: one query each, grouped in the
+database, so a scrape costs the same whatever the history holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.store.schema import events, mails, outbox, reviews
+
+PASS_FINISHED = "pass_finished"  # the event a pass logs when it ends (detail: duration_seconds)
+
+
+@dataclass(frozen=True)
+class LastPass:
+    at: dt.datetime
+    # "pass_finished": a pass said so; "newest_event": a stand-in while `mailbot run` logs no
+    # pass_finished event: the newest event of any kind, which a quiet inbox lets grow old.
+    source: str
+    duration_seconds: float | None
+
+
+def ping(conn: Connection) -> None:
+    conn.execute(sa.select(sa.literal(1))).scalar_one()
+
+
+def mails_by_outcome(conn: Connection, *, since: dt.datetime | None = None) -> dict[str, int]:
+    """Mails by their outcome ("" for a mail not decided yet), received since `since`."""
+    query = sa.select(mails.c.outcome, sa.func.count()).group_by(mails.c.outcome)
+    if since is not None:
+        query = query.where(mails.c.received_at >= since)
+    return {outcome or "": count for outcome, count in conn.execute(query)}
+
+
+def outbox_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """(status, purpose) -> messages: queued / sent / failed, of reply / keys / alert."""
+    rows = conn.execute(sa.select(outbox.c.status, outbox.c.purpose, sa.func.count())
+                        .group_by(outbox.c.status, outbox.c.purpose))
+    return {(status, purpose): count for status, purpose, count in rows}
+
+
+def review_counts(conn: Connection, now: dt.datetime) -> tuple[int, int]:
+    """(open tasks, open tasks past their due time)."""
+    is_open = reviews.c.status == "open"
+    return tuple(conn.execute(sa.select(
+        sa.func.count().filter(is_open),
+        sa.func.count().filter(is_open, reviews.c.due_at <= now))).one())  # type: ignore[return-value]
+
+
+def recent_alerts(conn: Connection, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest alert events, newest first, with the reference of their mail."""
+    rows = conn.execute(sa.select(events.c.at, events.c.detail, mails.c.reference)
+                        .select_from(events.outerjoin(mails, events.c.mail == mails.c.id))
+                        .where(events.c.event == "alert")
+                        .order_by(events.c.id.desc()).limit(limit))
+    out = []
+    for at, detail, reference in rows:
+        data = json.loads(detail or "{}")
+        out.append({"at": at, "reference": reference, "title": str(data.get("title", "")),
+                    "detail": str(data.get("detail", ""))})
+    return out
+
+
+def last_pass(conn: Connection) -> LastPass | None:
+    """When the last pass ended: its pass_finished event, else the newest event (a stand-in)."""
+    row = conn.execute(sa.select(events.c.at, events.c.detail)
+                       .where(events.c.event == PASS_FINISHED)
+                       .order_by(events.c.id.desc()).limit(1)).first()
+    if row is not None:
+        duration = json.loads(row.detail or "{}").get("duration_seconds")
+        return LastPass(row.at, PASS_FINISHED,
+                        float(duration) if isinstance(duration, int | float) else None)
+    newest = conn.execute(sa.select(sa.func.max(events.c.at))).scalar()
+    return LastPass(newest, "newest_event", None) if newest is not None else None
