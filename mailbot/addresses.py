@@ -53,3 +53,13 @@ def addresses_match(a: str, b: str) -> bool:
     """Whether two addresses name the same mailbox (see `normalise_address`)."""
     na, nb = normalise_address(a), normalise_address(b)
     return na is not None and na == nb
+
+
+def ascii_address(addr_spec: str) -> str:
+    """`addr_spec` with its domain in the ASCII form of `normalise_domain`, the local part as
+    written: what the SMTP envelope and the To header both carry, so that they never name two
+    domains ("straße.de" is xn--strae-oqa.de under UTS 46, but strasse.de under IDNA 2003).
+    Unchanged when the domain is no valid domain: the message builder refuses it."""
+    local, at, domain = str(addr_spec).strip().rpartition("@")
+    ascii_domain = normalise_domain(domain) if at else None
+    return f"{local}@{ascii_domain}" if ascii_domain else str(addr_spec).strip()

@@ -5,6 +5,7 @@
   someone else's unlock: references carry a random code, and the sender must be the
   registered contact or whoever asked.
 - Keys sent to a registered contact greet the registered company, not the third party.
+- The envelope and the To header name one domain (UTS 46 both).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from test_unlock_flow import (
 )
 
 from mailbot.addresses import normalise_domain
+from mailbot.answer.message import build_reply, make_message_id
+from mailbot.answer.render import Rendered
 from mailbot.ops import review_actions
 from mailbot.ops.imports import KeyRecord, LicenceRecord
 from mailbot.run.pending import fulfil_pending
@@ -238,3 +241,58 @@ def test_keys_a_waiting_request_gets_greet_the_registered_company(tmp_path):
     assert keys_mail.text.startswith("Hola, Empresa de muestra, S.A. de C.V.:")
     assert "Laura" not in keys_mail.text
     bot.close()
+
+
+# --- one domain in the envelope and in the To header -----------------------------------------
+
+STRASSE = "cliente@straße.de"
+STRASSE_SERIAL = "S7RA-55E0-DE00-0001"
+
+
+def test_the_envelope_and_the_to_header_name_the_same_idn_domain(
+        tmp_path, smtp_server: SmtpTestServer, make_smtp_sink: Callable) -> None:
+    bot = Harness(tmp_path, registry=(*REGISTRY, LicenceRecord(
+        STRASSE_SERIAL, FACTURA, "Straße GmbH", STRASSE, dt.date(2012, 2, 1), "electronico",
+        None, 1)))
+    bot.run(request_mail(sender=STRASSE, serial=STRASSE_SERIAL, system=FACTURA,
+                         subject=FREE_SUBJECT))
+    with bot.app.store.transaction() as conn:
+        [row] = conn.execute(sa.select(outbox).where(outbox.c.purpose != "alert")).all()
+    assert row.template == "keys_issued"
+
+    make_smtp_sink().send(row.envelope_from, json.loads(row.recipients), row.data,
+                          row.message_id)
+
+    [received] = smtp_server.messages
+    header = email.message_from_bytes(received.data, policy=email.policy.default)
+    [to] = header["To"].addresses
+    uts46 = normalise_domain("straße.de")
+    assert uts46 == "xn--strae-oqa.de"  # ß kept: IDNA 2003 would make it strasse.de
+    assert received.rcpt_tos == (f"cliente@{uts46}",)
+    assert f"{to.username}@{normalise_domain(to.domain)}" == received.rcpt_tos[0]
+    bot.close()
+
+
+def test_the_sender_throttle_counts_an_idn_sender_however_its_domain_is_written(store):
+    since = dt.datetime(2026, 1, 1)
+    with store.transaction() as conn:
+        store.enqueue(conn, mail=None, purpose="reply", template="t", message_id="<1@x>",
+                      envelope_from="claves@example.com", recipients=["cliente@straße.de"],
+                      data=b"x")
+        store.enqueue(conn, mail=None, purpose="reply", template="t", message_id="<2@x>",
+                      envelope_from="claves@example.com",
+                      recipients=["cliente@xn--strae-oqa.de"], data=b"x")
+        for written in ("Cliente@Straße.de", "cliente@XN--STRAE-OQA.DE"):
+            assert store.replies_to_since(conn, written, since) == 2, written
+
+
+def test_headers_built_from_an_idn_address_use_uts46_not_idna_2003():
+    data = build_reply(
+        from_address="claves@straße.de", from_name="Claves", to=[STRASSE],
+        original_subject="Solicitud", in_reply_to=None, references=[],
+        rendered=Rendered(text="Hola\n", html=None), reference="CLV-000042-K7M2QX",
+        message_id=make_message_id("straße.de"), date=dt.datetime(2026, 3, 10, tzinfo=dt.UTC))
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert [str(a.addr_spec) for a in message["To"].addresses] == ["cliente@xn--strae-oqa.de"]
+    assert message["From"].addresses[0].domain == "xn--strae-oqa.de"
+    assert message["Message-ID"].endswith("@xn--strae-oqa.de>")

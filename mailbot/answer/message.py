@@ -24,6 +24,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from mailbot.addresses import normalise_domain
+
 if TYPE_CHECKING:  # reply.py needs only the stdlib at run time
     from mailbot.answer.render import Rendered
 
@@ -311,14 +313,12 @@ def _set_body(msg: EmailMessage, rendered: Rendered) -> None:
 
 
 def _ascii_domain(domain: str) -> str:
-    text = str(domain).strip().rstrip(".")
-    try:
-        ascii_domain = text.encode("idna").decode("ascii") if not text.isascii() else text
-    except UnicodeError:
-        raise ValueError(f"invalid domain {domain!r}") from None
-    if not _DOMAIN.match(ascii_domain):
+    """The ASCII form by UTS 46 (`normalise_domain`), the one the address checks and the
+    envelope use: Python's "idna" codec is IDNA 2003, which makes "straße.de" strasse.de."""
+    ascii_domain = normalise_domain(str(domain))
+    if ascii_domain is None or not _DOMAIN.match(ascii_domain):
         raise ValueError(f"invalid domain {domain!r}")
-    return ascii_domain.lower()
+    return ascii_domain
 
 
 def _address(addr_spec: str, display_name: str = "") -> Address:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from mailbot.addresses import addresses_match
+from mailbot.addresses import addresses_match, ascii_address
 from mailbot.answer import plan as answer
 from mailbot.answer.message import build_reply, make_message_id
 from mailbot.model import Extraction, ParsedMail
@@ -59,15 +59,16 @@ def queue_message(app: App, conn: Connection, rec: MailRecord, extraction: Extra
     message_id = make_message_id(domain)
     if references is None:
         references = parsed.references if parsed else ()
+    to = ascii_address(planned.to)  # the envelope and the To header: one form of the domain
     data = build_reply(
         from_address=app.config.bot.address, from_name=app.config.bot.from_name,
-        to=[planned.to], original_subject=extraction.subject,
+        to=[to], original_subject=extraction.subject,
         in_reply_to=extraction.message_id,
         references=references, rendered=rendered,
         reference=context["reference"] or "", message_id=message_id, date=app.clock())
     app.store.enqueue(conn, mail=rec.id, purpose=planned.purpose, template=planned.template,
                       message_id=message_id, envelope_from=envelope_from(app),
-                      recipients=[planned.to], data=data)
+                      recipients=[to], data=data)
 
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from mailbot.addresses import ascii_address
 from mailbot.errors import ConfigError
 from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_recipients, requests
 
@@ -484,8 +485,9 @@ class Store:
 
 
 def recipient_key(address: str) -> str:
-    """How outbox_recipients keeps an address (and the throttle looks it up)."""
-    return str(address).strip().lower()[:500]
+    """How outbox_recipients keeps an address (and the throttle looks it up): lower case, the
+    domain in the ASCII form the outbox sends to, so a sender counts the same either way."""
+    return ascii_address(address).lower()[:500]
 
 
 # Statements of the per-mail path, built once: building a Core statement costs more than
