@@ -194,3 +194,51 @@ def test_sigkill_with_workers_reading_ahead_then_restart(bot, imap_server, smtp_
     ids = [email.message_from_bytes(m.data)["Message-ID"] for m in customer]
     assert sorted(ids) == sorted(queued) and len(queued) == len(dataset.mails)
     assert len(imap_server.list_folder("Sent")) == len(dataset.mails)
+
+
+def test_workers_die_with_their_parent_even_when_they_cannot_see_their_input_end(tmp_path,
+                                                                                 dataset):
+    """A SIGKILLed pass must not leave workers behind. Stopped workers cannot notice the end of
+    their input (that alone made them exit before), so only the kernel's parent-death signal
+    can end them: on the code before it, they stayed forever."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from botconfig import ROOT, write_config
+
+    inbox = tmp_path / "inbox"
+    for sub in ("cur", "new", "tmp"):
+        (inbox / sub).mkdir(parents=True)
+    for number, mail in enumerate(dataset.mails):  # more than MIN_MAILS: read ahead
+        (inbox / "new" / f"{1000 + number}.M{number}.test").write_bytes(mail.data)
+    config = write_config(tmp_path, '[source]\ntype = "maildir"\npath = "inbox"\n'
+                                    '[sink]\ntype = "files"\npath = "outbox"\n')
+    parent = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(config), "run",
+                               "--once"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not workers and parent.poll() is None and time.monotonic() < deadline:
+            # Running its main: it has set itself up (and then kept its answers' channel as
+            # fd 3); stopped any earlier, it would never get to it.
+            workers = [pid for pid in readahead_workers_in(tmp_path)
+                       if Path(f"/proc/{pid}/fd/3").exists()]
+            time.sleep(0.005)
+        assert workers, "the pass ended before it started a worker"
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)  # as if busy on a mail: it will not read its input
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while readahead_workers_in(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert readahead_workers_in(tmp_path) == []
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in readahead_workers_in(tmp_path):
+            os.kill(pid, signal.SIGKILL)

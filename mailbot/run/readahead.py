@@ -14,17 +14,23 @@ mail) turns reading back in-process for the rest of the run; a mail that killed 
 then read in the main process, after its attempt was counted, and is quarantined as before if
 it keeps failing.
 
-Workers are plain subprocesses (`python -m mailbot.run.readahead`) that talk length-prefixed
-pickles over their stdin/stdout: nothing of the parent is inherited (no lock another thread of
-a running service holds) and nothing of it is re-imported (unlike multiprocessing's spawn, which
-re-runs the parent's main script). They live for one run of the pipeline.
+Workers are plain subprocesses (`python -m mailbot.run.readahead PARENT_PID`) that talk
+length-prefixed pickles over their stdin/stdout: nothing of the parent is inherited (no lock
+another thread of a running service holds) and nothing of it is re-imported (unlike
+multiprocessing's spawn, which re-runs the parent's main script). They live for one run of the
+pipeline, and never longer than their parent: a worker exits at the end of its input, and on
+Linux the kernel kills it the moment the parent dies (PR_SET_PDEATHSIG), even by SIGKILL and
+even while it is busy or stopped. (The kernel watches the thread that started the worker; a
+ReadAhead is opened and closed by one pass, in one thread, so that thread outlives it.)
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -174,8 +180,8 @@ class ReadAhead:
         for number in range(self.workers):
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "mailbot.run.readahead"], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, close_fds=True, env=env)
+                    [sys.executable, "-m", "mailbot.run.readahead", str(os.getpid())],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env)
             except OSError as exc:
                 if not self._procs:
                     self._give_up(exc)
@@ -266,6 +272,24 @@ def _receive(stream: BinaryIO) -> bytes:
     return payload
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when `parent` dies (Linux), and check that it has
+    not died already, before the request took effect. False: the parent is gone, exit now.
+
+    Done first thing in the worker rather than in a preexec_fn, which is not safe in a parent
+    that runs threads."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the end of input still stops us
+            pass
+    return os.getppid() == parent
+
+
 def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
     """The worker process: read the setup, then answer chunk after chunk until end of input."""
     from mailbot.read.extract import read_mail
@@ -288,11 +312,11 @@ def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and not die_with_parent(int(sys.argv[1])):
+        sys.exit(0)
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop
     # (it closes our input). The answers go to the original stdout; anything a library
     # prints goes to stderr.
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
