@@ -416,3 +416,21 @@ def test_mailbot_web_serves_the_console_on_loopback_under_uvicorn(console):
         proc.terminate()
         proc.wait(timeout=30)
     assert "no account yet" in proc.stderr.read()
+
+
+@pytest.mark.parametrize(("setting", "fragment"), [
+    ('listen = "8080"', "[web] listen must be HOST:PORT"),
+    ('listen = "127.0.0.1:99999"', "[web] listen must be HOST:PORT"),
+    ("session_hours = 0", "[web] session_hours must be greater than zero"),
+    ("low_stock_threshold = -1", "[web] low_stock_threshold must be zero or more"),
+    ('behind_tls = "yes"', "[web] behind_tls must be true or false"),
+])
+def test_a_bad_web_setting_is_one_clear_error_naming_the_key(tmp_path, setting, fragment):
+    from botconfig import write_config
+
+    from mailbot import config as config_module
+
+    path = write_config(tmp_path, f"[web]\n{setting}\n")
+    with pytest.raises(ConfigError) as error:
+        config_module.load(path)
+    assert fragment in str(error.value) and str(path) in str(error.value)
