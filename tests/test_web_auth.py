@@ -312,6 +312,19 @@ def test_healthz_is_503_until_a_pass_is_recorded_then_200_while_it_is_recent(con
     assert stale.status_code == 503 and "more than 180 s" in stale.json()["reason"]
 
 
+def test_healthz_answers_whatever_authorization_a_checker_sends(console):
+    for header in ("Bearer mbt_revocado", "Basic eDp5"):
+        response = console.client().get("/healthz", headers={"authorization": header})
+        assert response.status_code == 503 and response.json()["reason"] == "no pass recorded yet"
+
+
+def test_a_bearer_token_does_not_excuse_the_login_form_from_its_csrf_token(console):
+    console.add_user()
+    response = console.client().post("/login", headers={
+        "authorization": f"Bearer {console.token()}"}, data={"name": "ana", "password": PASSWORD})
+    assert response.status_code == 403 and not cookie_headers(response, SESSION_COOKIE)
+
+
 def test_healthz_falls_back_to_the_newest_event_and_says_so(console):
     with console.store.transaction() as conn:
         console.store.log_event(conn, "alert", title="Buzón inaccesible", detail="x")

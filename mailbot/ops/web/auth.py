@@ -5,8 +5,9 @@ an API token (`Authorization: Bearer TOKEN`), and a CSRF token on every form.
 it: every path but PUBLIC_PATHS (and the static files, served outside the routes) needs a live
 session or token; /admin needs an admin; every POST from a browser session carries the
 session's CSRF token, and the login form (before any session) a token of its own cookie.
-A request that sends an Authorization header is judged by it alone: a browser never adds one
-across sites, so token requests need no CSRF token, and a cookie never stands in for a bad token.
+Elsewhere a request that sends an Authorization header is judged by it alone: a browser never
+adds one across sites, so token requests need no CSRF token, and a cookie never stands in for a
+bad token. PUBLIC_PATHS take no account at all (their POSTs still need the login form's token).
 Views read the account with `current_user(request)` or `Depends(current_user)`.
 """
 
@@ -130,7 +131,9 @@ async def guard(request: Request) -> None:
     request.state.principal = None
     principal: Principal | None = None
     authorization = request.headers.get("authorization")
-    if authorization is not None:
+    if path in PUBLIC_PATHS:  # no account needed, none taken: a stale token cannot block them
+        pass
+    elif authorization is not None:
         scheme, _, token = authorization.partition(" ")
         user = None
         if scheme.lower() == "bearer" and token.strip():
@@ -140,7 +143,7 @@ async def guard(request: Request) -> None:
             log.warning("event=token_refused path=%s client=%s", path, client_address(request))
             raise NotAuthenticated(api=True)
         principal = Principal(user, "token")
-    elif path not in PUBLIC_PATHS:
+    else:
         principal = await run_in_threadpool(session_principal, request)
         if principal is None:
             raise NotAuthenticated(api=is_api(request))
