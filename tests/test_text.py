@@ -182,6 +182,8 @@ WITH_HISTORY = {
     "reply_quoted_gt.eml", "reply_outlook_de_enviado_related_logo.eml",
     "reply_gmail_escribio_wrapped.eml", "reply_apple_mail_cite.eml",
     "outlook_forward_inline_rv.eml", "gmail_forward_inline_trailing_text.eml",
+    # our answer forwarded back, or ending in our "-- " (kept without its space)
+    *(p.name for p in CORPUS.glob("own_reply_*.eml")),
 }
 
 

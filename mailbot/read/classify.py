@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from email.utils import parseaddr
 
 from mailbot.model import ParsedMail
+from mailbot.read.own_mail import OwnMarks, own_mail_reason
 from mailbot.ruleset import Kind
 
 # Reply/forward prefixes of the clients our customers use (Spanish, English, and the Outlook
@@ -94,9 +94,12 @@ def ignored_reason(mail: ParsedMail, own_addresses: Sequence[str]) -> str | None
     Our own mail is checked first (a loop is the worst failure); a bounce before an auto-reply,
     because bounces carry ``Auto-Submitted`` too and "bounce" tells the operator more; a missing
     sender last, since any of the others explains it better.
+
+    Our mail is also recognised when a forwarding rule rewrote its From: by its Message-ID
+    (make_message_id's shape on our domain) or our X-Mailbot-Reference header, neither of
+    which a customer's mail carries.
     """
-    own = {(parseaddr(a)[1] or a).strip().casefold() for a in own_addresses if a and a.strip()}
-    if any(address.casefold() in own for address in mail.from_addresses):
+    if own_mail_reason(mail, OwnMarks.of(own_addresses)) is not None:
         return "own_mail"
     if _is_bounce(mail):
         return "bounce"

@@ -23,6 +23,13 @@ from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
 from mailbot.read.classify import ignored_reason, is_forwarded, match_kind
 from mailbot.read.fields import LabelMatcher, SystemMatcher, find_serials, fold, parse_email
 from mailbot.read.mime import parse_mail
+from mailbot.read.own_mail import (
+    DEFAULT_REFERENCE_PREFIX,
+    OwnMarks,
+    SenderText,
+    own_mail_reason,
+    sender_text,
+)
 from mailbot.read.sheets import (
     SPREADSHEET_EXTENSIONS,
     UNSUPPORTED_EXTENSIONS,
@@ -34,7 +41,6 @@ from mailbot.read.sheets import (
     UnsupportedSheet,
     iter_rows,
 )
-from mailbot.read.text import strip_quoted
 from mailbot.ruleset import Ruleset
 
 log = logging.getLogger(__name__)
@@ -406,18 +412,31 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
 
 # --- the whole mail ---------------------------------------------------------------------------
 
-def _attached_mail(name: str, payload: bytes, readers: _Readers, own_addresses: Sequence[str],
-                   ) -> tuple[list[Request], list[Problem]]:
+def _has_own_words(text: str) -> bool:
+    """Whether the sender wrote anything beside what was ours (a sign-off is nothing)."""
+    return any(line.strip() and not _is_closing(line) for line in text.splitlines())
+
+
+def _attached_mail(name: str, payload: bytes, readers: _Readers, marks: OwnMarks,
+                   ) -> tuple[list[Request], list[Problem], str | None]:
     """Requests in the body of a mail forwarded as an attachment ("Reenviar como datos
-    adjuntos"). Only blocks with a system or serial count, one level deep; our own answers
-    attached back to us are never read (they show the example request)."""
+    adjuntos"), and why it is one of ours when it is. Only blocks with a system or serial
+    count, one level deep; our own answers attached back to us are never read (they show the
+    example request)."""
     inner = parse_mail(payload)
-    if ignored_reason(inner, own_addresses) in ("own_mail", "bounce", "auto_reply"):
-        return [], []
-    blocks = [b for b in _body_blocks(strip_quoted(inner.text), readers) if b.is_request]
+    reason = own_mail_reason(inner, marks)
+    if reason:
+        return [], [], reason
+    if ignored_reason(inner, marks.addresses) in ("bounce", "auto_reply"):
+        return [], [], None
+    own = sender_text(inner.text, marks, forwarded=False)
+    if own.had_ours and not _has_own_words(own.text):
+        return [], [], "its text is a reply of ours"
+    blocks = [b for b in _body_blocks(own.text, readers) if b.is_request]
     if not blocks:
-        return [], []
-    return _requests_from_blocks(blocks, readers, inner.sender, source=f"attachment:{name}")
+        return [], [], None
+    return (*_requests_from_blocks(blocks, readers, inner.sender, source=f"attachment:{name}"),
+            None)
 
 
 T = TypeVar("T")
@@ -471,17 +490,22 @@ def _extension(filename: str, content_type: str) -> str:
 
 
 def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: Sequence[str],
-              *, size: int | None = None) -> tuple[ParsedMail, Extraction]:
+              *, size: int | None = None, reference_prefix: str = DEFAULT_REFERENCE_PREFIX,
+              ) -> tuple[ParsedMail, Extraction]:
     """Read one raw mail: classify it, then extract requests from its body, its spreadsheets
     (.xlsx/.xlsm/.csv; .xls/.ods are reported as unsupported) and the body of a mail attached
     to it (a forward as attachment). PDFs, images and documents are left alone.
 
     `size` is the size the mailbox reported, when the bytes were not all fetched. Ignored mails
-    (auto-replies, bounces, our own) are classified only: nothing in them is a request.
+    (auto-replies, bounces, our own) are classified only: nothing in them is a request. Mail of
+    ours inside the mail (forwarded, pasted or attached; see own_mail.py) is never read, and a
+    mail that holds nothing else is ``own_mail`` too. `reference_prefix` is [mailbot]
+    reference_prefix: a forwarded mail carrying one of our references is ours.
     """
     steps = _Step()
     try:
-        return _read_mail(data, rules, limits, own_addresses, size, steps)
+        marks = OwnMarks.of(own_addresses, reference_prefix)
+        return _read_mail(data, rules, limits, marks, size, steps)
     except Exception:  # belt and braces: _read_mail guards each step already
         log.exception("read_mail failed")
         steps.problems.append(Problem("internal_error", "mailbot failed while reading the "
@@ -492,7 +516,7 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
             problems=tuple(steps.problems))
 
 
-def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: Sequence[str],
+def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMarks,
                size: int | None, steps: _Step) -> tuple[ParsedMail, Extraction]:
     data = bytes(data or b"")
     total = max(len(data), size or 0)
@@ -504,7 +528,7 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
     if too_large:
         parsed = dataclasses.replace(parsed, size=total)
     kind = steps.run("classify", None, lambda: match_kind(parsed.subject, rules.kinds))
-    ignored = steps.run("classify", None, lambda: ignored_reason(parsed, own_addresses))
+    ignored = steps.run("classify", None, lambda: ignored_reason(parsed, marks.addresses))
 
     def extraction(requests: Sequence[Request] = (), notes: Sequence[str] = ()) -> Extraction:
         return Extraction(kind=kind, ignored=ignored, sender=parsed.sender,
@@ -513,7 +537,8 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
                           notes=tuple(notes))
 
     if ignored:
-        return parsed, extraction()
+        why = own_mail_reason(parsed, marks) if ignored == "own_mail" else None
+        return parsed, extraction(notes=[f"a mail of ours: {why}"] if why else ())
     if too_large:
         steps.problems.append(Problem(
             "message_too_large",
@@ -526,8 +551,10 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
     readers = steps.run("rules", None, lambda: _readers(rules))
     if readers is None:
         return parsed, extraction()
-    text = steps.run("strip_quoted", parsed.text,
-                     lambda: strip_quoted(parsed.text, forwarded=is_forwarded(parsed.subject)))
+    own = steps.run("strip_quoted", SenderText(parsed.text), lambda: sender_text(
+        parsed.text, marks, forwarded=is_forwarded(parsed.subject)))
+    text = own.text
+    notes += own.notes
     if len(text) > MAX_BODY_CHARS:
         notes.append(f"only the first {MAX_BODY_CHARS:,} characters of the body were read")
     blocks = steps.run("extract_body", [], lambda: _body_blocks(text, readers))
@@ -537,6 +564,7 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
     sheet_requests: list[Request] = []
     has_sheet = False
     other_files: list[str] = []
+    own_files: list[str] = []
     attachments = parsed.attachments
     if len(attachments) > limits.max_attachments:
         problems.append(Problem(
@@ -558,15 +586,25 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses:
             sheet_requests += r
             problems += p
         elif ext == ".eml" or (attachment.content_type or "").lower() == "message/rfc822":
-            r, p = steps.run(f"extract_attached_mail {name}", ([], []), lambda a=attachment, n=name:
-                             _attached_mail(n, a.payload, readers, own_addresses))
+            r, p, ours = steps.run(f"extract_attached_mail {name}", ([], [], None),
+                                   lambda a=attachment, n=name:
+                                   _attached_mail(n, a.payload, readers, marks))
             sheet_requests += r
             problems += p
-            if not r and not p:
+            if ours:
+                own_files.append(name)
+                notes.append(f"attachment {name} is a mail of ours ({ours}): not read")
+            elif not r and not p:
                 other_files.append(name)
         else:
             other_files.append(name)
 
+    if ((own.had_ours or own_files) and not _has_own_words(own.text)
+            and len(own_files) == len(attachments)):
+        # Nothing but ours: our reply come back (headers stripped, From rewritten) or sent
+        # back without a word; answering it would answer ourselves.
+        ignored = "own_mail"
+        return parsed, extraction(notes=notes)
     # Body blocks without system/serial next to a spreadsheet are its context (who is asking),
     # and in a mail that is not a request they are just a signature.
     body_blocks = [b for b in blocks if b.is_request] if (has_sheet or kind is None) else blocks

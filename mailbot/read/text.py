@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from inscriptis import Inscriptis
@@ -216,7 +217,8 @@ _REPLY_HEADERS = EmailMessage(text="", languages=["es", "en"]).HEADER_REGEX
 
 _HEADER_NAMES = (
     r"de|from|enviado(?: el)?|sent|fecha|date|para|to|asunto|subject|cc|cco|bcc|"
-    r"responder a|reply-to|importancia|importance|datum|von|an|betreff|gesendet"
+    r"responder a|reply-to|importancia|importance|datum|von|an|betreff|gesendet|"
+    r"message-id|id del mensaje"
 )
 _HEADER_LINE = re.compile(rf"^[*_ ]*(?:{_HEADER_NAMES})[*_ ]*:", re.IGNORECASE)
 _FROM_LINE = re.compile(r"^[*_ ]*(?:de|from|von)[*_ ]*:[*_ ]*\S", re.IGNORECASE)
@@ -243,6 +245,24 @@ _ATTRIBUTION_END = re.compile(
 _ATTRIBUTION_START = re.compile(r"^(?:el|on|en|le|am|em|il)\b", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class Part:
+    """A stretch of a body: what the sender wrote (no `headers`), or a mail forwarded inline
+    with the header lines it came under ("De: ...", "Enviado: ...", "Asunto: ...").
+
+    Who wrote a forwarded mail is in its headers, so a reader can leave out the forwarded
+    mails that are not the customer's (our own answers sent back to us).
+    """
+
+    headers: tuple[str, ...]
+    text: str
+
+    @property
+    def from_lines(self) -> tuple[str, ...]:
+        """The header lines that name the forwarded mail's sender."""
+        return tuple(h for h in self.headers if _FROM_LINE.match(h))
+
+
 def strip_quoted(text: str, *, forwarded: bool = False) -> str:
     """Keep only what the sender wrote in this mail, never the quoted history.
 
@@ -259,10 +279,35 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
     """
     if not text:
         return ""
+    lines, drop, cut, _ = _scan_quoted(text, forwarded)
+    return _kept_text(lines, range(cut), drop)
+
+
+def split_quoted(text: str, *, forwarded: bool = False) -> list[Part]:
+    """`strip_quoted`'s text in parts: what the sender wrote, then each mail forwarded inline
+    with its header lines. The same lines are kept as `strip_quoted` keeps."""
+    if not text:
+        return [Part((), "")]
+    lines, drop, cut, starts = _scan_quoted(text, forwarded)
+    ends = [start for start, _ in starts[1:]] + [cut]
+    return [Part(headers, _kept_text(lines, range(start, end), drop))
+            for (start, headers), end in zip(starts, ends, strict=True)]
+
+
+def _kept_text(lines: list[str], numbers: range, drop: set[int]) -> str:
+    kept = [lines[n].rstrip() for n in numbers if n not in drop]
+    return _tidy("\n".join(kept)).strip("\n")
+
+
+def _scan_quoted(text: str, forwarded: bool,
+                 ) -> tuple[list[str], set[int], int, list[tuple[int, tuple[str, ...]]]]:
+    """(lines, lines to drop, where the history begins, where each forwarded mail starts with
+    its header lines); see `strip_quoted`."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     bare = [_bare(line) for line in lines]
     drop: set[int] = set()
     cut = len(lines)
+    starts: list[tuple[int, tuple[str, ...]]] = [(0, ())]
     forward_used = not forwarded
     reply_starts = _reply_header_starts("\n".join(line[:500] for line in bare))
 
@@ -278,12 +323,14 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
             continue
         if _FORWARD_MARKER.match(line):
             drop.add(i)
-            i = _drop_header_block(bare, i + 1, drop)
+            start, i = i, _drop_header_block(bare, i + 1, drop)
+            starts.append((start, _headers_between(bare, start + 1, i)))
             continue
         if _opens_header_block(bare, i, reply_starts):
             if not forward_used:
                 forward_used = True
-                i = _drop_header_block(bare, i, drop)
+                start, i = i, _drop_header_block(bare, i, drop)
+                starts.append((start, _headers_between(bare, start, i)))
                 continue
             cut = i
             break
@@ -297,9 +344,11 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
             cut = start
             break
         i += 1
+    return lines, drop, cut, starts
 
-    kept = [lines[n].rstrip() for n in range(cut) if n not in drop]
-    return _tidy("\n".join(kept)).strip("\n")
+
+def _headers_between(bare: list[str], start: int, end: int) -> tuple[str, ...]:
+    return tuple(line for line in bare[start:end] if _HEADER_LINE.match(line))
 
 
 def _bare(line: str) -> str:
