@@ -1,4 +1,4 @@
-"""Never answer our own mail (issue 8, section 3).
+"""Never answer our own mail (issue 8, section 3), and a bounded problem list (section 6).
 
 Our answers come back to us forwarded (Outlook `RV:`, Gmail, iPhone), attached, pasted, or
 returned by a forwarding rule with our headers stripped. Read as a request, the example in
@@ -25,16 +25,18 @@ from botconfig import write_config
 
 from mailbot import config as config_module
 from mailbot.answer.message import build_reply, make_message_id
+from mailbot.answer.plan import problem_rows
 from mailbot.answer.render import Renderer
 from mailbot.answer.samples import sample_context, sample_contexts
 from mailbot.config import LimitsConfig
-from mailbot.model import Request
+from mailbot.model import Problem, Request
 from mailbot.ops.demo import write_demo
 from mailbot.ops.imports import read_keys, read_registry
 from mailbot.read.classify import ignored_reason
-from mailbot.read.extract import read_mail
+from mailbot.read.extract import extract_body, read_mail
 from mailbot.read.mime import parse_mail
 from mailbot.read.own_mail import EXAMPLE_REQUEST, OwnMarks, remove_own_text
+from mailbot.read.problem_cap import MAX_PROBLEMS, cap_problems
 from mailbot.read.text import split_quoted
 from mailbot.ruleset import load_rules
 from mailbot.run.pipeline import run_once
@@ -408,3 +410,59 @@ def test_our_answer_forwarded_back_binds_no_key_and_answers_only_people(tmp_path
     assert len(answers) == 1 + len(with_words)  # the people get "write the five fields" again
     assert all("CÓMO ENVIAR TU SOLICITUD" in a for a in answers)
     assert dict(filed).get("ignored") == len(only_ours)
+
+
+# --- section 6: a bounded list of problems ----------------------------------------------------
+
+def system_lines(count: int) -> str:
+    return "".join(f"Tipo de sistema: Sistema número {n}\n" for n in range(count))
+
+
+def test_three_thousand_bad_lines_give_a_capped_list_with_a_count_of_the_rest(rules):
+    text = system_lines(3000)
+    _, uncapped = extract_body(text, rules, sender=CUSTOMER.addr_spec)
+    assert len(uncapped) > 9000
+    e = read(rules, customer_mail(SUBJECT, text))
+    assert len(e.problems) == MAX_PROBLEMS
+    assert e.problems[:-1] == tuple(uncapped[:MAX_PROBLEMS - 1])
+    summary = e.problems[-1]
+    assert (summary.code, summary.source) == ("too_many_problems", "message")
+    assert summary.detail.startswith(f"{len(uncapped) - (MAX_PROBLEMS - 1):,} more problems "
+                                     f"were left out")
+
+
+def test_the_answer_to_three_thousand_bad_lines_renders_within_the_renderers_cap(rules, renderer):
+    e = read(rules, customer_mail(SUBJECT, system_lines(3000)))
+    context = sample_context("missing_data", rules)
+    context["problems"] = problem_rows(e)
+    rendered = renderer.render("missing_data", context)
+    assert len(rendered.text) < renderer.max_output and len(rendered.html) < renderer.max_output
+    assert rendered.text.count("\n  - ") >= MAX_PROBLEMS
+
+
+def test_problems_about_the_whole_mail_survive_the_cap(rules):
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = CUSTOMER, OURS[0], SUBJECT
+    m.set_content(system_lines(3000))
+    for n in range(2):
+        m.add_attachment(b"x", maintype="application", subtype="pdf", filename=f"f{n}.pdf")
+    e = read_mail(m.as_bytes(), rules, LimitsConfig(max_attachments=1), OURS)[1]
+    codes = [p.code for p in e.problems]
+    assert len(codes) == MAX_PROBLEMS and codes[-1] == "too_many_problems"
+    assert "too_many_attachments" in codes
+
+
+def test_a_mail_within_the_cap_keeps_every_problem(rules):
+    text = system_lines(10)
+    _, uncapped = extract_body(text, rules, sender=CUSTOMER.addr_spec)
+    assert len(uncapped) < MAX_PROBLEMS
+    assert read(rules, customer_mail(SUBJECT, text)).problems == tuple(uncapped)
+
+
+def test_the_cap_holds_even_when_every_problem_says_why_a_part_was_not_read():
+    many = [Problem("too_many_rows", f"sheet {n}", source=f"attachment:{n}.xlsx")
+            for n in range(150)]
+    capped = cap_problems(many)
+    assert len(capped) == MAX_PROBLEMS
+    assert capped[:-1] == many[:MAX_PROBLEMS - 1]
+    assert capped[-1].detail.startswith("51 more problems were left out")

@@ -30,6 +30,7 @@ from mailbot.read.own_mail import (
     own_mail_reason,
     sender_text,
 )
+from mailbot.read.problem_cap import cap_problems
 from mailbot.read.sheets import (
     SPREADSHEET_EXTENSIONS,
     UNSUPPORTED_EXTENSIONS,
@@ -650,4 +651,5 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
             for name in other_files if not name.lower().endswith(".eml")]
     for name in other_files:
         notes.append(f"attachment {name} not read (not a spreadsheet)")
+    steps.problems[:] = cap_problems(steps.problems)  # as requests are capped
     return parsed, extraction(unique, notes)
