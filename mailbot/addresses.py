@@ -5,6 +5,7 @@ disagree about whether two addresses are the same mailbox.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -63,3 +64,67 @@ def ascii_address(addr_spec: str) -> str:
     local, at, domain = str(addr_spec).strip().rpartition("@")
     ascii_domain = normalise_domain(domain) if at else None
     return f"{local}@{ascii_domain}" if ascii_domain else str(addr_spec).strip()
+
+
+# What a reply can be addressed to: RFC 5322 dot-atom in ASCII (the builder writes no quoted
+# strings and no SMTPUTF8 local parts); hostname labels of letters, digits and hyphens.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
+_LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+MAX_LOCAL_PART = 64  # octets, RFC 5321 section 4.5.3.1.1
+MAX_DOMAIN = 253  # octets of the ASCII form, as DNS allows
+MAX_ADDRESS = 254  # a forward path of 256 octets, less its angle brackets
+
+
+class UndeliverableAddress(ValueError):
+    """An address no reply can be sent to; the message says why, for the operator."""
+
+
+def deliverable_parts(addr_spec: str) -> tuple[str, str]:
+    """(local part, ASCII domain) of an address a reply can be sent to, else
+    UndeliverableAddress with the reason.
+
+    The one rule for both sides: the sender checks hold a mail whose From fails it for review
+    up front, and the reply builder writes only what passes it, so the two cannot disagree and
+    a reply is never found unbuildable after the mail was decided. The local part is an ASCII
+    dot-atom of at most 64 octets (no quoted strings: the builder writes none, and many servers
+    refuse them); the domain, after UTS 46 (`normalise_domain`), is a host name of at least two
+    labels of letters, digits and hyphens (no "_", no bare "localhost"), whose last label is not
+    all digits (an address literal in disguise).
+    """
+    text = str(addr_spec).strip()
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain:
+        raise UndeliverableAddress(f"{text!r} is not an address (local-part@domain)")
+    if not _DOT_ATOM.match(local):
+        raise UndeliverableAddress(
+            f"{text!r}: the local part {local!r} is not an ASCII dot-atom (mailbot writes no "
+            "internationalised or quoted local parts)")
+    if len(local) > MAX_LOCAL_PART:
+        raise UndeliverableAddress(
+            f"{text!r}: the local part is longer than {MAX_LOCAL_PART} characters")
+    ascii_domain = normalise_domain(domain)
+    if ascii_domain is None:
+        raise UndeliverableAddress(f"{text!r}: {domain!r} is not a valid domain name")
+    labels = ascii_domain.split(".")
+    if len(labels) < 2:
+        raise UndeliverableAddress(
+            f"{text!r}: {domain!r} is a single name, not a domain of the Internet")
+    bad = next((label for label in labels if not _LDH_LABEL.match(label)), None)
+    if bad is not None:
+        raise UndeliverableAddress(
+            f"{text!r}: the domain label {bad!r} may hold only letters, digits and hyphens")
+    if labels[-1].isdigit():
+        raise UndeliverableAddress(f"{text!r}: {domain!r} is a number, not a domain name")
+    if len(ascii_domain) > MAX_DOMAIN or len(local) + 1 + len(ascii_domain) > MAX_ADDRESS:
+        raise UndeliverableAddress(f"{text!r} is longer than SMTP allows")
+    return local, ascii_domain
+
+
+def undeliverable_reason(addr_spec: str) -> str | None:
+    """Why no reply can be sent to `addr_spec` (see `deliverable_parts`), or None."""
+    try:
+        deliverable_parts(addr_spec)
+    except UndeliverableAddress as exc:
+        return str(exc)
+    return None

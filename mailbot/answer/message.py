@@ -24,7 +24,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
-from mailbot.addresses import normalise_domain
+from mailbot.addresses import deliverable_parts, normalise_domain
 
 if TYPE_CHECKING:  # reply.py needs only the stdlib at run time
     from mailbot.answer.render import Rendered
@@ -40,7 +40,6 @@ MAX_MSG_ID = 250
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
 _MSG_ID = re.compile(rf"<{_DOT_ATOM}@(?:{_DOT_ATOM}|\[[!-Z^-~]*\])>\Z")
-_LOCAL_PART = re.compile(rf"{_DOT_ATOM}\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+\Z")
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -322,9 +321,8 @@ def _ascii_domain(domain: str) -> str:
 
 
 def _address(addr_spec: str, display_name: str = "") -> Address:
-    """An Address from an addr-spec we checked: ASCII dot-atom local part, IDNA domain."""
-    local, at, domain = str(addr_spec).strip().rpartition("@")
-    if not at or not _LOCAL_PART.match(local):
-        raise ValueError(f"invalid e-mail address {addr_spec!r}")
+    """An Address from an addr-spec that passes `deliverable_parts`, the rule the sender
+    checks apply up front (UndeliverableAddress, a ValueError, says why not)."""
+    local, domain = deliverable_parts(addr_spec)
     return Address(display_name=clean_header_text(display_name, 100), username=local,
-                   domain=_ascii_domain(domain))
+                   domain=domain)

@@ -26,7 +26,12 @@ import idna
 from confusable_homoglyphs import categories, confusables
 from publicsuffixlist import PublicSuffixList
 
-from mailbot.addresses import addresses_match, normalise_address, normalise_domain
+from mailbot.addresses import (
+    addresses_match,
+    normalise_address,
+    normalise_domain,
+    undeliverable_reason,
+)
 from mailbot.model import ParsedMail, RuleHit
 
 # Put this in the trusted authserv-ids to trust the topmost Authentication-Results header when
@@ -37,6 +42,7 @@ TOPMOST_WITHOUT_AUTHSERV_ID = "(topmost-without-authserv-id)"
 FROM_HEADERS = "sender_from_headers"
 FROM_MAILBOXES = "sender_from_mailboxes"
 ADDRESS_INVALID = "sender_address_invalid"
+UNDELIVERABLE = "sender_undeliverable"
 DOMAIN_SUSPICIOUS = "sender_domain_suspicious"
 AUTHENTICATED = "sender_authenticated"
 NOT_AUTHENTICATED = "sender_not_authenticated"
@@ -330,7 +336,9 @@ def check_sender(mail: ParsedMail, *, require_authentication: bool,
                  trusted_authserv_ids: Sequence[str]) -> SenderVerdict:
     """Decide whether the From address of `mail` is one keys may be sent to.
 
-    Needs exactly one From header holding exactly one mailbox, a valid and unsuspicious domain,
+    Needs exactly one From header holding exactly one mailbox that a reply can be sent to
+    (`mailbot.addresses.deliverable_parts`, the rule the reply builder applies, checked here
+    once so that no answer is found unbuildable after the decision), an unsuspicious domain,
     and, when `require_authentication`, a trusted DMARC pass for the From domain or a trusted
     DKIM pass whose d= shares the From domain's organisational domain (DMARC relaxed
     alignment). Anything else is not ok, with the reason.
@@ -349,6 +357,10 @@ def check_sender(mail: ParsedMail, *, require_authentication: bool,
     address = normalise_address(raw)
     if address is None:
         return _refuse(None, ADDRESS_INVALID, f"From address {raw!r} is not a usable address")
+    undeliverable = undeliverable_reason(raw)
+    if undeliverable:
+        return _refuse(address, UNDELIVERABLE,
+                       f"no reply can be sent to the From address: {undeliverable}")
     domain = address.rpartition("@")[2]
     suspicion = suspicious_domain(domain)
     if suspicion:

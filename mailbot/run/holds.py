@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from mailbot.addresses import undeliverable_reason
 from mailbot.answer import plan as answer
 from mailbot.decide.sender import FROM_HEADERS, FROM_MAILBOXES, check_sender
 from mailbot.model import ParsedMail, RawMail, RuleHit
@@ -59,8 +60,10 @@ def hold(app: App, conn: Connection, rec: MailRecord, raw: RawMail, parsed: Pars
                                       for h in verdict.hits])
             messages: tuple[answer.Planned, ...] = ()
             if extraction.sender and hit.rule not in (FROM_HEADERS, FROM_MAILBOXES) \
+                    and undeliverable_reason(extraction.sender) is None \
                     and not sender_throttled(app, conn, extraction.sender):
-                # Tell the sender we have it; the answer waits for an operator.
+                # Tell the sender we have it (if a reply can reach them at all); the answer
+                # waits for an operator.
                 messages = (answer.Planned("reply", "under_review", extraction.sender, ()),)
             for planned in messages:
                 queue_message(app, conn, rec, extraction, parsed, planned)
