@@ -19,3 +19,8 @@ class TemplateError(MailbotError):
 
 class ImportError_(MailbotError):
     """A registry or key file that cannot be imported (named to avoid the builtin)."""
+
+
+class StoreError(MailbotError):
+    """The store cannot be used as it is (a damaged file, a full disk): the message names the
+    file and the fix. The failed transaction saved nothing, so every mail is where it was."""

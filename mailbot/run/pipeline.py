@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from mailbot.errors import StoreError
 from mailbot.model import RawMail
 from mailbot.run.alerts import flag_overdue, send_alerts
 from mailbot.run.app import BATCH_SIZE, App, RunReport
@@ -103,6 +104,8 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                     read = readahead.take(raw) if readahead is not None else None
                     rec = decide_mail(app, rec, raw, read)
                     report.decided += 1
+                except StoreError:
+                    raise  # the store cannot be written: the next mails would fail alike
                 except Exception as exc:
                     log.exception("mail %s (%s) could not be decided", rec.reference,
                                   raw.mail_id)
@@ -112,6 +115,8 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                     continue
                 app.hook("after_decision")
             handled.append(rec)
+        except StoreError:
+            raise  # a damaged or full store ends the pass; every mail stays where it is
         except Exception as exc:  # a store or mailbox fault: the mail stays for the next run
             log.exception("mail %s: %s", raw.mail_id, exc)
             report.errors.append(f"{raw.mail_id}: {exc}")
@@ -121,6 +126,8 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     try:
         deliver_due(app, report, mail_ids=ids)
         file_mails(app, ids, report)
+    except StoreError:
+        raise
     except Exception as exc:  # the mails stay in the inbox; the next run finishes them
         log.exception("batch of %d mails: %s", len(ids), exc)
         report.errors.append(f"{len(ids)} mails from {handled[0].reference}: {exc}")

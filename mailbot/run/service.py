@@ -15,6 +15,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mailbot.errors import StoreError
 from mailbot.run.alerts import send_alerts
 from mailbot.run.app import App
 from mailbot.run.pipeline import run_once
@@ -23,12 +24,14 @@ log = logging.getLogger("mailbot.run.service")
 
 
 class Runner:
-    """Runs passes one at a time; remembers an unreachable mailbox so it is alerted once."""
+    """Runs passes one at a time; remembers an unreachable mailbox so it is alerted once, and a
+    store that cannot be written (a full disk, a damaged file) so it is logged once."""
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.lock = threading.Lock()
         self.unreachable = False
+        self.store_fault: str | None = None
 
     def run_pass(self, *, wait: bool = False) -> None:
         """One pass. The schedule skips a tick while a pass runs (wait=False); a wake-up from
@@ -40,24 +43,41 @@ class Runner:
             report = run_once(self.app)
             if self.unreachable:
                 log.info("event=mailbox_reachable_again source=%s", self.app.source.name)
+            if self.store_fault:
+                log.info("event=store_writable_again")
             self.unreachable = False
+            self.store_fault = None
             if report.seen or report.sent:
                 log.info("event=pass seen=%d decided=%d duplicates=%d sent=%d filed=%d failed=%d",
                          report.seen, report.decided, report.duplicates, report.sent,
                          report.filed, report.failed)
+        except StoreError as exc:
+            self._store_failed(exc)
         except Exception as exc:
             self._unreachable(exc)
         finally:
             self.lock.release()
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """Nothing was saved and every mail is where it was: log the fix once (no alert mail:
+        it would go through the same store) and try again each pass, so freeing the disk is
+        all it takes."""
+        if self.store_fault != str(exc):
+            log.error("event=store_unavailable error=%r", str(exc))
+        self.store_fault = str(exc)
 
     def _unreachable(self, exc: Exception) -> None:
         log.error("event=pass_failed error=%r", str(exc))
         if self.unreachable:
             return  # alerted already; keep trying quietly
         self.unreachable = True
-        with self.app.store.transaction() as conn:
-            self.app.store.log_event(conn, "alert", title="Buzón inaccesible",
-                                     detail=f"{self.app.source.name}: {exc}")
+        try:
+            with self.app.store.transaction() as conn:
+                self.app.store.log_event(conn, "alert", title="Buzón inaccesible",
+                                         detail=f"{self.app.source.name}: {exc}")
+        except StoreError as store_exc:
+            self._store_failed(store_exc)
+            return
         try:
             send_alerts(self.app)
             from mailbot.run.app import RunReport

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from mailbot.addresses import ascii_address
 from mailbot.errors import ConfigError
+from mailbot.store.faults import storage_fault
 from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_recipients, requests
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -92,23 +93,36 @@ class Store:
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
-        if self.engine.dialect.name == "sqlite":
-            db = self.engine.url.database
-            if db and db != ":memory:":
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
+            if self.engine.dialect.name == "sqlite":
+                db = self.engine.url.database
+                if db and db != ":memory:":
+                    Path(db).parent.mkdir(parents=True, exist_ok=True)
             with self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.DatabaseError, OSError) as exc:
+            fault = storage_fault(self.engine.url, exc)
+            if fault is not None:
+                raise fault from None
+            if isinstance(exc, OSError):
+                raise
             raise ConfigError(f"[store] cannot open {self.engine.url!r}: {exc.orig}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """One atomic unit of work; a damaged or full store raises StoreError (store.faults)
+        naming the file and the fix, and the unit is rolled back whole."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            fault = storage_fault(self.engine.url, exc)
+            if fault is None:
+                raise
+            raise fault from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -567,9 +581,12 @@ def _hits_json(hits: Sequence[Any]) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL, so readers never wait for the writer; synchronous=FULL, so a commit is on the disk
+    when it returns: in WAL mode NORMAL syncs only at checkpoints, and a power cut could undo a
+    decision whose reply the SMTP server already took (the next run would answer again)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

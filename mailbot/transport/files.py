@@ -18,6 +18,7 @@ Delivery is idempotent by Message-ID: the outbox may retry after a crash between
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -28,11 +29,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailbot.transport.seams import TemporaryDeliveryError
+from mailbot.transport.seams import SinkUnavailable, TemporaryDeliveryError
 
 Clock = Callable[[], datetime]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+# Faults of the folder itself, not of one reply: no retry fixes them, an operator does.
+_FOLDER_FAULTS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EROFS: "the file system is read-only",
+                  errno.EACCES: "this user may not write there",
+                  errno.EPERM: "this user may not write there"}
 _MAX_ID_CHARS = 120
 
 
@@ -92,6 +98,14 @@ class FileSink:
             _write_atomically(self.path / f"{stem}.eml", message)
             _fsync_directory(self.path)
         except OSError as exc:
+            problem = _FOLDER_FAULTS.get(exc.errno or 0)
+            if problem is not None:
+                # Every reply would fail alike: stop the batch, keep each reply queued with its
+                # attempts unspent (a half-written file was removed), and say what to fix.
+                raise SinkUnavailable(
+                    f"cannot write replies into {self.path}: {problem} ({exc.strerror}); fix: "
+                    "free space there or make it writable (or set [sink] path); the replies "
+                    "stay queued and go out on the next run") from exc
             raise TemporaryDeliveryError(
                 f"cannot write reply {message_id} into {self.path}: {exc.strerror or exc}") from exc
 
