@@ -7,15 +7,19 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailbot import __version__
 from mailbot import config as config_module
 from mailbot.config import Config
-from mailbot.errors import MailbotError
+from mailbot.errors import MailbotError, TemplateError
 from mailbot.ops import logsetup
 from mailbot.ops.cli_review import add_review_commands
 from mailbot.ops.cli_users import add_users_commands
 from mailbot.ops.web.serve import add_web_command
+
+if TYPE_CHECKING:
+    from mailbot.run.app import App
 
 EXIT_USER_ERROR = 2
 
@@ -78,12 +82,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     app = open_app(config)
     try:
+        refuse_broken_templates(app)
         if args.once:
             report = run_once(app)
             print(f"mailbot: {report.seen} mail(s) seen, {report.decided} decided, "
                   f"{report.duplicates} duplicate(s), {report.sent} message(s) sent, "
                   f"{report.filed} filed, {report.failed} failed delivery")
-            for err in report.errors:
+            for err in dict.fromkeys(report.errors):  # the same fault twice is one line
                 print(f"mailbot: error: {err}", file=sys.stderr)
             return 1 if report.errors else 0
         from mailbot.run.service import serve
@@ -93,6 +98,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         app.source.close()
         app.sink.close()
         app.store.close()
+
+
+def refuse_broken_templates(app: App) -> None:
+    """A template that does not compile would fail every mail that needs it, three times each,
+    into quarantine: `run` does not start with one (TemplateError naming it and its line)."""
+    errors = app.renderer.check(app.rules)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise TemplateError(f"{errors[0]}{more}; fix the template (`mailbot templates check` "
+                            "lists every error), then start mailbot again")
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from mailbot.ops.retry import retry
+    from mailbot.ops.review_actions import default_operator
+    from mailbot.run.wiring import open_app
+
+    app = open_app(_config(args))
+    try:
+        result = retry(app, args.reference, operator=args.operator or default_operator())
+    finally:
+        app.source.close()
+        app.sink.close()
+        app.store.close()
+    cause = f" (it failed with: {result.previous_error})" if result.previous_error else ""
+    print(f"{result.reference}: back in the inbox as {result.mail_id}{cause}; the next pass "
+          "decides it again")
+    return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -320,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
 
     add_review_commands(sub, parents=[common])
+
+    p = add("retry", cmd_retry, "decide a quarantined mail (folder failed) again once its cause "
+                                "is fixed: it goes back to the inbox for the next pass")
+    p.add_argument("reference", help="the mail's reference, e.g. CLV-000042")
+    p.add_argument("--operator", help="who decides the retry (default: $MAILBOT_OPERATOR, "
+                                      "else the OS user)")
     add_users_commands(sub, parents=[common])
     add_web_command(sub, parents=[common])
 

@@ -9,7 +9,8 @@ reconnecting) are the only ones that import imapclient. What they guarantee to t
   an id from an older UIDVALIDITY (the UID may now name another mail; the pipeline
   de-duplicates the re-listed mails by content); `file_many()` does the same for many mails
   with one UID MOVE (or one COPY + STORE + EXPUNGE); `append_sent_many()` copies many replies
-  to Sent with one MULTIAPPEND;
+  to Sent with one MULTIAPPEND; `restore()` brings a filed mail back (`mailbot retry`), the
+  folder's copy deleted only once the inbox's is there;
 - dropped connections (network, `doveadm kick`, server restart, read timeout) are reconnected
   with exponential backoff; a mailbox that stays unreachable raises `MailboxUnreachable` once,
   for the caller to alert operators, instead of looping.
@@ -152,6 +153,41 @@ class ImapSource:
         for validity, uids in by_validity.items():
             self._run(f"file {len(uids)} mails into {target}",
                       lambda s, v=validity, u=uids: self._file(s, v, u, target))
+
+    def restore(self, mail_id: str, folder: str, *, size: int, matches: Callable[[bytes], bool],
+                record: Callable[[str], None]) -> str:
+        """`seams.Source.restore`. UIDs name mails of one folder, so the mail is found by size
+        and content. It is APPENDed to the inbox flagged \\Deleted, which `fetch_new` skips,
+        so no pass sees it before `record` has the store know its UID; then the flag comes
+        off, and only then is the folder's copy deleted (a crash leaves a copy, never none).
+        `mail_id` is not used: it named the mail in the inbox before it was filed."""
+        if folder not in self._folders:
+            raise ValueError(f"unknown folder {folder!r}; expected one of {seams.FOLDERS}")
+        target = self._folders[folder]
+        return self._run(f"restore a mail from {target}",
+                         lambda s: self._restore(s, target, size, matches, record))
+
+    def original(self, mail_id: str, folder: str | None, *, size: int,
+                 matches: Callable[[bytes], bool]) -> bytes:
+        """`seams.Source.original`: found by size and content (a filed mail's UID in its
+        folder is not known), fetched with BODY.PEEK so its flags stay as they were."""
+        if folder is not None and folder not in self._folders:
+            raise ValueError(f"unknown folder {folder!r}; expected one of {seams.FOLDERS}")
+        target = self.config.inbox if folder is None else self._folders[folder]
+        return self._run(f"read a mail in {target}",
+                         lambda s: self._original(s, target, size, matches))
+
+    def _original(self, s: Session, target: str, size: int,
+                  matches: Callable[[bytes], bool]) -> bytes:
+        self._open(s, target)
+        try:
+            found = _find(s, size, matches, deleted=False)
+        finally:
+            self._select(s)
+        if found is None:
+            raise seams.MailNotFound(f"{self.name}: no mail of {size} bytes with that content "
+                                     f"in {target!r}")
+        return found[1]
 
     def close(self) -> None:
         for session in (self._main, self._watch):
@@ -402,6 +438,56 @@ class ImapSource:
         else:
             client.expunge()  # also removes mails others flagged \Deleted: they meant that
 
+    def _restore(self, s: Session, target: str, size: int, matches: Callable[[bytes], bool],
+                 record: Callable[[str], None]) -> str:
+        self._select(s)
+        back = _find(s, size, matches, deleted=False)  # moved back by hand already?
+        if back is None:
+            self._open(s, target)
+            original = _find(s, size, matches, deleted=False)
+            if original is None:
+                self._select(s)
+                raise seams.MailNotFound(f"{self.name}: no mail of {size} bytes with that "
+                                         f"content in {target!r} nor in the inbox")
+            _, data, when = original
+            s.client.append(self._server_name(s, self.config.inbox), data, flags=(DELETED,),
+                            msg_time=when)
+            self._select(s)
+            back = _find(s, size, matches, deleted=True)
+            if back is None:
+                raise MailboxError(f"{self.name}: the copy appended to the inbox is not there "
+                                   "with the same content")
+            try:
+                record(f"{s.uidvalidity}:{back[0]}")
+            except BaseException:
+                if "UIDPLUS" in s.caps:  # else it stays flagged \Deleted: invisible
+                    s.client.uid_expunge([back[0]])
+                raise
+            s.client.remove_flags([back[0]], [DELETED], silent=True)
+        else:
+            record(f"{s.uidvalidity}:{back[0]}")
+        new_id = f"{s.uidvalidity}:{back[0]}"
+        self._open(s, target)
+        original = _find(s, size, matches, deleted=False)
+        if original is not None:
+            s.client.add_flags([original[0]], [DELETED], silent=True)
+            if "UIDPLUS" in s.caps:
+                s.client.uid_expunge([original[0]])
+            else:
+                s.client.expunge()
+        self._select(s)
+        return new_id
+
+    def _open(self, s: Session, folder: str) -> None:
+        """Select another folder than the inbox (the next inbox operation selects it again)."""
+        s.selected = False
+        try:
+            s.client.select_folder(self._server_name(s, folder))
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            raise MailboxError(f"cannot select {folder!r}: {exc}") from exc
+
     def _idle(self, s: Session, deadline: float) -> bool:
         if "IDLE" not in s.caps:
             return False
@@ -563,6 +649,22 @@ def _groups(messages: Sequence[bytes], count: int, size: int) -> Iterator[Sequen
         total += len(message)
     if group:
         yield group
+
+
+def _find(s: Session, size: int, matches: Callable[[bytes], bool], *,
+          deleted: bool) -> tuple[int, bytes, object] | None:
+    """(UID, bytes, INTERNALDATE) of the newest mail of the selected folder of `size` bytes
+    whose content `matches`, flagged \\Deleted or not."""
+    uids = s.client.search(["DELETED" if deleted else "UNDELETED", "LARGER", str(size - 1),
+                            "SMALLER", str(size + 1)])
+    if not uids:
+        return None
+    found = s.client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+    for uid in sorted(found, reverse=True):
+        data = found[uid].get(b"BODY[]")
+        if data is not None and matches(bytes(data)):
+            return uid, bytes(data), found[uid].get(b"INTERNALDATE")
+    return None
 
 
 def _parse_mail_id(mail_id: str) -> tuple[int, int]:

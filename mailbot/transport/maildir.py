@@ -7,11 +7,11 @@ Handled mails are moved, byte for byte, into Maildir++ sub-folders (`.processed`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mailbot.model import RawMail
-from mailbot.transport.seams import FOLDERS
+from mailbot.transport.seams import FOLDERS, MailNotFound
 
 
 class MaildirSource:
@@ -22,11 +22,16 @@ class MaildirSource:
         for sub in ("cur", "new", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
-    def _entries(self) -> dict[str, Path]:
-        """Mail key (file name without the `:2,flags` info) -> path, for new/ and cur/."""
+    def _entries(self, box: Path | None = None) -> dict[str, Path]:
+        """Mail key (file name without the `:2,flags` info) -> path, for new/ and cur/ of the
+        inbox (or of the folder `box`)."""
         out = {}
         for sub in ("new", "cur"):
-            for entry in os.scandir(self.root / sub):
+            try:
+                entries = list(os.scandir((box or self.root) / sub))
+            except FileNotFoundError:  # a folder nothing was filed into yet
+                continue
+            for entry in entries:
                 if entry.is_file() and not entry.name.startswith("."):
                     out[entry.name.split(":", 1)[0]] = Path(entry.path)
         return out
@@ -59,7 +64,62 @@ class MaildirSource:
         for sub in ("cur", "new", "tmp"):
             (target / sub).mkdir(parents=True, exist_ok=True)
         (target / "maildirfolder").touch()
-        os.replace(path, target / "cur" / path.name)
+        try:
+            os.replace(path, target / "cur" / path.name)
+        except FileNotFoundError:
+            return  # another run filed it meanwhile: as idempotent as above
+
+    def restore(self, mail_id: str, folder: str, *, size: int, matches: Callable[[bytes], bool],
+                record: Callable[[str], None]) -> str:
+        """`seams.Source.restore`: the file goes back to the inbox's cur/ under its own name
+        (so its key, the mail id, stays the same unless someone renamed it)."""
+        if folder not in FOLDERS:
+            raise ValueError(f"unknown folder {folder!r}")
+        in_inbox = _find(self._entries(), mail_id, size, matches)
+        if in_inbox is not None:  # moved back by hand
+            key = in_inbox.name.split(":", 1)[0]
+            record(key)
+            return key
+        path = _find(self._entries(self.root / f".{folder}"), mail_id, size, matches)
+        if path is None:
+            raise MailNotFound(f"{self.name}: mail {mail_id} is neither in .{folder} nor in "
+                               "the inbox")
+        key = path.name.split(":", 1)[0]
+        record(key)
+        os.replace(path, self.root / "cur" / path.name)
+        return key
+
+    def original(self, mail_id: str, folder: str | None, *, size: int,
+                 matches: Callable[[bytes], bool]) -> bytes:
+        """`seams.Source.original`: read, never moved; looked for in the inbox too, where a
+        mail waits until it is filed."""
+        if folder is not None and folder not in FOLDERS:
+            raise ValueError(f"unknown folder {folder!r}")
+        boxes = [self.root] if folder is None else [self.root / f".{folder}", self.root]
+        for box in boxes:
+            path = _find(self._entries(box), mail_id, size, matches)
+            try:
+                data = path.read_bytes() if path is not None else None
+            except FileNotFoundError:  # filed or restored meanwhile
+                data = None
+            if data is not None and matches(data):
+                return data
+        raise MailNotFound(f"{self.name}: mail {mail_id} is neither in "
+                           f"{'.' + folder if folder else 'the inbox'} nor in the inbox")
 
     def close(self) -> None:
         pass
+
+
+def _find(entries: dict[str, Path], mail_id: str, size: int,
+          matches: Callable[[bytes], bool]) -> Path | None:
+    """The entry named `mail_id`, else one of `size` bytes whose content `matches`."""
+    if mail_id in entries:
+        return entries[mail_id]
+    for path in entries.values():
+        try:
+            if path.stat().st_size == size and matches(path.read_bytes()):
+                return path
+        except FileNotFoundError:
+            continue
+    return None

@@ -7,9 +7,10 @@ The store (`mailbot.store.database`) is one SQLAlchemy implementation over SQLit
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
+from mailbot.errors import MailbotError
 from mailbot.model import FAILED, FOLDERS, IGNORED, PROCESSED, RawMail
 from mailbot.model import REVIEW_FOLDER as REVIEW
 
@@ -32,7 +33,30 @@ class Source(Protocol):
         """
         ...
 
+    def restore(self, mail_id: str, folder: str, *, size: int, matches: Callable[[bytes], bool],
+                record: Callable[[str], None]) -> str:
+        """Move a filed mail from `folder` back into the inbox, so a pass reads it again
+        (`mailbot retry`); returns its id in the inbox, which may differ from `mail_id` (IMAP
+        gives it a new UID).
+
+        The mail is found by `mail_id` where the id still names it, else by its `size` and
+        content (`matches`); one already back in the inbox (moved there by hand) is found
+        there. `record(new_id)` is called before the mail becomes visible to `fetch_new`, so
+        the store knows it under its new id before any pass can see it. Raises MailNotFound.
+        """
+        ...
+
+    def original(self, mail_id: str, folder: str | None, *, size: int,
+                 matches: Callable[[bytes], bool]) -> bytes:
+        """The bytes of a mail, left where it is (the console shows them): in `folder`, or in
+        the inbox when `folder` is None, found as `restore` finds it. Raises MailNotFound."""
+        ...
+
     def close(self) -> None: ...
+
+
+class MailNotFound(MailbotError):
+    """The mail to restore is neither in its folder nor in the inbox."""
 
 
 class DeliveryError(Exception):
