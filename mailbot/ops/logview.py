@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from mailbot.business_hours import DEFAULT_TIMEZONE
 from mailbot.errors import MailbotError
 from mailbot.model import DOCUMENTS_NEEDED, ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, UNLOCKED
-from mailbot.ops.review_actions import REJECTED
+from mailbot.ops.review_actions import CLOSED_UNANSWERED, REJECTED
 from mailbot.ops.timefmt import operator_time
 from mailbot.store import Store, processing_log, reviews
 
@@ -20,7 +20,7 @@ from mailbot.store import Store, processing_log, reviews
 # one word when none was decided: the plans of mailbot.answer.plan and mailbot.run.holds, and
 # the duplicates and quarantined mails of mailbot.run.record.
 REQUEST_OUTCOMES: tuple[str, ...] = (ISSUED, NOT_ELIGIBLE, REVIEW, PENDING, UNLOCKED,
-                                     DOCUMENTS_NEEDED, REJECTED)
+                                     DOCUMENTS_NEEDED, REJECTED, CLOSED_UNANSWERED)
 MAIL_OUTCOMES: tuple[str, ...] = ("incomplete", "ignored", "not_a_request", "sender_check",
                                   "throttled", "too_large", "duplicate", "quarantined")
 OUTCOMES: tuple[str, ...] = REQUEST_OUTCOMES + MAIL_OUTCOMES

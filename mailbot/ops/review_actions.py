@@ -15,11 +15,19 @@ not read) is one line and changes nothing.
 - reject: sends the chosen template, with the operator's note, to the sender.
 - edit: corrects what was read (serial, system, contact_email, company, contact_name) and runs
   the rules again; the new decision may answer (the task is `resolved`) or stay in review.
+- close_without_answer: for a mail that asked for nothing, or a task an operator decides needs
+  no answer: closed, recorded, nothing sent. assign: an operator takes the task (informational).
+
+Two operators acting on one task at once: each action first takes the task (`reviews.take`, a
+conditional UPDATE that holds its row) and closes it only while it is open; exactly one wins and
+the other raises TaskTaken, its whole transaction rolled back. `deliver=False` (the console,
+which never sends mail) leaves the replies queued for the running service.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import getpass
 import json
 import os
@@ -48,10 +56,29 @@ REJECTION_TEMPLATES = ("review_rejected", "unlock_rejected", "not_eligible", "mi
                        "unlock_missing_data")
 EDITABLE = ("serial", "system", "contact_email", "company", "contact_name")
 REJECTED = "rejected"  # a request's outcome after an operator rejected it
+CLOSED_UNANSWERED = "closed"  # a request's outcome after an operator closed it without an answer
+LOADED = "review_loaded"  # the App hook's point: the task is taken and read, nothing written yet
 
 
 class ReviewError(MailbotError):
-    """An operator's action that cannot be done as asked; nothing was changed."""
+    """An operator's action that cannot be done as asked; nothing was changed. `code` names the
+    case for the console, which words it in the operator's language."""
+
+    def __init__(self, message: str, code: str = "refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TaskNotFound(ReviewError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "not_found")
+
+
+class TaskTaken(ReviewError):
+    """Another action closed the task first (or did so while this one waited for it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "taken")
 
 
 @dataclass(frozen=True)
@@ -75,7 +102,8 @@ def default_operator() -> str:
 
 # --- actions -------------------------------------------------------------------------------------
 
-def approve(app: App, task_id: int, *, operator: str, note: str | None = None) -> ActionResult:
+def approve(app: App, task_id: int, *, operator: str, note: str | None = None,
+            deliver: bool = True) -> ActionResult:
     with app.store.transaction() as conn:
         task, rec, reading = _load(app, conn, task_id)
         if task.kind == "unlock":
@@ -85,27 +113,29 @@ def approve(app: App, task_id: int, *, operator: str, note: str | None = None) -
         elif task.kind in (review.SENDER, review.THROTTLED):
             result = _approve_held_mail(app, conn, task, rec, reading, operator)
         else:  # unrecognised, too large: the rules answer nothing
-            reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=app.now())
+            _close(conn, task, reviews.APPROVED, operator=operator, now=app.now())
             result = ActionResult(task.id, reviews.APPROVED, (),
                                   "closed without an answer (the rules send none for this mail)")
         reviews.record(conn, task.id, "approve", operator, app.now(), note=note,
                       changes={"status": result.status, "summary": result.summary,
                                "messages": [f"{t} to {to}" for t, to in result.messages]})
-    deliver_due(app, RunReport())
+    if deliver:
+        deliver_due(app, RunReport())
     return result
 
 
-def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -> ActionResult:
+def reject(app: App, task_id: int, *, template: str, note: str, operator: str,
+           deliver: bool = True) -> ActionResult:
     if template not in REJECTION_TEMPLATES:
         raise ReviewError(f"--template {template!r} is not a rejection template; use one of "
-                          f"{', '.join(REJECTION_TEMPLATES)}")
+                          f"{', '.join(REJECTION_TEMPLATES)}", "bad_value")
     with app.store.transaction() as conn:
         task, rec, reading = _load(app, conn, task_id)
         extraction = reading.extraction
         to = extraction.sender
         if not to:
             raise ReviewError(f"task #{task.id}: the mail has no usable sender address to answer; "
-                              f"close it with `mailbot review approve {task.id}`")
+                              f"close it with `mailbot review approve {task.id}`", "no_sender")
         now = app.now()
         extra: dict[str, Any] = {"note": note}
         rows: tuple[dict[str, Any], ...] = ()
@@ -121,7 +151,7 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -
         if template == "unlock_rejected" or task.kind == "unlock":
             if request is None:
                 raise ReviewError(f"task #{task.id} is not about an unlock request; use "
-                                  "--template review_rejected")
+                                  "--template review_rejected", "not_an_unlock")
             facts: dict[str, Any] = {"identify_help": _identify_help(app)}
             if task.unlock is not None:
                 entry = ledger.entry(conn, task.unlock)
@@ -134,22 +164,24 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str) -
             extra["kind_title"] = ""
         planned = answer.Planned("reply", template, to, rows, extra)
         queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
-        reviews.close(conn, task.id, reviews.REJECTED, operator=operator, now=now)
+        _close(conn, task, reviews.REJECTED, operator=operator, now=now)
         reviews.record(conn, task.id, "reject", operator, now, note=note,
                       changes={"template": template, "to": to})
-    deliver_due(app, RunReport())
+    if deliver:
+        deliver_due(app, RunReport())
     return ActionResult(task.id, reviews.REJECTED, ((template, to),),
                         f"{template} sent to {to}")
 
 
 def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
-         note: str | None = None) -> ActionResult:
+         note: str | None = None, deliver: bool = True) -> ActionResult:
     values = _read_changes(app, changes)
     with app.store.transaction() as conn:
         task, rec, reading = _load(app, conn, task_id)
         if task.request is None:
             raise ReviewError(f"task #{task.id} is about the whole mail ({task.kind}: "
-                              f"{task.reason}), not one request; approve or reject it")
+                              f"{task.reason}), not one request; approve or reject it",
+                              "whole_mail")
         now = app.now()
         row = _request_row(app, conn, task.request)
         old = _request(row)
@@ -158,7 +190,7 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
                 if getattr(old, k) != getattr(new, k)}
         if not diff:
             raise ReviewError(f"task #{task.id}: nothing changes ({', '.join(values)} already "
-                              "read that way)")
+                              "read that way)", "nothing_changes")
         said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
         edit_hit = RuleHit("review.edit", f"{operator} corrected {said}; the rules ran again")
         requester = reading.extraction.sender
@@ -197,13 +229,50 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
         else:
             messages = _answer(app, conn, rec, reading, row.id, decision, pool)
             reviews.update(conn, task.id, unlock=entry_id)
-            reviews.close(conn, task.id, reviews.RESOLVED, operator=operator, now=now)
+            _close(conn, task, reviews.RESOLVED, operator=operator, now=now)
             changes_out["messages"] = [f"{t} to {to}" for t, to in messages]
             reviews.record(conn, task.id, "edit", operator, now, note=note, changes=changes_out)
             result = ActionResult(task.id, reviews.RESOLVED, messages,
                                   f"corrected {said}; the rules decided: {decision.outcome}")
-    deliver_due(app, RunReport())
+    if deliver:
+        deliver_due(app, RunReport())
     return result
+
+
+def close_without_answer(app: App, task_id: int, *, operator: str,
+                         note: str | None = None) -> ActionResult:
+    """Close a task with no answer to anyone: a mail that asked for nothing, or one an operator
+    decides needs none. Its request (if any) is recorded as closed; an unlock is not counted."""
+    with app.store.transaction() as conn:
+        task, rec, _reading = _load(app, conn, task_id)
+        now = app.now()
+        said = f"closed without an answer by {operator}" + (f": {note}" if note else "")
+        if task.request is not None:
+            row = _request_row(app, conn, task.request)
+            app.store.correct_request(conn, row.id, _request(row), outcome=CLOSED_UNANSWERED,
+                                      hits=(*_hits(row), RuleHit("review.close", said)),
+                                      key_id=row.key, recipient=row.recipient)
+        if task.unlock is not None:
+            unlock_flow.reject(conn, task.unlock, operator=operator, now=now,
+                               note=f"closed without an answer{': ' + note if note else ''}")
+        notes = app.store.mail_notes(conn, rec.id)
+        notes.append(said)
+        app.store.update_mail(conn, rec.id, notes=notes)
+        _close(conn, task, reviews.CLOSED, operator=operator, now=now)
+        reviews.record(conn, task.id, "close", operator, now, note=note,
+                       changes={"status": reviews.CLOSED})
+    return ActionResult(task.id, reviews.CLOSED, (), "closed without an answer")
+
+
+def assign(app: App, task_id: int, *, operator: str) -> ActionResult:
+    """`operator` takes an open task, so the others see who works it; it changes no decision."""
+    with app.store.transaction() as conn:
+        task, _rec, _reading = _load(app, conn, task_id)
+        if not reviews.assign(conn, task.id, operator):
+            raise TaskTaken(f"task #{task.id} is no longer open")
+        reviews.record(conn, task.id, "assign", operator, app.now(),
+                       changes={"assigned_to": [task.assigned_to, operator]})
+    return ActionResult(task.id, reviews.OPEN, (), f"assigned to {operator}")
 
 
 # --- approve, by kind ----------------------------------------------------------------------------
@@ -244,7 +313,7 @@ def _approve_unlock(app: App, conn: Connection, task: reviews.Task, rec: MailRec
         {"unlock": answer.unlock_context(decision),
          "reference": ledger.reference_of(conn, entry)})
     queue_message(app, conn, rec, reading.extraction, None, planned, references=reading.references)
-    reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=now)
+    _close(conn, task, reviews.APPROVED, operator=operator, now=now)
     return ActionResult(task.id, reviews.APPROVED, (("unlocked", to),),
                         f"unlock {entry.number} of {request.serial} approved; confirmation "
                         f"sent to {to}")
@@ -266,11 +335,12 @@ def _approve_free_update(app: App, conn: Connection, task: reviews.Task, rec: Ma
     if decision.outcome == REVIEW:
         raise ReviewError(f"task #{task.id}: the rules still cannot answer it: "
                           f"{decision.hits[-1].reason}; correct what was read with `mailbot "
-                          f"review edit {task.id} FIELD=VALUE`, fix the registry, or reject it")
+                          f"review edit {task.id} FIELD=VALUE`, fix the registry, or reject it",
+                          "rules_cannot_answer")
     decision = dataclasses.replace(decision,
                                    hits=(RuleHit("review.approve", said), *decision.hits))
     messages = _answer(app, conn, rec, reading, row.id, decision, pool)
-    reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=app.now())
+    _close(conn, task, reviews.APPROVED, operator=operator, now=app.now())
     return ActionResult(task.id, reviews.APPROVED, messages,
                         f"{request.serial}: {decision.outcome}; "
                         + "; ".join(f"{t} to {to}" for t, to in messages))
@@ -287,7 +357,7 @@ def _approve_held_mail(app: App, conn: Connection, task: reviews.Task, rec: Mail
     notes = app.store.mail_notes(conn, rec.id)
     notes.append(f"approved by {operator}: decided by the rules ({plan.outcome})")
     app.store.update_mail(conn, rec.id, outcome=plan.outcome, notes=notes)
-    reviews.close(conn, task.id, reviews.APPROVED, operator=operator, now=app.now())
+    _close(conn, task, reviews.APPROVED, operator=operator, now=app.now())
     messages = tuple((m.template, m.to) for m in plan.messages)
     return ActionResult(task.id, reviews.APPROVED, messages,
                         f"{rec.reference} decided by the rules: {plan.outcome} "
@@ -312,16 +382,30 @@ def _answer(app: App, conn: Connection, rec: MailRecord, reading: Reading, reque
 # --- helpers -------------------------------------------------------------------------------------
 
 def _load(app: App, conn: Connection, task_id: int) -> tuple[reviews.Task, MailRecord, Reading]:
+    """Take the task (held until this transaction ends) and read it; TaskTaken when it is
+    closed, by an earlier action or by the one this transaction waited for."""
+    taken = reviews.take(conn, task_id)
     task = reviews.get(conn, task_id)
     if task is None:
-        raise ReviewError(f"no review task #{task_id}; see `mailbot review list --all`")
-    if task.status != reviews.OPEN:
+        raise TaskNotFound(f"no review task #{task_id}; see `mailbot review list --all`")
+    if not taken or task.status != reviews.OPEN:
         when = (f" on {operator_time(task.closed_at, app.calendar().tz)}" if task.closed_at
                 else "")
-        raise ReviewError(f"task #{task.id} is already {task.status} (by {task.closed_by}"
-                          f"{when}); see `mailbot review show {task.id}`")
+        raise TaskTaken(f"task #{task.id} is already {task.status} (by {task.closed_by}"
+                        f"{when}); see `mailbot review show {task.id}`")
     rec = app.store.get_mail(conn, task.mail)
-    return task, rec, Reading.from_json(task.snapshot["reading"])
+    reading = Reading.from_json(task.snapshot["reading"])
+    app.hook(LOADED)
+    return task, rec, reading
+
+
+def _close(conn: Connection, task: reviews.Task, status: str, *, operator: str,
+           now: dt.datetime) -> None:
+    """Close the task only while it is open; otherwise another action won and this one rolls
+    back (the exception leaves the transaction)."""
+    if not reviews.close(conn, task.id, status, operator=operator, now=now):
+        raise TaskTaken(f"task #{task.id} was closed by another action meanwhile; see "
+                        f"`mailbot review show {task.id}`")
 
 
 def _request_row(app: App, conn: Connection, request_id: int | None) -> Any:
@@ -342,33 +426,34 @@ def _read_changes(app: App, changes: Mapping[str, str]) -> dict[str, str]:
     """FIELD=VALUE pairs read the way the pipeline reads a request; one line per mistake."""
     if not changes:
         raise ReviewError(f"nothing to edit; write FIELD=VALUE with FIELD one of "
-                          f"{', '.join(EDITABLE)}")
+                          f"{', '.join(EDITABLE)}", "nothing_changes")
     values: dict[str, str] = {}
     for field_name, raw in changes.items():
         value = raw.strip()
         if field_name not in EDITABLE:
             raise ReviewError(f"{field_name!r} cannot be edited; FIELD is one of "
-                              f"{', '.join(EDITABLE)}")
+                              f"{', '.join(EDITABLE)}", "bad_value")
         if field_name == "serial":
             serial = normalise_serial(value)
             if serial is None:
                 raise ReviewError(f"serial={raw!r} is not a serial (four groups of four letters "
-                                  "or digits, e.g. AAAA-BBBB-CCCC-DDDD)")
+                                  "or digits, e.g. AAAA-BBBB-CCCC-DDDD)", "bad_value")
             values[field_name] = serial
         elif field_name == "system":
             name, why = SystemMatcher(app.rules.catalogue).explain(value)
             if name is None:
                 raise ReviewError(f"system={raw!r} is not in the catalogue ({why}); systems: "
-                                  f"{', '.join(app.rules.catalogue.names)}")
+                                  f"{', '.join(app.rules.catalogue.names)}", "bad_value")
             values[field_name] = name
         elif field_name == "contact_email":
             address = parse_email(value)
             if address is None:
-                raise ReviewError(f"contact_email={raw!r} is not one e-mail address")
+                raise ReviewError(f"contact_email={raw!r} is not one e-mail address",
+                                  "bad_value")
             values[field_name] = address
         else:
             if not value:
-                raise ReviewError(f"{field_name} must not be empty")
+                raise ReviewError(f"{field_name} must not be empty", "bad_value")
             values[field_name] = value
     return values
 

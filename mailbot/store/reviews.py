@@ -2,7 +2,13 @@
 
 What a task is and when it is due is `mailbot.run.review`'s business; this module only reads and
 writes rows. Statuses: `open`; `approved` and `rejected` (an operator's decision); `resolved`
-(after an operator's edit the rules decided it themselves).
+(after an operator's edit the rules decided it themselves); `closed` (an operator closed it
+without an answer).
+
+Two operators may act on one task at once (the console, the CLI): an action first `take`s the
+task, a conditional UPDATE that holds the task's row until the action commits and finds it only
+while it is open, and `close` is conditional on `open` too; exactly one action wins, the other
+is told and rolls back whole.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ OPEN = "open"
 APPROVED = "approved"
 REJECTED = "rejected"
 RESOLVED = "resolved"
-STATUSES = (OPEN, APPROVED, REJECTED, RESOLVED)
+CLOSED = "closed"  # closed by an operator without an answer
+STATUSES = (OPEN, APPROVED, REJECTED, RESOLVED, CLOSED)
 
 BOT = "mailbot"  # the operator name of what the bot itself does to a task
 
@@ -47,13 +54,14 @@ class Task:
     reference: str
     sender: str | None
     subject: str
+    assigned_to: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
         return cls(row.id, row.mail, row.request, row.unlock, row.kind, row.reason,
                    row.reason_text, row.status, row.due_at, json.loads(row.snapshot or "{}"),
                    row.created_at, row.closed_at, row.closed_by, row.overdue_alerted_at,
-                   row.reference or "", row.sender, row.subject or "")
+                   row.reference or "", row.sender, row.subject or "", row.assigned_to)
 
     def overdue(self, now: dt.datetime) -> bool:
         return self.status == OPEN and self.due_at <= now
@@ -92,11 +100,37 @@ def update(conn: Connection, task_id: int, **values: Any) -> None:
     conn.execute(reviews.update().where(reviews.c.id == task_id).values(**values))
 
 
+def take(conn: Connection, task_id: int) -> bool:
+    """Lock an open task for this transaction: True when it is open (and now held until the
+    transaction ends), False when it is gone or closed.
+
+    An UPDATE that changes nothing still takes the row's write lock (PostgreSQL) or the
+    database's (SQLite), so a second action on the task waits here and then finds it closed:
+    nothing it reads before deciding can be stale.
+    """
+    taken = conn.execute(reviews.update()
+                         .where(reviews.c.id == task_id, reviews.c.status == OPEN)
+                         .values(status=reviews.c.status))
+    return taken.rowcount == 1
+
+
 def close(conn: Connection, task_id: int, status: str, *, operator: str,
-          now: dt.datetime) -> None:
-    assert status in (APPROVED, REJECTED, RESOLVED)
-    conn.execute(reviews.update().where(reviews.c.id == task_id).values(
-        status=status, closed_at=now, closed_by=operator))
+          now: dt.datetime) -> bool:
+    """open -> `status`, only while open: False (nothing changed) when another action closed
+    it first; the caller must then roll its transaction back."""
+    assert status in (APPROVED, REJECTED, RESOLVED, CLOSED)
+    closed = conn.execute(reviews.update()
+                          .where(reviews.c.id == task_id, reviews.c.status == OPEN)
+                          .values(status=status, closed_at=now, closed_by=operator))
+    return closed.rowcount == 1
+
+
+def assign(conn: Connection, task_id: int, operator: str) -> bool:
+    """An open task is taken by `operator`; False when it is not open."""
+    done = conn.execute(reviews.update()
+                        .where(reviews.c.id == task_id, reviews.c.status == OPEN)
+                        .values(assigned_to=operator))
+    return done.rowcount == 1
 
 
 # --- reading the queue -------------------------------------------------------------------------
@@ -114,19 +148,35 @@ def open_for_unlock(conn: Connection, entry_id: int) -> Task | None:
 
 def tasks(conn: Connection, *, include_closed: bool = False,
           overdue_at: dt.datetime | None = None,
-          mail_ids: Sequence[int] | None = None) -> list[Task]:
-    """Open tasks (or all), the most urgent first; `overdue_at`: only those due by then."""
-    query = _select()
-    if not include_closed:
-        query = query.where(reviews.c.status == OPEN)
-    if overdue_at is not None:
-        query = query.where(reviews.c.status == OPEN, reviews.c.due_at <= overdue_at)
+          mail_ids: Sequence[int] | None = None, limit: int | None = None,
+          offset: int = 0) -> list[Task]:
+    """Open tasks (or all), the most urgent first; `overdue_at`: only those due by then;
+    `limit` and `offset` for a page of them."""
+    query = _filtered(include_closed=include_closed, overdue_at=overdue_at)
     if mail_ids is not None:
         in_mails = sa.select(requests.c.id).where(requests.c.mail.in_(list(mail_ids)))
         query = query.where(sa.or_(reviews.c.mail.in_(list(mail_ids)),
                                    reviews.c.request.in_(in_mails)))
     query = query.order_by((reviews.c.status != OPEN), reviews.c.due_at, reviews.c.id)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
     return [Task.from_row(r) for r in conn.execute(query).all()]
+
+
+def count(conn: Connection, *, include_closed: bool = False,
+          overdue_at: dt.datetime | None = None) -> int:
+    """How many tasks `tasks` would list with the same filters (for paging)."""
+    query = _filtered(include_closed=include_closed, overdue_at=overdue_at)
+    return conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+
+
+def _filtered(*, include_closed: bool, overdue_at: dt.datetime | None) -> sa.Select:
+    query = _select()
+    if not include_closed:
+        query = query.where(reviews.c.status == OPEN)
+    if overdue_at is not None:
+        query = query.where(reviews.c.status == OPEN, reviews.c.due_at <= overdue_at)
+    return query
 
 
 def history(conn: Connection, task_id: int) -> list[dict[str, Any]]:

@@ -185,6 +185,7 @@ reviews = sa.Table(
     sa.Column("closed_at", sa.DateTime),
     sa.Column("closed_by", sa.String(200)),
     sa.Column("overdue_alerted_at", sa.DateTime),  # set once: each overdue task alerts once
+    sa.Column("assigned_to", sa.String(200)),  # the console account that took it (migration 0006)
 )
 
 review_actions = sa.Table(
