@@ -442,6 +442,9 @@ def test_the_answer_to_three_thousand_bad_lines_renders_within_the_renderers_cap
     rendered = renderer.render("missing_data", context)
     assert len(rendered.text) < renderer.max_output and len(rendered.html) < renderer.max_output
     assert rendered.text.count("\n  - ") >= MAX_PROBLEMS
+    # The customer is told, in words, that the list was cut.
+    assert "Encontramos más problemas de los que caben en este correo" in rendered.text
+    assert "Encontramos más problemas de los que caben en este correo" in rendered.html
 
 
 def test_problems_about_the_whole_mail_survive_the_cap(rules):
