@@ -22,7 +22,7 @@ from mailbot.config import LimitsConfig
 from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
 from mailbot.read.classify import ignored_reason, is_forwarded, match_kind
 from mailbot.read.fields import LabelMatcher, SystemMatcher, find_serials, fold, parse_email
-from mailbot.read.mime import parse_mail
+from mailbot.read.mime import read_message
 from mailbot.read.own_mail import (
     DEFAULT_REFERENCE_PREFIX,
     OwnMarks,
@@ -35,12 +35,15 @@ from mailbot.read.sheets import (
     SPREADSHEET_EXTENSIONS,
     UNSUPPORTED_EXTENSIONS,
     EncryptedSheet,
+    OverBudget,
+    SheetBudget,
     SheetError,
     SheetRow,
     SheetTooLarge,
     TooManyRows,
     UnsupportedSheet,
     iter_rows,
+    sheet_budget,
 )
 from mailbot.ruleset import Ruleset
 
@@ -234,6 +237,7 @@ def _read_blocks(text: str, labels: LabelMatcher) -> list[dict[str, str]]:
 
 
 _INLINE_BREAK = re.compile(r"[,;|]\s*|\s{2,}|\s[-–—]\s")
+_LABEL_WINDOW = 1000
 
 
 def _inline_fields(field_name: str, rest: str, labels: LabelMatcher) -> list[tuple[str, str]]:
@@ -243,6 +247,10 @@ def _inline_fields(field_name: str, rest: str, labels: LabelMatcher) -> list[tup
     while True:
         name, value = pairs[-1]
         for match in _INLINE_BREAK.finditer(value):
+            # A label starts within a few characters of the break: look there first, so that a
+            # line of 100,000 commas costs 100,000 short looks, not 100,000 copies of the line.
+            if labels.match(value[match.end():match.end() + _LABEL_WINDOW]) is None:
+                continue
             segment = value[match.end():]
             found = labels.match(segment)
             if found is not None and ":" in segment[:80].split(found[1] or "\n", 1)[0]:
@@ -333,7 +341,7 @@ def _header_cells(cells: Sequence[str], labels: LabelMatcher) -> dict[str, int]:
 
 def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsConfig, *,
                   sender: str | None = None, defaults: Mapping[str, str] | None = None,
-                  ) -> tuple[list[Request], list[Problem]]:
+                  budget: SheetBudget | None = None) -> tuple[list[Request], list[Problem]]:
     """One request per data row of a spreadsheet attachment (.xlsx/.xlsm/.csv).
 
     The header row is the first row, in the first 30 of a sheet, that names at least three
@@ -342,7 +350,9 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
     one other value is a note, not a request. Missing company/contact cells are filled from
     `defaults` (what the body said), a missing e-mail from `sender` (with a note). No header
     anywhere is a ``no_request_data`` problem for the attachment: it may be a spreadsheet about
-    something else, and the customer is told how to lay out the list.
+    something else, and the customer is told how to lay out the list. `budget` is what the
+    mail's spreadsheets may still cost together ([limits] max_sheet_*); past it, the file is a
+    ``sheet_too_large`` problem and is not opened.
     """
     readers = _readers(rules)
     name = display_name(filename)
@@ -360,7 +370,8 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
     columns: dict[str, int] | None = None
     try:
         for row in iter_rows(name, payload, max_rows=limits.max_rows,
-                             max_uncompressed_bytes=limits.max_attachment_bytes * XLSX_EXPANSION):
+                             max_uncompressed_bytes=limits.max_attachment_bytes * XLSX_EXPANSION,
+                             budget=budget or sheet_budget(limits)):
             if row.sheet != sheet:
                 sheet, columns = row.sheet, None
             if columns is None and row.row_number > HEADER_SEARCH_ROWS:
@@ -386,6 +397,8 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
                                 readers=readers, sender=sender)
             requests += r
             problems += p
+    except OverBudget as exc:
+        problems.append(Problem("sheet_too_large", exc.detail, source=where_file))
     except TooManyRows as exc:
         problems.append(Problem("too_many_rows", f"{exc.detail}; send the rest in another mail "
                                 f"or in several files", source=where_file))
@@ -418,13 +431,25 @@ def _has_own_words(text: str) -> bool:
     return any(line.strip() and not _is_closing(line) for line in text.splitlines())
 
 
+@dataclass
+class _TextLeft:
+    """Characters of text a mail may still have read ([limits] max_body_chars): the mails
+    attached to it share what its body left, so twenty forwarded mails cost no more than one."""
+
+    chars: int
+
+
 def _attached_mail(name: str, payload: bytes, readers: _Readers, marks: OwnMarks,
+                   limits: LimitsConfig, left: _TextLeft,
                    ) -> tuple[list[Request], list[Problem], str | None]:
     """Requests in the body of a mail forwarded as an attachment ("Reenviar como datos
     adjuntos"), and why it is one of ours when it is. Only blocks with a system or serial
     count, one level deep; our own answers attached back to us are never read (they show the
     example request)."""
-    inner = parse_mail(payload)
+    inner, cut = read_message(payload, dataclasses.replace(limits,
+                                                           max_body_chars=max(left.chars, 1)))
+    left.chars -= len(inner.text)
+    cut_problems = [dataclasses.replace(p, source=f"attachment:{name}") for p in cut]
     reason = own_mail_reason(inner, marks)
     if reason:
         return [], [], reason
@@ -435,9 +460,10 @@ def _attached_mail(name: str, payload: bytes, readers: _Readers, marks: OwnMarks
         return [], [], "its text is a reply of ours"
     blocks = [b for b in _body_blocks(own.text, readers) if b.is_request]
     if not blocks:
-        return [], [], None
-    return (*_requests_from_blocks(blocks, readers, inner.sender, source=f"attachment:{name}"),
-            None)
+        return [], cut_problems, None
+    requests, problems = _requests_from_blocks(blocks, readers, inner.sender,
+                                               source=f"attachment:{name}")
+    return requests, problems + cut_problems, None
 
 
 T = TypeVar("T")
@@ -523,7 +549,8 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
     total = max(len(data), size or 0)
     too_large = total > limits.max_message_bytes
     source = _header_bytes(data) if too_large else data
-    parsed = steps.run("parse", None, lambda: parse_mail(source))
+    parsed, cut = steps.run("parse", (None, ()), lambda: read_message(source, limits))
+    steps.problems += cut  # what went past a [limits] size, named for the operator
     if parsed is None:
         parsed = _empty_parsed(data)
     if too_large:
@@ -563,6 +590,8 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
 
     problems: list[Problem] = []
     sheet_requests: list[Request] = []
+    budget = sheet_budget(limits)  # all the spreadsheets of the mail share one
+    text_left = _TextLeft(limits.max_body_chars - len(parsed.text))  # and its attached mails
     has_sheet = False
     other_files: list[str] = []
     own_files: list[str] = []
@@ -583,13 +612,14 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
             has_sheet = True
             r, p = steps.run(f"extract_sheet {name}", ([], []), lambda a=attachment, n=name:
                              extract_sheet(n, a.payload, rules, limits, sender=parsed.sender,
-                                           defaults=context))
+                                           defaults=context, budget=budget))
             sheet_requests += r
             problems += p
         elif ext == ".eml" or (attachment.content_type or "").lower() == "message/rfc822":
             r, p, ours = steps.run(f"extract_attached_mail {name}", ([], [], None),
                                    lambda a=attachment, n=name:
-                                   _attached_mail(n, a.payload, readers, marks))
+                                   _attached_mail(n, a.payload, readers, marks, limits,
+                                                  text_left))
             sheet_requests += r
             problems += p
             if ours:

@@ -9,6 +9,7 @@ are normalised here. The only module that imports rapidfuzz.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -21,6 +22,16 @@ from mailbot.ruleset import Catalogue
 # Every dash-like character customers (and Word's autocorrect) produce.
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
 _DASH_TABLE = str.maketrans({d: "-" for d in _DASHES})
+# ASCII text folds with one regular expression; the per-character path is for the rest.
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+@functools.lru_cache(maxsize=8192)
+def _fold_char(char: str) -> str:
+    """What one character folds to: its letters and digits, a space for anything else."""
+    return "".join(c if c.isalnum() else " "
+                   for c in unicodedata.normalize("NFKD", char).casefold()
+                   if not unicodedata.combining(c))
 
 
 def _fold_chars(text: str) -> list[tuple[str, int]]:
@@ -32,10 +43,8 @@ def _fold_chars(text: str) -> list[tuple[str, int]]:
     """
     out: list[tuple[str, int]] = []
     for index, char in enumerate(text):
-        for c in unicodedata.normalize("NFKD", char).casefold():
-            if unicodedata.combining(c):
-                continue
-            if c.isalnum():
+        for c in _fold_char(char):
+            if c != " ":
                 out.append((c, index))
             elif out and out[-1][0] != " ":
                 out.append((" ", index))
@@ -51,6 +60,8 @@ def fold(text: str) -> str:
     reduced to lower-case words separated by single spaces:
     ``fold("CONTPAQ i – Factura Electrónica.") == "contpaq i factura electronica"``.
     """
+    if text.isascii():
+        return " ".join(_ASCII_WORD.findall(text)).lower()
     return "".join(c for c, _ in _fold_chars(text))
 
 
@@ -186,12 +197,19 @@ _FILLER = re.compile(r"^[\s\u00a0]+((?:[^\W\d_]+[\s\u00a0]+){0,2}[^\W\d_]+)"
 _MAX_FILLER_WORDS = 3
 
 
+def _starts_a_word(text: str) -> bool:
+    """Whether `text` begins with a character `fold` keeps (a letter or digit)."""
+    return bool(text) and any(c.isalnum() for c in unicodedata.normalize("NFKD", text[0]))
+
+
 def _label_key(words: list[str]) -> str:
     return "".join("numero" if w in _NUMBER_WORDS else w for w in words)
 
 
 def _words(text: str) -> list[tuple[str, int, int]]:
     """Folded words of `text` with the start and end index of each in the original."""
+    if text.isascii():
+        return [(m.group().lower(), m.start(), m.end()) for m in _ASCII_WORD.finditer(text)]
     words: list[tuple[str, int, int]] = []
     current: list[str] = []
     start = end = 0
@@ -255,6 +273,8 @@ class LabelMatcher:
         line = text.split("\n", 1)[0]
         offset = _BULLET.match(line)
         body = line[offset.end():] if offset else line
+        if not _starts_a_word(body[:200].lstrip(_LABEL_LEAD)):
+            return None  # cheap, before folding: ", , , ..." is tried at every comma
         words = _words(body[:200])  # labels are short; never fold a whole long line
         if not words or body[:words[0][1]].strip(_LABEL_LEAD):
             return None  # something other than emphasis before the first word: "> ...", "(..."

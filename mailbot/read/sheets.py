@@ -3,7 +3,11 @@
 A generic reader: it knows nothing about requests (`mailbot.read.extract` finds the header row) and
 is also used for importing the licence registry. Attachments come from strangers, so every
 failure is a `SheetError` with a sentence an operator can act on, never a library traceback;
-size, row count and zip expansion are bounded. The only module that imports openpyxl.
+size, row count and zip expansion are bounded. openpyxl spends 5-45 microseconds on every XML
+element it meets (a style, a shared string, a cell), so with a `SheetBudget` every element of a
+workbook is counted by a cheap scan of its zip before openpyxl opens it: a 300 KB file of 5.5
+million shared strings or a row of a million cells is refused in milliseconds, not read for a
+minute. The only module that imports openpyxl.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -18,6 +23,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
+
+from mailbot.config import LimitsConfig
 
 # What extract.py reads as request lists, and what it refuses with a hint.
 SPREADSHEET_EXTENSIONS = (".xlsx", ".xlsm", ".csv", ".tsv")
@@ -61,6 +68,66 @@ class TooManyRows(SheetError):
     """More rows than allowed. Raised after the first `max_rows` rows were yielded: they count."""
 
 
+class OverBudget(SheetError):
+    """More than what the spreadsheets of one mail may cost together (`SheetBudget`)."""
+
+
+# Elements that carry cell data; any other element (a style, a format, a merged range, a rich
+# text run) costs openpyxl up to ten times more, so those get a twentieth of the allowance.
+_DATA_ELEMENTS = frozenset({b"row", b"c", b"v", b"f", b"is", b"t", b"si", b"sheetData"})
+_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)([^<>]*)")
+_CELL_COLUMN = re.compile(rb"\sr\s*=\s*[\"']\$?([A-Za-z]{1,7})")
+_ROW_NUMBER = re.compile(rb"\sr\s*=\s*[\"'](\d{1,9})")
+_SCAN_CHUNK = 1024 * 1024
+
+
+@dataclass
+class SheetBudget:
+    """What the spreadsheets of one mail may still cost, all together ([limits] max_sheet_*).
+
+    Shared by every attachment of the mail, so twenty attachments cost no more than one.
+    `cells` counts cells, rows and shared strings; `elements` every XML element of a workbook,
+    of which at most a twentieth may lie outside the cell data; `columns` bounds one row.
+    """
+
+    bytes: int
+    cells: int
+    elements: int
+    columns: int
+
+    def spend_bytes(self, filename: str, size: int) -> None:
+        if size > self.bytes:
+            raise OverBudget(f"{filename}: expands to {size:,} bytes, more than the "
+                             f"{self.bytes:,} left for the spreadsheets of this mail "
+                             f"([limits] max_sheet_bytes); send only the rows needed")
+        self.bytes -= size
+
+    def check(self, filename: str, cells: int, elements: int = 0, other: int = 0) -> None:
+        if cells > self.cells:
+            raise OverBudget(f"{filename}: more than {self.cells:,} cells, rows and strings "
+                             f"left for the spreadsheets of this mail ([limits] max_sheet_cells);"
+                             f" send only the rows and columns needed")
+        if elements > self.elements or other > self.elements // 20:
+            raise OverBudget(f"{filename}: more XML elements (formats, styles, cells) than the "
+                             f"{self.elements:,} left for the spreadsheets of this mail "
+                             f"([limits] max_sheet_elements); {SAVE_AS_HINT} with only the rows "
+                             f"needed and no formatting")
+
+    def spend(self, cells: int, elements: int = 0) -> None:
+        self.cells -= cells
+        self.elements -= elements
+
+    def too_wide(self, filename: str, where: str) -> OverBudget:
+        return OverBudget(f"{filename}: {where} has more than {self.columns:,} columns "
+                          f"([limits] max_sheet_columns); send only the columns needed")
+
+
+def sheet_budget(limits: LimitsConfig) -> SheetBudget:
+    """A fresh budget for the spreadsheets of one mail."""
+    return SheetBudget(bytes=limits.max_sheet_bytes, cells=limits.max_sheet_cells,
+                       elements=limits.max_sheet_elements, columns=limits.max_sheet_columns)
+
+
 @dataclass(frozen=True)
 class SheetRow:
     """One non-empty row. `row_number` is the number the spreadsheet program shows (1-based);
@@ -75,21 +142,23 @@ class SheetRow:
 
 
 def iter_rows(filename: str, payload: bytes, *, max_rows: int,
-              max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES) -> Iterator[SheetRow]:
+              max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+              budget: SheetBudget | None = None) -> Iterator[SheetRow]:
     """Every non-empty row of every sheet, in order; blank rows are skipped.
 
     The format is decided by the content first (zip, OLE compound file, text) and the name
-    second. Raises a `SheetError` subclass when the file cannot be read, and `TooManyRows`
-    once more than `max_rows` non-empty rows were found (those before it were yielded).
+    second. Raises a `SheetError` subclass when the file cannot be read, `TooManyRows`
+    once more than `max_rows` non-empty rows were found (those before it were yielded), and
+    `OverBudget` before any row when the file costs more than what is left of `budget`.
     """
     extension = PurePath(filename.strip().lower()).suffix
     head = payload[:8]
     if head.startswith(_ZIP_SIGNATURE):
-        rows = _xlsx_rows(filename, payload, extension, max_uncompressed_bytes)
+        rows = _xlsx_rows(filename, payload, extension, max_uncompressed_bytes, budget)
     elif head == _OLE_SIGNATURE:
         raise _ole_error(filename, payload)
     elif extension in (".csv", ".tsv", ".txt"):
-        rows = _csv_rows(filename, payload)
+        rows = _csv_rows(filename, payload, budget)
     elif extension in UNSUPPORTED_EXTENSIONS:
         raise UnsupportedSheet(f"{filename}: this spreadsheet format is not supported; "
                                f"{SAVE_AS_HINT}")
@@ -176,8 +245,8 @@ def _row(sheet: str, number: int, values: Iterable[Any]) -> SheetRow | None:
 
 # --- xlsx ---------------------------------------------------------------------------------------
 
-def _xlsx_rows(filename: str, payload: bytes, extension: str,
-               max_uncompressed_bytes: int) -> Iterator[SheetRow | None]:
+def _xlsx_rows(filename: str, payload: bytes, extension: str, max_uncompressed_bytes: int,
+               budget: SheetBudget | None) -> Iterator[SheetRow | None]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
         names = set(archive.namelist())
@@ -188,6 +257,10 @@ def _xlsx_rows(filename: str, payload: bytes, extension: str,
     if expanded > max_uncompressed_bytes:
         raise SheetTooLarge(f"{filename}: expands to {expanded:,} bytes, more than the "
                             f"{max_uncompressed_bytes:,} allowed; send only the rows needed")
+    if budget is not None:
+        # zipfile never returns more than a member's declared size, so the sum bounds the scan.
+        budget.spend_bytes(filename, expanded)
+        _scan_workbook(filename, archive, budget)
     if "xl/workbook.xml" not in names:
         if "xl/workbook.bin" in names:
             raise UnsupportedSheet(f"{filename}: Excel binary workbooks (.xlsb) are not "
@@ -203,6 +276,59 @@ def _xlsx_rows(filename: str, payload: bytes, extension: str,
                                   f"{SAVE_AS_HINT}")
         raise UnsupportedSheet(f"{filename}: a zip archive, not a spreadsheet; {SAVE_AS_HINT}")
     return _openpyxl_rows(filename, payload)
+
+
+def _scan_workbook(filename: str, archive: zipfile.ZipFile, budget: SheetBudget) -> None:
+    """Count what openpyxl would parse, member by member, and stop at the first excess.
+
+    Every member is scanned, whatever its name (a workbook's relationships may point a sheet
+    anywhere); a tag split between two chunks is carried over to the next. A cell's column is
+    read from its ``r`` attribute, or counted on from the one before as openpyxl does.
+    """
+    cells = elements = other = 0
+    try:
+        for info in archive.infolist():
+            row, column, carry = "?", 0, b""
+            with archive.open(info) as member:
+                while chunk := member.read(_SCAN_CHUNK):
+                    text = carry + chunk
+                    end = text.rfind(b"<")
+                    end = len(text) if end < 0 else end
+                    carry = text[end:]
+                    for match in _TAG.finditer(text, 0, end):
+                        name = match.group(1)
+                        elements += 1
+                        if name == b"c":
+                            cells += 1
+                            ref = _CELL_COLUMN.search(match.group(2))
+                            column = _column_number(ref.group(1)) if ref else column + 1
+                            if column > budget.columns:
+                                raise budget.too_wide(filename, f"row {row}")
+                        elif name == b"row":
+                            cells += 1
+                            number = _ROW_NUMBER.search(match.group(2))
+                            row, column = (number.group(1).decode() if number else "?"), 0
+                        elif name == b"si":
+                            cells += 1
+                        elif name not in _DATA_ELEMENTS:
+                            other += 1
+                        if elements > budget.elements or cells > budget.cells:
+                            budget.check(filename, cells, elements, other)
+                    budget.check(filename, cells, elements, other)
+    except SheetError:
+        raise
+    except Exception as exc:  # a damaged member: say so, as openpyxl would have
+        raise UnreadableSheet(f"{filename}: the workbook is damaged and cannot be opened "
+                              f"({type(exc).__name__}); {SAVE_AS_HINT}") from None
+    budget.check(filename, cells, elements, other)
+    budget.spend(cells, elements)
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + letter - 64
+    return number
 
 
 def _openpyxl_rows(filename: str, payload: bytes) -> Iterator[SheetRow | None]:
@@ -270,15 +396,26 @@ def sniff_delimiter(text: str) -> str:
     return best
 
 
-def _csv_rows(filename: str, payload: bytes) -> Iterator[SheetRow | None]:
+def _csv_rows(filename: str, payload: bytes,
+              budget: SheetBudget | None = None) -> Iterator[SheetRow | None]:
     if b"\x00" in payload[:4096] and not payload.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise UnreadableSheet(f"{filename}: not a text CSV file; {SAVE_AS_HINT}")
+    if budget is not None:
+        budget.spend_bytes(filename, len(payload))
     text = decode_text(payload)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    delimiter = sniff_delimiter(text)
+    if budget is not None:
+        # Each delimiter or line break starts a cell: counted before the csv module builds rows.
+        cells = text.count(delimiter) + text.count("\n")
+        budget.check(filename, cells)
+        budget.spend(cells)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     sheet = PurePath(filename).stem or "csv"
     number = 0
     try:
         for number, values in enumerate(reader, start=1):
+            if budget is not None and len(values) > budget.columns:
+                raise budget.too_wide(filename, f"line {number}")
             yield _row(sheet, number, values)
     except csv.Error as exc:
         raise UnreadableSheet(f"{filename}: line {number + 1} cannot be read as CSV ({exc}); "
