@@ -74,11 +74,15 @@ def clean_header_text(value: object, limit: int | None = None) -> str:
 
 
 def reply_subject(original: str, reference: str) -> str:
-    """ "RE: <original>" without "RE: RE:"; a fixed Spanish subject when there is nothing left."""
+    """ "RE: <original>" without "RE: RE:"; a fixed Spanish subject when there is nothing left.
+
+    The prefixes are skipped by position, not by slicing once per "RE:": 250,000 of them took
+    seconds that way, and the subject is the customer's."""
     text = clean_header_text(original)
-    while match := _REPLY_PREFIX.match(text):
-        text = text[match.end():]
-    text = clean_header_text(text, MAX_SUBJECT)
+    start = 0
+    while match := _REPLY_PREFIX.match(text, start):
+        start = match.end()
+    text = clean_header_text(text[start:], MAX_SUBJECT)
     if not text:
         return (f"Respuesta a tu solicitud (referencia {reference})" if reference
                 else "Respuesta a tu solicitud")
