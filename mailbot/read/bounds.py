@@ -149,7 +149,7 @@ def bound_single_part(data: bytes, cuts: Cuts) -> bytes:
     """
     limits = cuts.limits
     body = len(data) - cuts.body_start
-    if body <= 3 * max(4 * limits.max_body_chars, limits.max_html_bytes):
+    if body <= min(4 * limits.max_body_chars, limits.max_html_bytes):
         return data  # nothing a text body could need to lose (the usual case: no parsing)
     head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
         data[:cuts.body_start])
