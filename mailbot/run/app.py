@@ -14,6 +14,7 @@ from mailbot.business_hours import DEFAULT_WEEK, BusinessCalendar
 from mailbot.config import Config
 from mailbot.decide.unlock import calendar_for
 from mailbot.ruleset import Ruleset
+from mailbot.run.claims import new_run_id
 from mailbot.store import Store
 from mailbot.transport.seams import Sink, Source
 
@@ -61,6 +62,8 @@ class App:
     # Worker processes that read mails ahead in large batches (mailbot.run.readahead): None picks
     # as many as the machine has cores to spare, 0 reads every mail in this process.
     read_workers: int | None = None
+    # This run's name in the claims of the mails it works on (mailbot.run.claims): one per App.
+    run_id: str = field(default_factory=new_run_id)
     _calendar: BusinessCalendar | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ from mailbot.decide.sender import reply_to_differs
 from mailbot.decide.throttle import request_throttle_hit
 from mailbot.model import PENDING, Decision, Extraction, ParsedMail, RawMail, Request, RuleHit
 from mailbot.model import REVIEW as REVIEW_OUTCOME
-from mailbot.run import review, unlock_flow
+from mailbot.run import claims, review, unlock_flow
 from mailbot.run.app import App
 from mailbot.run.holds import hold
 from mailbot.run.reading import Reading, read_raw, reading_of
@@ -81,12 +81,15 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail,
         if plan is None:
             plan, decisions = decide_reading(app, conn, rec, reading)
         app.hook("after_key_assigned")
-        store.update_mail(
-            conn, rec.id, status="decided", folder=plan.folder, outcome=plan.outcome,
-            message_id=(extraction.message_id or "")[:1000] or None,
-            sender=extraction.sender, subject=extraction.subject, kind=extraction.kind,
-            ignored=extraction.ignored, extraction=extraction.to_json(),
-            notes=[*plan.notes, *notes], decided_at=app.now(), error=None)
+        # Committed only while the mail is still this run's to decide: else all of it rolls back.
+        if not store.update_mail(
+                conn, rec.id, claimed_by=app.run_id, status="decided", folder=plan.folder,
+                outcome=plan.outcome, message_id=(extraction.message_id or "")[:1000] or None,
+                sender=extraction.sender, subject=extraction.subject, kind=extraction.kind,
+                ignored=extraction.ignored, extraction=extraction.to_json(),
+                notes=[*plan.notes, *notes], decided_at=app.now(), error=None,
+                claim_expires_at=claims.lease_end(app)):
+            raise claims.ClaimLost(f"{rec.reference} is no longer this run's to decide")
         if plan.folder == REVIEW:
             store.log_event(conn, "alert", mail=rec.id, title="Solicitud para revisión",
                             detail=f"{rec.reference} de {extraction.sender or '?'}: {plan.outcome}")

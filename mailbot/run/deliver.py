@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from mailbot.run import claims
 from mailbot.run.app import MAX_RETRY_DELAY, App, RunReport
 from mailbot.store import Connection
 from mailbot.transport.seams import (
@@ -23,15 +24,46 @@ log = logging.getLogger("mailbot")
 
 
 def deliver_due(app: App, report: RunReport, *, mail: int | None = None,
-                mail_ids: Sequence[int] | None = None) -> None:
+                mail_ids: Sequence[int] | None = None, keep_claims: bool = False) -> None:
     """Send queued messages whose time has come (all, or those of `mail` or of `mail_ids`);
-    temporary failures retry with backoff."""
+    temporary failures retry with backoff.
+
+    Only the run that holds a mail's claim sends its messages, so two runs never send one
+    message; the claims taken here are let go at the end, unless `keep_claims` (the batch that
+    decided the mails holds them, and files the mails next)."""
     with app.store.transaction() as conn:
         due = app.store.due_messages(conn, now=app.now(), mail=mail, mail_ids=mail_ids)
+        held = claims.claim(app, conn, sorted({m.mail for m in due if m.mail is not None}))
+        # Again, now that they are ours: another run may have sent some meanwhile.
+        due = sorted([*(m for m in due if m.mail is None),
+                      *(app.store.due_messages(conn, now=app.now(), mail_ids=sorted(held))
+                        if held else ())], key=lambda m: m.id)
+    try:
+        send_due(app, report, due, held)
+    finally:
+        if not keep_claims:
+            claims.let_go(app, sorted(held))
+
+
+
+def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) -> None:
+    """Send `due` (messages of the mails in `held`, which this run holds, and operator alerts,
+    each claimed just before it goes out)."""
     smtp = app.config.smtp
     copy_many = app.after_send_many if app.after_send is not None else None
     copies: list[tuple[int, bytes]] = []  # sent, copy for the Sent folder still to make
+    renew_at = app.now() + claims.CLAIM_LEASE / 2
     for msg in due:
+        if msg.mail is None:  # an operator alert: whoever claims it first sends it
+            with app.store.transaction() as conn:
+                if not claims.claim_alert(app, conn, msg.id):
+                    continue
+        elif app.now() >= renew_at:  # a slow server: keep the claims from lapsing
+            with app.store.transaction() as conn:
+                held &= claims.claim(app, conn, sorted(held))
+            renew_at = app.now() + claims.CLAIM_LEASE / 2
+        if msg.mail is not None and msg.mail not in held:
+            continue  # its claim lapsed and another run took the mail: that run sends it
         recipients = json.loads(msg.recipients)
         try:
             app.sink.send(msg.envelope_from, recipients, msg.data, msg.message_id)
@@ -115,11 +147,19 @@ def make_copies(app: App, copies: Sequence[tuple[int, bytes]]) -> None:
 
 
 def finish_copies(app: App) -> None:
-    """Copies for the Sent folder that a crash (or an unreachable mailbox) left unmade."""
+    """Copies for the Sent folder that a crash (or an unreachable mailbox) left unmade; of the
+    mails this run can claim (a run still sending holds its own and makes their copies)."""
     with app.store.transaction() as conn:
-        pending = app.store.pending_copies(conn)
-    if pending:
-        make_copies(app, [(row.id, row.data) for row in pending])
+        mails = {row.mail for row in app.store.pending_copies(conn)}
+        held = claims.claim(app, conn, sorted(m for m in mails if m is not None))
+        # Again, now that they are ours: another run may have made some meanwhile.
+        pending = [row for row in app.store.pending_copies(conn)
+                   if row.mail is None or row.mail in held]
+    try:
+        if pending:
+            make_copies(app, [(row.id, row.data) for row in pending])
+    finally:
+        claims.let_go(app, sorted(held))
 
 
 

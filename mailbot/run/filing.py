@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from mailbot.run import claims
 from mailbot.run.app import BATCH_SIZE, App, RunReport
 from mailbot.store import MailRecord
 from mailbot.transport.seams import REVIEW
@@ -46,7 +47,15 @@ def file_mails(app: App, mail_ids: Sequence[int], report: RunReport) -> None:
 
 
 def finish_unfiled(app: App, report: RunReport) -> None:
+    """File what earlier runs decided but did not file; of the mails this run can claim (a run
+    still at work on a mail holds it, and files it itself)."""
     with app.store.transaction() as conn:
         pending = app.store.mails_to_finish(conn, app.source.name)
     for start in range(0, len(pending), BATCH_SIZE):
-        file_mails(app, [rec.id for rec in pending[start:start + BATCH_SIZE]], report)
+        ids = [rec.id for rec in pending[start:start + BATCH_SIZE]]
+        with app.store.transaction() as conn:
+            held = claims.claim(app, conn, ids)
+        try:
+            file_mails(app, [m for m in ids if m in held], report)
+        finally:
+            claims.let_go(app, sorted(held))

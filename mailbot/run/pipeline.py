@@ -30,12 +30,20 @@ from mailbot.errors import StoreError
 from mailbot.model import RawMail
 from mailbot.run.alerts import flag_overdue, send_alerts
 from mailbot.run.app import BATCH_SIZE, App, RunReport
+from mailbot.run.claims import ClaimLost, let_go
 from mailbot.run.deciding import decide_mail
 from mailbot.run.deliver import deliver_due, finish_copies
 from mailbot.run.filing import file_mails, finish_unfiled
 from mailbot.run.pending import fulfil_pending
 from mailbot.run.readahead import ReadAhead
-from mailbot.run.record import mail_fingerprint, mail_key, record_mail, to_read
+from mailbot.run.record import (
+    LOOK_AGAIN,
+    look_again,
+    mail_fingerprint,
+    mail_key,
+    record_mail,
+    to_read,
+)
 from mailbot.store import MailRecord
 from mailbot.transport.seams import REVIEW
 
@@ -72,13 +80,23 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                   readahead: ReadAhead | None = None) -> list[MailRecord]:
     """Handle a batch of fetched mails, keeping the order of commits of every single mail.
 
-    Each mail is recorded (its own commit), then `after_fetch`, then read and decided (one
-    commit); then the replies of the whole batch go out, each marked sent as soon as the SMTP
-    server took it; then the mails whose answers are all out are filed, one move per folder.
+    Each mail is recorded and claimed (its own commit), then `after_fetch`, then read and
+    decided (one commit); then the replies of the whole batch go out, each marked sent as soon
+    as the SMTP server took it; then the mails whose answers are all out are filed, one move
+    per folder; then the claims are let go. A mail another run holds is left to it.
     A store or mailbox fault on one mail leaves it for the next run and the others go on.
     With `readahead`, worker processes read the mails that will need reading while this
     process records and decides the ones before them (see mailbot.run.readahead).
     """
+    claimed: list[int] = []  # the mails this run holds, let go whatever happens
+    try:
+        return _process_batch(app, raws, report, readahead, claimed)
+    finally:
+        let_go(app, claimed)
+
+
+def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
+                   readahead: ReadAhead | None, claimed: list[int]) -> list[MailRecord]:
     store = app.store
     with store.transaction() as conn:  # the look-ups of the whole batch, in a few queries
         known: dict[tuple[str, str], MailRecord] = {}
@@ -90,9 +108,21 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     if readahead is not None:
         readahead.submit(to_read(raws, known, fps, originals))
     handled: list[MailRecord] = []
-    for raw in raws:
+    elsewhere: set[tuple[str, str]] = set()
+    for position, raw in enumerate(raws):
         try:
+            if position % LOOK_AGAIN == 0:
+                elsewhere = look_again(app, raws[position:position + LOOK_AGAIN], known)
+            if mail_key(raw) in elsewhere:  # another run is working on it
+                if readahead is not None:
+                    readahead.drop(raw)
+                continue
             rec = record_mail(app, raw, report, known.get(mail_key(raw)), fps, originals)
+            if rec is None:  # another run is working on it
+                if readahead is not None:
+                    readahead.drop(raw)
+                continue
+            claimed.append(rec.id)
             if rec.status != "received" and readahead is not None:
                 readahead.drop(raw)
             if rec.filed:  # handled before, yet back in the inbox (restored by hand): file it again
@@ -106,6 +136,9 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                     report.decided += 1
                 except StoreError:
                     raise  # the store cannot be written: the next mails would fail alike
+                except ClaimLost as exc:  # its lease ran out and another run took it
+                    log.warning("event=claim_lost reference=%s: %s", rec.reference, exc)
+                    continue
                 except Exception as exc:
                     log.exception("mail %s (%s) could not be decided", rec.reference,
                                   raw.mail_id)
@@ -124,7 +157,7 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
         return handled
     ids = [rec.id for rec in handled]
     try:
-        deliver_due(app, report, mail_ids=ids)
+        deliver_due(app, report, mail_ids=ids, keep_claims=True)
         file_mails(app, ids, report)
     except StoreError:
         raise

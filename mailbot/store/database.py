@@ -193,11 +193,18 @@ class Store:
         conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
         return MailRecord(new_id, source, mail_id, fp, status, folder, False, attempts, reference)
 
-    def update_mail(self, conn: Connection, mail: int, **values: Any) -> None:
+    def update_mail(self, conn: Connection, mail: int, *, claimed_by: str | None = None,
+                    **values: Any) -> bool:
+        """SET the columns given. With `claimed_by`, only while the mail is still `received`
+        and claimed by that run (mailbot.run.claims): False when it was not, nothing changed."""
         for key in ("extraction", "notes"):
             if key in values and not isinstance(values[key], (str, type(None))):
                 values[key] = json.dumps(values[key], ensure_ascii=False, default=str)
-        conn.execute(_UPDATE_MAIL, {"_id": mail, **values})  # SET the columns given
+        if claimed_by is None:
+            conn.execute(_UPDATE_MAIL, {"_id": mail, **values})
+            return True
+        done = conn.execute(_UPDATE_CLAIMED_MAIL, {"_id": mail, "_run": claimed_by, **values})
+        return done.rowcount == 1
 
     def mark_filed(self, conn: Connection, mail_ids: Sequence[int], when: dt.datetime) -> None:
         """Filed, and "decided" becomes "done" (duplicates and quarantined mails keep theirs)."""
@@ -456,8 +463,8 @@ class Store:
                                   "_copy": copy_pending})
 
     def pending_copies(self, conn: Connection) -> list[Any]:
-        """Sent messages whose copy for the Sent folder is still to be made (id, data)."""
-        return conn.execute(sa.select(outbox.c.id, outbox.c.data)
+        """Sent messages whose copy for the Sent folder is still to be made (id, mail, data)."""
+        return conn.execute(sa.select(outbox.c.id, outbox.c.mail, outbox.c.data)
                             .where(outbox.c.copy_pending.is_(True))
                             .order_by(outbox.c.id)).all()
 
@@ -508,6 +515,9 @@ def recipient_key(address: str) -> str:
 # SQLite takes to run it. (Bind names start with "_": SQLAlchemy reserves column names.)
 _GET_MAIL = sa.select(*_RECORD_COLUMNS).where(mails.c.id == sa.bindparam("_id"))
 _UPDATE_MAIL = mails.update().where(mails.c.id == sa.bindparam("_id"))
+_UPDATE_CLAIMED_MAIL = mails.update().where(mails.c.id == sa.bindparam("_id"),
+                                            mails.c.status == "received",
+                                            mails.c.claimed_by == sa.bindparam("_run"))
 _INSERT_MAIL = mails.insert()
 _INSERT_REQUEST = requests.insert()
 _INSERT_OUTBOX = outbox.insert()
