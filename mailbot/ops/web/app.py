@@ -29,7 +29,7 @@ from mailbot.ops.web.auth import Forbidden, NotAuthenticated, guard
 from mailbot.ops.web.context import WebContext, load_secret_key, secret_key_path, utc_clock
 from mailbot.ops.web.i18n import load_translations
 from mailbot.ops.web.pages import STATIC_DIR, Renderer, render
-from mailbot.ops.web.views import admin, health, panel
+from mailbot.ops.web.views import admin, health, mail, mails, panel, serials
 from mailbot.ops.web.views import reviews as review_queue
 from mailbot.ruleset import Ruleset
 from mailbot.store import Store
@@ -57,6 +57,8 @@ def create_app(config: Config, *, store: Store | None = None, rules: Ruleset | N
     for module in (login, health, panel, admin):
         app.include_router(module.router)
     app.include_router(review_queue.router)  # the review queue, one task and its actions
+    for module in (mails, mail, serials):  # the log, one mail, one serial
+        app.include_router(module.router)
 
     @app.get(f"{API_PREFIX}/openapi.json", include_in_schema=False)
     def openapi() -> dict[str, Any]:

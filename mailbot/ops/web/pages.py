@@ -75,12 +75,13 @@ def render(request: Request, name: str, values: Mapping[str, Any] | None = None,
 
 
 def page(router: APIRouter, *, html: str, api: str, template: str, title: str,
-         response_model: Any = None, summary: str = "") -> Callable[[Callable], Callable]:
+         response_model: Any = None, summary: str = "",
+         headers: Mapping[str, str] | None = None) -> Callable[[Callable], Callable]:
     """Serve the decorated view at `html` (rendered into `template`) and at `api` (as JSON).
 
     The view takes FastAPI parameters (it must take `request: Request`) and returns a dict.
     `title` is an English msgid marked with N_(). The HTML route is left out of the OpenAPI
-    schema; the JSON route is in it.
+    schema; the JSON route is in it. `headers` go with the HTML (a page's own CSP).
     """
 
     def decorate(view: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -88,7 +89,8 @@ def page(router: APIRouter, *, html: str, api: str, template: str, title: str,
         def as_html(*args: Any, **kwargs: Any) -> HTMLResponse:
             request = kwargs["request"]
             return render(request, template, {
-                "title": request.app.state.renderer.gettext(title), **view(*args, **kwargs)})
+                "title": request.app.state.renderer.gettext(title), **view(*args, **kwargs)},
+                headers=headers)
 
         @functools.wraps(view)
         def as_json(*args: Any, **kwargs: Any) -> dict[str, Any]:
