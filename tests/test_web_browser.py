@@ -1,0 +1,166 @@
+"""A person at the console, in a real browser: Debian's chromium driven by Playwright, against
+`mailbot web` under uvicorn on a free loopback port, over what `mailbot demo` left (the real
+pipeline on the demo mails) and an account made by `mailbot users add`. Every step is a command
+or a click, as the README tells an operator.
+
+Log in, find a mail by its serial with the log's filter, open it, open the review queue,
+approve a task, see its reply queued ("en cola"), log out. Screenshots of the panel and of a
+mail page are kept as artifacts in tests/artifacts/browser/ (not committed), their paths
+printed in the test output.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (make system-deps installs it)
+PASSWORD = "correcto-caballo-bateria"
+NO_CONTACT = "L9EP-3T7W-8ZUA-6FDN"  # the demo's licence with no contact: its request waits
+PAPELERIA = "papeleria.esperanza@hotmail.com"
+
+
+def mailbot(*args: str, stdin: str | None = None) -> str:
+    result = subprocess.run([sys.executable, "-m", "mailbot", *args], input=stdin,
+                            capture_output=True, text=True, timeout=300, cwd=ROOT,
+                            env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`mailbot demo`, the registry fixed for the waiting request, an operator account, and
+    `mailbot web` serving them; yields the console's base URL and the demo's config."""
+    demo = tmp_path_factory.mktemp("browser") / "demo"
+    mailbot("demo", "--dir", str(demo))
+    config = str(demo / "config.toml")
+    with (demo / "registry.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    [row] = [r for r in rows if r["serial"] == NO_CONTACT]
+    fixed = demo / "registry-fix.csv"
+    with fixed.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow({**row, "contact_email": PAPELERIA})
+    mailbot("--config", config, "registry", "import", str(fixed))
+    mailbot("--config", config, "users", "add", "ana", "--role", "operator",
+            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", config, "web",
+                               "--listen", f"127.0.0.1:{port}"], cwd=ROOT,
+                              env=os.environ.copy(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # up to 30 s for uvicorn to listen
+            if server.poll() is not None:
+                pytest.fail(f"mailbot web exited: {server.stderr.read()}")
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("mailbot web did not start listening")
+        yield base, config
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+@pytest.fixture
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def keep(page, name: str, tmp_path: Path, capsys) -> Path:
+    """Screenshot `page` into the test's tmp dir and tests/artifacts/browser/, and say where."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    kept = ARTIFACTS / name
+    shutil.copyfile(shot, kept)
+    with capsys.disabled():
+        print(f"\nscreenshot: {kept}")
+    return kept
+
+
+def test_an_operator_finds_a_mail_by_serial_approves_its_task_and_sees_the_reply_queued(
+        served, browser, tmp_path, capsys):
+    base, _config = served
+    page = browser.new_page(locale="es-MX", viewport={"width": 1280, "height": 900})
+
+    # Log in: every page asks for it first.
+    page.goto(f"{base}/")
+    expect(page).to_have_url(f"{base}/login?next=%2F")
+    page.get_by_label("Nombre de la cuenta").fill("ana")
+    page.get_by_label("Contraseña").fill(PASSWORD)
+    page.get_by_role("button", name="Iniciar sesión").click()
+    expect(page).to_have_url(f"{base}/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Panel")
+    expect(page.get_by_text("Sesión de ana")).to_be_visible()
+    panel = keep(page, "panel.png", tmp_path, capsys)
+
+    # Find the mail by its serial with the log's filter, and open it.
+    page.get_by_role("link", name="Registro de correos").click()
+    page.locator('input[name="serial"]').fill(NO_CONTACT.lower().replace("-", " "))
+    page.locator('form.filters button[type="submit"]').click()
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(1)
+    rows.first.get_by_role("link").first.click()
+    expect(page).to_have_url(re.compile(r"/correos/CLV-\d+-[A-Z0-9]+$"))
+    expect(page.get_by_text(NO_CONTACT).first).to_be_visible()
+    mail_shot = keep(page, "mail.png", tmp_path, capsys)
+
+    # The review queue: the task of that mail, its reason in Spanish; approve it.
+    page.get_by_role("link", name="Cola de revisión").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Cola de revisión")
+    task_row = page.locator("tr", has_text=NO_CONTACT)
+    expect(task_row).to_contain_text("El registro no tiene correo de contacto para la serie")
+    task_row.get_by_role("link").first.click()
+    page.get_by_label("Nota para el historial (opcional)").first.fill(
+        "El registro ya tiene el correo de contacto")
+    page.locator('form[action$="/approve"] button[type="submit"]').click()
+    expect(page.get_by_role("status")).to_contain_text("Sus respuestas quedan en cola")
+    reply = page.locator("table.replies tr", has_text="keys_issued")
+    expect(reply).to_contain_text("en cola")
+    expect(reply).to_contain_text(PAPELERIA)
+    expect(page.locator("ol.history")).to_contain_text("approve por ana")
+    keep(page, "review-approved.png", tmp_path, capsys)
+
+    # Log out: the console asks for the login again.
+    page.get_by_role("button", name="Cerrar sesión").click()
+    expect(page).to_have_url(f"{base}/login")
+    page.goto(f"{base}/revision")
+    expect(page).to_have_url(f"{base}/login?next=%2Frevision")
+    assert panel.stat().st_size > 10_000 and mail_shot.stat().st_size > 10_000
