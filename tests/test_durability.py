@@ -69,6 +69,33 @@ def test_an_undeliverable_sender_becomes_a_sender_task_not_a_quarantine(tmp_path
         bot.close()
 
 
+def test_an_operator_is_told_to_close_an_undeliverable_senders_task_and_can(tmp_path, capsys):
+    """Approving or rejecting it would build a reply to an address no reply can reach: one
+    'mailbot: error:' line that says what to do instead, nothing changed; closing works."""
+    from mailbot.ops.cli import main
+
+    bot = Harness(tmp_path)
+    try:
+        bot.run(request_mail(sender="root@localhost", serial=FREE, system=FACTURA,
+                             subject=FREE_UPDATE, contact_email=RAUL))
+        (task,) = bot.tasks()
+        config = ("--config", str(bot.config_path))
+        capsys.readouterr()
+        for action in (["approve", str(task.id)],
+                       ["reject", str(task.id), "--template", "review_rejected", "--note", "No."]):
+            assert main([*config, "review", *action, "--operator", "ana"]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("mailbot: error: ")
+            assert f"mailbot review close {task.id}" in err[0]
+        (still,) = bot.tasks()
+        assert still.status == "open" and bot.replies() == []
+        assert main([*config, "review", "close", str(task.id), "--operator", "ana"]) == 0
+        (closed,) = bot.tasks()
+        assert (closed.status, closed.closed_by) == ("closed", "ana")
+    finally:
+        bot.close()
+
+
 LOCAL_PARTS = ("ana", "José", "a.b", "a..b", ".a", '"a b"', "x" * 65, "o'brien", "ana+tag",
                "K\u212a", "ÄNA", "a\u00a0b")
 DOMAINS = ("example.com", "localhost", "my_domain.com", "bücher.example", "straße.de", "1.2.3.4",

@@ -14,6 +14,7 @@ from mailbot.ops.review_actions import (
     ActionResult,
     ReviewError,
     approve,
+    close_without_answer,
     default_operator,
     edit,
     reject,
@@ -72,6 +73,15 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
     try:
         return _report(approve(app, args.id, operator=args.operator or default_operator(),
                                note=args.note))
+    finally:
+        _close(app)
+
+
+def cmd_review_close(args: argparse.Namespace) -> int:
+    app = _open(args)
+    try:
+        return _report(close_without_answer(app, args.id, note=args.note,
+                                            operator=args.operator or default_operator()))
     finally:
         _close(app)
 
@@ -176,7 +186,7 @@ def add_review_commands(sub: argparse._SubParsersAction,
     """Register `mailbot review ...` on the main parser's subcommands; `parents` (the global
     options) go on `review` and on each of its actions."""
     parser = sub.add_parser("review", help="work the review queue: list, show, approve, reject, "
-                                           "edit",
+                                           "close, edit",
                             description="Work the review queue: everything the rules would not "
                                         "decide alone. Every action is recorded with the "
                                         "operator's name and time.", parents=list(parents))
@@ -216,6 +226,12 @@ def add_review_commands(sub: argparse._SubParsersAction,
                    help="the reason, in Spanish: the customer reads it")
     p.add_argument("--operator", metavar="NAME",
                    help="who acts (default: $MAILBOT_OPERATOR, else the OS user)")
+
+    p = add("close", cmd_review_close,
+            "close the task without an answer to anyone (a mail that asked for nothing, or a "
+            "sender no reply can reach); an unlock is not counted")
+    p.add_argument("id", type=int, metavar="ID")
+    operator(p)
 
     p = add("edit", cmd_review_edit,
             "correct what was read, then run the rules again (they may answer, or keep the "

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import getpass
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailbot.addresses import UndeliverableAddress
 from mailbot.answer import plan as answer
 from mailbot.decide.free_update import decide_free_update
 from mailbot.decide.unlock import UNLOCKED
@@ -67,6 +69,22 @@ class ReviewError(MailbotError):
     def __init__(self, message: str, code: str = "refused") -> None:
         super().__init__(message)
         self.code = code
+
+
+def _refuses_undeliverable(action: Callable[..., ActionResult]) -> Callable[..., ActionResult]:
+    """An answer to an address no reply can reach refuses the whole action (its transaction
+    rolls back, nothing changes) and tells the operator to close the task instead."""
+
+    @functools.wraps(action)
+    def guarded(app: App, task_id: int, *args: Any, **kwargs: Any) -> ActionResult:
+        try:
+            return action(app, task_id, *args, **kwargs)
+        except UndeliverableAddress as exc:
+            raise ReviewError(f"task #{task_id}: no answer can be sent: {exc}; close the task "
+                              f"without an answer (`mailbot review close {task_id}`)",
+                              "undeliverable") from None
+
+    return guarded
 
 
 class TaskNotFound(ReviewError):
@@ -102,6 +120,7 @@ def default_operator() -> str:
 
 # --- actions -------------------------------------------------------------------------------------
 
+@_refuses_undeliverable
 def approve(app: App, task_id: int, *, operator: str, note: str | None = None,
             deliver: bool = True) -> ActionResult:
     with app.store.transaction() as conn:
@@ -124,6 +143,7 @@ def approve(app: App, task_id: int, *, operator: str, note: str | None = None,
     return result
 
 
+@_refuses_undeliverable
 def reject(app: App, task_id: int, *, template: str, note: str, operator: str,
            deliver: bool = True) -> ActionResult:
     if template not in REJECTION_TEMPLATES:
@@ -173,6 +193,7 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str,
                         f"{template} sent to {to}")
 
 
+@_refuses_undeliverable
 def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
          note: str | None = None, deliver: bool = True) -> ActionResult:
     values = _read_changes(app, changes)
