@@ -78,7 +78,11 @@ def claim(app: App, conn: Connection, mail_ids: Sequence[int]) -> set[int]:
         return set()
     now = app.now()
     until = now + CLAIM_LEASE
-    held = stored.claim(conn, mail_ids, run=app.run_id, now=now, until=until)
+    if len(mail_ids) == 1 and stored.claim_one(conn, mail_ids[0], run=app.run_id, now=now,
+                                               until=until):
+        return {mail_ids[0]}
+    held = (set() if len(mail_ids) == 1
+            else stored.claim(conn, mail_ids, run=app.run_id, now=now, until=until))
     if len(held) == len(set(mail_ids)):
         return held
     others = stored.holders(conn, [m for m in mail_ids if m not in held], now=now)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -46,6 +47,31 @@ def claim(conn: Connection, mail_ids: Sequence[int], *, run: str, now: dt.dateti
         held.update(conn.execute(sa.select(mails.c.id).where(
             mails.c.id.in_(chunk), mails.c.claimed_by == run)).scalars())
     return held
+
+
+def claim_one(conn: Connection, mail: int, *, run: str, now: dt.datetime,
+              until: dt.datetime) -> bool:
+    """`claim` for one mail, in one prepared statement (the per-mail path): True when `run`
+    holds it now (rowcount 1: this UPDATE won it, or renewed this run's own claim)."""
+    statement = _CLAIM_ONE_PG if conn.dialect.name == "postgresql" else _CLAIM_ONE
+    done = conn.execute(statement, {"_id": mail, "_run": run, "_now": now, "_until": until})
+    return done.rowcount == 1
+
+
+def _claim_one_statement(skip_locked: bool) -> Any:
+    free = (mails.c.id == sa.bindparam("_id"),
+            sa.or_(mails.c.claimed_by.is_(None), mails.c.claim_expires_at < sa.bindparam("_now"),
+                   mails.c.claimed_by == sa.bindparam("_run")))
+    where: tuple[Any, ...] = free
+    if skip_locked:  # PostgreSQL: a row another run is claiming right now is passed over
+        where = (mails.c.id.in_(sa.select(mails.c.id).where(*free)
+                                .with_for_update(skip_locked=True).scalar_subquery()), *free)
+    return mails.update().where(*where).values(claimed_by=sa.bindparam("_run"),
+                                               claim_expires_at=sa.bindparam("_until"))
+
+
+_CLAIM_ONE = _claim_one_statement(False)
+_CLAIM_ONE_PG = _claim_one_statement(True)
 
 
 def holders(conn: Connection, mail_ids: Sequence[int], *, now: dt.datetime) -> dict[int, str]:
