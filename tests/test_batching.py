@@ -4,6 +4,7 @@ filed per folder; with the same answers and the same crash safety as one mail at
 from __future__ import annotations
 
 import email
+import os
 import sys
 from pathlib import Path
 
@@ -166,7 +167,15 @@ def readahead_workers_in(directory: Path) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
+def _set_up(pid: int) -> bool:
+    """Whether a read-ahead worker has run its set-up (see mailbot.run.readahead's main)."""
+    try:
+        return (os.readlink(f"/proc/{pid}/fd/1") == os.readlink(f"/proc/{pid}/fd/2")
+                and Path(f"/proc/{pid}/fd/3").exists())
+    except OSError:
+        return False
+
+
 def test_sigkill_with_workers_reading_ahead_then_restart(bot, imap_server, smtp_server,
                                                          dataset, tmp_path):
     import signal
@@ -223,10 +232,10 @@ def test_workers_die_with_their_parent_even_when_they_cannot_see_their_input_end
     try:
         deadline = time.monotonic() + 30
         while not workers and parent.poll() is None and time.monotonic() < deadline:
-            # Running its main: it has set itself up (and then kept its answers' channel as
-            # fd 3); stopped any earlier, it would never get to it.
-            workers = [pid for pid in readahead_workers_in(tmp_path)
-                       if Path(f"/proc/{pid}/fd/3").exists()]
+            # Running its main: past die_with_parent, it has moved its answers off stdout
+            # (fd 1 is then its stderr). Stopped any earlier (an fd 3 alone may be a module
+            # file being imported), it would never ask for the parent-death signal at all.
+            workers = [pid for pid in readahead_workers_in(tmp_path) if _set_up(pid)]
             time.sleep(0.005)
         assert workers, "the pass ended before it started a worker"
         for pid in workers:

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from botconfig import write_config
 
 from mailbot import config as config_module
@@ -217,3 +218,27 @@ def test_a_crash_at_any_step_resumes_without_a_lost_or_second_answer(tmp_path, p
     assert len(sent_ids) == len(set(sent_ids))
     assert {m.message_id for m in rows(app, outbox)} == set(sent_ids)
     assert not list((files.maildir / "new").iterdir())
+
+
+def test_a_pass_over_a_quiet_inbox_records_that_it_ended_and_keeps_few_such_records(
+        tmp_path, monkeypatch):
+    """/healthz and the panel read the last pass; an idle service adds no history."""
+    from test_unlock_flow import Harness
+
+    from mailbot.store import panel
+    from mailbot.store.schema import events
+
+    monkeypatch.setattr(panel, "KEPT_PASSES", 3)
+    bot = Harness(tmp_path)
+    try:
+        for _ in range(5):
+            assert bot.run().errors == []
+        with bot.app.store.transaction() as conn:
+            last = panel.last_pass(conn)
+            kept = conn.execute(sa.select(sa.func.count()).select_from(events)
+                                .where(events.c.event == panel.PASS_FINISHED)).scalar_one()
+        assert last is not None and last.source == panel.PASS_FINISHED
+        assert last.duration_seconds is not None and last.duration_seconds >= 0
+        assert kept == 3
+    finally:
+        bot.close()

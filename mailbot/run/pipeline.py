@@ -24,6 +24,7 @@ all out are filed, one move per folder.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from mailbot.errors import StoreError
@@ -44,7 +45,7 @@ from mailbot.run.record import (
     record_mail,
     to_read,
 )
-from mailbot.store import MailRecord
+from mailbot.store import MailRecord, panel
 from mailbot.transport.seams import REVIEW
 
 log = logging.getLogger("mailbot")
@@ -53,12 +54,14 @@ log = logging.getLogger("mailbot")
 
 def run_once(app: App) -> RunReport:
     """Finish what an earlier run left, then handle every mail waiting in the inbox."""
+    started = time.monotonic()
     report = RunReport()
     fulfil_pending(app)
     deliver_due(app, report)
     finish_copies(app)
     finish_unfiled(app, report)
     with ReadAhead(app.rules, app.config.limits, app.own_addresses,
+                   reference_prefix=app.config.bot.reference_prefix,
                    workers=app.read_workers) as readahead:
         batch: list[RawMail] = []
         for raw in app.source.fetch_new():
@@ -73,6 +76,9 @@ def run_once(app: App) -> RunReport:
     flag_overdue(app)
     send_alerts(app)
     deliver_due(app, report)
+    with app.store.transaction() as conn:
+        panel.record_pass(conn, at=app.now(), duration_seconds=time.monotonic() - started,
+                          seen=report.seen, decided=report.decided, sent=report.sent)
     return report
 
 

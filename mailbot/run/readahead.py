@@ -39,6 +39,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+from mailbot.config import BotConfig
 from mailbot.model import Extraction, ParsedMail, RawMail
 
 log = logging.getLogger("mailbot")
@@ -74,8 +75,9 @@ class ReadAhead:
     """Readings of a run's mails, made ahead by worker processes where that pays."""
 
     def __init__(self, rules: Any, limits: Any, own_addresses: Sequence[str], *,
+                 reference_prefix: str = BotConfig.reference_prefix,
                  workers: int | None = None) -> None:
-        self._setup = (rules, limits, tuple(own_addresses))
+        self._setup = (rules, limits, tuple(own_addresses), reference_prefix)
         self._init = b""  # the setup, pickled when the first worker starts
         self.workers = default_workers() if workers is None else workers
         self._broken = self.workers <= 0
@@ -296,7 +298,7 @@ def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
 
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)  # its warnings are noise here
     try:
-        rules, limits, own = pickle.loads(_receive(requests))
+        rules, limits, own, prefix = pickle.loads(_receive(requests))
     except EOFError:
         return
     while True:
@@ -305,7 +307,9 @@ def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
         except EOFError:
             return
         try:
-            answer: tuple[str, Any] = ("ok", [read_mail(d, rules, limits, own) for d in datas])
+            answer: tuple[str, Any] = ("ok", [read_mail(d, rules, limits, own,
+                                                          reference_prefix=prefix)
+                                                for d in datas])
         except Exception as exc:  # read_mail guards itself; belt and braces
             answer = ("error", f"{type(exc).__name__}: {exc}")
         _send(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))

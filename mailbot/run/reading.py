@@ -27,7 +27,8 @@ def read_raw(app: App, raw: RawMail) -> tuple[ParsedMail | None, Extraction]:
             problems=(Problem("message_too_large",
                               f"the mail is {raw.size} bytes, over the limit of {limit} "
                               "([limits] max_message_bytes); it was not read"),))
-    parsed, extraction = read_mail(raw.data, app.rules, app.config.limits, app.own_addresses)
+    parsed, extraction = read_mail(raw.data, app.rules, app.config.limits, app.own_addresses,
+                                   reference_prefix=app.config.bot.reference_prefix)
     return parsed, extraction
 
 

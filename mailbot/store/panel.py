@@ -19,8 +19,8 @@ PASS_FINISHED = "pass_finished"  # the event a pass logs when it ends (detail: d
 @dataclass(frozen=True)
 class LastPass:
     at: dt.datetime
-    # "pass_finished": a pass said so; "newest_event": a stand-in while `mailbot run` logs no
-    # pass_finished event: the newest event of any kind, which a quiet inbox lets grow old.
+    # "pass_finished": a pass said so (every `run_once` records one); "newest_event": a store
+    # no pass has finished on yet, read by its newest event of any kind.
     source: str
     duration_seconds: float | None
 
@@ -77,3 +77,20 @@ def last_pass(conn: Connection) -> LastPass | None:
                         float(duration) if isinstance(duration, int | float) else None)
     newest = conn.execute(sa.select(sa.func.max(events.c.at))).scalar()
     return LastPass(newest, "newest_event", None) if newest is not None else None
+
+
+KEPT_PASSES = 100  # pass_finished events kept: the panel needs the last one, not a history
+
+
+def record_pass(conn: Connection, *, at: dt.datetime, duration_seconds: float,
+                **counts: int) -> None:
+    """Note that a pass ended (the panel's "last pass" and /healthz read it), keeping only the
+    newest KEPT_PASSES such events so an idle service polling every minute adds no history."""
+    conn.execute(events.insert().values(
+        at=at, mail=None, event=PASS_FINISHED,
+        detail=json.dumps({"duration_seconds": round(duration_seconds, 3), **counts})))
+    keep = (sa.select(events.c.id).where(events.c.event == PASS_FINISHED)
+            .order_by(events.c.id.desc()).limit(KEPT_PASSES).subquery())
+    conn.execute(events.delete().where(events.c.event == PASS_FINISHED,
+                                       events.c.id.not_in(sa.select(keep.c.id))))
+
