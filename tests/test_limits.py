@@ -361,3 +361,21 @@ def test_an_answer_subject_drops_any_number_of_reply_prefixes():
 
     assert reply_subject("RE: " * 5000 + "Re[2]: re (3):" + SUBJECT, "CLV-1") == f"RE: {SUBJECT}"
     assert reply_subject("RE: " * 5000, "CLV-1") == "Respuesta a tu solicitud (referencia CLV-1)"
+
+
+@pytest.mark.parametrize("code", ["header_too_large", "body_too_large", "too_many_parts",
+                                  "sheet_too_large"])
+def test_the_customer_reads_in_spanish_why_a_part_was_too_large(rules, code):
+    """Each new limit's problem has the 'too large' sentence, not the generic 'could not read
+    this field' one, in the text and the HTML answer."""
+    from mailbot.answer.render import Renderer
+    from mailbot.answer.samples import sample_context
+
+    renderer = Renderer(ROOT / "templates")
+    context = sample_context("missing_data", rules)
+    context["problems"] = [{"code": code, "field": None, "field_label": None, "source": "message",
+                            "detail": "over the limit"}]
+    rendered = renderer.render("missing_data", context)
+    for part in (rendered.text, rendered.html):
+        assert "Es demasiado grande para procesarlo de forma automática" in part
+        assert "No pudimos leer este dato correctamente" not in part
