@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +26,7 @@ import sqlalchemy as sa  # noqa: E402
 from argon2 import PasswordHasher  # noqa: E402
 from botconfig import write_config  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from timing import per_call  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
 from mailbot.ops.web.app import create_app  # noqa: E402
@@ -59,18 +58,6 @@ def fill(store: Store, count: int) -> None:
             contact_email="ana@example.com", system="CONTPAQ i Nóminas", serial=serial_of(n),
             source="body", outcome=OUTCOMES[n % len(OUTCOMES)], hits="[]", created_at=now,
             updated_at=now) for n, mail in enumerate(ids)])
-
-
-def per_call(fn, repeat: int) -> float:
-    """Median milliseconds of `fn` over `repeat` calls, after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> int:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from argon2 import PasswordHasher  # noqa: E402
 from botconfig import write_config  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from timing import per_call  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
 from mailbot.ops.web.app import create_app  # noqa: E402
@@ -46,18 +45,6 @@ def fill(store: Store, count: int) -> None:
         store.add_keys(conn, [SimpleNamespace(system="CONTPAQ i Nóminas", key=f"K-{n}")
                               for n in range(1000)])
         store.log_event(conn, panel.PASS_FINISHED, duration_seconds=1.0)
-
-
-def per_call(fn, repeat: int) -> float:
-    """Median milliseconds of `fn` over `repeat` calls, after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> int:
