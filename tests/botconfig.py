@@ -26,6 +26,21 @@ templates_dir = {json.dumps(str(ROOT / "templates"))}
     return path
 
 
+def local_sections(store_url: str = "sqlite:///mailbot.db") -> str:
+    """The embedded defaults' seams as TOML: Maildir `inbox` in, reply files `outbox` out, and
+    the store at `store_url` (relative paths are the config file's folder)."""
+    return f"""
+[source]
+type = "maildir"
+path = "inbox"
+[sink]
+type = "files"
+path = "outbox"
+[store]
+url = "{store_url}"
+"""
+
+
 def server_config(directory: Path, imap_server, smtp_server, *, poll_seconds: int = 60,
                   imap_timeout: int = 10, smtp_timeout: int = 5) -> Path:
     """A bot on the test Dovecot (plaintext on loopback) and the test SMTP server."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from botconfig import ROOT, server_config, write_config
+from botconfig import ROOT, local_sections, server_config, write_config
 from test_batching import readahead_workers_in
 from test_servers import FOLDERS
 
@@ -104,16 +104,7 @@ def maildir_bot(directory: Path, dataset: bench.Dataset, store_url: str) -> Path
     for number, mail in enumerate(dataset.mails):
         (inbox / "new" / f"{1_000_000 + number}.M{number}.test").write_bytes(mail.data)
     import_registry(store_url, directory, dataset)
-    return write_config(directory, f"""
-[source]
-type = "maildir"
-path = "inbox"
-[sink]
-type = "files"
-path = "outbox"
-[store]
-url = "{store_url}"
-""", operators=(OPERATORS,))
+    return write_config(directory, local_sections(store_url), operators=(OPERATORS,))
 
 
 @dataclass
@@ -283,16 +274,7 @@ def two_runs(tmp_path, store, dataset) -> Iterator[tuple[App, App, RawMail]]:
     store's registry and key pool filled, and one request mail at hand."""
     mail = dataset.mails[0]
     import_registry(store.url, tmp_path, bench.Dataset([mail], mail.licences, dataset.keys))
-    config = config_module.load(write_config(tmp_path, f"""
-[source]
-type = "maildir"
-path = "inbox"
-[sink]
-type = "files"
-path = "outbox"
-[store]
-url = "{store.url}"
-"""))
+    config = config_module.load(write_config(tmp_path, local_sections(store.url)))
     runs = open_app(config), open_app(config)
     raw = RawMail(runs[0].source.name, "1000.M0.test", dataset.mails[0].data)
     yield runs[0], runs[1], raw

@@ -10,7 +10,7 @@ import shutil
 from zoneinfo import ZoneInfo
 
 import pytest
-from botconfig import ROOT, write_config
+from botconfig import ROOT, local_sections, write_config
 from test_unlock_flow import FACTURA, FREE, RAUL, TUESDAY_10, Harness, request_mail
 
 from mailbot import config as config_module
@@ -105,14 +105,7 @@ def test_the_zone_is_the_rules_business_hours_zone(tmp_path, capsys):
     assert text.count('timezone = "America/Mexico_City"') == 1
     unlock.write_text(text.replace('timezone = "America/Mexico_City"',
                                    'timezone = "America/Cancun"'), encoding="utf-8")
-    path = write_config(tmp_path, """
-[source]
-path = "inbox"
-[sink]
-path = "outbox"
-[store]
-url = "sqlite:///mailbot.db"
-""", rules=rules)
+    path = write_config(tmp_path, local_sections(), rules=rules)
     config = config_module.load(path)
     assert str(business_zone(config, open_rules(config))) == "America/Cancun"
     (tmp_path / "inbox" / "new").mkdir(parents=True)

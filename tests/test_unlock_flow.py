@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from botconfig import write_config
+from botconfig import local_sections, write_config
 
 from mailbot import config as config_module
 from mailbot.ops.imports import KeyRecord, LicenceRecord
@@ -92,13 +92,7 @@ class Harness:
                  store: Store | None = None, registry=REGISTRY, keys=KEYS) -> None:
         self.root = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
-        self.config_path = write_config(tmp_path, f"""
-[source]
-path = "inbox"
-[sink]
-path = "outbox"
-[store]
-url = "sqlite:///mailbot.db"
+        self.config_path = write_config(tmp_path, local_sections() + f"""
 [security]
 {security}
 [throttle]
