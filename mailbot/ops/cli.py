@@ -91,13 +91,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             for err in dict.fromkeys(report.errors):  # the same fault twice is one line
                 print(f"mailbot: error: {err}", file=sys.stderr)
             return 1 if report.errors else 0
+        from mailbot.ops.web.serve import start_console, start_metrics
         from mailbot.run.service import serve
 
-        return serve(app)
+        servers = []
+        try:
+            if args.with_web:
+                servers.append(start_console(config, args.listen))
+            if args.metrics_listen:
+                servers.append(start_metrics(config, args.metrics_listen))
+            return serve(app)
+        finally:
+            for server in reversed(servers):  # once the pass in hand has finished
+                server.stop()
     finally:
         app.source.close()
         app.sink.close()
         app.store.close()
+
+
+def _check_run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.once and (args.with_web or args.metrics_listen):
+        parser.error("run: --once cannot be combined with --with-web or --metrics-listen "
+                     "(they serve while the service keeps running)")
+    if args.listen and not args.with_web:
+        parser.error("run: --listen is the console's address: it needs --with-web")
 
 
 def refuse_broken_templates(app: App) -> None:
@@ -299,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "process the inbox: once with --once, else keep running until "
                             "SIGTERM/SIGINT")
     p.add_argument("--once", action="store_true", help="one pass over the inbox, then exit")
+    p.add_argument("--with-web", action="store_true",
+                   help="also serve the operators' console in this process (the same checks "
+                        "as `mailbot web`); not with --once")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="where the console listens with --with-web (default: [web] listen, "
+                        "127.0.0.1:8080); another address than loopback needs an account")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="also serve the Prometheus metrics (the console's /metrics) at "
+                        "http://HOST:PORT/metrics, with NO login: use loopback or a private "
+                        "network; not with --once")
 
     p = add("parse", cmd_parse, "read .eml files and print what mailbot reads from them "
                                 "(nothing is stored or sent)")
@@ -377,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        _check_run_options(parser, args)
     logsetup.setup(verbose=args.verbose or args.command == "run", fmt=args.log_format)
     try:
         return args.func(args)
