@@ -447,3 +447,21 @@ def test_a_bad_web_setting_is_one_clear_error_naming_the_key(tmp_path, setting, 
     with pytest.raises(ConfigError) as error:
         config_module.load(path)
     assert fragment in str(error.value) and str(path) in str(error.value)
+
+
+def test_metrics_count_the_faults_of_the_last_pass_and_the_alerts_by_title(console):
+    """The IMAP, SMTP and store faults a pass met, and the operators' alerts (a failed delivery,
+    an unreachable mailbox), reach the metrics."""
+    store = console.store
+    with store.transaction() as conn:
+        panel.record_pass(conn, at=console.clock(), duration_seconds=0.5, errors=2)
+        for title in ("Entrega fallida", "Entrega fallida", "Buzón inaccesible"):
+            store.log_event(conn, "alert", title=title, detail="x")
+    console.add_user()
+    text = console.client().get("/metrics", headers={
+        "authorization": f"Bearer {console.token()}"}).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("mailbot_last_pass_errors", ())] == 2
+    assert samples[("mailbot_alerts_total", (("title", "Entrega fallida"),))] == 2
+    assert samples[("mailbot_alerts_total", (("title", "Buzón inaccesible"),))] == 1

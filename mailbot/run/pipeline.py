@@ -78,7 +78,8 @@ def run_once(app: App) -> RunReport:
     deliver_due(app, report)
     with app.store.transaction() as conn:
         panel.record_pass(conn, at=app.now(), duration_seconds=time.monotonic() - started,
-                          seen=report.seen, decided=report.decided, sent=report.sent)
+                          seen=report.seen, decided=report.decided, sent=report.sent,
+                          errors=len(report.errors))
     return report
 
 

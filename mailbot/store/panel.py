@@ -23,6 +23,16 @@ class LastPass:
     # no pass has finished on yet, read by its newest event of any kind.
     source: str
     duration_seconds: float | None
+    errors: int | None = None  # mailbox, SMTP and store faults the pass met (run_once's report)
+
+
+def alerts_by_title(conn: Connection) -> dict[str, int]:
+    """Operator alerts raised so far, by title ("Entrega fallida", "Buzón inaccesible"...)."""
+    title = sa.func.json_extract(events.c.detail, "$.title") if conn.dialect.name == "sqlite" \
+        else sa.cast(events.c.detail, sa.JSON)["title"].as_string()
+    rows = conn.execute(sa.select(title, sa.func.count()).where(events.c.event == "alert")
+                        .group_by(title)).all()
+    return {str(name or ""): count for name, count in rows}
 
 
 def ping(conn: Connection) -> None:
@@ -72,9 +82,11 @@ def last_pass(conn: Connection) -> LastPass | None:
                        .where(events.c.event == PASS_FINISHED)
                        .order_by(events.c.id.desc()).limit(1)).first()
     if row is not None:
-        duration = json.loads(row.detail or "{}").get("duration_seconds")
+        detail = json.loads(row.detail or "{}")
+        duration, errors = detail.get("duration_seconds"), detail.get("errors")
         return LastPass(row.at, PASS_FINISHED,
-                        float(duration) if isinstance(duration, int | float) else None)
+                        float(duration) if isinstance(duration, int | float) else None,
+                        errors if isinstance(errors, int) else None)
     newest = conn.execute(sa.select(sa.func.max(events.c.at))).scalar()
     return LastPass(newest, "newest_event", None) if newest is not None else None
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mailbot.ops.web.context import WebContext, context
@@ -78,6 +78,7 @@ class StoreCollector(Collector):
             open_tasks, overdue = panel.review_counts(conn, web.now())
             pool = web.store.pool_counts(conn)
             last = panel.last_pass(conn)
+            alerts = panel.alerts_by_title(conn)
         mails = GaugeMetricFamily("mailbot_mails", "Mails in the store by outcome "
                                   "(\"none\": not decided yet)", labels=["outcome"])
         for outcome, count in sorted(outcomes.items()):
@@ -112,6 +113,16 @@ class StoreCollector(Collector):
                 yield GaugeMetricFamily("mailbot_last_pass_duration_seconds",
                                         "How long the last pass took",
                                         value=last.duration_seconds)
+            if last.errors is not None:
+                yield GaugeMetricFamily("mailbot_last_pass_errors",
+                                        "Faults the last pass met: mailbox (IMAP), SMTP, store",
+                                        value=last.errors)
+        raised = CounterMetricFamily("mailbot_alerts", "Operator alerts raised, by title "
+                                     "(delivery failed, mailbox unreachable, quarantine...)",
+                                     labels=["title"])
+        for title, count in sorted(alerts.items()):
+            raised.add_metric([title], count)
+        yield raised
 
 
 def metrics_registry(web: WebContext) -> CollectorRegistry:
