@@ -29,21 +29,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from alembic import command  # noqa: E402
-from alembic.config import Config as AlembicConfig  # noqa: E402
 
-from mailbot.store.database import _REQUEST_THROTTLE, MIGRATIONS, Store  # noqa: E402
+from mailbot.store.database import _REQUEST_THROTTLE, Store  # noqa: E402
 
 REQUESTS_PER_MAIL = 1.6
 SAMPLES = 300
-
-
-def upgrade(store: Store, revision: str) -> None:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
 
 
 def fill(store: Store, mails: int, now: dt.datetime, rnd: random.Random) -> list[tuple]:
@@ -147,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     url = args.postgresql.rsplit("/", 1)[0] + f"/{name}"
                 store = Store(url)
                 try:
-                    upgrade(store, "0002")
+                    store.migrate("0002")
                     samples = fill(store, size, now, random.Random(size))
                     if backend == "postgresql":
                         with store.engine.connect() as c:

@@ -88,21 +88,14 @@ class Store:
 
     # -- schema ---------------------------------------------------------------------------
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema to the newest Alembic revision."""
-        from alembic import command
-        from alembic.config import Config as AlembicConfig
-
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+    def migrate(self, revision: str = "head") -> None:
+        """Create or upgrade the schema to `revision` (the newest Alembic revision by default)."""
         try:
             if self.engine.dialect.name == "sqlite":
                 db = self.engine.url.database
                 if db and db != ":memory:":
                     Path(db).parent.mkdir(parents=True, exist_ok=True)
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            self._alembic("upgrade", revision)
         except (sa.exc.DatabaseError, OSError) as exc:
             fault = storage_fault(self.engine.url, exc)
             if fault is not None:
@@ -110,6 +103,21 @@ class Store:
             if isinstance(exc, OSError):
                 raise
             raise ConfigError(f"[store] cannot open {self.engine.url!r}: {exc.orig}") from None
+
+    def downgrade(self, revision: str) -> None:
+        """Take the schema back to `revision` (tests and benchmarks of the migrations)."""
+        self._alembic("downgrade", revision)
+
+    def _alembic(self, verb: str, revision: str) -> None:
+        """Run one Alembic command on this store, in one transaction, with our migrations."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, verb)(cfg, revision)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
