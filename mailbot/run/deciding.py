@@ -15,7 +15,7 @@ from mailbot.decide.sender import reply_to_differs
 from mailbot.decide.throttle import request_throttle_hit
 from mailbot.model import PENDING, Decision, Extraction, ParsedMail, RawMail, Request, RuleHit
 from mailbot.model import REVIEW as REVIEW_OUTCOME
-from mailbot.run import claims, review, unlock_flow
+from mailbot.run import claims, completion, review, unlock_flow
 from mailbot.run.app import App
 from mailbot.run.holds import hold
 from mailbot.run.reading import Reading, read_raw, reading_of
@@ -72,14 +72,17 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail,
     store = app.store
     with store.transaction() as conn:
         reading = reading_of(app, conn, parsed, extraction)
+        thread = completion.complete_from_thread(app, conn, rec, parsed, reading)
+        reading = thread.reading
         extraction = reading.extraction
-        notes: list[str] = list(sender_notes(app, conn, rec, parsed, extraction))
+        notes: list[str] = [*sender_notes(app, conn, rec, parsed, extraction), *thread.notes]
         if reading.continues is not None:
             notes.append(extraction.notes[-1])  # "answers the unlock request CLV-..."
         decisions: list[Decision] = []
         plan = hold(app, conn, rec, raw, parsed, reading)
         if plan is None:
             plan, decisions = decide_reading(app, conn, rec, reading)
+        completion.remember(app, conn, rec, parsed, thread, plan)
         app.hook("after_key_assigned")
         # Committed only while the mail is still this run's to decide: else all of it rolls back.
         if not store.update_mail(
