@@ -92,20 +92,24 @@ def open_blocks(parsed: ParsedMail, rules: Ruleset, marks: OwnMarks) -> tuple[Op
     return tuple(found)
 
 
-def _same(field_name: str, a: str, b: str) -> bool:
+def _same(field_name: str, a: str, b: str, rules: Ruleset) -> bool:
+    """Whether two values name the same serial or system (as the catalogue reads them)."""
     if field_name == "serial":
         return bool(set(find_serials(a)) & set(find_serials(b)))
-    return fold(a) == fold(b)
+    systems = _readers(rules).systems
+    first, second = systems.explain(a)[0], systems.explain(b)[0]
+    return first == second if first and second else fold(a) == fold(b)
 
 
-def _pair(earlier: Sequence[OpenBlock], replies: Sequence[Mapping[str, str]]) -> list[int | None]:
+def _pair(earlier: Sequence[OpenBlock], replies: Sequence[Mapping[str, str]],
+          rules: Ruleset) -> list[int | None]:
     """For each reply block, the index of the earlier block it completes (None: a block of its
     own). A block naming the serial or the system of an earlier block completes that one."""
     used: set[int] = set()
     pairs: list[int | None] = []
     for values in replies:
         named = next((i for i, block in enumerate(earlier) if i not in used and any(
-            values.get(f) and block.values.get(f) and _same(f, values[f], block.values[f])
+            values.get(f) and block.values.get(f) and _same(f, values[f], block.values[f], rules)
             for f in ("serial", "system"))), None)
         if named is None:
             named = next((i for i in range(len(earlier)) if i not in used), None)
@@ -134,7 +138,7 @@ def complete(earlier: Sequence[OpenBlock], reply: Sequence[tuple[Mapping[str, st
         if not is_request:
             for f, v in values.items():
                 context.setdefault(f, v)
-    pairs = _pair(earlier, asked)
+    pairs = _pair(earlier, asked, rules)
     merged: list[tuple[dict[str, str], set[str]]] = []  # values, fields from the earlier mail
     for values, index in zip(asked, pairs, strict=True):
         block = earlier[index] if index is not None else OpenBlock({}, FIELDS)
