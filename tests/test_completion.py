@@ -337,3 +337,23 @@ def test_on_real_servers_the_reply_through_imap_gets_the_key_by_smtp(tmp_path, i
         app.source.close()
         app.sink.close()
         app.store.close()
+
+
+def test_an_unlock_request_missing_its_serial_is_completed_and_unlocked(tmp_path):
+    from test_unlock_flow import COMERCIAL, SUBSCRIPTION, TALLER
+
+    unlock = Harness(tmp_path)
+    try:
+        unlock.run(request_mail(sender=TALLER, serial="", system=COMERCIAL,
+                                company="Taller Mecánico Hermanos Ruiz"))
+        [answer] = unlock.replies()
+        assert answer.template == "unlock_missing_data"
+        unlock.run(request_mail(sender=TALLER, serial="", system="",
+                                subject="RE: Solicitud de desbloqueo",
+                                body=f"Número de serie: {SUBSCRIPTION}\n\nSaludos\n",
+                                in_reply_to=answer.message_id))
+        assert [(r.template, r.to) for r in unlock.replies()][1:] == [("unlocked", TALLER)]
+        [entry] = unlock.ledger(SUBSCRIPTION)
+        assert entry.status == "approved"
+    finally:
+        unlock.close()
