@@ -26,6 +26,7 @@ from test_unlock_flow import KEYS, Harness, request_mail
 
 from mailbot import config as config_module
 from mailbot.config import LimitsConfig
+from mailbot.ops import logview
 from mailbot.ops.imports import KeyRecord, LicenceRecord
 from mailbot.read import merge
 from mailbot.read.extract import read_mail
@@ -301,6 +302,11 @@ def test_the_earlier_mails_completion_is_an_event_the_console_shows(bot):
     assert done is not None and done["fields"] == ["company", "contact_name", "contact_email",
                                                    "system"]
     assert {r.event for r in rows} >= {threads.OPEN_REQUEST, threads.COMPLETED}
+    text = logview.format_text(logview.query(bot.app.store, reference=earlier.reference))
+    second = bot.mails()[1].reference
+    assert f"note: completed by {second}" in text
+    text = logview.format_text(logview.query(bot.app.store, reference=second))
+    assert f"extract.note: completes {earlier.reference}" in text
 
 
 # --- on real servers: Dovecot in, aiosmtpd out -------------------------------------------------
