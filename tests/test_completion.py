@@ -285,6 +285,9 @@ def test_a_multi_request_mail_gets_the_block_the_reply_names_completed(bot):
                                                                  "Vega Consultores")
     results = bot.replies()[-1]
     assert results.template == "results"  # the Contabilidad block still lacks its serial
+    first, second = bot.mails()
+    assert any(n.startswith(f"continued by {second.reference}, which still lacks some data")
+               for n in json.loads(first.notes))
     # ...and the next reply gives it.
     bot.run(request_mail(sender=VEGA, serial="", system="", subject="RE: " + FREE_SUBJECT,
                          body=f"Número de serie: {VEGA_SERIAL}\n",

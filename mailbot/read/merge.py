@@ -57,7 +57,7 @@ class Completion:
 
     requests: tuple[Request, ...]
     problems: tuple[Problem, ...]
-    filled: tuple[str, ...]  # fields taken from the earlier mail, in FIELDS order
+    filled: tuple[str, ...]  # fields of the earlier mail in the requests made, in FIELDS order
     given: tuple[str, ...]  # fields the reply gave, in FIELDS order
     still_open: tuple[OpenBlock, ...] = field(default=())  # what a further reply may finish
 
@@ -163,7 +163,7 @@ def complete(earlier: Sequence[OpenBlock], reply: Sequence[tuple[Mapping[str, st
         where = BODY if len(merged) == 1 else f"{BODY}, block {number}"
         r, p = _to_requests(values, source=BODY, where=where, readers=readers, sender=sender)
         taken = tuple(f for f in FIELDS if f in from_earlier)
-        if taken:
+        if taken and r:
             filled.update(taken)
             r = [Request(x.company, x.contact_name, x.contact_email, x.system, x.serial,
                          x.source, (*x.notes, note(taken))) for x in r]

@@ -94,7 +94,8 @@ def complete_from_thread(app: App, conn: Connection, rec: MailRecord,
             ex, kind=ex.kind or earlier.kind, requests=done.requests,
             problems=(*done.problems, *kept), notes=(*ex.notes, line))
         threads.mark_completed(conn, earlier.mail, by_mail=rec.id, by_reference=rec.reference,
-                               fields=done.filled, now=app.now())
+                               fields=done.filled, still_missing=bool(done.still_open),
+                               now=app.now())
         app.store.log_event(conn, "request_completes", mail=rec.id, earlier=where,
                             fields=list(done.filled), given=list(done.given))
         log.info("event=request_completed reference=%s earlier=%s fields=%s", rec.reference,

@@ -89,16 +89,20 @@ def open_in_thread(conn: Connection, *, message_ids: Sequence[str], references: 
 
 
 def mark_completed(conn: Connection, mail: int, *, by_mail: int, by_reference: str | None,
-                   fields: Sequence[str], now: dt.datetime) -> None:
-    """Note on the earlier mail that a reply completed it: it is never completed again."""
+                   fields: Sequence[str], still_missing: bool, now: dt.datetime) -> None:
+    """Note on the earlier mail that a reply completed it: it is never completed again. When
+    something is `still_missing`, the reply now holds what is open (its own open_request)."""
     conn.execute(events.insert().values(
         at=now, mail=mail, event=COMPLETED,
         detail=json.dumps({"by_mail": by_mail, "by_reference": by_reference,
-                           "fields": list(fields)}, ensure_ascii=False)))
+                           "fields": list(fields), "still_missing": still_missing},
+                          ensure_ascii=False)))
     notes = json.loads(conn.execute(sa.select(mails.c.notes).where(mails.c.id == mail))
                        .scalar() or "[]")
-    notes.append(f"completed by {by_reference or by_mail}: the reply gave what was missing; "
-                 f"fields {', '.join(fields) or '(none)'} were taken from this mail")
+    by = by_reference or f"mail {by_mail}"
+    notes.append((f"continued by {by}, which still lacks some data" if still_missing
+                  else f"completed by {by}: the reply gave what was missing")
+                 + f"; fields taken from this mail: {', '.join(fields) or '(none)'}")
     conn.execute(mails.update().where(mails.c.id == mail)
                  .values(notes=json.dumps(notes, ensure_ascii=False)))
 
