@@ -366,3 +366,35 @@ def test_an_unlock_request_missing_its_serial_is_completed_and_unlocked(tmp_path
         assert entry.status == "approved"
     finally:
         unlock.close()
+
+
+# --- the store's thread queries, on SQLite and PostgreSQL ---------------------------------------
+
+
+def test_the_thread_lookup_finds_an_open_mail_by_each_path_until_it_is_completed(store):
+    now = dt.datetime(2026, 12, 1, 16, 0)
+    with store.transaction() as conn:
+        first = store.add_mail(conn, source="maildir:x", mail_id="1", fp="a" * 64, size=10)
+        other = store.add_mail(conn, source="maildir:x", mail_id="2", fp="b" * 64, size=10)
+        store.update_mail(conn, first.id, message_id="<first@cliente.mx>", sender=VEGA)
+        store.enqueue(conn, mail=first.id, purpose="reply", template="missing_data",
+                      message_id="<ours@example.com>", envelope_from="claves@example.com",
+                      recipients=[VEGA], data=b"x")
+        block = merge.OpenBlock({"company": "Vega", "system": CONTABILIDAD}, ("serial",))
+        threads.remember_open(conn, first.id, kind="free_update", blocks=[block.to_json()],
+                              now=now)
+        for ids, refs in ((["<ours@example.com>"], []), (["<first@cliente.mx>"], []),
+                          ([], [first.reference])):
+            [found] = threads.open_in_thread(conn, message_ids=ids, references=refs)
+            assert (found.mail, found.sender, found.kind) == (first.id, VEGA, "free_update")
+            assert [merge.OpenBlock.from_json(b) for b in found.blocks] == [block]
+        assert threads.open_in_thread(conn, message_ids=["<nada@x>"],
+                                      references=[other.reference]) == []
+        threads.mark_completed(conn, first.id, by_mail=other.id, by_reference=other.reference,
+                               fields=["company", "system"], still_missing=False, now=now)
+        assert threads.open_in_thread(conn, message_ids=["<ours@example.com>"],
+                                      references=[first.reference]) == []
+        assert threads.completed_by(conn, first.id)["by_reference"] == other.reference
+        assert store.mail_notes(conn, first.id) == [
+            f"completed by {other.reference}: the reply gave what was missing; fields taken "
+            "from this mail: company, system"]
