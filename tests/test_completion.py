@@ -198,6 +198,17 @@ def test_the_reply_with_the_missing_serial_is_answered_with_the_key(bot, name):
     assert any(f"completed by {second.reference}" in n for n in json.loads(first.notes))
 
 
+def test_a_new_mail_quoting_the_whole_reference_completes_it_and_the_number_alone_does_not(bot):
+    answer, earlier = first_missing(bot)
+    number = earlier.reference.rsplit("-", 1)[0]  # CLV-000001: sequential, no proof
+    bot.run(request_mail(sender=VEGA, serial="", system="", subject=f"{FREE_SUBJECT} {number}",
+                         body=f"Número de serie: {VEGA_SERIAL}\n"))
+    assert bot.replies()[-1].template == "missing_data"
+    bot.run(request_mail(sender=VEGA, serial="", system="", subject=FREE_SUBJECT,
+                         body=f"Referencia {earlier.reference}\nNúmero de serie: {VEGA_SERIAL}\n"))
+    assert [(r.template, r.to) for r in bot.replies()][-1] == ("keys_issued", VEGA)
+
+
 def test_a_second_completion_of_the_same_mail_issues_no_second_key(bot):
     answer, earlier = first_missing(bot)
     bot.run(in_thread(REPLIES[0], answer, earlier.reference))
