@@ -401,11 +401,13 @@ def test_the_thread_lookup_finds_an_open_mail_by_each_path_until_it_is_completed
             assert [merge.OpenBlock.from_json(b) for b in found.blocks] == [block]
         assert threads.open_in_thread(conn, message_ids=["<nada@x>"],
                                       references=[other.reference]) == []
+        assert threads.claim_open(conn, first.id)
         threads.mark_completed(conn, first.id, by_mail=other.id, by_reference=other.reference,
                                fields=["company", "system"], still_missing=False, now=now)
         assert threads.open_in_thread(conn, message_ids=["<ours@example.com>"],
                                       references=[first.reference]) == []
         assert threads.completed_by(conn, first.id)["by_reference"] == other.reference
+        assert not threads.claim_open(conn, first.id)
         assert store.mail_notes(conn, first.id) == [
             f"completed by {other.reference}: the reply gave what was missing; fields taken "
             "from this mail: company, system"]

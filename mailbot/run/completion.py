@@ -87,6 +87,8 @@ def complete_from_thread(app: App, conn: Connection, rec: MailRecord,
                          "registered contact of its serial: read on its own")
             log.info("event=completion_refused reference=%s earlier=%s", rec.reference, where)
             continue
+        if not threads.claim_open(conn, earlier.mail):
+            continue  # another run completed it meanwhile
         kept = tuple(p for p in ex.problems if (p.source or "") != merge.BODY)
         line = (f"completes {where}: fields {', '.join(done.filled) or '(none)'} from the "
                 f"earlier mail, {', '.join(done.given) or '(none)'} from this reply")

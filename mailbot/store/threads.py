@@ -88,6 +88,15 @@ def open_in_thread(conn: Connection, *, message_ids: Sequence[str], references: 
     return out
 
 
+def claim_open(conn: Connection, mail: int) -> bool:
+    """Lock the earlier mail's row (PostgreSQL; SQLite serialises writers anyway) and say
+    whether it is still open: of two runs completing it at once, the second waits here, then
+    sees the first one's completion and reads its mail on its own."""
+    conn.execute(sa.select(mails.c.id).where(mails.c.id == mail).with_for_update()).first()
+    return conn.execute(sa.select(events.c.id).where(
+        events.c.mail == mail, events.c.event == COMPLETED).limit(1)).first() is None
+
+
 def mark_completed(conn: Connection, mail: int, *, by_mail: int, by_reference: str | None,
                    fields: Sequence[str], still_missing: bool, now: dt.datetime) -> None:
     """Note on the earlier mail that a reply completed it: it is never completed again. When
