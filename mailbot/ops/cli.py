@@ -14,8 +14,8 @@ from mailbot import config as config_module
 from mailbot.config import Config
 from mailbot.errors import MailbotError, TemplateError
 from mailbot.ops import logsetup
-from mailbot.ops.cli_review import add_review_commands
-from mailbot.ops.cli_users import add_users_commands
+from mailbot.ops.choices import OUTCOMES
+from mailbot.ops.cli_groups import add_review_commands, add_users_commands
 from mailbot.ops.web.serve import add_web_command
 
 if TYPE_CHECKING:
@@ -337,8 +337,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "that fired and the replies")
     p.add_argument("--sender", help="only mails from this address")
     p.add_argument("--serial", help="only mails with a request for this serial")
-    from mailbot.ops.logview import OUTCOMES
-
     p.add_argument("--outcome", help=f"only this outcome: {', '.join(OUTCOMES)}")
     p.add_argument("--reference", help="only this request reference (e.g. CLV-000042)")
     p.add_argument("--limit", type=int, default=50, help="at most this many mails (default 50)")
