@@ -10,21 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailbot import __version__
-from mailbot import config as config_module
-from mailbot.config import Config
 from mailbot.errors import MailbotError, TemplateError
-from mailbot.ops import logsetup
 from mailbot.ops.choices import OUTCOMES
-from mailbot.ops.cli_groups import add_review_commands, add_users_commands
-from mailbot.ops.web.serve import add_web_command
+from mailbot.ops.cli_groups import add_review_commands, add_users_commands, add_web_command
 
+# Only what building the parser needs is imported here: `mailbot --help` must start fast
+# (issue 10, §4). Each command imports what it uses; tests/test_cli.py pins this.
 if TYPE_CHECKING:
+    from mailbot.config import Config
     from mailbot.run.app import App
 
 EXIT_USER_ERROR = 2
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from mailbot import config as config_module
+
     return config_module.load(args.config)
 
 
@@ -405,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         _check_run_options(parser, args)
+    from mailbot.ops import logsetup
+
     logsetup.setup(verbose=args.verbose or args.command == "run", fmt=args.log_format)
     try:
         return args.func(args)

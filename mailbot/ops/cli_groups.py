@@ -1,4 +1,4 @@
-"""The `review` and `users` sub-commands' arguments, registered without importing what the
+"""The `review`, `users` and `web` sub-commands' arguments, registered without importing what the
 commands run: each command's function is imported when it is chosen (issue 10, §4: `mailbot
 --help` and `mailbot parse` start without the store, the pipeline or argon2)."""
 
@@ -113,3 +113,15 @@ def add_users_commands(sub: argparse._SubParsersAction,
     p.add_argument("name", metavar="NAME")
     p = add("revoke", "cmd_users_revoke", "revoke every API token of the account")
     p.add_argument("name", metavar="NAME")
+
+
+def add_web_command(sub: argparse._SubParsersAction,
+                    parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register `mailbot web`; `parents` carries the global options."""
+    help_ = ("serve the operators' console (the panel, the log, the review queue) and its "
+             "JSON API; it shares the store with `mailbot run` and never sends mail itself")
+    p = sub.add_parser("web", help=help_, description=help_, parents=list(parents))
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="where to listen (default: [web] listen, 127.0.0.1:8080); another "
+                        "address than loopback needs an account")
+    p.set_defaults(func=_lazy("web.serve", "cmd_web"))
