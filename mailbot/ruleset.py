@@ -256,24 +256,22 @@ def spelling_key(text: str) -> str:
 def _catalogue(t: _Table) -> Catalogue:
     t.reject_unknown({"min_score", "system"})
     systems: list[System] = []
-    seen: dict[str, tuple[int, str]] = {}  # spelling key -> (entry, spelling as written)
-    for index, s in enumerate(t.tables("system")):
+    # spelling key -> (entry, its name, the spelling as written there)
+    seen: dict[str, tuple[str, str, str]] = {}
+    for s in t.tables("system"):
         s.reject_unknown({"name", "aliases"})
         system = System(name=s.text("name"), aliases=s.texts("aliases", default=[]))
-        for field, spelling in [("name", system.name),
-                                *((f"aliases[{i}]", a) for i, a in enumerate(system.aliases))]:
+        entry = s.prefix.rstrip(".")
+        for field, spelling in [("name", system.name), *(("aliases", a) for a in system.aliases)]:
             key = spelling_key(spelling)
-            if not key:
-                continue
-            if key in seen and seen[key][0] != index:
-                other, written = seen[key]
-                same = "" if written == spelling else f" (as {written!r})"
-                s.report("aliases" if field.startswith("aliases") else field,
-                         f"{spelling!r} already names {systems[other].name!r}{same}, "
-                         f"system[{other}]; spellings are compared without accents, case, "
-                         "spaces or dashes: remove one of the two or make them differ")
-            else:
-                seen.setdefault(key, (index, spelling))
+            if key not in seen:
+                seen[key] = (entry, system.name, spelling)
+            elif key and seen[key][0] != entry:
+                other, name, written = seen[key]
+                alias = "" if written == name else f" (its alias {written!r})"
+                s.report(field, f"{spelling!r} already names {name!r}{alias}, {other}; "
+                                "spellings are compared without accents, case, spaces or "
+                                "dashes: remove one of the two or make them differ")
         systems.append(system)
     score = t.number("min_score", default=88)
     if score > 100:

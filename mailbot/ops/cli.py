@@ -111,6 +111,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         app.store.close()
 
 
+def error_text(exc: MailbotError) -> str:
+    """One line per problem: a rules folder with five mistakes is five lines under a count, so
+    the admin fixes them all in one round (`mailbot rules check`, and `run` refusing to start)."""
+    problems = getattr(exc, "problems", ())
+    if len(problems) <= 1:
+        return f"mailbot: error: {exc}"
+    lines = [f"mailbot: error: {len(problems)} problems in the rules; fix each, then run "
+             "`mailbot rules check` again:"]
+    lines.extend(f"  {p}" for p in problems)
+    return "\n".join(lines)
+
+
 def _check_run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.once and (args.with_web or args.metrics_listen):
         parser.error("run: --once cannot be combined with --with-web or --metrics-listen "
@@ -412,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except MailbotError as exc:
-        print(f"mailbot: error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
