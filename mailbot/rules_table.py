@@ -264,12 +264,20 @@ class Table:
         return tuple(out)
 
     def table(self, key: str) -> Table:
-        value, given = self._get(key, dict, ...)
+        if key not in self.data:
+            self.report(key, f"missing; add the table [{self.prefix}{key}] with its keys")
+        value, given = self._get(key, dict, {})
         return Table(value if given else {}, self.file, f"{self.prefix}{key}.", self.problems,
                      self.quiet or not given)
 
     def tables(self, key: str) -> list[Table]:
-        items, given = self._get(key, list, ...)
+        if key not in self.data:
+            self.report(key, f"missing; add at least one [[{self.prefix}{key}]] table")
+        elif isinstance(self.data[key], dict):
+            self.report(key, f"must be a list of tables; write each entry under "
+                             f"[[{self.prefix}{key}]] (double brackets), not [{self.prefix}{key}]")
+            return []
+        items, given = self._get(key, list, [])
         if not given:
             return []
         if not items:

@@ -260,3 +260,31 @@ def test_key_lines_follow_tables_arrays_and_multiline_values():
     assert line_of(lines, "a.e[1].g.h") == 13 and line_of(lines, "a.d[0]") == 6
     assert lines["a.e[1].quoted key"] == 14
     assert line_of(lines, "zzz") is None
+
+
+def _single_per_event_table(text: str) -> str:
+    head, *rows = text.split("[[installation.per_event]]")
+    last = rows[-1][rows[-1].index("[installation.above_max]"):]
+    return head + "[installation.per_event]" + rows[0] + last
+
+
+@pytest.mark.parametrize("edit, key, fix", [
+    (lambda text: text.replace('[installation.above_max]\nlabel = "Mayor a 20 usuarios"\n'
+                               'text = "Se cotizará por proyecto."', ""),
+     "installation.above_max", "missing; add the table [installation.above_max] with its keys"),
+    (_single_per_event_table, "installation.per_event",
+     "write each entry under [[installation.per_event]] (double brackets)"),
+])
+def test_a_missing_or_single_table_says_how_to_write_it(tmp_path, edit, key, fix):
+    directory = tmp_path / "rules"
+    shutil.copytree(RULES, directory)
+    path = directory / "free_update.toml"
+    before = path.read_text(encoding="utf-8")
+    path.write_text(edit(before), encoding="utf-8")
+    assert path.read_text(encoding="utf-8") != before
+    with pytest.raises(RulesError) as err:
+        load_rules(directory)
+    assert len(err.value.problems) == 1, err.value.problems
+    message = str(err.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert fix in message
