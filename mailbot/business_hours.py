@@ -22,8 +22,6 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
-
 from mailbot.errors import RulesError
 
 DayHours = tuple[time, time] | None  # (opening, closing) on one day, or None: closed
@@ -112,8 +110,21 @@ class BusinessCalendar:
         self.tz_name = tz
         self.week = week
         self.extra_holidays = frozenset(extra_holidays)
-        # expand=True (the default) computes further years on demand.
-        self._holidays = holidays.country_holidays("MX", years=list(years), language="es")
+        self._years = tuple(years)
+        self._federal: Any = None
+
+    @property
+    def _holidays(self) -> Any:
+        """Mexico's federal holidays, loaded when a date is first asked about: importing
+        `holidays` loads every country it knows (about 0.2 s), which `mailbot --help`, `parse`
+        and a pass that schedules nothing need not pay (issue 10, §4)."""
+        if self._federal is None:
+            import holidays
+
+            # expand=True (the default) computes further years on demand.
+            self._federal = holidays.country_holidays("MX", years=list(self._years),
+                                                      language="es")
+        return self._federal
 
     def __repr__(self) -> str:
         return (f"BusinessCalendar(week={self.week!r}, tz={self.tz_name!r}, "

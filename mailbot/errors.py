@@ -1,5 +1,7 @@
 """Errors a user can fix: the CLI prints them as one line and exits non-zero."""
 
+from collections.abc import Sequence
+
 
 class MailbotError(Exception):
     """A mistake in input, configuration or data that a person can correct."""
@@ -10,7 +12,14 @@ class ConfigError(MailbotError):
 
 
 class RulesError(MailbotError):
-    pass
+    """A rules folder that cannot be used. `problems` holds every mistake found (one line each,
+    `mailbot.rules_table.RulesProblem`), so `rules check` and `run` can name them all at once."""
+
+    def __init__(self, *args: object, problems: Sequence[object] = ()) -> None:
+        if problems and not args:
+            args = ("\n".join(str(p) for p in problems),)
+        super().__init__(*args)
+        self.problems: tuple[object, ...] = tuple(problems) or (str(self),)
 
 
 class TemplateError(MailbotError):

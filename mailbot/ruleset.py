@@ -1,7 +1,12 @@
 """The admin-editable rules in `rules/*.toml`, loaded and validated.
 
-A mistake in a rules file is reported with the file, the key and what is wrong, so an admin can
-fix it without reading code (`mailbot rules check`).
+A mistake in a rules file is reported with the file, the key, its line and the fix, so an admin
+can fix it without reading code; `mailbot rules check` reports every mistake of the folder in one
+run (`check_rules`; how a table records problems and goes on: `mailbot.rules_table`).
+
+A loader takes a `_Table` and may `raise t.fail(key, why)` where it cannot go on, or call
+`t.report(key, why)` and go on with a stand-in value; `t.get`, `t.text`, `t.number`, `t.price`...
+record their own problems. A new rules file is one line in `_FILES` and one in `_LOADERS`.
 """
 
 from __future__ import annotations
@@ -9,14 +14,22 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tomllib
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 from mailbot.business_hours import calendar_from_mapping
 from mailbot.errors import RulesError
 from mailbot.model import FIELDS
+from mailbot.rules_table import Problems, RulesProblem
+from mailbot.rules_table import Table as _Table
+from mailbot.toml_lines import key_lines, line_of
+
+Money = int | Decimal  # whole pesos, or pesos and cents exactly as the admin wrote them
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,7 @@ class Catalogue:
 @dataclass(frozen=True)
 class PolicyPrice:
     name: str
-    price: int
+    price: Money
     january_discount_percent: int
 
 
@@ -53,7 +66,7 @@ class PolicyPrice:
 class PerEventPrice:
     label: str
     max_users: int
-    price: int
+    price: Money
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ class Installation:
             pct = p.january_discount_percent if january else 0
             policies.append({
                 "name": p.name, "price": p.price, "discount_percent": pct,
-                "discounted_price": round(p.price * (100 - pct) / 100) if pct else None,
+                "discounted_price": _discounted(p.price, pct) if pct else None,
             })
         suggested = None
         if users is not None:
@@ -100,6 +113,13 @@ class Installation:
             "users": users,
             "suggested_per_event": suggested,
         }
+
+
+def _discounted(price: Money, percent: int) -> Money:
+    """The price less `percent`, to the cent (half a cent rounds up), exact: no float between
+    the admin's price and the customer's reply. Whole pesos stay an int."""
+    amount = (Decimal(price) * (100 - percent) / 100).quantize(_CENT, rounding=ROUND_HALF_UP)
+    return int(amount) if amount == amount.to_integral_value() else amount
 
 
 @dataclass(frozen=True)
@@ -177,99 +197,40 @@ class Ruleset:
         raise KeyError(kind_id)
 
 
-class _Table:
-    """A TOML table that knows where it came from, so every error names file and key."""
-
-    def __init__(self, data: Mapping[str, Any], file: str, prefix: str = "") -> None:
-        self.data = data
-        self.file = file
-        self.prefix = prefix
-
-    def where(self, key: str) -> str:
-        return f"{self.file}: {self.prefix}{key}"
-
-    def fail(self, key: str, problem: str) -> RulesError:
-        return RulesError(f"{self.where(key)}: {problem}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], *, default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is ...:
-                raise self.fail(key, "missing")
-            return default
-        value = self.data[key]
-        if isinstance(value, bool) and kind is int:
-            raise self.fail(key, f"must be a whole number, not {value!r}")
-        if not isinstance(value, kind):
-            names = {str: "text", int: "a whole number", list: "a list", dict: "a table",
-                     dt.date: "a date (YYYY-MM-DD)"}
-            wanted = names.get(kind, getattr(kind, "__name__", str(kind)))  # type: ignore[arg-type]
-            raise self.fail(key, f"must be {wanted}, not {value!r}")
-        return value
-
-    def text(self, key: str, default: Any = ...) -> str:
-        value = self.get(key, str, default=default)
-        if isinstance(value, str) and not value.strip():
-            raise self.fail(key, "must not be empty")
-        return value
-
-    def number(self, key: str, default: Any = ..., minimum: int = 0) -> int:
-        value = self.get(key, int, default=default)
-        if value < minimum:
-            raise self.fail(key, f"must be at least {minimum}, not {value}")
-        return value
-
-    def texts(self, key: str, default: Any = ...) -> tuple[str, ...]:
-        values = self.get(key, list, default=default)
-        for i, v in enumerate(values):
-            if not isinstance(v, str) or not v.strip():
-                raise self.fail(f"{key}[{i}]", f"must be non-empty text, not {v!r}")
-        return tuple(values)
-
-    def table(self, key: str) -> _Table:
-        return _Table(self.get(key, dict), self.file, f"{self.prefix}{key}.")
-
-    def tables(self, key: str) -> list[_Table]:
-        items = self.get(key, list)
-        if not items:
-            raise self.fail(key, "needs at least one entry")
-        out = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise self.fail(f"{key}[{i}]", "must be a table ([[...]])")
-            out.append(_Table(item, self.file, f"{self.prefix}{key}[{i}]."))
-        return out
-
-    def reject_unknown(self, allowed: set[str]) -> None:
-        for key in self.data:
-            if key not in allowed:
-                raise self.fail(key, f"unknown key; expected one of: {', '.join(sorted(allowed))}")
-
-
-def _read(directory: Path, name: str) -> _Table:
+def _read(directory: Path, name: str, problems: Problems | None = None) -> _Table:
+    """One rules file as a table; with `problems`, its key lines are kept for the messages."""
     path = directory / name
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RulesError(f"{path}: missing rules file") from None
     except UnicodeDecodeError:
-        raise RulesError(f"{path}: not UTF-8 text") from None
+        raise RulesError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{path}: invalid TOML: {exc}") from None
-    return _Table(data, str(path))
+        raise RulesError(f"{path}: invalid TOML: {exc}; fix the syntax there (a quote, bracket "
+                         "or comma missing?); the other keys of this file are checked once "
+                         "it parses") from None
+    if problems is not None:
+        problems.lines[str(path)] = key_lines(text)
+    return _Table(data, str(path), problems=problems)
 
 
 def _kinds(t: _Table) -> tuple[Kind, ...]:
     t.reject_unknown({"kind"})
-    kinds = []
+    kinds: list[Kind] = []
     for k in t.tables("kind"):
         k.reject_unknown({"id", "title", "subjects"})
         kind = Kind(id=k.text("id"), title=k.text("title", default=k.data.get("id", "")),
                     subjects=k.texts("subjects"))
-        if not kind.subjects:
-            raise k.fail("subjects", "needs at least one subject")
+        if not kind.subjects and "subjects" in k.data:
+            k.report("subjects", "needs at least one subject")
         if any(kind.id == other.id for other in kinds):
-            raise k.fail("id", f"duplicate kind id {kind.id!r}")
+            k.report("id", f"duplicate kind id {kind.id!r}; give each kind its own id")
         kinds.append(kind)
+    if kinds and not any(k.id == "free_update" for k in kinds):
+        t.report("kind", 'no kind with id "free_update"; the free update answer needs it')
     return tuple(kinds)
 
 
@@ -280,27 +241,41 @@ def _labels(t: _Table) -> dict[str, tuple[str, ...]]:
     out = {}
     for name in FIELDS:
         out[name] = labels.texts(name)
-        if not out[name]:
-            raise labels.fail(name, "needs at least one label")
+        if not out[name] and isinstance(labels.data.get(name), list):
+            labels.report(name, "needs at least one label")
     return out
+
+
+def spelling_key(text: str) -> str:
+    """How the catalogue compares spellings: letters and digits only, without accents or case
+    ("CONTPAQ i – Nóminas" = "contpaqinominas"), as matching a customer's text ignores them."""
+    decomposed = unicodedata.normalize("NFKD", text).casefold()
+    return "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c))
 
 
 def _catalogue(t: _Table) -> Catalogue:
     t.reject_unknown({"min_score", "system"})
     systems: list[System] = []
-    seen: dict[str, str] = {}
+    # spelling key -> (entry, its name, the spelling as written there)
+    seen: dict[str, tuple[str, str, str]] = {}
     for s in t.tables("system"):
         s.reject_unknown({"name", "aliases"})
         system = System(name=s.text("name"), aliases=s.texts("aliases", default=[]))
-        for spelling in (system.name, *system.aliases):
-            key = spelling.casefold()
-            if key in seen and seen[key] != system.name:
-                raise s.fail("aliases", f"{spelling!r} already names {seen[key]!r}")
-            seen[key] = system.name
+        entry = s.prefix.rstrip(".")
+        for field, spelling in [("name", system.name), *(("aliases", a) for a in system.aliases)]:
+            key = spelling_key(spelling)
+            if key not in seen:
+                seen[key] = (entry, system.name, spelling)
+            elif key and seen[key][0] != entry:
+                other, name, written = seen[key]
+                alias = "" if written == name else f" (its alias {written!r})"
+                s.report(field, f"{spelling!r} already names {name!r}{alias}, {other}; "
+                                "spellings are compared without accents, case, spaces or "
+                                "dashes: remove one of the two or make them differ")
         systems.append(system)
     score = t.number("min_score", default=88)
     if score > 100:
-        raise t.fail("min_score", "must be between 0 and 100")
+        t.report("min_score", f"must be between 0 and 100, not {score}")
     return Catalogue(systems=tuple(systems), min_score=score)
 
 
@@ -308,7 +283,8 @@ def _free_update(t: _Table) -> FreeUpdate:
     t.reject_unknown({"target_version", "eligible_from", "installation"})
     eligible = t.get("eligible_from", dt.date)
     if isinstance(eligible, dt.datetime):
-        raise t.fail("eligible_from", "must be a date without a time (YYYY-MM-DD)")
+        t.report("eligible_from", f"must be a date without a time; write "
+                                  f"{eligible.date().isoformat()}")
     inst = t.table("installation")
     inst.reject_unknown({"phone", "currency", "tax_note", "multi_system_note", "policies",
                          "per_event", "above_max"})
@@ -317,14 +293,15 @@ def _free_update(t: _Table) -> FreeUpdate:
         p.reject_unknown({"name", "price", "january_discount_percent"})
         pct = p.number("january_discount_percent", default=0)
         if pct > 100:
-            raise p.fail("january_discount_percent", "must be between 0 and 100")
-        policies.append(PolicyPrice(p.text("name"), p.number("price"), pct))
-    per_event = []
+            p.report("january_discount_percent", f"must be between 0 and 100, not {pct}")
+        policies.append(PolicyPrice(p.text("name"), p.price("price"), pct))
+    per_event: list[PerEventPrice] = []
     for e in inst.tables("per_event"):
         e.reject_unknown({"label", "max_users", "price"})
-        row = PerEventPrice(e.text("label"), e.number("max_users", minimum=1), e.number("price"))
+        row = PerEventPrice(e.text("label"), e.number("max_users", minimum=1), e.price("price"))
         if per_event and row.max_users <= per_event[-1].max_users:
-            raise e.fail("max_users", "rows must be in increasing order of max_users")
+            e.report("max_users", f"rows must be in increasing order of max_users ({row.max_users}"
+                                  f" after {per_event[-1].max_users}); reorder or correct them")
         per_event.append(row)
     above = inst.table("above_max")
     above.reject_unknown({"label", "text"})
@@ -352,14 +329,19 @@ _POLICY_KEYS = {
 
 
 def _hours(t: _Table, key: str) -> float:
-    """Business hours: a whole or decimal number, zero or more."""
+    """Business hours: a whole or decimal number, zero or more (a stand-in 0 after a problem)."""
     if key not in t.data:
-        raise t.fail(key, "missing; write a number of business hours, e.g. 24")
+        t.report(key, "missing; write a number of business hours, e.g. 24")
+        return 0
     value = t.data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise t.fail(key, f"must be a number of business hours, e.g. 24, not {value!r}")
+        hint = f"remove the quotes: write {value.strip()}" \
+            if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit() else \
+            "write a number of business hours, e.g. 24"
+        t.report(key, f"must be a number of business hours, e.g. 24, not {value!r}; {hint}")
+        return 0
     if value < 0:
-        raise t.fail(key, f"must not be negative ({value}); write 0 or more business hours")
+        t.report(key, f"must not be negative ({value}); write 0 or more business hours")
     return value
 
 
@@ -371,43 +353,46 @@ def _unlock_policy(t: _Table, number: int) -> UnlockPolicy:
     allowed = _POLICY_KEYS[action]
     for key in t.data:
         if key not in allowed:
-            raise t.fail(key, f"not used by policy {action!r}; it takes "
-                              f"{', '.join(sorted(allowed))}")
+            t.report(key, f"not used by policy {action!r}; it takes {', '.join(sorted(allowed))}")
     if action == UNLOCK_AUTO:
         low, high = t.number("min_minutes"), t.number("max_minutes")
         if low > high:
-            raise t.fail("min_minutes", f"is more than max_minutes ({low} > {high}); "
-                                        "swap them or correct one")
+            t.report("min_minutes", f"is more than max_minutes ({low} > {high}); "
+                                    "swap them or correct one")
         return UnlockPolicy(number, action, min_minutes=low, max_minutes=high)
     min_hours, max_hours = _hours(t, "min_hours"), _hours(t, "max_hours")
     if min_hours > max_hours:
-        raise t.fail("min_hours", f"is more than max_hours ({min_hours} > {max_hours}); "
-                                  "swap them or correct one")
+        t.report("min_hours", f"is more than max_hours ({min_hours} > {max_hours}); "
+                              "swap them or correct one")
     return UnlockPolicy(number, action, min_hours=min_hours, max_hours=max_hours)
 
 
 def _unlock_modality(t: _Table, modality: str) -> UnlockModality:
     t.reject_unknown({"label", "documents_required", "unlocks"})
     unlocks = t.table("unlocks")
-    if not unlocks.data:
-        raise t.fail("unlocks", 'needs at least the 1st unlock, e.g. 1 = { policy = "review", '
-                                "min_hours = 4, max_hours = 24 }")
+    if not unlocks.data and "unlocks" in t.data:
+        t.report("unlocks", 'needs at least the 1st unlock, e.g. 1 = { policy = "review", '
+                            "min_hours = 4, max_hours = 24 }")
     numbers: dict[int, str] = {}
     for key in unlocks.data:
         if not str(key).isdigit() or int(key) < 1:
-            raise unlocks.fail(str(key), "not an unlock number; write 1 for the 1st unlock, "
-                                         "2 for the 2nd, ...")
+            unlocks.report(str(key), "not an unlock number; write 1 for the 1st unlock, "
+                                     "2 for the 2nd, ...")
+            continue
         numbers[int(key)] = str(key)
     for expected, number in enumerate(sorted(numbers), start=1):
         if number != expected:
-            raise unlocks.fail(numbers[number], f"unlock numbers must run 1, 2, 3... without "
-                                                f"gaps; add unlock {expected} or renumber")
-    policies = tuple(_unlock_policy(unlocks.table(numbers[n]), n) for n in sorted(numbers))
+            unlocks.report(numbers[number], f"unlock numbers must run 1, 2, 3... without "
+                                            f"gaps; add unlock {expected} or renumber")
+            break
+    policies = tuple(p for n in sorted(numbers)
+                     if (p := t.attempt(lambda n=n: _unlock_policy(
+                         unlocks.table(numbers[n]), n))) is not None)
     documents = t.text("documents_required", default=None)
     needing = [p.number for p in policies if p.action == UNLOCK_DOCUMENTS]
     if needing and documents is None:
-        raise t.fail("documents_required", f"missing: unlock {needing[0]} asks for documents; "
-                                            "write what the customer must send, in Spanish")
+        t.report("documents_required", f"missing: unlock {needing[0]} asks for documents; "
+                                       "write what the customer must send, in Spanish")
     return UnlockModality(id=modality, label=t.text("label"), policies=policies,
                           documents_required=documents)
 
@@ -417,31 +402,41 @@ def _unlock(t: _Table) -> Unlock:
                       "max_unlocks_per_period", "period_days", "review_due_hours",
                       "modalities"})
     business_hours = t.get("business_hours", dict)
-    calendar_from_mapping(business_hours, t.where("business_hours"))  # validates; errors name keys
+    if "business_hours" in t.data:
+        try:  # validates; errors name keys (one, the first: business_hours.py stops there)
+            calendar_from_mapping(business_hours, t.where("business_hours"))
+        except RulesError as exc:
+            _business_hours_problem(t, exc)
     modalities_table = t.table("modalities")
     for key in modalities_table.data:
         if key not in UNLOCK_MODALITIES:
-            raise modalities_table.fail(str(key), f"unknown modality; the registry knows "
-                                                  f"{', '.join(UNLOCK_MODALITIES)}")
+            modalities_table.report(str(key), f"unknown modality; the registry knows "
+                                              f"{', '.join(UNLOCK_MODALITIES)}")
     modalities = {}
     for modality in UNLOCK_MODALITIES:
         if modality not in modalities_table.data:
-            raise modalities_table.fail(modality, "missing: every modality of the registry needs "
-                                                  f"its unlock policy ([modalities.{modality}])")
-        modalities[modality] = _unlock_modality(modalities_table.table(modality), modality)
+            modalities_table.report(modality, "missing: every modality of the registry needs "
+                                              f"its unlock policy ([modalities.{modality}])")
+            continue
+        found = t.attempt(
+            lambda m=modality: _unlock_modality(modalities_table.table(m), m))
+        if found is not None:
+            modalities[modality] = found
     types = []
     for i, raw in enumerate(t.texts("document_types")):
         ext = raw.strip().lower().lstrip(".")
         if not ext.isalnum():
-            raise t.fail(f"document_types[{i}]", f"{raw!r} is not a file extension; write "
-                                                 'extensions like "pdf" or "jpg"')
-        if ext not in types:
+            t.report(f"document_types[{i}]", f"{raw!r} is not a file extension; write "
+                                             'extensions like "pdf" or "jpg"')
+        elif ext not in types:
             types.append(ext)
-    if not types:
-        raise t.fail("document_types", 'needs at least one file extension, e.g. ["pdf"]')
+    if not types and isinstance(t.data.get("document_types"), list) \
+            and not t.data["document_types"]:
+        t.report("document_types", 'needs at least one file extension, e.g. ["pdf"]')
     review_due = _hours(t, "review_due_hours")
-    if review_due <= 0:
-        raise t.fail("review_due_hours", "must be more than 0 business hours")
+    if review_due <= 0 and isinstance(t.data.get("review_due_hours"), (int, float)) \
+            and not t.data["review_due_hours"] < 0:
+        t.report("review_due_hours", "must be more than 0 business hours")
     return Unlock(
         business_hours=business_hours,
         modalities=modalities,
@@ -453,19 +448,61 @@ def _unlock(t: _Table) -> Unlock:
     )
 
 
-def load_rules(directory: str | Path) -> Ruleset:
+def _business_hours_problem(t: _Table, exc: RulesError) -> None:
+    """The business-hours parser's error, recorded with the line of the key it names."""
+    where = t.where("business_hours") + ": "
+    message = str(exc)
+    if t.problems is None:
+        raise exc
+    if not message.startswith(where):
+        t.problems.add_error(exc)
+        return
+    rest = message[len(where):]
+    key, _, problem = rest.partition(": ")
+    if not problem:
+        key, problem = "", rest
+    path = f"{t.prefix}business_hours" + (f".{key}" if key else "")
+    t.problems.add(RulesProblem(t.file, f"{t.prefix}business_hours", rest,
+                                line_of(t.problems.lines.get(t.file, {}), path)))
+
+
+# The rules files, in the order they are checked; an optional one may be absent.
+_FILES: tuple[tuple[str, str, bool], ...] = (
+    ("kinds", "kinds.toml", False),
+    ("labels", "fields.toml", False),
+    ("catalogue", "catalogue.toml", False),
+    ("free_update", "free_update.toml", False),
+    ("unlock", "unlock.toml", True),
+)
+_LOADERS: dict[str, Callable[[_Table], Any]] = {
+    "kinds": _kinds, "labels": _labels, "catalogue": _catalogue, "free_update": _free_update,
+    "unlock": _unlock,
+}
+
+
+def check_rules(directory: str | Path) -> tuple[Ruleset | None, tuple[RulesProblem, ...]]:
+    """Every problem of the rules folder (every file, every section, every key that can still be
+    checked), and the Ruleset when there is none (`mailbot rules check` prints them all)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise RulesError(f"{directory}: rules directory not found")
-    kinds = _kinds(_read(directory, "kinds.toml"))
-    if not any(k.id == "free_update" for k in kinds):
-        raise RulesError(f"{directory / 'kinds.toml'}: kind: no kind with id \"free_update\"")
-    return Ruleset(
-        directory=directory,
-        kinds=kinds,
-        labels=_labels(_read(directory, "fields.toml")),
-        catalogue=_catalogue(_read(directory, "catalogue.toml")),
-        free_update=_free_update(_read(directory, "free_update.toml")),
-        unlock=(_unlock(_read(directory, "unlock.toml"))
-                if (directory / "unlock.toml").exists() else None),
-    )
+        return None, (RulesProblem(str(directory), "", "rules directory not found; set "
+                                                       "[mailbot] rules_dir or create it"),)
+    problems = Problems()
+    parts: dict[str, Any] = {}
+    for field, name, optional in _FILES:
+        if optional and not (directory / name).exists():
+            parts[field] = None
+            continue
+        parts[field] = problems.attempt(
+            lambda name=name, field=field: _LOADERS[field](_read(directory, name, problems)))
+    if problems.items:
+        return None, tuple(problems.items)
+    return Ruleset(directory=directory, **parts), ()
+
+
+def load_rules(directory: str | Path) -> Ruleset:
+    """The rules `run` decides with; an invalid folder is refused with all its problems."""
+    ruleset, problems = check_rules(directory)
+    if ruleset is None:
+        raise RulesError(problems=problems)
+    return ruleset

@@ -35,7 +35,7 @@ def sink(tmp_path: Path) -> FileSink:
 def test_send_creates_the_folder_and_writes_the_message_bytes_unchanged(sink: FileSink) -> None:
     sink.send("claves@example.com", ["cliente@example.org"], MESSAGE, MESSAGE_ID)
 
-    eml = sink.path / "20250114T093000Z-r1.CLV-000042@example.com.eml"
+    eml = sink.path / "r1.CLV-000042@example.com.eml"
     assert eml.read_bytes() == MESSAGE
 
 
@@ -43,11 +43,12 @@ def test_envelope_is_recorded_in_a_sidecar_not_in_the_message(sink: FileSink) ->
     sink.send("bounces@example.com", ["cliente@example.org", "hidden-bcc@example.org"], MESSAGE,
               MESSAGE_ID)
 
-    sidecar = sink.path / "20250114T093000Z-r1.CLV-000042@example.com.json"
+    sidecar = sink.path / "r1.CLV-000042@example.com.json"
     assert json.loads(sidecar.read_text()) == {
         "from": "bounces@example.com",
         "to": ["cliente@example.org", "hidden-bcc@example.org"],
         "message_id": MESSAGE_ID,
+        "written": "2025-01-14T09:30:00.000000+00:00",
     }
     assert b"hidden-bcc" not in sidecar.with_suffix(".eml").read_bytes()
 
@@ -61,8 +62,8 @@ def test_sending_the_same_message_id_twice_leaves_one_reply(tmp_path: Path) -> N
     sink.send("claves@example.com", ["cliente@example.org"], MESSAGE, MESSAGE_ID)
 
     assert sorted(p.name for p in sink.path.iterdir()) == [
-        "20250114T093000Z-r1.CLV-000042@example.com.eml",
-        "20250114T093000Z-r1.CLV-000042@example.com.json",
+        "r1.CLV-000042@example.com.eml",
+        "r1.CLV-000042@example.com.json",
     ]
 
 
@@ -106,8 +107,8 @@ def test_a_sidecar_left_by_a_crash_is_completed_under_the_same_name(sink: FileSi
     later.send("claves@example.com", ["cliente@example.org"], MESSAGE, MESSAGE_ID)
 
     assert sorted(p.name for p in sink.path.iterdir()) == [
-        "20250114T093000Z-r1.CLV-000042@example.com.eml",
-        "20250114T093000Z-r1.CLV-000042@example.com.json",
+        "r1.CLV-000042@example.com.eml",
+        "r1.CLV-000042@example.com.json",
     ]
 
 
@@ -157,3 +158,64 @@ def test_sent_reads_replies_back_with_their_envelope(sink: FileSink) -> None:
 def test_a_reply_without_recipients_is_a_programming_error(sink: FileSink) -> None:
     with pytest.raises(ValueError):
         sink.send("claves@example.com", [], MESSAGE, MESSAGE_ID)
+
+
+# --- names derived from the Message-ID (issue 10, §1): no listing of the outbox per reply -----
+
+def test_a_reply_is_looked_up_by_its_own_name_not_by_listing_the_outbox(sink: FileSink,
+                                                                        monkeypatch) -> None:
+    sink.send("claves@example.com", ["a@example.org"], MESSAGE, "<first@example.com>")
+    listings = []
+    real_scandir, real_glob = files.os.scandir, Path.glob
+    monkeypatch.setattr(files.os, "scandir", lambda *a: listings.append(a) or real_scandir(*a))
+    monkeypatch.setattr(Path, "glob", lambda *a: listings.append(a) or real_glob(*a))
+
+    for n in range(20):
+        sink.send("claves@example.com", ["a@example.org"], MESSAGE, f"<r{n}@example.com>")
+    sink.send("claves@example.com", ["a@example.org"], MESSAGE, "<r3@example.com>")  # again
+
+    assert listings == []
+    assert len(list(sink.path.glob("*.eml"))) == 21
+
+
+def test_an_outbox_written_with_time_stamped_names_is_recognised_after_an_upgrade(
+        tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    old = "20250113T080000Z-r1.CLV-000042@example.com"
+    (outbox / f"{old}.json").write_text(json.dumps(
+        {"from": "claves@example.com", "to": ["cliente@example.org"], "message_id": MESSAGE_ID}))
+    (outbox / f"{old}.eml").write_bytes(MESSAGE)
+    half = "20250113T080500Z-half@example.com"  # a crash left its sidecar only
+    (outbox / f"{half}.json").write_text(json.dumps(
+        {"from": "claves@example.com", "to": ["x@example.org"], "message_id": "<half@example.com>"}))
+    sink = FileSink(outbox, clock=fixed_clock)
+
+    sink.send("claves@example.com", ["cliente@example.org"], MESSAGE, MESSAGE_ID)
+    sink.send("claves@example.com", ["x@example.org"], b"half\r\n", "<half@example.com>")
+    sink.send("claves@example.com", ["n@example.org"], b"new\r\n", "<new@example.com>")
+
+    assert sorted(p.name for p in outbox.iterdir()) == [
+        f"{old}.eml", f"{old}.json", f"{half}.eml", f"{half}.json",
+        "new@example.com.eml", "new@example.com.json"]
+    # oldest first, across both layouts
+    assert [r.message_id for r in sink.sent()] == [MESSAGE_ID, "<half@example.com>",
+                                                   "<new@example.com>"]
+
+
+def test_two_ids_with_the_same_safe_form_get_two_files(sink: FileSink) -> None:
+    sink.send("claves@example.com", ["a@example.org"], b"bracketed\r\n", "<same@example.com>")
+    sink.send("claves@example.com", ["a@example.org"], b"bare\r\n", "same@example.com")
+    sink.send("claves@example.com", ["a@example.org"], b"bare again\r\n", "same@example.com")
+
+    assert sorted((r.message_id, r.message) for r in sink.sent()) == [
+        ("<same@example.com>", b"bracketed\r\n"), ("same@example.com", b"bare\r\n")]
+
+
+def test_sent_is_oldest_first_by_the_recorded_time_not_by_name(tmp_path: Path) -> None:
+    times = iter([datetime(2025, 1, 14, 9, 30, tzinfo=UTC), datetime(2025, 1, 14, 9, 31, tzinfo=UTC)])
+    sink = FileSink(tmp_path / "outbox", clock=lambda: next(times))
+    sink.send("claves@example.com", ["a@example.org"], MESSAGE, "<zzz@example.com>")
+    sink.send("claves@example.com", ["a@example.org"], MESSAGE, "<aaa@example.com>")
+
+    assert [r.message_id for r in sink.sent()] == ["<zzz@example.com>", "<aaa@example.com>"]

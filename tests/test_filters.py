@@ -48,3 +48,17 @@ def test_pad_left_justifies_and_caps_the_width():
 
 def test_templates_get_every_filter_under_its_documented_name():
     assert set(FILTERS) == {"money", "date_es", "datetime_es", "mask_email", "source_es", "pad"}
+
+
+def test_money_shows_cents_exactly_and_rounds_half_a_cent_up():
+    from decimal import Decimal
+
+    assert money(Decimal("2500.50")) == "$2,500.50"
+    assert money(Decimal("2500.5")) == "$2,500.50"
+    assert money(Decimal("1234567.895")) == "$1,234,567.90"  # half-even would print .90 too
+    assert money(Decimal("2500.505")) == "$2,500.51"  # half-even: $2,500.50
+    assert money(2.675) == "$2.68"  # the float 2.675 is 2.67499999...: $2.67 through binary
+    assert money(Decimal("-0.004")) == "$0.00"
+    assert money(10**20) == "$100,000,000,000,000,000,000.00"  # no float on the way
+    with pytest.raises(TypeError):
+        money(Decimal("NaN"))

@@ -271,6 +271,9 @@ def test_check_covers_templates_without_registered_samples(tmp_templates, rules)
     (tmp_templates / "custom.txt.j2").write_text(
         "{% extends '_layout.txt.j2' %}{% block body %}{{ no_such_key }}{% endblock %}\n",
         encoding="utf-8")
+    (tmp_templates / "custom.html.j2").write_text(  # a reply template has both parts
+        "{% extends '_layout.html.j2' %}{% block body %}<p>x</p>{% endblock %}\n",
+        encoding="utf-8")
     errors = Renderer(tmp_templates).check(rules)
     assert len(errors) == 1 and "custom.txt.j2" in errors[0] and "no_such_key" in errors[0]
 

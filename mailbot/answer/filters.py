@@ -10,20 +10,32 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 _MONTHS = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
            "septiembre", "octubre", "noviembre", "diciembre")
+_CENT = Decimal("0.01")
+_MONEY_CONTEXT = Context(prec=50)  # 40 digits of pesos and the cents, whatever the thread's
 _WEEKDAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
 
 
 def money(value: Any) -> str:
-    """2500 -> "$2,500.00": the seed's notation for pesos."""
+    """2500 -> "$2,500.00", 2500.50 -> "$2,500.50": the seed's notation for pesos.
+
+    Prices with cents arrive as Decimal (`mailbot.ruleset` keeps them exact); the amount is
+    rounded to the cent once, half a cent up, as a cashier would, never through binary floats
+    (a float is read by its shortest text form: 2.675 is 2.675, not 2.67499...)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise TypeError(f"money: expected a number, got {value!r}")
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,.2f}"
+    if isinstance(value, int):
+        return f"{'-' if value < 0 else ''}${abs(value):,}.00"
+    amount = value if isinstance(value, Decimal) else Decimal(repr(value))
+    if not amount.is_finite() or amount.adjusted() > 40:
+        raise TypeError(f"money: expected an amount of pesos, got {value!r}")
+    cents = amount.quantize(_CENT, rounding=ROUND_HALF_UP, context=_MONEY_CONTEXT)
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents):,.2f}"
 
 
 def date_es(value: Any, weekday: bool = False) -> str:

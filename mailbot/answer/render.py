@@ -122,6 +122,7 @@ import jinja2
 from jinja2.sandbox import SecurityError
 
 from mailbot.answer.filters import FILTERS
+from mailbot.answer.parts import missing_html_parts
 from mailbot.answer.samples import sample_contexts
 from mailbot.answer.sandbox import LimitExceeded, limits, make_environment
 from mailbot.errors import TemplateError
@@ -181,7 +182,7 @@ class Renderer:
         the error lines (a template must work with the prices and texts the admin set)."""
         if not self.templates_dir.is_dir():
             return [f"{self.templates_dir}: templates directory not found"]
-        errors: list[str] = []
+        errors: list[str] = missing_html_parts(self.templates_dir)
         broken: set[str] = set()
         for path in sorted(self.templates_dir.iterdir()):
             if not path.is_file() or not path.name.endswith(".j2"):

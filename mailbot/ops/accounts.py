@@ -21,13 +21,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from mailbot.errors import MailbotError
+from mailbot.ops.choices import ADMIN, OPERATOR, ROLES
 from mailbot.store import Store
 from mailbot.store import accounts as rows
 from mailbot.store.accounts import LOGIN_FAILED, LOGIN_LIMITED, LOGIN_OK, Session, User
 
-OPERATOR = "operator"
-ADMIN = "admin"
-ROLES = (OPERATOR, ADMIN)
 MIN_PASSWORD_LENGTH = 10
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 TOKEN_PREFIX = "mbt_"  # tells a leaked token apart in logs and secret scanners

@@ -10,21 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailbot import __version__
-from mailbot import config as config_module
-from mailbot.config import Config
 from mailbot.errors import MailbotError, TemplateError
-from mailbot.ops import logsetup
-from mailbot.ops.cli_review import add_review_commands
-from mailbot.ops.cli_users import add_users_commands
-from mailbot.ops.web.serve import add_web_command
+from mailbot.ops.choices import OUTCOMES
+from mailbot.ops.cli_groups import add_review_commands, add_users_commands, add_web_command
 
+# Only what building the parser needs is imported here: `mailbot --help` must start fast
+# (issue 10, §4). Each command imports what it uses; tests/test_cli.py pins this.
 if TYPE_CHECKING:
+    from mailbot.config import Config
     from mailbot.run.app import App
 
 EXIT_USER_ERROR = 2
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from mailbot import config as config_module
+
     return config_module.load(args.config)
 
 
@@ -108,6 +109,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         app.source.close()
         app.sink.close()
         app.store.close()
+
+
+def error_text(exc: MailbotError) -> str:
+    """One line per problem: a rules folder with five mistakes is five lines under a count, so
+    the admin fixes them all in one round (`mailbot rules check`, and `run` refusing to start)."""
+    problems = getattr(exc, "problems", ())
+    if len(problems) <= 1:
+        return f"mailbot: error: {exc}"
+    lines = [f"mailbot: error: {len(problems)} problems in the rules; fix each, then run "
+             "`mailbot rules check` again:"]
+    lines.extend(f"  {p}" for p in problems)
+    return "\n".join(lines)
 
 
 def _check_run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -337,8 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "that fired and the replies")
     p.add_argument("--sender", help="only mails from this address")
     p.add_argument("--serial", help="only mails with a request for this serial")
-    from mailbot.ops.logview import OUTCOMES
-
     p.add_argument("--outcome", help=f"only this outcome: {', '.join(OUTCOMES)}")
     p.add_argument("--reference", help="only this request reference (e.g. CLV-000042)")
     p.add_argument("--limit", type=int, default=50, help="at most this many mails (default 50)")
@@ -407,11 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         _check_run_options(parser, args)
+    from mailbot.ops import logsetup
+
     logsetup.setup(verbose=args.verbose or args.command == "run", fmt=args.log_format)
     try:
         return args.func(args)
     except MailbotError as exc:
-        print(f"mailbot: error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130

@@ -6,11 +6,9 @@ import argparse
 import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from mailbot.ops.review_actions import (
     EDITABLE,
-    REJECTION_TEMPLATES,
     ActionResult,
     ReviewError,
     approve,
@@ -179,64 +177,3 @@ def format_task(conn: Connection, task: reviews.Task, *, now: dt.datetime,
         lines.append(f"      {operator_time(h['at'], zone)}  {h['action']} by {h['operator']}"
                      f"{note}{changes}")
     return "\n".join(lines) + "\n"
-
-
-def add_review_commands(sub: argparse._SubParsersAction,
-                        parents: Sequence[argparse.ArgumentParser] = ()) -> None:
-    """Register `mailbot review ...` on the main parser's subcommands; `parents` (the global
-    options) go on `review` and on each of its actions."""
-    parser = sub.add_parser("review", help="work the review queue: list, show, approve, reject, "
-                                           "close, edit",
-                            description="Work the review queue: everything the rules would not "
-                                        "decide alone. Every action is recorded with the "
-                                        "operator's name and time.", parents=list(parents))
-    actions = parser.add_subparsers(dest="review_command", metavar="ACTION")
-    actions.required = True
-
-    def add(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_, description=help_, parents=list(parents))
-        p.set_defaults(func=func)
-        return p
-
-    def operator(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--operator", metavar="NAME",
-                       help="who acts (default: $MAILBOT_OPERATOR, else the OS user)")
-        p.add_argument("--note", metavar="TEXT", help="a note for the task's history")
-
-    p = add("list", cmd_review_list, "list open review tasks, the most urgent first")
-    p.add_argument("--all", action="store_true", help="closed tasks too")
-    p.add_argument("--overdue", action="store_true", help="only open tasks past their due time")
-
-    p = add("show", cmd_review_show, "show one task: the mail, what was read, the reasons, the "
-                                     "due time and the history")
-    p.add_argument("id", type=int, metavar="ID")
-
-    p = add("approve", cmd_review_approve,
-            "send the answer the rules would have sent: keys to the registered address, the "
-            "unlock confirmation, or the held mail decided now")
-    p.add_argument("id", type=int, metavar="ID")
-    operator(p)
-
-    p = add("reject", cmd_review_reject,
-            "send a rejection template with your note to the sender and close the task")
-    p.add_argument("id", type=int, metavar="ID")
-    p.add_argument("--template", required=True, choices=REJECTION_TEMPLATES, metavar="NAME",
-                   help=f"one of {', '.join(REJECTION_TEMPLATES)}")
-    p.add_argument("--note", required=True, metavar="TEXT",
-                   help="the reason, in Spanish: the customer reads it")
-    p.add_argument("--operator", metavar="NAME",
-                   help="who acts (default: $MAILBOT_OPERATOR, else the OS user)")
-
-    p = add("close", cmd_review_close,
-            "close the task without an answer to anyone (a mail that asked for nothing, or a "
-            "sender no reply can reach); an unlock is not counted")
-    p.add_argument("id", type=int, metavar="ID")
-    operator(p)
-
-    p = add("edit", cmd_review_edit,
-            "correct what was read, then run the rules again (they may answer, or keep the "
-            "task in review)")
-    p.add_argument("id", type=int, metavar="ID")
-    p.add_argument("changes", nargs="+", metavar="FIELD=VALUE",
-                   help=f"FIELD one of {', '.join(EDITABLE)}")
-    operator(p)

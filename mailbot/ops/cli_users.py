@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from mailbot.ops.accounts import ROLES, Accounts, check_new_password
+from mailbot.ops.accounts import Accounts, check_new_password
 from mailbot.ops.timefmt import operator_time
 
 
@@ -104,38 +104,3 @@ def cmd_users_revoke(args: argparse.Namespace) -> int:
         accounts.store.close()
     print(f"{count} API token(s) of {args.name!r} revoked")
     return 0
-
-
-def add_users_commands(sub: argparse._SubParsersAction,
-                       parents: Sequence[argparse.ArgumentParser] = ()) -> None:
-    """Register `mailbot users ...`; `parents` (the global options) go on every action."""
-    parser = sub.add_parser("users", help="the console's accounts: add, list, disable, token, "
-                                          "revoke",
-                            description="Manage who may use the web console and its API. "
-                                        "Passwords are stored as argon2 hashes, API tokens as "
-                                        "SHA-256 hashes.", parents=list(parents))
-    actions = parser.add_subparsers(dest="users_command", metavar="ACTION")
-    actions.required = True
-
-    def add(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_, description=help_, parents=list(parents))
-        p.set_defaults(func=func)
-        return p
-
-    p = add("add", cmd_users_add, "add an account; the password is asked twice")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--role", required=True, choices=ROLES,
-                   help="operator: works the log and the review queue; admin: also the admin "
-                        "pages")
-    p.add_argument("--password-stdin", action="store_true",
-                   help="read the password twice, as two lines of standard input")
-    add("list", cmd_users_list, "list the accounts, their role and last login")
-    p = add("disable", cmd_users_disable, "disable an account: it can no longer log in, its "
-                                          "sessions end and its API tokens are refused")
-    p.add_argument("name", metavar="NAME")
-    p = add("token", cmd_users_token, "print a new API token for the account (its last line; "
-                                      "shown once, stored hashed)")
-    p.add_argument("name", metavar="NAME")
-    p = add("revoke", cmd_users_revoke, "revoke every API token of the account")
-    p.add_argument("name", metavar="NAME")
-

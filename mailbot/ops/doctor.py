@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from mailbot.config import Config
-from mailbot.errors import MailbotError
+from mailbot.errors import MailbotError, RulesError
 
 Check = tuple[bool, str]
 
@@ -34,12 +34,21 @@ def run_checks(config: Config) -> Iterator[Check]:
 
     yield True, f"configuration: {config.path or 'embedded defaults (no config file)'}"
 
-    def rules() -> str:
-        r = open_rules(config)
+    def rules() -> list[str] | str:
+        try:
+            r = open_rules(config)
+        except RulesError as exc:  # every problem its own fault line, as `rules check` prints
+            return [str(p) for p in exc.problems]
         return f"{r.directory}: {len(r.kinds)} kinds, {len(r.catalogue.systems)} systems"
 
     def templates() -> list[str]:
-        return open_renderer(config).check(open_rules(config))  # samples carry the rules' prices
+        renderer = open_renderer(config)
+        try:
+            rules = open_rules(config)  # samples carry the rules' prices
+        except RulesError:
+            return ["not rendered: the samples are built from the rules, which do not load "
+                    "(see above)"]
+        return renderer.check(rules)
 
     def store() -> str:
         s = open_store(config)

@@ -10,20 +10,9 @@ from zoneinfo import ZoneInfo
 
 from mailbot.business_hours import DEFAULT_TIMEZONE
 from mailbot.errors import MailbotError
-from mailbot.model import DOCUMENTS_NEEDED, ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, UNLOCKED
-from mailbot.ops.review_actions import CLOSED_UNANSWERED, REJECTED
+from mailbot.ops.choices import MAIL_OUTCOMES, OUTCOMES, REQUEST_OUTCOMES  # noqa: F401
 from mailbot.ops.timefmt import operator_time
 from mailbot.store import Store, processing_log, reviews
-
-# What `--outcome` may ask for. A request's outcome (mailbot.model and the unlock rules; an
-# operator's rejection); a mail's outcome is the outcomes of its requests joined by commas, or
-# one word when none was decided: the plans of mailbot.answer.plan and mailbot.run.holds, and
-# the duplicates and quarantined mails of mailbot.run.record.
-REQUEST_OUTCOMES: tuple[str, ...] = (ISSUED, NOT_ELIGIBLE, REVIEW, PENDING, UNLOCKED,
-                                     DOCUMENTS_NEEDED, REJECTED, CLOSED_UNANSWERED)
-MAIL_OUTCOMES: tuple[str, ...] = ("incomplete", "ignored", "not_a_request", "sender_check",
-                                  "throttled", "too_large", "duplicate", "quarantined")
-OUTCOMES: tuple[str, ...] = REQUEST_OUTCOMES + MAIL_OUTCOMES
 
 
 def check_outcome(outcome: str) -> str:

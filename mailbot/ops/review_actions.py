@@ -42,6 +42,7 @@ from mailbot.decide.free_update import decide_free_update
 from mailbot.decide.unlock import UNLOCKED
 from mailbot.errors import MailbotError
 from mailbot.model import REVIEW, Decision, Request, RuleHit
+from mailbot.ops.choices import CLOSED_UNANSWERED, EDITABLE, REJECTED, REJECTION_TEMPLATES
 from mailbot.ops.timefmt import operator_time
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.run import review, unlock_flow
@@ -53,12 +54,9 @@ from mailbot.run.replies import queue_message
 from mailbot.store import Connection, ledger, reviews
 from mailbot.store.database import MailRecord
 
-# Templates an operator may send with `review reject` (they promise nothing that was not done).
-REJECTION_TEMPLATES = ("review_rejected", "unlock_rejected", "not_eligible", "missing_data",
-                       "unlock_missing_data")
-EDITABLE = ("serial", "system", "contact_email", "company", "contact_name")
-REJECTED = "rejected"  # a request's outcome after an operator rejected it
-CLOSED_UNANSWERED = "closed"  # a request's outcome after an operator closed it without an answer
+# Templates an operator may send with `review reject` (they promise nothing that was not done),
+# the fields `review edit` corrects, and the outcomes an operator's action leaves: in
+# mailbot.ops.choices, so the command line lists them without importing this module.
 LOADED = "review_loaded"  # the App hook's point: the task is taken and read, nothing written yet
 
 

@@ -6,18 +6,25 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mailbot.answer.render import Renderer
 from mailbot.config import Config
 from mailbot.errors import ConfigError
 from mailbot.ruleset import Ruleset, load_rules
-from mailbot.run.app import App
 from mailbot.shipped import shipped
-from mailbot.store.database import Store
-from mailbot.transport.seams import Sink, Source
+
+# The store (SQLAlchemy), the renderer (Jinja2) and the App are imported by the functions that
+# build them: `mailbot parse` needs only the rules (issue 10, §4: cold start).
+if TYPE_CHECKING:
+    from mailbot.answer.render import Renderer
+    from mailbot.run.app import App
+    from mailbot.store.database import Store
+    from mailbot.transport.seams import Sink, Source
 
 
 def open_store(config: Config) -> Store:
+    from mailbot.store.database import Store
+
     store = Store(config.store_url)
     store.migrate()
     return store
@@ -37,6 +44,8 @@ def open_rules(config: Config) -> Ruleset:
 
 
 def open_renderer(config: Config) -> Renderer:
+    from mailbot.answer.render import Renderer
+
     directory = _data_dir(config, config.bot.templates_dir, "templates")
     if not directory.is_dir():
         raise ConfigError(f"{directory}: templates directory not found ([mailbot] templates_dir)")
@@ -67,6 +76,8 @@ def open_sink(config: Config) -> Sink:
 
 
 def open_app(config: Config) -> App:
+    from mailbot.run.app import App
+
     rules = open_rules(config)
     renderer = open_renderer(config)
     store = open_store(config)

@@ -24,6 +24,7 @@ from mailbot.addresses import ascii_address
 from mailbot.errors import ConfigError
 from mailbot.store.faults import storage_fault
 from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_recipients, requests
+from mailbot.store.schema_version import is_current as schema_is_current
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -95,6 +96,8 @@ class Store:
                 db = self.engine.url.database
                 if db and db != ":memory:":
                     Path(db).parent.mkdir(parents=True, exist_ok=True)
+            if revision == "head" and schema_is_current(self.engine, MIGRATIONS / "versions"):
+                return  # nothing to upgrade: Alembic is not even imported (issue 10, §4)
             self._alembic("upgrade", revision)
         except (sa.exc.DatabaseError, OSError) as exc:
             fault = storage_fault(self.engine.url, exc)

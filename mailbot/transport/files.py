@@ -3,8 +3,15 @@ answers) with no mail server at all.
 
 Layout of the outbox folder, one pair per reply:
 
-    20250114T093000Z-<safe message-id>.json   {"from": ..., "to": [...], "message_id": ...}
-    20250114T093000Z-<safe message-id>.eml    exactly the message bytes, nothing added
+    <safe message-id>.json   {"from": ..., "to": [...], "message_id": ..., "written": ...}
+    <safe message-id>.eml    exactly the message bytes, nothing added
+
+The name is derived from the Message-ID alone, so "was this reply written already?" is one
+look at one file, however full the outbox (which is never pruned) grows (issue 10, §1). Outboxes
+written before carry a time stamp in front (`20250114T093000Z-<safe message-id>.*`): a sink
+lists the folder once, at its first reply, to recognise those, so a restart after an upgrade
+never writes a second file for a reply already there. `sent()` reads replies oldest first, by
+the time recorded in the sidecar (or in an old name).
 
 The envelope goes in the sidecar because it is not part of the message (a Bcc recipient is in
 the envelope only) and the .eml must open unchanged in any mail client. The sidecar is written
@@ -40,6 +47,8 @@ _FOLDER_FAULTS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quot
                   errno.EACCES: "this user may not write there",
                   errno.EPERM: "this user may not write there"}
 _MAX_ID_CHARS = 120
+# A reply written before the names were derived from the Message-ID alone: stamp-safe id.
+_LEGACY_NAME = re.compile(r"^(\d{8}T\d{6}Z)-(.+)\.json$")
 
 
 def _utc_now() -> datetime:
@@ -55,9 +64,30 @@ def safe_message_id(message_id: str) -> str:
     bare = message_id.strip().removeprefix("<").removesuffix(">")
     safe = _UNSAFE.sub("_", bare).lstrip(".")[:_MAX_ID_CHARS]
     if safe != bare or not safe:
-        digest = hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        digest = _digest(message_id)
         safe = f"{safe}-{digest}" if safe else digest
     return safe
+
+
+def _digest(message_id: str) -> str:
+    return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+
+
+def _stems(message_id: str) -> tuple[str, str]:
+    """The two names a reply to `message_id` may have: its safe form, and that form with the
+    exact id's hash for the rare id whose safe form another id already holds (`<a@b>` and
+    `a@b`)."""
+    safe = safe_message_id(message_id)
+    return safe, f"{safe}-{_digest(message_id)}"
+
+
+def _recorded_id(sidecar: Path) -> str | None:
+    """The Message-ID a sidecar records; None when there is none (or it cannot be read)."""
+    try:
+        recorded = json.loads(sidecar.read_bytes()).get("message_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, str) else None
 
 
 @dataclass(frozen=True)
@@ -77,21 +107,23 @@ class FileSink:
     def __init__(self, path: Path, *, clock: Clock = _utc_now) -> None:
         self.path = Path(path)
         self._clock = clock
+        self._legacy_stems: dict[str, tuple[str, ...]] | None = None
 
     def send(self, envelope_from: str, recipients: Sequence[str], message: bytes,
              message_id: str) -> None:
         """Write the reply and its envelope; a second call with the same message_id is a no-op."""
         if not recipients:
             raise ValueError("a reply needs at least one recipient")
-        envelope = {"from": envelope_from, "to": list(recipients), "message_id": message_id}
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             stem = self._existing_stem(message_id)
             if stem is not None and (self.path / f"{stem}.eml").exists():
                 return  # already delivered
             if stem is None:
-                stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-                stem = f"{stamp}-{safe_message_id(message_id)}"
+                stem = self._free_stem(message_id)
+                written = self._clock().astimezone(UTC).isoformat(timespec="microseconds")
+                envelope = {"from": envelope_from, "to": list(recipients),
+                            "message_id": message_id, "written": written}
                 _write_atomically(self.path / f"{stem}.json",
                                   json.dumps(envelope, ensure_ascii=False, indent=1).encode())
             # A sidecar left alone by a crash is reused: its .eml is written under its name.
@@ -110,30 +142,57 @@ class FileSink:
                 f"cannot write reply {message_id} into {self.path}: {exc.strerror or exc}") from exc
 
     def _existing_stem(self, message_id: str) -> str | None:
-        """The name already used for this Message-ID, found through its sidecar."""
-        for sidecar in sorted(self.path.glob(f"*-{safe_message_id(message_id)}.json")):
-            try:
-                recorded = json.loads(sidecar.read_bytes()).get("message_id")
-            except (OSError, ValueError, AttributeError):
-                continue
-            if recorded == message_id:
-                return sidecar.stem
+        """The name already used for this Message-ID, found through its sidecar: one of the
+        two names derived from it, else an old time-stamped name (listed once per sink)."""
+        candidates = [*_stems(message_id), *self._legacy().get(safe_message_id(message_id), ())]
+        for stem in candidates:
+            if _recorded_id(self.path / f"{stem}.json") == message_id:
+                return stem
         return None
+
+    def _free_stem(self, message_id: str) -> str:
+        """The derived name for a new reply: the readable one, or (when another Message-ID of
+        the same safe form holds it) the one with the exact id's hash."""
+        plain, hashed = _stems(message_id)
+        return plain if not (self.path / f"{plain}.json").exists() else hashed
+
+    def _legacy(self) -> dict[str, tuple[str, ...]]:
+        """Safe Message-ID -> the time-stamped names of an outbox written before the derived
+        names; the folder is listed once (those names are never written again)."""
+        if self._legacy_stems is None:
+            found: dict[str, list[str]] = {}
+            try:
+                names = [entry.name for entry in os.scandir(self.path)]
+            except FileNotFoundError:
+                names = []
+            for name in sorted(names):
+                old = _LEGACY_NAME.match(name)
+                if old is not None:
+                    found.setdefault(old.group(2), []).append(name.removesuffix(".json"))
+            self._legacy_stems = {safe: tuple(stems) for safe, stems in found.items()}
+        return self._legacy_stems
 
     def sent(self) -> list[FiledReply]:
         """Every complete reply in the folder, oldest first."""
         replies = []
-        for eml in sorted(self.path.glob("*.eml")):
+        for eml in self.path.glob("*.eml"):
             sidecar = eml.with_suffix(".json")
             try:
                 envelope = json.loads(sidecar.read_bytes())
                 message = eml.read_bytes()
+                mtime = eml.stat().st_mtime_ns
             except (OSError, ValueError):
                 continue
-            replies.append(FiledReply(path=eml, envelope_from=envelope["from"],
-                                      recipients=tuple(envelope["to"]),
-                                      message_id=envelope["message_id"], message=message))
-        return replies
+            old = _LEGACY_NAME.match(sidecar.name)
+            written = str(envelope.get("written") or "")
+            if not written and old is not None:
+                written = datetime.strptime(old.group(1), "%Y%m%dT%H%M%SZ").replace(
+                    tzinfo=UTC).isoformat(timespec="microseconds")
+            replies.append(((written, mtime, eml.name),
+                            FiledReply(path=eml, envelope_from=envelope["from"],
+                                       recipients=tuple(envelope["to"]),
+                                       message_id=envelope["message_id"], message=message)))
+        return [reply for _, reply in sorted(replies, key=lambda pair: pair[0])]
 
     def check(self) -> list[str]:
         """Faults for `mailbot doctor`, each with its fix; empty when the folder is writable."""

@@ -2,12 +2,18 @@
 
 Handled mails are moved, byte for byte, into Maildir++ sub-folders (`.processed`, `.review`,
 `.ignored`, `.failed`) so the inbox only ever holds what is still to do.
+
+The inbox is listed once per pass (`fetch_new`), and the paths it saw are remembered, so filing
+a mail is one rename, not another listing of new/ and cur/: a pass stays linear in its backlog
+(issue 10, §1). A remembered path that is gone (a mail client moved the file from new/ to cur/,
+or renamed it for its flags) or a mail this pass did not list (decided by an earlier run) costs
+one fresh listing, once per `file_many` batch.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from mailbot.model import RawMail
@@ -21,6 +27,8 @@ class MaildirSource:
         self.max_message_bytes = max_message_bytes
         for sub in ("cur", "new", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._seen: dict[str, Path] = {}  # mail key -> its path, as the last listing saw it
+        self._folders_ready: set[str] = set()
 
     def _entries(self, box: Path | None = None) -> dict[str, Path]:
         """Mail key (file name without the `:2,flags` info) -> path, for new/ and cur/ of the
@@ -37,8 +45,9 @@ class MaildirSource:
         return out
 
     def fetch_new(self) -> Iterator[RawMail]:
+        self._seen = self._entries()
         listed = []
-        for key, path in self._entries().items():
+        for key, path in self._seen.items():
             try:
                 listed.append((path.stat().st_mtime, key, path))
             except FileNotFoundError:
@@ -55,19 +64,45 @@ class MaildirSource:
             yield RawMail(self.name, key, data, size=len(data))
 
     def file(self, mail_id: str, folder: str) -> None:
+        self.file_many([mail_id], folder)
+
+    def file_many(self, mail_ids: Sequence[str], folder: str) -> None:
+        """Move each mail into `folder` by the path the last listing saw; the inbox is listed
+        again (once for the whole batch) only for a mail not found there. A mail that is in
+        the inbox no more was filed already: filing is idempotent."""
         if folder not in FOLDERS:
             raise ValueError(f"unknown folder {folder!r}")
-        path = self._entries().get(mail_id)
+        missed = [m for m in mail_ids if not self._move(self._seen.get(m), folder)]
+        if not missed:
+            return
+        self._seen.update(self._entries())
+        for mail_id in missed:
+            self._move(self._seen.get(mail_id), folder)
+
+    def _move(self, path: Path | None, folder: str) -> bool:
+        """Rename `path` into the folder's cur/; False when there is no such file (any more)."""
         if path is None:
-            return  # already filed: filing is idempotent
-        target = self.root / f".{folder}"
-        for sub in ("cur", "new", "tmp"):
-            (target / sub).mkdir(parents=True, exist_ok=True)
-        (target / "maildirfolder").touch()
+            return False
+        target = self._folder(folder)
         try:
             os.replace(path, target / "cur" / path.name)
         except FileNotFoundError:
-            return  # another run filed it meanwhile: as idempotent as above
+            if not path.exists() or (target / "cur").is_dir():
+                return False
+            self._folders_ready.discard(folder)  # the folder was removed meanwhile: again
+            os.replace(path, self._folder(folder) / "cur" / path.name)
+        self._seen.pop(path.name.split(":", 1)[0], None)
+        return True
+
+    def _folder(self, folder: str) -> Path:
+        """The Maildir++ folder, created the first time this source files into it."""
+        target = self.root / f".{folder}"
+        if folder not in self._folders_ready:
+            for sub in ("cur", "new", "tmp"):
+                (target / sub).mkdir(parents=True, exist_ok=True)
+            (target / "maildirfolder").touch()
+            self._folders_ready.add(folder)
+        return target
 
     def restore(self, mail_id: str, folder: str, *, size: int, matches: Callable[[bytes], bool],
                 record: Callable[[str], None]) -> str:

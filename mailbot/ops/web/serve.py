@@ -13,7 +13,7 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from mailbot.config import Config, split_listen
 from mailbot.errors import ConfigError
@@ -164,15 +164,3 @@ def cmd_web(args: argparse.Namespace) -> int:
     from mailbot import config as config_module
 
     return serve(config_module.load(args.config), args.listen)
-
-
-def add_web_command(sub: argparse._SubParsersAction,
-                    parents: Sequence[argparse.ArgumentParser] = ()) -> None:
-    """Register `mailbot web`; `parents` carries the global options."""
-    help_ = ("serve the operators' console (the panel, the log, the review queue) and its "
-             "JSON API; it shares the store with `mailbot run` and never sends mail itself")
-    p = sub.add_parser("web", help=help_, description=help_, parents=list(parents))
-    p.add_argument("--listen", metavar="HOST:PORT",
-                   help="where to listen (default: [web] listen, 127.0.0.1:8080); another "
-                        "address than loopback needs an account")
-    p.set_defaults(func=cmd_web)
