@@ -5,6 +5,7 @@ quarantined at once instead of being retried."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
@@ -14,9 +15,13 @@ from email.utils import format_datetime, make_msgid
 
 import openpyxl
 import sqlalchemy as sa
+from openpyxl.cell import WriteOnlyCell
 from test_unlock_flow import FACTURA, KEYS, REGISTRY, TUESDAY_10, Harness
 
+from mailbot.answer.results_sheet import results_sheet
 from mailbot.ops.imports import KeyRecord, LicenceRecord
+from mailbot.ruleset import Answers
+from mailbot.store.database import mails
 
 COMPANY = "Distribuidora Norte, S.A. de C.V."
 CONTACT = "compras@distribuidoranorte.com.mx"
@@ -39,11 +44,18 @@ def keys(count: int) -> tuple[KeyRecord, ...]:
 
 
 def sheet(rows: list[list[str]]) -> bytes:
+    """An .xlsx of `rows` under the header, every value a text cell (as a customer who typed
+    "=HYPERLINK(...)" into a text-formatted column sends it)."""
     book = openpyxl.Workbook(write_only=True)
     ws = book.create_sheet("Sistemas")
     ws.append(HEADER)
     for r in rows:
-        ws.append(r)
+        cells = []
+        for value in r:
+            cell = WriteOnlyCell(ws, value=value)
+            cell.data_type = "s"
+            cells.append(cell)
+        ws.append(cells)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -68,15 +80,32 @@ def rows_for(numbers) -> list[list[str]]:
     return [[COMPANY, "Compras", CONTACT, FACTURA, serial(n)] for n in numbers]
 
 
-def harness(tmp_path, count: int, security: str = "", limits: str = "") -> Harness:
+def harness(tmp_path, count: int, security: str = "", **limits: int) -> Harness:
     bot = Harness(tmp_path, security=security, registry=REGISTRY + licences(count),
                   keys=KEYS + keys(count))
     if limits:
-        bot.app.config = bot.app.config.__class__(**{
-            **bot.app.config.__dict__,
-            "limits": bot.app.config.limits.__class__(**{
-                **bot.app.config.limits.__dict__, **limits})})
+        config = bot.app.config
+        bot.app.config = dataclasses.replace(
+            config, limits=dataclasses.replace(config.limits, **limits))
     return bot
+
+
+def attachments(msg) -> dict[str, bytes]:
+    return {part.get_filename(): part.get_content() for part in msg.iter_attachments()}
+
+
+def book_rows(data: bytes) -> list[list]:
+    book = openpyxl.load_workbook(io.BytesIO(data))  # not read-only: data types and styles
+    [ws] = book.worksheets
+    return [[c for c in row] for row in ws.iter_rows()]
+
+
+def values(data: bytes) -> list[list[str]]:
+    return [[c.value or "" for c in row] for row in book_rows(data)]
+
+
+def text(msg) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()
 
 
 # --- the throttle: once per mail, other mails only -------------------------------------------
@@ -117,3 +146,128 @@ def test_the_throttle_is_one_look_up_per_mail_not_one_per_row(tmp_path):
         sa.event.remove(engine, "before_cursor_execute", count)
     assert len(bot.requests()) == 60
     assert len(statements) == 2  # by serial, by company: not 60 of each
+
+
+# --- the results spreadsheet ------------------------------------------------------------------
+
+def test_a_reply_about_several_requests_carries_the_results_spreadsheet(tmp_path):
+    bot = harness(tmp_path, 3)
+    bot.run(sheet_mail(rows_for(range(3)) + [[COMPANY, "Compras", CONTACT, FACTURA,
+                                              "NO-ES-SERIE"]]))
+    [reply] = bot.replies()
+    assert reply.template == "results"  # few rows: the text lists them as before
+    reference = reply.message["X-Mailbot-Reference"]
+    got = attachments(reply.message)
+    assert list(got) == [f"resultados-{reference}.xlsx"]
+    table = values(got[f"resultados-{reference}.xlsx"])
+    assert table[0] == ["Nombre de la empresa", "Nombre del contacto", "Correo electrónico",
+                        "Tipo de sistema", "Número de serie", "Origen", "Resultado",
+                        "Clave nueva", "Observaciones"]
+    assert [r[:5] for r in table[1:4]] == [[COMPANY, "Compras", CONTACT, FACTURA, serial(n)]
+                                          for n in range(3)]
+    assert [r[5] for r in table[1:4]] == [f"archivo sistemas.xlsx, fila {n}" for n in (2, 3, 4)]
+    assert [r[6] for r in table[1:4]] == ["Clave emitida"] * 3
+    assert all(r[7].startswith("2012-") for r in table[1:4]), table
+    assert len({r[7] for r in table[1:4]}) == 3
+    # the row we could not read comes last, with what to fix
+    assert table[4][5:7] == ["archivo sistemas.xlsx, fila 5", "No se pudo leer"]
+    assert "Número de serie" in table[4][8]
+    # and each key in the sheet is the one the text gives for that serial
+    body = " ".join(text(reply.message).split())
+    for row in table[1:4]:
+        assert f"{row[4]} " in body and f"Clave nueva: {row[7]}" in body
+
+
+def test_a_single_request_gets_no_spreadsheet(tmp_path):
+    bot = harness(tmp_path, 1)
+    bot.run(sheet_mail(rows_for([0])))
+    [reply] = bot.replies()
+    assert reply.template == "keys_issued" and attachments(reply.message) == {}
+
+
+HOSTILE = ["=HYPERLINK(\"http://evil.example/\",\"clic\")", "+52 55 1234 5678", "-1+2",
+           "@SUM(A1:A9)", " =1+1", "\t=cmd|' /C calc'!A0", "\r=2*3", "\n+3", "  @x", "=",
+           "Compañía normal", "2012-AAAA"]
+
+
+def test_no_cell_of_the_results_spreadsheet_is_a_formula():
+    rows = [{"company": value, "contact_name": value, "contact_email": value, "system": value,
+             "serial": value, "source": "body", "outcome": "issued", "key": value,
+             "recipient_masked": None, "redirected": False} for value in HOSTILE]
+    data = results_sheet(rows, [], answers=Answers(), target_version="2012",
+                         eligible_from=dt.date(2011, 7, 1))
+    cells = book_rows(data)[1:]
+    assert len(cells) == len(HOSTILE)
+    for value, row in zip(HOSTILE, cells, strict=True):
+        for cell in (row[0], row[1], row[2], row[3], row[4], row[7]):
+            assert cell.data_type != "f", (value, cell.value)
+            assert cell.value == value
+            if value.lstrip()[:1] in ("=", "+", "-", "@"):
+                assert cell.quotePrefix, value
+    assert not any(c.data_type == "f" for row in book_rows(data) for c in row)
+
+
+def test_formula_looking_customer_text_comes_back_as_text_end_to_end(tmp_path):
+    bot = harness(tmp_path, 2)
+    evil = "=HYPERLINK(\"http://evil.example/\",\"Ver claves\")"
+    bot.run(sheet_mail([[evil, "@Compras", CONTACT, FACTURA, serial(0)],
+                        [COMPANY, "+Compras", CONTACT, FACTURA, serial(1)]]))
+    [reply] = bot.replies()
+    [data] = attachments(reply.message).values()
+    cells = book_rows(data)
+    assert not any(c.data_type == "f" for row in cells for c in row)
+    assert [c.value for c in cells[1][:2]] == [evil, "@Compras"]
+    assert cells[2][1].value == "+Compras"
+
+
+# --- a many-row answer: a summary and the spreadsheet ----------------------------------------
+
+def test_a_mail_with_more_rows_than_rows_in_text_is_answered_with_a_summary(tmp_path):
+    bot = harness(tmp_path, 30)
+    numbers = list(range(24)) + [40, 41]  # 40, 41: not in the registry (review)
+    bot.run(sheet_mail(rows_for(numbers)))
+    [reply] = bot.replies()
+    assert reply.template == "results_summary"
+    body = " ".join(text(reply.message).split())
+    assert "con 26 sistemas" in body and "Clave emitida: 24" in body
+    assert "En revisión: 2" in body
+    reference = reply.message["X-Mailbot-Reference"]
+    assert f"resultados-{reference}.xlsx" in body
+    assert serial(3) not in body  # no block per row
+    html = reply.message.get_body(preferencelist=("html",)).get_content()
+    assert f"resultados-{reference}.xlsx" in html and serial(3) not in html
+    table = values(attachments(reply.message)[f"resultados-{reference}.xlsx"])
+    assert [r[4] for r in table[1:]] == [serial(n) for n in numbers]
+    assert [r[6] for r in table[1:]] == ["Clave emitida"] * 24 + ["En revisión"] * 2
+    assert len({r[7] for r in table[1:25]}) == 24
+
+
+def test_keys_for_another_contact_go_to_that_contact_only_also_in_the_spreadsheet(tmp_path):
+    bot = harness(tmp_path, 30)
+    bot.run(sheet_mail(rows_for(range(25)), sender="asistente@otrodominio.mx"))
+    replies = {r.to: r for r in bot.replies()}
+    assert set(replies) == {"asistente@otrodominio.mx", CONTACT}
+    mine, theirs = replies["asistente@otrodominio.mx"], replies[CONTACT]
+    assert theirs.template == mine.template == "results_summary"
+    [their_sheet] = attachments(theirs.message).values()
+    [my_sheet] = attachments(mine.message).values()
+    their_keys = {r[7] for r in values(their_sheet)[1:]}
+    assert len(their_keys) == 25 and all(k.startswith("2012-") for k in their_keys)
+    assert {r[7] for r in values(my_sheet)[1:]} == {""}  # no key for the requester
+    assert not any(k in mine.message.as_string() for k in their_keys)
+    assert "Recibimos una solicitud de claves" in text(theirs.message)
+
+
+def test_a_thousand_row_mail_is_answered_under_the_output_cap(tmp_path):
+    # Before the summary, every row's block (and installation line) went into the text and
+    # the HTML: the renderer's 500,000-character cap refused the answer on every attempt.
+    bot = harness(tmp_path, 1000, max_rows=1100, max_requests=1100, max_sheet_cells=20_000,
+                  max_sheet_elements=60_000)
+    bot.run(sheet_mail(rows_for(range(1000))))
+    [reply] = bot.replies()
+    assert reply.template == "results_summary"
+    assert len(reply.message.as_bytes()) < 400_000
+    [data] = attachments(reply.message).values()
+    assert len(values(data)) == 1001
+    with bot.app.store.transaction() as conn:
+        assert conn.execute(sa.select(mails.c.status, mails.c.error)).one() == ("done", None)

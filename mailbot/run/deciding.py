@@ -157,7 +157,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
                           decision=decision, repeat=step is not None
                           and step.mode == unlock_flow.REPEAT_OPEN)
         decisions.append(decision)
-    plan = answer.plan_answers(extraction, decisions)
+    plan = answer.plan_answers(extraction, decisions, answers=app.rules.free_update.answers)
     for planned in plan.messages:
         queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
     return plan, decisions
