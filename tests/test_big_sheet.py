@@ -21,6 +21,7 @@ from test_unlock_flow import FACTURA, KEYS, REGISTRY, TUESDAY_10, Harness
 from mailbot.answer.results_sheet import results_sheet
 from mailbot.ops.imports import KeyRecord, LicenceRecord
 from mailbot.ruleset import Answers
+from mailbot.run.pipeline import run_once
 from mailbot.store.database import mails
 
 COMPANY = "Distribuidora Norte, S.A. de C.V."
@@ -271,3 +272,108 @@ def test_a_thousand_row_mail_is_answered_under_the_output_cap(tmp_path):
     assert len(values(data)) == 1001
     with bot.app.store.transaction() as conn:
         assert conn.execute(sa.select(mails.c.status, mails.c.error)).one() == ("done", None)
+
+
+# --- what will fail again is quarantined at once ---------------------------------------------
+
+def mail_row(bot):
+    with bot.app.store.transaction() as conn:
+        return conn.execute(sa.select(mails)).one()
+
+
+def failed_folder(bot) -> list[str]:
+    folder = bot.root / "inbox" / ".failed" / "cur"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_a_mail_over_a_render_limit_is_quarantined_at_once_not_retried(tmp_path):
+    # The issue's case: one block per row for 1,000 rows (no summary, as before it existed)
+    # passes the renderer's 500,000-character cap on every attempt, minutes each.
+    bot = harness(tmp_path, 1000, max_rows=1100, max_requests=1100, max_sheet_cells=20_000,
+                  max_sheet_elements=60_000)
+    free = bot.app.rules.free_update
+    if hasattr(free, "answers"):
+        bot.app.rules = dataclasses.replace(bot.app.rules, free_update=dataclasses.replace(
+            free, answers=dataclasses.replace(free.answers, rows_in_text=10**6)))
+    bot.deliver(sheet_mail(rows_for(range(1000))))
+    report = run_once(bot.app)
+    assert len(report.errors) == 1 and "larger than 500000" in report.errors[0]
+    row = mail_row(bot)
+    assert (row.status, row.folder, row.outcome, row.attempts, row.filed) == (
+        "quarantined", "failed", "quarantined", 1, True)
+    assert "larger than 500000" in row.error
+    assert len(failed_folder(bot)) == 1  # out of the inbox, in `failed`
+    assert bot.replies() == [] and bot.requests() == []  # nothing was answered or kept
+    [alert] = bot.alerts()
+    assert "Correo en cuarentena" in alert and "no se reintenta" in alert
+    run_once(bot.app)  # the next pass leaves it alone
+    assert mail_row(bot).attempts == 1 and bot.replies() == []
+
+
+def test_a_template_broken_for_every_mail_keeps_its_retries(tmp_path):
+    bot = harness(tmp_path, 3)
+    bot.app.renderer.max_output = 2000  # too small for the templates' own samples too
+    bot.deliver(sheet_mail(rows_for(range(3))))
+    run_once(bot.app)
+    row = mail_row(bot)
+    assert (row.status, row.attempts, row.filed) == ("received", 1, False)
+    assert "limit exceeded" in row.error
+    bot.app.renderer.max_output = 500_000  # fixed: the next pass answers it
+    run_once(bot.app)
+    assert mail_row(bot).status == "done" and len(bot.replies()) == 1
+
+
+def test_a_bug_in_the_rules_on_this_mails_data_is_quarantined_at_once(tmp_path, monkeypatch):
+    from mailbot.decide import free_update
+
+    def broken(inst, licence, today):
+        raise KeyError("users")
+
+    monkeypatch.setattr(free_update, "installation_offer", broken)
+    bot = harness(tmp_path, 2)
+    bot.deliver(sheet_mail(rows_for(range(2))))
+    run_once(bot.app)
+    row = mail_row(bot)
+    assert (row.status, row.folder, row.attempts) == ("quarantined", "failed", 1)
+    assert "mailbot.decide" in row.notes and "KeyError" in row.error
+
+
+def test_a_store_fault_keeps_its_retries(tmp_path, monkeypatch):
+    bot = harness(tmp_path, 2)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bot.app.store, "add_request", full_disk)
+    bot.deliver(sheet_mail(rows_for(range(2))))
+    run_once(bot.app)
+    row = mail_row(bot)
+    assert (row.status, row.attempts, row.filed) == ("received", 1, False)
+    run_once(bot.app)
+    assert mail_row(bot).attempts == 2  # retried, as before
+    monkeypatch.undo()
+    run_once(bot.app)
+    assert mail_row(bot).status == "done" and len(bot.replies()) == 1
+
+
+def test_a_missing_template_is_the_installations_fault_and_keeps_its_retries(tmp_path):
+    import shutil
+
+    from mailbot.answer.render import Renderer
+
+    templates = tmp_path / "templates"
+    shutil.copytree(bot_templates(), templates)
+    (templates / "keys_issued.txt.j2").unlink()
+    bot = harness(tmp_path / "bot", 1)
+    bot.app.renderer = Renderer(templates)
+    bot.deliver(sheet_mail(rows_for([0])))
+    run_once(bot.app)
+    row = mail_row(bot)
+    assert (row.status, row.attempts, row.filed) == ("received", 1, False)
+    assert "template not found" in row.error
+
+
+def bot_templates():
+    from botconfig import ROOT
+
+    return ROOT / "templates"
