@@ -255,6 +255,9 @@ def test_keys_for_another_contact_go_to_that_contact_only_also_in_the_spreadshee
     their_keys = {r[7] for r in values(their_sheet)[1:]}
     assert len(their_keys) == 25 and all(k.startswith("2012-") for k in their_keys)
     assert {r[7] for r in values(my_sheet)[1:]} == {""}  # no key for the requester
+    # what the requester wrote stays with the requester
+    assert {tuple(r[:3]) + (r[5],) for r in values(their_sheet)[1:]} == {("", "", "", "")}
+    assert [r[4] for r in values(their_sheet)[1:]] == [serial(n) for n in range(25)]
     assert not any(k in mine.message.as_string() for k in their_keys)
     assert "Recibimos una solicitud de claves" in text(theirs.message)
 

@@ -47,8 +47,8 @@ def results_sheet(rows: Sequence[Mapping[str, Any]], problems: Sequence[Mapping[
                   requester_columns: bool = True) -> bytes:
     """The .xlsx bytes: a heading row, one row per request (`rows`, as `mailbot.answer.plan`
     plans them), then one per problem that kept a row out. Without `requester_columns` (the
-    keys sent to a registered contact) the contact name and address someone else wrote are
-    left blank, as the greeting never names them either."""
+    keys sent to a registered contact) what someone else wrote (company, contact, address,
+    their file's name) is left blank, as the keys_issued text never shows it either."""
     book = Workbook(write_only=True)
     ws = book.create_sheet(_SHEET_TITLE)
     for letter, width in zip("ABCDEFGHI", WIDTHS, strict=True):
@@ -58,8 +58,8 @@ def results_sheet(rows: Sequence[Mapping[str, Any]], problems: Sequence[Mapping[
     fields = {"target_version": target_version, "eligible_from": _date(eligible_from),
               "purchase_date": "", "recipient": "", "field": ""}
     for values in _request_rows(rows, answers, fields):
-        if not requester_columns:
-            values = (values[0], "", "", *values[3:])
+        if not requester_columns:  # system, serial and what we decided: nothing they wrote
+            values = ("", "", "", values[3], values[4], "", *values[6:])
         ws.append([_cell(ws, v) for v in values])
     for values in _problem_rows(problems, answers, fields):
         ws.append([_cell(ws, v) for v in values])
