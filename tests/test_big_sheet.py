@@ -14,11 +14,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import openpyxl
+import pytest
 import sqlalchemy as sa
 from openpyxl.cell import WriteOnlyCell
 from test_unlock_flow import FACTURA, KEYS, REGISTRY, TUESDAY_10, Harness
 
 from mailbot.answer.results_sheet import results_sheet
+from mailbot.errors import TemplateError
 from mailbot.ops.imports import KeyRecord, LicenceRecord
 from mailbot.ruleset import Answers
 from mailbot.run.pipeline import run_once
@@ -380,3 +382,23 @@ def bot_templates():
     from botconfig import ROOT
 
     return ROOT / "templates"
+
+
+@pytest.mark.parametrize(("error", "again"), [
+    (TemplateError("t/keys_issued.html.j2: limit exceeded: output larger than 500000 "
+                   "characters"), True),
+    (TemplateError("t/results.txt.j2, line 4: limit exceeded: template loops too long (too "
+                   "many steps)"), True),
+    (TemplateError("t/results.txt.j2: limit exceeded: template takes too long to render"),
+     False),  # a busy machine: may pass next time
+    (TemplateError("t/results.txt.j2: template not found"), False),
+    (TemplateError("t/results.txt.j2, line 2: syntax error: unexpected '}'"), False),
+    (OSError(28, "No space left on device"), False),
+    (ConnectionResetError("the SMTP server went away"), False),
+    (RuntimeError("raised outside the pure layers"), False),
+])
+def test_what_will_fail_again(tmp_path, error, again):
+    from mailbot.run.quarantine import will_fail_again
+
+    bot = harness(tmp_path, 1)
+    assert (will_fail_again(bot.app, error) is not None) is again

@@ -33,9 +33,11 @@ log = logging.getLogger("mailbot")
 PURE_LAYERS = ("mailbot.read", "mailbot.decide", "mailbot.answer")
 # Transient whatever raised them: the machine, the network, another run.
 TRANSIENT = (StoreError, OSError, MemoryError, claims.ClaimLost)
-# TemplateError lines (mailbot.answer.render) about the templates themselves, not the data.
-_TEMPLATES_FAULT = ("template not found", "templates directory not found",
-                    "is not a template name", "syntax error:")
+# TemplateError lines (mailbot.answer.render, .sandbox) about the templates themselves, not
+# the data; and the render time limit, which a busy machine can reach where a quiet one does
+# not (the step and size limits are the same on every attempt).
+_NOT_THE_DATA = ("template not found", "templates directory not found",
+                 "is not a template name", "syntax error:", "takes too long")
 
 
 def will_fail_again(app: App, exc: BaseException) -> str | None:
@@ -45,7 +47,7 @@ def will_fail_again(app: App, exc: BaseException) -> str | None:
         return None
     if isinstance(exc, TemplateError):
         text = str(exc)
-        if any(marker in text for marker in _TEMPLATES_FAULT) or not templates_work(app):
+        if any(marker in text for marker in _NOT_THE_DATA) or not templates_work(app):
             return None  # the templates' fault: every mail fails until an admin fixes them
         return f"the answer cannot be rendered from this mail's data: {text}"
     layer = _innermost_layer(exc.__traceback__)
