@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 import sqlalchemy as sa  # noqa: E402
 
-from mailbot.store.database import _REQUEST_THROTTLE, Store  # noqa: E402
+from mailbot.store.database import Store  # noqa: E402
 
 REQUESTS_PER_MAIL = 1.6
 SAMPLES = 300
@@ -101,8 +101,8 @@ def per_mail_ms(store: Store, samples: list[tuple], new: bool, now: dt.datetime)
                                           "pattern": f"%{json.dumps(sender)}%"}).scalar_one()
             for _ in range(2 if random.random() < REQUESTS_PER_MAIL - 1 else 1):
                 if new:
-                    conn.execute(_REQUEST_THROTTLE, {"_since": request_since, "_serial": serial,
-                                                     "_company": company}).one()
+                    store.request_counts(conn, serials=[serial], companies=[company],
+                                         since=request_since, mail=None)
                 else:
                     conn.execute(OLD_SERIAL, {"since": request_since, "serial": serial}).one()
                     conn.execute(OLD_COMPANY, {"since": request_since,

@@ -11,6 +11,7 @@ record their own problems. A new rules file is one line in `_FILES` and one in `
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import tomllib
@@ -122,11 +123,54 @@ def _discounted(price: Money, percent: int) -> Money:
     return int(amount) if amount == amount.to_integral_value() else amount
 
 
+# The words of a results spreadsheet (rules/free_update.toml [answers]); a rules folder from
+# before the section keeps these (`mailbot init` adds files, it never rewrites one).
+SHEET_COLUMNS = {"company": "Nombre de la empresa", "contact_name": "Nombre del contacto",
+                 "contact_email": "Correo electrónico", "system": "Tipo de sistema",
+                 "serial": "Número de serie", "source": "Origen", "outcome": "Resultado",
+                 "key": "Clave nueva", "reason": "Observaciones"}
+SHEET_OUTCOMES = {"issued": "Clave emitida", "not_eligible": "No aplica",
+                  "review": "En revisión", "pending": "Clave en preparación",
+                  "unreadable": "No se pudo leer"}
+SHEET_REASONS = {
+    "issued": "Guarda esta clave en un lugar seguro: la necesitarás para instalar la versión "
+              "{target_version}.",
+    "redirected": "Por seguridad, la clave se envió a la dirección registrada para esta "
+                  "licencia: {recipient}.",
+    "not_eligible": "La actualización sin costo es para sistemas adquiridos a partir del "
+                    "{eligible_from}.",
+    "not_eligible_dated": "La actualización sin costo es para sistemas adquiridos a partir del "
+                          "{eligible_from}; según nuestros registros, este se adquirió el "
+                          "{purchase_date}.",
+    "review": "Un integrante de nuestro equipo revisará esta solicitud y te escribiremos.",
+    "pending": "Te enviaremos la clave por correo en cuanto esté lista.",
+    "unreadable": "{field}: revisa este dato y envíalo de nuevo en un nuevo correo.",
+}
+
+
+REASON_FIELDS = dict.fromkeys(("target_version", "eligible_from", "purchase_date", "recipient",
+                               "field"), "")
+
+
+@dataclass(frozen=True)
+class Answers:
+    """How a mail with many requests is answered: above `rows_in_text` rows the reply's text is
+    a summary; with more than one request the results go in an attached spreadsheet named
+    `sheet_name` ({reference}), with these column headings, outcome words and reasons."""
+
+    rows_in_text: int = 20
+    sheet_name: str = "resultados-{reference}.xlsx"
+    columns: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(SHEET_COLUMNS))
+    outcomes: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(SHEET_OUTCOMES))
+    reasons: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(SHEET_REASONS))
+
+
 @dataclass(frozen=True)
 class FreeUpdate:
     target_version: str
     eligible_from: dt.date
     installation: Installation
+    answers: Answers = Answers()
 
 
 # The licence modalities of the registry (mirrors `mailbot.ops.imports.MODALITIES`, which imports
@@ -279,8 +323,37 @@ def _catalogue(t: _Table) -> Catalogue:
     return Catalogue(systems=tuple(systems), min_score=score)
 
 
+def _answers(t: _Table) -> Answers:
+    if "answers" not in t.data:
+        return Answers()
+    a = t.table("answers")
+    a.reject_unknown({"rows_in_text", "sheet_name", "columns", "outcomes", "reasons"})
+    name = a.text("sheet_name", default=Answers.sheet_name)
+    if not name.endswith(".xlsx") or any(c in name for c in '/\\"'):
+        raise a.fail("sheet_name", "must be a file name ending in .xlsx, without / \\ or \"")
+    try:
+        name.format(reference="CLV-000001")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise a.fail("sheet_name", f"only {{reference}} may be named in it ({exc})") from None
+    words = {}
+    for key, defaults in (("columns", SHEET_COLUMNS), ("outcomes", SHEET_OUTCOMES),
+                          ("reasons", SHEET_REASONS)):
+        table = a.table(key) if key in a.data else _Table({}, a.file, f"{a.prefix}{key}.")
+        table.reject_unknown(set(defaults))
+        words[key] = {k: table.text(k, default=v) for k, v in defaults.items()}
+    for key, text in words["reasons"].items():
+        try:
+            text.format(**REASON_FIELDS)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise a.fail(f"reasons.{key}", f"may name only {{{'}, {'.join(REASON_FIELDS)}}} "
+                                           f"({exc})") from None
+    return Answers(rows_in_text=a.number("rows_in_text", default=Answers.rows_in_text,
+                                         minimum=1),
+                   sheet_name=name, **words)
+
+
 def _free_update(t: _Table) -> FreeUpdate:
-    t.reject_unknown({"target_version", "eligible_from", "installation"})
+    t.reject_unknown({"target_version", "eligible_from", "installation", "answers"})
     eligible = t.get("eligible_from", dt.date)
     if isinstance(eligible, dt.datetime):
         t.report("eligible_from", f"must be a date without a time; write "
@@ -318,6 +391,7 @@ def _free_update(t: _Table) -> FreeUpdate:
             above_max_label=above.text("label"),
             above_max_text=above.text("text"),
         ),
+        answers=_answers(t),
     )
 
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 PUBLIC = ["documents_needed", "documents_received", "keys_issued", "keys_redirected",
           "missing_data", "not_eligible", "operator_alert", "pending_keys", "results",
+          "results_summary",
           "review_rejected", "under_review", "unlock_missing_data", "unlock_rejected",
           "unlock_review", "unlocked"]
 

@@ -8,7 +8,7 @@ import random
 
 import sqlalchemy as sa
 
-from mailbot.store.database import _REQUEST_THROTTLE, licences, mails, outbox, requests, utcnow
+from mailbot.store.database import licences, mails, outbox, requests, utcnow
 
 NOW = dt.datetime(2026, 11, 23, 12, 0)
 COMPANIES = [f"Empresa {n}" for n in range(6)] + ["x" * 3000]  # a long name: no btree limit
@@ -61,11 +61,41 @@ def test_the_request_throttle_counts_as_before(store):
             for company in COMPANIES:
                 for minutes in (60, 1440, 5000):
                     since = NOW - dt.timedelta(minutes=minutes)
-                    new = tuple(conn.execute(_REQUEST_THROTTLE, {
-                        "_since": since, "_serial": serial, "_company": company}).one())
+                    found = store.request_counts(conn, serials=[serial], companies=[company],
+                                                 since=since, mail=None)
+                    new = (found[0].get(serial, 0), found[1].get(company, 0))
                     assert new == old_counts(conn, serial, company, since), (serial, company)
                     checked += new != (0, 0)
     assert checked > 50  # the data really hit both counts
+
+
+def test_one_grouped_look_up_counts_every_serial_and_company_as_one_at_a_time(store):
+    fill(store, random.Random(5))
+    since = NOW - dt.timedelta(minutes=1440)
+    with store.transaction() as conn:
+        by_serial, by_company = store.request_counts(conn, serials=SERIALS * 2,
+                                                     companies=COMPANIES, since=since, mail=None)
+        assert {s: by_serial.get(s, 0) for s in SERIALS} == {
+            s: old_counts(conn, s, "-", since)[0] for s in SERIALS}
+        assert {c: by_company.get(c, 0) for c in COMPANIES} == {
+            c: old_counts(conn, "-", c, since)[1] for c in COMPANIES}
+        assert sum(by_serial.values()) > 10 and sum(by_company.values()) > 10
+
+
+def test_the_mail_being_decided_is_not_counted(store):
+    fill(store, random.Random(6))
+    since = NOW - dt.timedelta(minutes=5000)
+    with store.transaction() as conn:
+        mail, serial, company = conn.execute(
+            sa.select(requests.c.mail, requests.c.serial, requests.c.company)
+            .join(mails, mails.c.id == requests.c.mail)
+            .where(mails.c.decided_at.is_not(None)).limit(1)).one()
+        everyone = store.request_counts(conn, serials=[serial], companies=[company],
+                                        since=since, mail=None)
+        others = store.request_counts(conn, serials=[serial], companies=[company],
+                                      since=since, mail=mail)
+    assert others[0].get(serial, 0) == everyone[0][serial] - 1
+    assert others[1].get(company, 0) == everyone[1][company] - 1
 
 
 def test_the_sender_throttle_counts_as_before_and_ignores_case(store):

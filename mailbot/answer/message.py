@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # reply.py needs only the stdlib at run time
 # RFC 2047-encode a long message id in those unstructured headers, which breaks threading.
 POLICY = email_policy.SMTP.clone(refold_source="none")
 
+Attachment = tuple[str, bytes, tuple[str, str]]  # file name, bytes, (maintype, subtype)
 MAX_SUBJECT = 200  # characters of the original subject kept in "RE: ..."
 MAX_REFERENCES = 20  # the newest ids of a long thread are enough for threading
 MAX_MSG_ID = 250
@@ -92,7 +93,8 @@ def reply_subject(original: str, reference: str) -> str:
 def build_reply(*, from_address: str, from_name: str, to: Sequence[str], original_subject: str,
                 in_reply_to: str | None, references: Sequence[str], rendered: Rendered,
                 reference: str, message_id: str, date: dt.datetime | None = None,
-                auto_submitted: bool = True) -> bytes:
+                auto_submitted: bool = True,
+                attachments: Sequence[Attachment] = ()) -> bytes:
     """The answer to one customer mail.
 
     `references` are the original mail's References; the new References header is those
@@ -104,7 +106,17 @@ def build_reply(*, from_address: str, from_name: str, to: Sequence[str], origina
     itself (once per distinct value, cached) unless it is short plain ASCII, where folding
     is the identity; bodies are quoted-printable by the standard library's own encoder.
     `_build_reply_stdlib` is the reference it is tested against.
+
+    With `attachments` (file name, bytes, (maintype, subtype)): the results spreadsheet of a
+    many-request answer, rare and large; the standard library writes that multipart/mixed
+    message itself (`_build_reply_stdlib`).
     """
+    if attachments:
+        return _build_reply_stdlib(
+            from_address=from_address, from_name=from_name, to=to,
+            original_subject=original_subject, in_reply_to=in_reply_to, references=references,
+            rendered=rendered, reference=reference, message_id=message_id, date=date,
+            auto_submitted=auto_submitted, attachments=attachments)
     if reference and not _REFERENCE.match(reference):
         raise ValueError(f"invalid request reference {reference!r}")
     out = _head(from_address=from_address, from_name=from_name, to=to,
@@ -131,8 +143,10 @@ def _build_reply_stdlib(*, from_address: str, from_name: str, to: Sequence[str],
                         original_subject: str, in_reply_to: str | None,
                         references: Sequence[str], rendered: Rendered, reference: str,
                         message_id: str, date: dt.datetime | None = None,
-                        auto_submitted: bool = True) -> bytes:
-    """build_reply through EmailMessage: the reference implementation (tests compare)."""
+                        auto_submitted: bool = True,
+                        attachments: Sequence[Attachment] = ()) -> bytes:
+    """build_reply through EmailMessage: the reference implementation (tests compare), and
+    the writer of replies with attachments."""
     if reference and not _REFERENCE.match(reference):
         raise ValueError(f"invalid request reference {reference!r}")
     msg = _new_message(from_address=from_address, from_name=from_name, to=to,
@@ -152,6 +166,9 @@ def _build_reply_stdlib(*, from_address: str, from_name: str, to: Sequence[str],
     if reference:
         msg["X-Mailbot-Reference"] = reference
     _set_body(msg, rendered)
+    for filename, data, (maintype, subtype) in attachments:
+        msg.add_attachment(data, maintype=maintype, subtype=subtype,
+                           filename=clean_header_text(filename, 200))
     return msg.as_bytes()
 
 

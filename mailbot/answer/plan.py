@@ -6,6 +6,7 @@ appear in a message addressed to the registered contact of their serial.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from mailbot.model import (
     Decision,
     Extraction,
 )
+from mailbot.ruleset import Answers
 
 # Spanish names of the fields, for the customer's "this is missing" answer.
 FIELD_LABELS = {
@@ -51,6 +53,7 @@ class Planned:
     to: str
     rows: tuple[dict[str, Any], ...]
     extra: Mapping[str, Any] = field(default_factory=dict)  # more context, e.g. `unlock`
+    results_sheet: bool = False  # attach the results spreadsheet of `rows`
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ def row(decision: Decision, *, show_key: bool, requester: str | None) -> dict[st
         "system": r.system,
         "company": r.company,
         "contact_name": r.contact_name,
+        "contact_email": r.contact_email,
         "outcome": decision.outcome,
         "key": decision.key if show_key and decision.outcome == ISSUED else None,
         "recipient_masked": mask_email(decision.recipient) if decision.recipient else None,
@@ -86,7 +90,59 @@ def problem_rows(extraction: Extraction) -> list[dict[str, Any]]:
              "source": p.source, "detail": p.detail} for p in extraction.problems]
 
 
-def plan_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
+def plan_answers(extraction: Extraction, decisions: Sequence[Decision], *,
+                 answers: Answers | None = None) -> Plan:
+    """The messages that answer one mail. With `answers` (the rules' [answers]), a message about
+    more than one request carries the results spreadsheet, and one about more than
+    `answers.rows_in_text` requests is the summary (`results_summary`) instead of one block
+    per row, so no answer grows with the rows past what a reader (and the renderer's output
+    cap) can take."""
+    plan = _plan_answers(extraction, decisions)
+    if answers is None:
+        return plan
+    return dataclasses.replace(plan, messages=tuple(
+        with_results(m, answers) for m in plan.messages))
+
+
+def with_results(planned: Planned, answers: Answers) -> Planned:
+    """`planned` with the results spreadsheet when it has rows, as a summary when it has many."""
+    if len(planned.rows) <= 1:
+        return planned
+    if len(planned.rows) <= answers.rows_in_text:
+        return dataclasses.replace(planned, results_sheet=True)
+    return dataclasses.replace(planned, template=SUMMARY_TEMPLATE, results_sheet=True,
+                               extra={**planned.extra, "summary": summary(planned, answers)})
+
+
+SUMMARY_TEMPLATE = "results_summary"
+SUMMARY_ORDER = (ISSUED, NOT_ELIGIBLE, REVIEW, PENDING)
+
+
+def summary(planned: Planned, answers: Answers) -> dict[str, Any]:
+    """The `summary` of a many-row answer (see mailbot.answer.render): counts, not rows."""
+    rows = planned.rows
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    order = [o for o in SUMMARY_ORDER if o in counts] + sorted(set(counts) - set(SUMMARY_ORDER))
+    installing = [r for r in rows if r.get("installation") and not r["redirected"]]
+    supported = sum(1 for r in installing if r["installation"].get("has_support"))
+    return {
+        "total": len(rows),
+        "outcomes": [{"outcome": o, "label": answers.outcomes.get(o, o), "count": counts[o]}
+                     for o in order],
+        "counts": {o: counts.get(o, 0) for o in SUMMARY_ORDER},
+        "keys": sum(1 for r in rows if r.get("key")),
+        "redirected": sum(1 for r in rows if r["outcome"] == ISSUED and r["redirected"]
+                          and not r.get("key")),
+        "to_registered_contact": planned.purpose == "keys",
+        "with_support": supported,
+        "without_support": len(installing) - supported,
+        "installation": installing[0]["installation"] if installing else None,
+    }
+
+
+def _plan_answers(extraction: Extraction, decisions: Sequence[Decision]) -> Plan:
     requester = extraction.sender
     if extraction.ignored:
         return Plan("ignored", IGNORED, (), (f"not answered: {extraction.ignored}",))

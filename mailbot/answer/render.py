@@ -29,7 +29,7 @@ Every customer reply receives:
 - ``bot_name``: str, the configured bot name ([mailbot] from_name), used in the sign-off.
 - ``rows``: list of the requests this message is about (may be empty), each::
 
-      {serial: str, system: str, company: str, contact_name: str,
+      {serial: str, system: str, company: str, contact_name: str, contact_email: str,
        outcome: "issued" | "not_eligible" | "review" | "pending",
        key: str | None,               # only set when this message may show the key
        recipient_masked: str | None,  # where the keys went, masked
@@ -66,6 +66,19 @@ Templates and which rows they show:
   asked for these keys.
 - ``results``: one line per row with its outcome (keys only where ``key`` is set), the
   installation section for the rows that have one, and the problems.
+- ``results_summary``: a message about more than [answers] rows_in_text requests
+  (rules/free_update.toml), whatever their outcomes: counts, what to do, and the attached
+  results spreadsheet, never one block per row. It receives ``attachment`` (str, the
+  spreadsheet's file name; every reply receives it, None without a spreadsheet) and
+  ``summary``, built by ``mailbot.answer.plan.summary``::
+
+      {total: int, outcomes: [{outcome: str, label: str, count: int}],  # label: [answers]
+       counts: {issued: int, not_eligible: int, review: int, pending: int},
+       keys: int,                   # rows whose key this message carries (in the sheet)
+       redirected: int,             # issued rows whose key went to the registered address
+       to_registered_contact: bool, # the keys of someone else's request, to their contact
+       with_support: int, without_support: int,   # rows with an installation section
+       installation: dict | None}   # one of those rows' ``installation``
 - ``missing_data``: the problems, how to write the request, the example, the spreadsheet option.
 - ``not_eligible``, ``under_review`` (rows may be empty), ``pending_keys``,
   ``keys_redirected`` (where the keys went, masked; never the keys).

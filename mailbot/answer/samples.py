@@ -253,6 +253,40 @@ def _results(s: SampleData) -> Variants:
     }
 
 
+def _results_summary(s: SampleData) -> Variants:
+    """Many rows: the summary is built by the planner itself, from 120 sample rows."""
+    from mailbot.answer.plan import Planned, summary
+
+    answers = s.rules.free_update.answers
+    without = s.installation(has_support=False, users=2)
+    with_support = s.installation(has_support=True)
+    outcomes = ["issued"] * 90 + ["not_eligible"] * 12 + ["review"] * 10 + ["pending"] * 8
+    rows = [s.row(f"AAAA-BBBB-{n // 100:04d}-{n % 100:04d}", _FE, o,
+                  key=f"FE12-7KQ4-M2ZP-{n:04d}" if o == "issued" and n % 9 else None,
+                  redirected=o == "issued" and not n % 9,
+                  installation=(with_support if n % 3 else without)
+                  if o in ("issued", "pending") else None,
+                  purchase_date=s.before_eligibility(30) if o == "not_eligible" else ...,
+                  source=_XLSX.format(n + 2)) for n, o in enumerate(outcomes)]
+    sheet = "resultados-CLV-000042.xlsx"
+
+    def ctx(planned: Planned, **extra: Any) -> dict[str, Any]:
+        return s.ctx(rows=list(planned.rows), summary=summary(planned, answers),
+                     attachment=sheet, **extra)
+
+    to_contact = [dict(r, key="FE12-7KQ4-M2ZP-0001", redirected=True) for r in rows[:40]]
+    return {
+        "resultados mixtos con filas ilegibles": ctx(
+            Planned("reply", "results_summary", "x@y.mx", tuple(rows)), problems=_PROBLEMS[1:3]),
+        "todas las claves emitidas": ctx(
+            Planned("reply", "results_summary", "x@y.mx",
+                    tuple(r for r in rows if r["key"]))),
+        "claves al contacto registrado": ctx(
+            Planned("keys", "results_summary", "x@y.mx", tuple(to_contact)),
+            requester={"email": "compras@otrodominio.com", "name": ""}),
+    }
+
+
 def _missing_data(s: SampleData) -> Variants:
     return {
         "todos los problemas": s.ctx(problems=_PROBLEMS),
@@ -420,6 +454,7 @@ def _unlock_rejected(s: SampleData) -> Variants:
 SAMPLES: dict[str, Callable[[SampleData], Variants]] = {
     "keys_issued": _keys_issued,
     "results": _results,
+    "results_summary": _results_summary,
     "missing_data": _missing_data,
     "not_eligible": _not_eligible,
     "under_review": _under_review,

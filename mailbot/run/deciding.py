@@ -127,11 +127,12 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
     registry = store.licences_for(conn, serials) if serials else {}
     if len(set(serials)) > 1:
         pool.prefetch(serials)
+    counts = None if skip_throttles else throttle_counts(app, conn, rec, extraction, registry)
     for position, request in enumerate(extraction.requests):
         licence = registry.get(request.serial)
         step = None
-        throttle = None if skip_throttles else request_throttle(app, conn, reading, request,
-                                                                 licence)
+        throttle = None if counts is None else request_throttle(app, reading, request, licence,
+                                                                counts)
         if throttle is not None:
             decision = throttle
         elif extraction.kind == "unlock":
@@ -159,7 +160,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
                           decision=decision, repeat=step is not None
                           and step.mode == unlock_flow.REPEAT_OPEN)
         decisions.append(decision)
-    plan = answer.plan_answers(extraction, decisions)
+    plan = answer.plan_answers(extraction, decisions, answers=app.rules.free_update.answers)
     for planned in plan.messages:
         queue_message(app, conn, rec, extraction, None, planned, references=reading.references)
     return plan, decisions
@@ -212,18 +213,35 @@ def task_snapshot(reading: Reading, decision: Decision) -> dict[str, Any]:
 
 
 
-def request_throttle(app: App, conn: Connection, reading: Reading, request: Request,
-                      licence: Any | None) -> Decision | None:
+ThrottleCounts = tuple[dict[str, int], dict[str, int]]  # by serial, by company
+
+
+def company_of(request: Request, licence: Any | None) -> str:
+    """Whose licence the request is about: the registry's company, else the one written."""
+    return licence.company if licence is not None else request.company
+
+
+def throttle_counts(app: App, conn: Connection, rec: MailRecord, extraction: Extraction,
+                    registry: dict[str, Any]) -> ThrottleCounts:
+    """How many other mails within [security]'s window asked for each serial and each company
+    of this mail: one grouped look-up per mail, before any of its requests is written."""
+    since = app.now() - dt.timedelta(minutes=app.config.security.window_minutes)
+    requests_ = extraction.requests
+    return app.store.request_counts(
+        conn, serials=[r.serial for r in requests_],
+        companies=[company_of(r, registry.get(r.serial)) for r in requests_],
+        since=since, mail=rec.id)
+
+
+def request_throttle(app: App, reading: Reading, request: Request, licence: Any | None,
+                     counts: ThrottleCounts) -> Decision | None:
     """A review decision when earlier mails asked for this serial or this company more often
     than [security] allows within its window; None otherwise."""
     security = app.config.security
-    since = app.now() - dt.timedelta(minutes=security.window_minutes)
-    company = licence.company if licence is not None else request.company
-    by_serial, by_company = app.store.request_counts(conn, serial=request.serial,
-                                                     company=company, since=since)
+    company = company_of(request, licence)
     throttled = request_throttle_hit(serial=request.serial, company=company,
-                                     by_serial=by_serial, by_company=by_company,
-                                     security=security)
+                                     by_serial=counts[0].get(request.serial, 0),
+                                     by_company=counts[1].get(company, 0), security=security)
     if throttled is None:
         return None
     code, hit = throttled

@@ -36,6 +36,7 @@ from mailbot.run.deciding import decide_mail
 from mailbot.run.deliver import deliver_due, finish_copies
 from mailbot.run.filing import file_mails, finish_unfiled
 from mailbot.run.pending import fulfil_pending
+from mailbot.run.quarantine import quarantine_now, will_fail_again
 from mailbot.run.readahead import ReadAhead
 from mailbot.run.record import (
     LOOK_AGAIN,
@@ -149,9 +150,14 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                 except Exception as exc:
                     log.exception("mail %s (%s) could not be decided", rec.reference,
                                   raw.mail_id)
+                    report.errors.append(f"{rec.reference}: {exc}")
+                    reason = will_fail_again(app, exc)
+                    failed = quarantine_now(app, rec, exc, reason) if reason else None
+                    if failed is not None:  # filed in `failed` with the batch, not retried
+                        handled.append(failed)
+                        continue
                     with store.transaction() as conn:
                         store.update_mail(conn, rec.id, error=f"{type(exc).__name__}: {exc}")
-                    report.errors.append(f"{rec.reference}: {exc}")
                     continue
                 app.hook("after_decision")
             handled.append(rec)

@@ -9,6 +9,7 @@ from typing import Any
 from mailbot.addresses import addresses_match, ascii_address
 from mailbot.answer import plan as answer
 from mailbot.answer.message import build_reply, make_message_id
+from mailbot.answer.results_sheet import MIME_TYPE, results_sheet, sheet_filename
 from mailbot.model import Extraction, ParsedMail
 from mailbot.run.app import App
 from mailbot.store import Connection, MailRecord
@@ -54,6 +55,8 @@ def queue_message(app: App, conn: Connection, rec: MailRecord, extraction: Extra
     """Render a planned answer and put it in the outbox, inside the caller's transaction."""
     context = reply_context(app, conn, rec, extraction, planned)
     context.update(planned.extra)
+    attachments = results_attachment(app, context, planned)
+    context["attachment"] = attachments[0][0] if attachments else None
     rendered = app.renderer.render(planned.template, context)
     domain = app.config.bot.address.rpartition("@")[2]
     message_id = make_message_id(domain)
@@ -65,11 +68,26 @@ def queue_message(app: App, conn: Connection, rec: MailRecord, extraction: Extra
         to=[to], original_subject=extraction.subject,
         in_reply_to=extraction.message_id,
         references=references, rendered=rendered,
-        reference=context["reference"] or "", message_id=message_id, date=app.clock())
+        reference=context["reference"] or "", message_id=message_id, date=app.clock(),
+        attachments=attachments)
     app.store.enqueue(conn, mail=rec.id, purpose=planned.purpose, template=planned.template,
                       message_id=message_id, envelope_from=envelope_from(app),
                       recipients=[to], data=data)
 
+
+
+def results_attachment(app: App, context: dict[str, Any],
+                       planned: answer.Planned) -> list[tuple[str, bytes, tuple[str, str]]]:
+    """The results spreadsheet the plan asked for, as (file name, bytes, MIME type); the
+    problems of the mail, and the contact its sender wrote, go to its sender only."""
+    if not planned.results_sheet:
+        return []
+    rules = app.rules.free_update
+    to_sender = planned.purpose == "reply"
+    data = results_sheet(planned.rows, context["problems"] if to_sender else (),
+                         answers=rules.answers, target_version=rules.target_version,
+                         eligible_from=rules.eligible_from, requester_columns=to_sender)
+    return [(sheet_filename(rules.answers, context["reference"]), data, MIME_TYPE)]
 
 
 def envelope_from(app: App) -> str:
