@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from mailbot.business_hours import calendar_from_mapping
 from mailbot.errors import RulesError
 from mailbot.model import FIELDS
+from mailbot.shipped import shipped
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,28 @@ class Unlock:
 
 
 @dataclass(frozen=True)
+class ForwardMarker:
+    """One client's marker line above a forwarded mail (rules/reading.toml [[forwards]])."""
+
+    phrase: str  # folded words of the line, dashes and a trailing colon aside
+    client: str
+    min_dashes: int = 0
+
+
+@dataclass(frozen=True)
+class ReadingRules:
+    """rules/reading.toml: how forwards are told from replies, and the notes that say which."""
+
+    forwards: tuple[ForwardMarker, ...] = ()
+    header_block_client: str = "Outlook"
+    forward_note: str = "forward ({client}): the forwarded request was read"
+    reply_note: str = "reply: the quoted history below it was not read"
+    attached_note: str = "forward as attachment ({name}): the attached mail's request was read"
+    html_note: str = "the plain text holds no request ({why}); the HTML part was read"
+    plain_stubs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Ruleset:
     directory: Path
     kinds: tuple[Kind, ...]
@@ -169,6 +193,7 @@ class Ruleset:
     catalogue: Catalogue
     free_update: FreeUpdate
     unlock: Unlock | None = None  # None: no rules/unlock.toml, unlocks go to operators
+    reading: ReadingRules = ReadingRules()  # rules/reading.toml, or the shipped one
 
     def kind(self, kind_id: str) -> Kind:
         for k in self.kinds:
@@ -453,6 +478,58 @@ def _unlock(t: _Table) -> Unlock:
     )
 
 
+_NOTE_FIELDS = {"forward_note": "client", "attached_note": "name", "html_note": "why"}
+
+
+def _reading(t: _Table) -> ReadingRules:
+    t.reject_unknown({"forwards", "header_block_client", "plain_stubs", "reply_note",
+                      *_NOTE_FIELDS})
+    markers = []
+    for entry in t.tables("forwards"):
+        entry.reject_unknown({"phrase", "client", "min_dashes"})
+        phrase = fold_marker(entry.text("phrase"))
+        if not phrase:
+            raise entry.fail("phrase", "has no words")
+        markers.append(ForwardMarker(phrase, entry.text("client").strip(),
+                                     entry.number("min_dashes", default=0)))
+    notes = {}
+    for key, placeholder in _NOTE_FIELDS.items():
+        note = t.text(key)
+        if "{" + placeholder + "}" not in note:
+            raise t.fail(key, f"must contain {{{placeholder}}}")
+        try:
+            note.format(**{placeholder: "x"})
+        except (KeyError, IndexError, ValueError):
+            raise t.fail(key, f"may hold only the placeholder {{{placeholder}}}") from None
+        notes[key] = note
+    return ReadingRules(
+        forwards=tuple(markers),
+        header_block_client=t.text("header_block_client").strip(),
+        reply_note=t.text("reply_note"),
+        plain_stubs=tuple(fold_marker(s) for s in t.texts("plain_stubs", default=[])),
+        **notes,
+    )
+
+
+def fold_marker(text: str) -> str:
+    """A marker line or phrase as compared: no case, no accents, no dashes or colon around it,
+    single spaces ("---------- Mensaje Reenviado ---------" -> "mensaje reenviado")."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(plain.strip().strip("-:*_ \t").split())
+
+
+def _reading_rules(directory: Path) -> ReadingRules:
+    """rules/reading.toml of `directory`; a rules directory made before the file existed reads
+    the shipped one, so upgrading never leaves forwards unread."""
+    if (directory / "reading.toml").exists():
+        return _reading(_read(directory, "reading.toml"))
+    fallback = shipped("rules")
+    if (fallback / "reading.toml").exists():
+        return _reading(_read(fallback, "reading.toml"))
+    return ReadingRules()
+
+
 def load_rules(directory: str | Path) -> Ruleset:
     directory = Path(directory)
     if not directory.is_dir():
@@ -468,4 +545,5 @@ def load_rules(directory: str | Path) -> Ruleset:
         free_update=_free_update(_read(directory, "free_update.toml")),
         unlock=(_unlock(_read(directory, "unlock.toml"))
                 if (directory / "unlock.toml").exists() else None),
+        reading=_reading_rules(directory),
     )

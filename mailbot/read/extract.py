@@ -22,6 +22,7 @@ from mailbot.config import LimitsConfig
 from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
 from mailbot.read.classify import ignored_reason, is_forwarded, match_kind
 from mailbot.read.fields import LabelMatcher, SystemMatcher, find_serials, fold, parse_email
+from mailbot.read.forwards import Body, choose_body
 from mailbot.read.mime import read_message
 from mailbot.read.own_mail import (
     DEFAULT_REFERENCE_PREFIX,
@@ -266,12 +267,33 @@ class _BodyBlock:
     number: int
     values: Mapping[str, str]
     is_request: bool  # has a system or a serial: a request attempt, not a signature
+    part: int = 0  # 0: the sender's own text; n: the n-th mail forwarded in it
+
+    @property
+    def complete(self) -> bool:
+        return all(_clean_value(self.values.get(f, "")) for f in CORE_FIELDS)
 
 
-def _body_blocks(text: str, readers: _Readers) -> list[_BodyBlock]:
+def _body_blocks(text: str | Sequence[str], readers: _Readers) -> list[_BodyBlock]:
+    """The blocks of a text, or of each part of one (a forwarded mail is read on its own:
+    no block spans two parts, none inherits from another part)."""
+    blocks: list[_BodyBlock] = []
+    for part, piece in enumerate([text] if isinstance(text, str) else text):
+        # What the forwarder wrote above may complete a forwarded request's company and
+        # contact ("Empresa: ..." typed above it), never its e-mail nor any field it has.
+        above = {f: v for b in reversed(blocks) for f, v in b.values.items()
+                 if f in _ABOVE_FIELDS and _clean_value(v)}
+        blocks += _part_blocks(piece, readers, part, len(blocks), above)
+    return blocks
+
+
+_ABOVE_FIELDS = ("company", "contact_name")
+
+
+def _part_blocks(text: str, readers: _Readers, part: int, before: int,
+                 previous: Mapping[str, str]) -> list[_BodyBlock]:
     raw = _read_blocks(text[:MAX_BODY_CHARS], readers.labels)
     blocks: list[_BodyBlock] = []
-    previous: Mapping[str, str] = {}
     for values in raw:
         is_request = any(_clean_value(values.get(f, "")) for f in CORE_FIELDS)
         if is_request and previous:
@@ -283,7 +305,7 @@ def _body_blocks(text: str, readers: _Readers) -> list[_BodyBlock]:
             values = merged
         if is_request:
             previous = values
-        blocks.append(_BodyBlock(len(blocks) + 1, values, is_request))
+        blocks.append(_BodyBlock(before + len(blocks) + 1, values, is_request, part))
     return blocks
 
 
@@ -579,13 +601,14 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
     readers = steps.run("rules", None, lambda: _readers(rules))
     if readers is None:
         return parsed, extraction()
-    own = steps.run("strip_quoted", SenderText(parsed.text), lambda: sender_text(
-        parsed.text, marks, forwarded=is_forwarded(parsed.subject)))
-    text = own.text
-    notes += own.notes
-    if len(text) > MAX_BODY_CHARS:
+    chosen = steps.run("strip_quoted", Body(SenderText(parsed.text), [], ()), lambda: choose_body(
+        parsed, marks, rules.reading, forwarded=is_forwarded(parsed.subject),
+        is_request=kind is not None, read_blocks=lambda own: _body_blocks(
+            [p.text for p in own.parts] or own.text, readers)))
+    own, blocks = chosen.own, chosen.blocks
+    notes += own.notes + chosen.notes
+    if len(own.text) > MAX_BODY_CHARS:
         notes.append(f"only the first {MAX_BODY_CHARS:,} characters of the body were read")
-    blocks = steps.run("extract_body", [], lambda: _body_blocks(text, readers))
     context = next((b.values for b in blocks if not b.is_request), None)
 
     problems: list[Problem] = []
@@ -622,6 +645,8 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
                                                   text_left))
             sheet_requests += r
             problems += p
+            if r:
+                notes.append(rules.reading.attached_note.format(name=name))
             if ours:
                 own_files.append(name)
                 notes.append(f"attachment {name} is a mail of ours ({ours}): not read")
