@@ -13,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TypeVar
 
 from mailbot.config import LimitsConfig
 from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
@@ -46,6 +45,7 @@ from mailbot.read.sheets import (
     iter_rows,
     sheet_budget,
 )
+from mailbot.read.steps import Step, empty_parsed, header_bytes
 from mailbot.ruleset import Ruleset
 
 log = logging.getLogger(__name__)
@@ -488,42 +488,6 @@ def _attached_mail(name: str, payload: bytes, readers: _Readers, marks: OwnMarks
     return requests, problems + cut_problems, None
 
 
-T = TypeVar("T")
-
-
-class _Step:
-    """Runs one step of reading; an unexpected exception becomes an internal_error problem."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def run(self, name: str, fallback: T, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except Exception as exc:  # the read step must never fail a mail
-            log.exception("read_mail: step %s failed", name)
-            self.problems.append(Problem("internal_error",
-                                         f"mailbot failed while reading the mail ({name}: "
-                                         f"{type(exc).__name__}); an operator must look at it",
-                                         source=name))
-            return fallback
-
-
-def _empty_parsed(data: bytes) -> ParsedMail:
-    return ParsedMail(subject="", sender=None, from_addresses=(), message_id=None, references=(),
-                      headers={}, text="", html="", attachments=(), defects=("unparsed",),
-                      size=len(data))
-
-
-def _header_bytes(data: bytes) -> bytes:
-    """The header block of a raw message, for classifying a mail too large to parse."""
-    limit = min(len(data), 256 * 1024)
-    head = data[:limit]
-    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
-    end = min(ends) if ends else limit
-    return head[:end] + b"\r\n\r\n"
-
-
 def _extension(filename: str, content_type: str) -> str:
     ext = PurePath(filename.strip().lower()).suffix
     if ext:
@@ -551,7 +515,7 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
     mail that holds nothing else is ``own_mail`` too. `reference_prefix` is [mailbot]
     reference_prefix: a forwarded mail carrying one of our references is ours.
     """
-    steps = _Step()
+    steps = Step()
     try:
         marks = OwnMarks.of(own_addresses, reference_prefix)
         return _read_mail(data, rules, limits, marks, size, steps)
@@ -560,21 +524,21 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
         steps.problems.append(Problem("internal_error", "mailbot failed while reading the "
                                       "mail (read_mail); an operator must look at it",
                                       source="read_mail"))
-        return _empty_parsed(data or b""), Extraction(
+        return empty_parsed(data or b""), Extraction(
             kind=None, ignored=None, sender=None, subject="", message_id=None,
             problems=tuple(steps.problems))
 
 
 def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMarks,
-               size: int | None, steps: _Step) -> tuple[ParsedMail, Extraction]:
+               size: int | None, steps: Step) -> tuple[ParsedMail, Extraction]:
     data = bytes(data or b"")
     total = max(len(data), size or 0)
     too_large = total > limits.max_message_bytes
-    source = _header_bytes(data) if too_large else data
+    source = header_bytes(data) if too_large else data
     parsed, cut = steps.run("parse", (None, ()), lambda: read_message(source, limits))
     steps.problems += cut  # what went past a [limits] size, named for the operator
     if parsed is None:
-        parsed = _empty_parsed(data)
+        parsed = empty_parsed(data)
     if too_large:
         parsed = dataclasses.replace(parsed, size=total)
     kind = steps.run("classify", None, lambda: match_kind(parsed.subject, rules.kinds))
@@ -618,6 +582,7 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
     has_sheet = False
     other_files: list[str] = []
     own_files: list[str] = []
+    attached: list[str] = []  # the notes of attached mails that held requests
     attachments = parsed.attachments
     if len(attachments) > limits.max_attachments:
         problems.append(Problem(
@@ -646,7 +611,8 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
             sheet_requests += r
             problems += p
             if r:
-                notes.append(rules.reading.attached_note.format(name=name))
+                attached.append(rules.reading.attached_note.format(name=name))
+                notes.append(attached[-1])
             if ours:
                 own_files.append(name)
                 notes.append(f"attachment {name} is a mail of ours ({ours}): not read")
@@ -661,9 +627,11 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
         # back without a word; answering it would answer ourselves.
         ignored = "own_mail"
         return parsed, extraction(notes=notes)
-    # Body blocks without system/serial next to a spreadsheet are its context (who is asking),
-    # and in a mail that is not a request they are just a signature.
-    body_blocks = [b for b in blocks if b.is_request] if (has_sheet or kind is None) else blocks
+    # Body blocks without system/serial next to a spreadsheet or a forwarded mail that holds
+    # the request are its context (who is asking, the forwarder's signature), and in a mail
+    # that is not a request they are just a signature.
+    context_only = has_sheet or kind is None or bool(attached)
+    body_blocks = [b for b in blocks if b.is_request] if context_only else blocks
     r, p = steps.run("extract_body", ([], []),
                      lambda: _requests_from_blocks(body_blocks, readers, parsed.sender)
                      if body_blocks else ([], []))
