@@ -73,7 +73,10 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail,
     with store.transaction() as conn:
         reading = reading_of(app, conn, parsed, extraction)
         extraction = reading.extraction
-        notes: list[str] = list(sender_notes(app, conn, rec, parsed, extraction))
+        # How the mail was read (a forward or a reply, the HTML part, files left unread): the
+        # log and the console show it beside the decision.
+        shown = extraction.notes[:-1] if reading.continues is not None else extraction.notes
+        notes: list[str] = [*shown, *sender_notes(app, conn, rec, parsed, extraction)]
         if reading.continues is not None:
             notes.append(extraction.notes[-1])  # "answers the unlock request CLV-..."
         decisions: list[Decision] = []
