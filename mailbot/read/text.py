@@ -45,6 +45,21 @@ def html_to_text(html: str) -> str:
     """
     if not html or not html.strip():
         return ""
+    last_html, last_text = _LAST_RENDERED[0]
+    if last_html is html:
+        return last_text  # the same part again: the body is chosen from both alternatives
+    text = _html_to_text(html)
+    _LAST_RENDERED[0] = (html, text)
+    return text
+
+
+# The last HTML rendered (the very same string object) and its text: reading a mail renders
+# an HTML-only body once in mime.py and may ask again when read/forwards.py weighs the
+# alternatives; a 20 MB part is not rendered twice. One entry, replaced by the next mail's.
+_LAST_RENDERED: list[tuple[str | None, str]] = [(None, "")]
+
+
+def _html_to_text(html: str) -> str:
     try:
         tree = _parse_html(html)
         if tree is None:
