@@ -271,12 +271,14 @@ class _BodyBlock:
 
     @property
     def complete(self) -> bool:
+        """Both a system and a serial: surely the request, whatever else it lacks."""
         return all(_clean_value(self.values.get(f, "")) for f in CORE_FIELDS)
 
 
 def _body_blocks(text: str | Sequence[str], readers: _Readers) -> list[_BodyBlock]:
-    """The blocks of a text, or of each part of one (a forwarded mail is read on its own:
-    no block spans two parts, none inherits from another part)."""
+    """The blocks of a text, or of each part of one: a forwarded mail is read on its own, so
+    no block spans two parts (a forwarder's "Correo:" signature never splits or completes the
+    forwarded request); only a company or contact name written above carries over."""
     blocks: list[_BodyBlock] = []
     for part, piece in enumerate([text] if isinstance(text, str) else text):
         # What the forwarder wrote above may complete a forwarded request's company and
@@ -513,7 +515,8 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
     (auto-replies, bounces, our own) are classified only: nothing in them is a request. Mail of
     ours inside the mail (forwarded, pasted or attached; see own_mail.py) is never read, and a
     mail that holds nothing else is ``own_mail`` too. `reference_prefix` is [mailbot]
-    reference_prefix: a forwarded mail carrying one of our references is ours.
+    reference_prefix: a forwarded mail carrying one of our references is ours. Which text holds
+    the request (a forward, a reply's history, the HTML alternative) is read/forwards.py's.
     """
     steps = Step()
     try:
