@@ -217,7 +217,8 @@ def test_a_second_completion_of_the_same_mail_issues_no_second_key(bot):
     assert [r.template for r in bot.replies()] == ["missing_data", "keys_issued", "missing_data"]
     assert [r.outcome for r in bot.requests()] == ["issued"]
     assert json.loads(bot.mails()[2].notes) == ["no complete request: the sender is told what "
-                                                "is missing"]
+                                                "is missing",
+                                                "respuesta: el historial citado debajo no se leyó"]
 
 
 def test_a_stranger_quoting_the_reference_learns_nothing_and_completes_nothing(bot):

@@ -184,6 +184,8 @@ WITH_HISTORY = {
     "outlook_forward_inline_rv.eml", "gmail_forward_inline_trailing_text.eml",
     # our answer forwarded back, or ending in our "-- " (kept without its space)
     *(p.name for p in CORPUS.glob("own_reply_*.eml")),
+    # issue 11's forwards (their marker and header lines go) and replies
+    *(p.name for p in CORPUS.glob("forward_*.eml")), *(p.name for p in CORPUS.glob("reply_*.eml")),
 }
 
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TypeVar
 
 from mailbot.config import LimitsConfig
 from mailbot.model import FIELDS, Extraction, ParsedMail, Problem, Request
 from mailbot.read.classify import ignored_reason, is_forwarded, match_kind
 from mailbot.read.fields import LabelMatcher, SystemMatcher, find_serials, fold, parse_email
+from mailbot.read.forwards import Body, choose_body
 from mailbot.read.mime import read_message
 from mailbot.read.own_mail import (
     DEFAULT_REFERENCE_PREFIX,
@@ -45,6 +45,7 @@ from mailbot.read.sheets import (
     iter_rows,
     sheet_budget,
 )
+from mailbot.read.steps import Step, empty_parsed, header_bytes
 from mailbot.ruleset import Ruleset
 
 log = logging.getLogger(__name__)
@@ -266,12 +267,35 @@ class _BodyBlock:
     number: int
     values: Mapping[str, str]
     is_request: bool  # has a system or a serial: a request attempt, not a signature
+    part: int = 0  # 0: the sender's own text; n: the n-th mail forwarded in it
+
+    @property
+    def complete(self) -> bool:
+        """Both a system and a serial: surely the request, whatever else it lacks."""
+        return all(_clean_value(self.values.get(f, "")) for f in CORE_FIELDS)
 
 
-def _body_blocks(text: str, readers: _Readers) -> list[_BodyBlock]:
+def _body_blocks(text: str | Sequence[str], readers: _Readers) -> list[_BodyBlock]:
+    """The blocks of a text, or of each part of one: a forwarded mail is read on its own, so
+    no block spans two parts (a forwarder's "Correo:" signature never splits or completes the
+    forwarded request); only a company or contact name written above carries over."""
+    blocks: list[_BodyBlock] = []
+    for part, piece in enumerate([text] if isinstance(text, str) else text):
+        # What the forwarder wrote above may complete a forwarded request's company and
+        # contact ("Empresa: ..." typed above it), never its e-mail nor any field it has.
+        above = {f: v for b in reversed(blocks) for f, v in b.values.items()
+                 if f in _ABOVE_FIELDS and _clean_value(v)}
+        blocks += _part_blocks(piece, readers, part, len(blocks), above)
+    return blocks
+
+
+_ABOVE_FIELDS = ("company", "contact_name")
+
+
+def _part_blocks(text: str, readers: _Readers, part: int, before: int,
+                 previous: Mapping[str, str]) -> list[_BodyBlock]:
     raw = _read_blocks(text[:MAX_BODY_CHARS], readers.labels)
     blocks: list[_BodyBlock] = []
-    previous: Mapping[str, str] = {}
     for values in raw:
         is_request = any(_clean_value(values.get(f, "")) for f in CORE_FIELDS)
         if is_request and previous:
@@ -283,7 +307,7 @@ def _body_blocks(text: str, readers: _Readers) -> list[_BodyBlock]:
             values = merged
         if is_request:
             previous = values
-        blocks.append(_BodyBlock(len(blocks) + 1, values, is_request))
+        blocks.append(_BodyBlock(before + len(blocks) + 1, values, is_request, part))
     return blocks
 
 
@@ -466,42 +490,6 @@ def _attached_mail(name: str, payload: bytes, readers: _Readers, marks: OwnMarks
     return requests, problems + cut_problems, None
 
 
-T = TypeVar("T")
-
-
-class _Step:
-    """Runs one step of reading; an unexpected exception becomes an internal_error problem."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def run(self, name: str, fallback: T, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except Exception as exc:  # the read step must never fail a mail
-            log.exception("read_mail: step %s failed", name)
-            self.problems.append(Problem("internal_error",
-                                         f"mailbot failed while reading the mail ({name}: "
-                                         f"{type(exc).__name__}); an operator must look at it",
-                                         source=name))
-            return fallback
-
-
-def _empty_parsed(data: bytes) -> ParsedMail:
-    return ParsedMail(subject="", sender=None, from_addresses=(), message_id=None, references=(),
-                      headers={}, text="", html="", attachments=(), defects=("unparsed",),
-                      size=len(data))
-
-
-def _header_bytes(data: bytes) -> bytes:
-    """The header block of a raw message, for classifying a mail too large to parse."""
-    limit = min(len(data), 256 * 1024)
-    head = data[:limit]
-    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
-    end = min(ends) if ends else limit
-    return head[:end] + b"\r\n\r\n"
-
-
 def _extension(filename: str, content_type: str) -> str:
     ext = PurePath(filename.strip().lower()).suffix
     if ext:
@@ -527,9 +515,10 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
     (auto-replies, bounces, our own) are classified only: nothing in them is a request. Mail of
     ours inside the mail (forwarded, pasted or attached; see own_mail.py) is never read, and a
     mail that holds nothing else is ``own_mail`` too. `reference_prefix` is [mailbot]
-    reference_prefix: a forwarded mail carrying one of our references is ours.
+    reference_prefix: a forwarded mail carrying one of our references is ours. Which text holds
+    the request (a forward, a reply's history, the HTML alternative) is read/forwards.py's.
     """
-    steps = _Step()
+    steps = Step()
     try:
         marks = OwnMarks.of(own_addresses, reference_prefix)
         return _read_mail(data, rules, limits, marks, size, steps)
@@ -538,21 +527,21 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
         steps.problems.append(Problem("internal_error", "mailbot failed while reading the "
                                       "mail (read_mail); an operator must look at it",
                                       source="read_mail"))
-        return _empty_parsed(data or b""), Extraction(
+        return empty_parsed(data or b""), Extraction(
             kind=None, ignored=None, sender=None, subject="", message_id=None,
             problems=tuple(steps.problems))
 
 
 def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMarks,
-               size: int | None, steps: _Step) -> tuple[ParsedMail, Extraction]:
+               size: int | None, steps: Step) -> tuple[ParsedMail, Extraction]:
     data = bytes(data or b"")
     total = max(len(data), size or 0)
     too_large = total > limits.max_message_bytes
-    source = _header_bytes(data) if too_large else data
+    source = header_bytes(data) if too_large else data
     parsed, cut = steps.run("parse", (None, ()), lambda: read_message(source, limits))
     steps.problems += cut  # what went past a [limits] size, named for the operator
     if parsed is None:
-        parsed = _empty_parsed(data)
+        parsed = empty_parsed(data)
     if too_large:
         parsed = dataclasses.replace(parsed, size=total)
     kind = steps.run("classify", None, lambda: match_kind(parsed.subject, rules.kinds))
@@ -579,13 +568,14 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
     readers = steps.run("rules", None, lambda: _readers(rules))
     if readers is None:
         return parsed, extraction()
-    own = steps.run("strip_quoted", SenderText(parsed.text), lambda: sender_text(
-        parsed.text, marks, forwarded=is_forwarded(parsed.subject)))
-    text = own.text
-    notes += own.notes
-    if len(text) > MAX_BODY_CHARS:
+    chosen = steps.run("strip_quoted", Body(SenderText(parsed.text), [], ()), lambda: choose_body(
+        parsed, marks, rules.reading, forwarded=is_forwarded(parsed.subject),
+        is_request=kind is not None, read_blocks=lambda own: _body_blocks(
+            [p.text for p in own.parts] or own.text, readers)))
+    own, blocks = chosen.own, chosen.blocks
+    notes += own.notes + chosen.notes
+    if len(own.text) > MAX_BODY_CHARS:
         notes.append(f"only the first {MAX_BODY_CHARS:,} characters of the body were read")
-    blocks = steps.run("extract_body", [], lambda: _body_blocks(text, readers))
     context = next((b.values for b in blocks if not b.is_request), None)
 
     problems: list[Problem] = []
@@ -595,6 +585,7 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
     has_sheet = False
     other_files: list[str] = []
     own_files: list[str] = []
+    attached: list[str] = []  # the notes of attached mails that held requests
     attachments = parsed.attachments
     if len(attachments) > limits.max_attachments:
         problems.append(Problem(
@@ -622,6 +613,9 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
                                                   text_left))
             sheet_requests += r
             problems += p
+            if r:
+                attached.append(rules.reading.attached_note.format(name=name))
+                notes.append(attached[-1])
             if ours:
                 own_files.append(name)
                 notes.append(f"attachment {name} is a mail of ours ({ours}): not read")
@@ -636,9 +630,11 @@ def _read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, marks: OwnMark
         # back without a word; answering it would answer ourselves.
         ignored = "own_mail"
         return parsed, extraction(notes=notes)
-    # Body blocks without system/serial next to a spreadsheet are its context (who is asking),
-    # and in a mail that is not a request they are just a signature.
-    body_blocks = [b for b in blocks if b.is_request] if (has_sheet or kind is None) else blocks
+    # Body blocks without system/serial next to a spreadsheet or a forwarded mail that holds
+    # the request are its context (who is asking, the forwarder's signature), and in a mail
+    # that is not a request they are just a signature.
+    context_only = has_sheet or kind is None or bool(attached)
+    body_blocks = [b for b in blocks if b.is_request] if context_only else blocks
     r, p = steps.run("extract_body", ([], []),
                      lambda: _requests_from_blocks(body_blocks, readers, parsed.sender)
                      if body_blocks else ([], []))

@@ -188,7 +188,7 @@ def _addresses(raw_from: list[str]) -> tuple[str, ...]:
     found: dict[str, None] = {}
     for raw in raw_from:
         try:
-            pairs = get_addresses(_FOLD.sub(" ", raw), decode_names=True)
+            pairs = get_addresses(_address_text(_FOLD.sub(" ", raw)), decode_names=True)
         except Exception:
             pairs = []
         for _, address in pairs:
@@ -196,6 +196,22 @@ def _addresses(raw_from: list[str]) -> tuple[str, ...]:
             if _ADDR_SPEC.match(address):
                 found[address] = None
     return tuple(found)
+
+
+def _address_text(raw: str) -> str:
+    """A From value as the address parser should see it.
+
+    Python's compat32 ``email`` library and several ERP and webmail mailers encode the whole
+    value, display name and address, as one RFC 2047 encoded-word (``=?utf-8?b?...?=`` of
+    ``"Pérez, Juan" <juan@x.mx>``); read as written it holds no address at all. Only when the
+    address is nowhere outside the encoded-words are they decoded first: an encoded display
+    name beside a real address is left to the parser, so a name that merely looks like an
+    address (``=?utf-8?q?jefe=40banco.mx?= <x@y.mx>``) never adds or replaces a mailbox.
+    """
+    if "=?" not in raw or "@" in _ENCODED_WORD.sub("", raw):
+        return raw
+    decoded = decode_header_text(raw)
+    return decoded if "@" in decoded else raw
 
 
 @dataclass

@@ -16,6 +16,7 @@ still recognised, so a template change that would hide our replies fails there. 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from email.utils import parseaddr
 from mailbot.config import BotConfig
 from mailbot.model import ParsedMail
 from mailbot.read.fields import fold
-from mailbot.read.text import Part, split_quoted, strip_quoted
+from mailbot.read.text import MarkerReader, Part, scan_quoted, strip_quoted
 
 DEFAULT_REFERENCE_PREFIX = BotConfig.reference_prefix
 
@@ -189,34 +190,47 @@ def remove_own_text(text: str, *, ours_nearby: bool = False) -> OwnText:
 @dataclass(frozen=True)
 class SenderText:
     """A body with the quoted history and everything of ours taken out; `notes` say what of
-    ours was found (for the operator)."""
+    ours was found (for the operator).
+
+    `parts` is the same text cut where a forwarded mail begins (the sender's own words first,
+    then each forwarded mail that is not ours), so that a forwarder's signature is never read
+    as part of the forwarded request; `history` says quoted history (a reply's) was left out.
+    """
 
     text: str
     notes: tuple[str, ...] = ()
+    parts: tuple[Part, ...] = ()
+    history: bool = False
 
     @property
     def had_ours(self) -> bool:
         return bool(self.notes)
 
 
-def sender_text(text: str, marks: OwnMarks, *, forwarded: bool) -> SenderText:
+def sender_text(text: str, marks: OwnMarks, *, forwarded: bool,
+                markers: MarkerReader | None = None) -> SenderText:
     """What the sender wrote: no quoted history (`strip_quoted`), no mail of ours forwarded
     inline, no reply of ours pasted in and no example of our template. With nothing of ours
-    the text is exactly `strip_quoted`'s."""
-    parts = split_quoted(text, forwarded=forwarded)
+    the text is exactly `strip_quoted`'s. `markers` names the forward markers of the rules."""
+    scan = scan_quoted(text, forwarded=forwarded, markers=markers)
+    parts = scan.parts
     reasons = [own_part_reason(part, marks) if part.headers else None for part in parts]
     notes = [f"a mail of ours forwarded in the body was not read ({reason})"
              for reason in reasons if reason]
     if notes:
         kept = "\n".join(p.text for p, reason in zip(parts, reasons, strict=True) if not reason)
     else:
-        kept = parts[0].text if len(parts) == 1 else strip_quoted(text, forwarded=forwarded)
+        kept = parts[0].text if len(parts) == 1 else strip_quoted(text, forwarded=forwarded,
+                                                                   markers=markers)
     own = remove_own_text(kept, ours_nearby=bool(notes))
     if own.replies:
         notes.append("a reply of ours in the body (its greeting to its sign-off) was not read")
     if own.examples:
         notes.append("the example request of our answers' template was not read as a request")
-    return SenderText(own.text, tuple(notes))
+    kept_parts = tuple(
+        dataclasses.replace(p, text=remove_own_text(p.text, ours_nearby=bool(notes)).text)
+        for p, reason in zip(parts, reasons, strict=True) if not reason)
+    return SenderText(own.text, tuple(notes), kept_parts, scan.history)
 
 
 def _folded_lines(lines: Sequence[str]) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -44,6 +45,21 @@ def html_to_text(html: str) -> str:
     """
     if not html or not html.strip():
         return ""
+    last_html, last_text = _LAST_RENDERED[0]
+    if last_html is html:
+        return last_text  # the same part again: the body is chosen from both alternatives
+    text = _html_to_text(html)
+    _LAST_RENDERED[0] = (html, text)
+    return text
+
+
+# The last HTML rendered (the very same string object) and its text: reading a mail renders
+# an HTML-only body once in mime.py and may ask again when read/forwards.py weighs the
+# alternatives; a 20 MB part is not rendered twice. One entry, replaced by the next mail's.
+_LAST_RENDERED: list[tuple[str | None, str]] = [(None, "")]
+
+
+def _html_to_text(html: str) -> str:
     try:
         tree = _parse_html(html)
         if tree is None:
@@ -256,6 +272,11 @@ class Part:
 
     headers: tuple[str, ...]
     text: str
+    # How the forward was marked: "marker" (a line such as Gmail's "---------- Mensaje
+    # reenviado ---------", named by `client` when the rules know it) or "header_block"
+    # (Outlook's De:/Enviado el: block under a forward subject); "" for the sender's own text.
+    how: str = ""
+    client: str = ""
 
     @property
     def from_lines(self) -> tuple[str, ...]:
@@ -263,7 +284,21 @@ class Part:
         return tuple(h for h in self.headers if _FROM_LINE.match(h))
 
 
-def strip_quoted(text: str, *, forwarded: bool = False) -> str:
+# Names the client of a forward marker line (rules/reading.toml), or None for another line.
+MarkerReader = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A body cut into what the sender wrote and the mails forwarded inline (`parts`), and
+    whether quoted history (a reply's) was left out: what tells a forward from a reply."""
+
+    parts: tuple[Part, ...]
+    history: bool
+
+
+def strip_quoted(text: str, *, forwarded: bool = False, markers: MarkerReader | None = None,
+                 ) -> str:
     """Keep only what the sender wrote in this mail, never the quoted history.
 
     Removes ``>``-quoted lines wherever they are (top or bottom posting), and cuts the text at
@@ -276,22 +311,41 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
     as a forward, since Outlook writes forwards and replies alike.
 
     Signatures are left alone: a signature often holds "Correo: x@y" that a request needs.
+    iOS and Apple Mail quote the forwarded text with ``>``: under a forward marker that quote
+    is the forwarded mail, read one level unquoted. `markers` names the marker lines the rules
+    add (rules/reading.toml) beside the built-in ones.
     """
     if not text:
         return ""
-    lines, drop, cut, _ = _scan_quoted(text, forwarded)
+    lines, drop, cut, _, _ = _scan_quoted(text, forwarded, markers)
     return _kept_text(lines, range(cut), drop)
 
 
-def split_quoted(text: str, *, forwarded: bool = False) -> list[Part]:
+def split_quoted(text: str, *, forwarded: bool = False, markers: MarkerReader | None = None,
+                 ) -> list[Part]:
     """`strip_quoted`'s text in parts: what the sender wrote, then each mail forwarded inline
     with its header lines. The same lines are kept as `strip_quoted` keeps."""
+    return list(scan_quoted(text, forwarded=forwarded, markers=markers).parts)
+
+
+def scan_quoted(text: str, *, forwarded: bool = False, markers: MarkerReader | None = None,
+                ) -> Scan:
+    """`split_quoted`'s parts, and whether quoted history was left out (see `Scan`)."""
     if not text:
-        return [Part((), "")]
-    lines, drop, cut, starts = _scan_quoted(text, forwarded)
-    ends = [start for start, _ in starts[1:]] + [cut]
-    return [Part(headers, _kept_text(lines, range(start, end), drop))
-            for (start, headers), end in zip(starts, ends, strict=True)]
+        return Scan((Part((), ""),), False)
+    lines, drop, cut, starts, history = _scan_quoted(text, forwarded, markers)
+    ends = [start.line for start in starts[1:]] + [cut]
+    return Scan(tuple(Part(start.headers, _kept_text(lines, range(start.line, end), drop),
+                           start.how, start.client)
+                      for start, end in zip(starts, ends, strict=True)), history)
+
+
+@dataclass(frozen=True)
+class _Start:
+    line: int
+    headers: tuple[str, ...]
+    how: str = ""
+    client: str = ""
 
 
 def _kept_text(lines: list[str], numbers: range, drop: set[int]) -> str:
@@ -299,16 +353,17 @@ def _kept_text(lines: list[str], numbers: range, drop: set[int]) -> str:
     return _tidy("\n".join(kept)).strip("\n")
 
 
-def _scan_quoted(text: str, forwarded: bool,
-                 ) -> tuple[list[str], set[int], int, list[tuple[int, tuple[str, ...]]]]:
+def _scan_quoted(text: str, forwarded: bool, markers: MarkerReader | None = None,
+                 ) -> tuple[list[str], set[int], int, list[_Start], bool]:
     """(lines, lines to drop, where the history begins, where each forwarded mail starts with
-    its header lines); see `strip_quoted`."""
+    its header lines, whether quoted history was dropped); see `strip_quoted`."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     bare = [_bare(line) for line in lines]
     drop: set[int] = set()
     cut = len(lines)
-    starts: list[tuple[int, tuple[str, ...]]] = [(0, ())]
+    starts: list[_Start] = [_Start(0, ())]
     forward_used = not forwarded
+    history = False
     reply_starts = _reply_header_starts("\n".join(line[:500] for line in bare))
 
     i = 0
@@ -319,24 +374,29 @@ def _scan_quoted(text: str, forwarded: bool,
             continue
         if line.startswith(">"):
             drop.add(i)
+            history = True
             i += 1
             continue
-        if _FORWARD_MARKER.match(line):
+        client = _forward_client(line, markers)
+        if client is not None:
             drop.add(i)
+            _unquote_forwarded(lines, bare, i + 1)
             start, i = i, _drop_header_block(bare, i + 1, drop)
-            starts.append((start, _headers_between(bare, start + 1, i)))
+            starts.append(_Start(start, _headers_between(bare, start + 1, i), "marker", client))
             continue
         if _opens_header_block(bare, i, reply_starts):
             if not forward_used:
                 forward_used = True
                 start, i = i, _drop_header_block(bare, i, drop)
-                starts.append((start, _headers_between(bare, start, i)))
+                starts.append(_Start(start, _headers_between(bare, start, i), "header_block"))
                 continue
             cut = i
+            history = True
             break
         attribution = _attribution(bare, i)
         if attribution is not None:
             start, end = attribution
+            history = True
             if _next_content_is_quoted(bare, end + 1):
                 drop.update(range(start, end + 1))  # bottom or inline posting: keep going
                 i = end + 1
@@ -344,7 +404,32 @@ def _scan_quoted(text: str, forwarded: bool,
             cut = start
             break
         i += 1
-    return lines, drop, cut, starts
+    return lines, drop, cut, starts, history
+
+
+def _forward_client(line: str, markers: MarkerReader | None) -> str | None:
+    """The client a forward marker line names ("" when only the built-in pattern knows it),
+    or None when the line is no forward marker."""
+    if markers is not None:
+        client = markers(line)
+        if client is not None:
+            return client
+    return "" if _FORWARD_MARKER.match(line) else None
+
+
+def _unquote_forwarded(lines: list[str], bare: list[str], start: int) -> None:
+    """Under a forward marker, iOS and Apple Mail ``>``-quote the forwarded mail: take one
+    level of quoting off that run of lines (a quote inside it stays quoted: its history)."""
+    nxt = _next_nonblank(bare, start)
+    if nxt is None or not bare[nxt].startswith(">"):
+        return
+    for n in range(start, len(bare)):
+        if bare[n] and not bare[n].startswith(">"):
+            break
+        if bare[n]:
+            unquoted = lines[n].lstrip(" \t\xa0")[1:]
+            lines[n] = unquoted[1:] if unquoted.startswith(" ") else unquoted
+            bare[n] = _bare(lines[n])
 
 
 def _headers_between(bare: list[str], start: int, end: int) -> tuple[str, ...]:

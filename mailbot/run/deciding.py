@@ -75,7 +75,11 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail,
         thread = completion.complete_from_thread(app, conn, rec, parsed, reading)
         reading = thread.reading
         extraction = reading.extraction
-        notes: list[str] = [*sender_notes(app, conn, rec, parsed, extraction), *thread.notes]
+        # How the mail was read (a forward or a reply, the HTML part, files left unread): the
+        # log and the console show it beside the decision.
+        shown = extraction.notes[:-1] if reading.continues is not None else extraction.notes
+        notes: list[str] = [*shown, *sender_notes(app, conn, rec, parsed, extraction),
+                            *thread.notes]
         if reading.continues is not None:
             notes.append(extraction.notes[-1])  # "answers the unlock request CLV-..."
         decisions: list[Decision] = []
