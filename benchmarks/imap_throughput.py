@@ -86,8 +86,8 @@ from mailbot.store.database import outbox  # noqa: E402
 from mailbot.store.database import requests as requests_table  # noqa: E402
 
 FLOOR_BATCH = 200  # as DOVECOT.md's floor figure and ImapSource's default batch_size
-TARGET_RATIO = 0.5  # end-to-end at least half the floor
-TARGET_P95 = 2.0  # seconds, APPEND -> reply at the SMTP server, with IDLE
+TARGET_RATIO = 0.6  # end-to-end at least 0.6 of the honest floor (issue 10, §3)
+TARGET_P95 = 1.0  # seconds, APPEND -> reply at the SMTP server, with IDLE
 OUR_ADDRESS = "claves@example.com"
 OPERATORS = "operadores@example.com"
 FOLDERS = ("mailbot/procesados", "mailbot/revision", "mailbot/ignorados", "mailbot/fallidos")
@@ -458,6 +458,79 @@ def measure_floor(imap: DovecotServer, expected: int) -> dict[str, Any]:
             "mails_per_s": len(bodies) / total}
 
 
+def measure_floor_send(smtp: SmtpTestServer, replies: list[tuple[str, list[str], bytes]]
+                       ) -> dict[str, Any]:
+    """The floor's sending part: each reply over one smtplib connection to the same aiosmtpd
+    server (the "plain" listener mailbot uses here), the replies' real bytes and recipients.
+
+    The server runs in a thread of this process, sharing the GIL, for the floor exactly as for
+    the end-to-end pass."""
+    import smtplib
+
+    cfg = smtp.config("none")
+    t0 = time.perf_counter()
+    client = smtplib.SMTP(cfg.host, cfg.port, timeout=30)
+    try:
+        client.ehlo()
+        for sender, recipients, data in replies:
+            client.sendmail(sender, recipients, data)
+    finally:
+        with contextlib.suppress(Exception):
+            client.quit()
+    seconds = time.perf_counter() - t0
+    return {"messages": len(replies), "bytes": sum(len(d) for _, _, d in replies),
+            "seconds": seconds, "per_s": len(replies) / seconds if seconds else 0.0}
+
+
+FLOOR_FROM, FLOOR_TO = "bench/floor-entrada", "bench/floor-procesados"
+
+
+def measure_floor_move(imap: DovecotServer, bodies: list[bytes]) -> dict[str, Any]:
+    """The floor's filing part: the same mails, appended again (not timed) to a folder of the
+    same Dovecot, filed with one UID MOVE per batch of FLOOR_BATCH into another folder."""
+    from imapclient import IMAPClient
+
+    client = IMAPClient(imap.host, imap.port, ssl=False, timeout=30)
+    client.login(imap.user, imap.password)
+    try:
+        for folder in (FLOOR_FROM, FLOOR_TO):
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+        for body in bodies:
+            client.append(FLOOR_FROM, body)
+        t0 = time.perf_counter()
+        client.select_folder(FLOOR_FROM)
+        uids = client.search(["ALL"])
+        for start in range(0, len(uids), FLOOR_BATCH):
+            client.move(uids[start:start + FLOOR_BATCH], FLOOR_TO)
+        seconds = time.perf_counter() - t0
+        client.close_folder()
+    finally:
+        with contextlib.suppress(Exception):
+            client.logout()
+    if len(uids) != len(bodies):
+        raise RuntimeError(f"floor: moved {len(uids)} mails, expected {len(bodies)}")
+    return {"mails": len(uids), "moves": -(-len(uids) // FLOOR_BATCH), "seconds": seconds}
+
+
+def sent_replies(app) -> list[tuple[str, list[str], bytes]]:
+    """The replies the end-to-end pass sent (envelope, recipients, bytes), for the floor."""
+    with app.store.transaction() as conn:
+        rows = conn.execute(sa.select(outbox.c.envelope_from, outbox.c.recipients, outbox.c.data)
+                            .where(outbox.c.status == "sent", outbox.c.purpose != "alert")
+                            .order_by(outbox.c.id)).all()
+    return [(r.envelope_from, json.loads(r.recipients), bytes(r.data)) for r in rows]
+
+
+def honest_floor(read: dict[str, Any], send: dict[str, Any], move: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """Fetch + parse + spreadsheets + one SMTP send per mail + one UID MOVE per batch: the work
+    no implementation can avoid, as mails/s."""
+    total = read["total_s"] + send["seconds"] + move["seconds"]
+    return {"mails": read["mails"], "total_s": total, "mails_per_s": read["mails"] / total,
+            "read_s": read["total_s"], "send_s": send["seconds"], "move_s": move["seconds"]}
+
+
 # --- 2. end-to-end --------------------------------------------------------------------------------
 
 class Breakdown:
@@ -823,21 +896,33 @@ def main(argv: list[str] | None = None) -> int:
         figures["append_s"] = time.perf_counter() - t
         say(f"  appended {len(bulk)} mails to the INBOX in {figures['append_s']:.1f} s")
 
-        floor = measure_floor(imap, len(bulk))
-        figures["floor"] = floor
-        say(f"(1) floor: {floor['mails_per_s']:.0f} mails/s  (fetch {floor['fetch_s']:.2f} s = "
-            f"{floor['fetch_mails_per_s']:.0f}/s, parse {floor['parse_s']:.2f} s = "
-            f"{floor['parse_mails_per_s']:.0f}/s, {floor['spreadsheets']} spreadsheets "
-            f"{floor['sheets_s']:.2f} s; total {floor['total_s']:.2f} s)")
+        read_floor = measure_floor(imap, len(bulk))
+        figures["floor_read"] = read_floor
 
         app = open_app(config)
         try:
             import_registry(app, registry_csv, keys_csv)
             e2e = measure_end_to_end(app, imap, smtp, arrivals, len(bulk), args.profile,
                                          args.profiler)
+            replies_sent = sent_replies(app)
         finally:
             close_app(app)
         figures["end_to_end"] = e2e
+        # The floor's sending and filing parts, on the same servers, with the real replies.
+        send_floor = measure_floor_send(smtp, replies_sent)
+        move_floor = measure_floor_move(imap, [m.data for m in bulk])
+        floor = honest_floor(read_floor, send_floor, move_floor)
+        figures.update(floor_send=send_floor, floor_move=move_floor, floor=floor)
+        say(f"(1) honest floor: {floor['mails_per_s']:.0f} mails/s  ({floor['mails']} mails in "
+            f"{floor['total_s']:.2f} s)")
+        say(f"    fetch {read_floor['fetch_s']:.2f} s = {read_floor['fetch_mails_per_s']:.0f}/s, "
+            f"parse {read_floor['parse_s']:.2f} s = {read_floor['parse_mails_per_s']:.0f}/s, "
+            f"{read_floor['spreadsheets']} spreadsheets {read_floor['sheets_s']:.2f} s "
+            f"(read {read_floor['total_s']:.2f} s = {read_floor['mails_per_s']:.0f}/s, the old "
+            f"floor); SMTP {send_floor['messages']} replies on one connection "
+            f"{send_floor['seconds']:.2f} s = {send_floor['per_s']:.0f}/s (mean "
+            f"{send_floor['bytes'] / max(1, send_floor['messages']) / 1024:.1f} KB); "
+            f"{move_floor['moves']} UID MOVE of up to {FLOOR_BATCH} {move_floor['seconds']:.2f} s")
         b = e2e["breakdown"]
         say(f"(2) end-to-end: {e2e['mails_per_s']:.0f} mails/s  ({e2e['mails']} mails in "
             f"{e2e['seconds']:.2f} s; {e2e['replies']} replies + "
@@ -885,7 +970,7 @@ def main(argv: list[str] | None = None) -> int:
                                        and not figures["latency"]["missing"] else "MISS")
         figures["targets"] = {"ratio_min": TARGET_RATIO, "latency_p95_max_s": TARGET_P95,
                               "verdicts": verdicts}
-        say(f"(4) ratio end-to-end / floor: {ratio:.2f}  target >= {TARGET_RATIO:g}: "
+        say(f"(4) ratio end-to-end / honest floor: {ratio:.2f}  target >= {TARGET_RATIO:g}: "
             f"{verdicts['end_to_end']}")
         if "latency_p95" in verdicts:
             say(f"    latency p95 {figures['latency'].get('p95_s', float('inf')):.3f} s  "
