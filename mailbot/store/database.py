@@ -187,15 +187,18 @@ class Store:
     def add_mail(self, conn: Connection, *, source: str, mail_id: str, fp: str, size: int,
                  status: str = "received", duplicate_of: int | None = None,
                  folder: str | None = None, prefix: str = "CLV", attempts: int = 0,
-                 outcome: str | None = None, notes: Sequence[str] | None = None
+                 outcome: str | None = None, notes: Sequence[str] | None = None,
+                 claimed_by: str | None = None, claim_expires_at: dt.datetime | None = None
                  ) -> MailRecord:
-        """Record a mail: an INSERT and the UPDATE that sets its reference (`new_reference`)."""
+        """Record a mail: an INSERT and the UPDATE that sets its reference (`new_reference`).
+        With `claimed_by`, the new row is claimed by that run in the same INSERT (nobody else
+        can see it before the commit, so no conditional claim is needed)."""
         result = conn.execute(_INSERT_MAIL, dict(
             source=source, mail_id=mail_id, fingerprint=fp, size=size, status=status,
             duplicate_of=duplicate_of, folder=folder, filed=False, attempts=attempts,
             outcome=outcome,
             notes=json.dumps(list(notes), ensure_ascii=False) if notes is not None else None,
-            received_at=utcnow()))
+            received_at=utcnow(), claimed_by=claimed_by, claim_expires_at=claim_expires_at))
         new_id = result.inserted_primary_key[0]
         reference = new_reference(prefix, new_id)
         conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
@@ -212,6 +215,12 @@ class Store:
             conn.execute(_UPDATE_MAIL, {"_id": mail, **values})
             return True
         done = conn.execute(_UPDATE_CLAIMED_MAIL, {"_id": mail, "_run": claimed_by, **values})
+        return done.rowcount == 1
+
+    def count_attempt(self, conn: Connection, mail: int, *, claimed_by: str) -> bool:
+        """One more attempt for a mail still waiting for its decision and held by `claimed_by`
+        (the pipeline counts it before the mail is read); False when it was not."""
+        done = conn.execute(_COUNT_ATTEMPT, {"_id": mail, "_run": claimed_by})
         return done.rowcount == 1
 
     def mark_filed(self, conn: Connection, mail_ids: Sequence[int], when: dt.datetime) -> None:
@@ -527,6 +536,9 @@ _UPDATE_CLAIMED_MAIL = mails.update().where(mails.c.id == sa.bindparam("_id"),
                                             mails.c.status == "received",
                                             mails.c.claimed_by == sa.bindparam("_run"))
 _INSERT_MAIL = mails.insert()
+_COUNT_ATTEMPT = mails.update().where(
+    mails.c.id == sa.bindparam("_id"), mails.c.status == "received",
+    mails.c.claimed_by == sa.bindparam("_run")).values(attempts=mails.c.attempts + 1)
 _INSERT_REQUEST = requests.insert()
 _INSERT_OUTBOX = outbox.insert()
 _INSERT_EVENT = events.insert()
