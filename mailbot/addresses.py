@@ -28,6 +28,7 @@ def normalise_domain(domain: str) -> str | None:
         return None
 
 
+@lru_cache(maxsize=4096)  # pure; a mail compares its sender with each row's contact and more
 def normalise_address(addr: str) -> str | None:
     """An addr-spec as mailbot compares it, or None when it is not a usable address.
 

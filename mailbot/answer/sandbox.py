@@ -325,7 +325,7 @@ def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., An
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        auto_reload=True,
+        auto_reload=False,  # compiled once; `Renderer.refresh` picks up edits between passes
     )
     env.globals.pop("lipsum", None)  # generates unbounded text; templates have no use for it
     hardened = dict(env.filters)

@@ -60,6 +60,7 @@ def run_once(app: App) -> RunReport:
     """Finish what an earlier run left, then handle every mail waiting in the inbox."""
     started = time.monotonic()
     report = RunReport()
+    app.renderer.refresh()  # templates an admin edited since the last pass (compiled once)
     fulfil_pending(app)
     deliver_due(app, report)
     finish_copies(app)
