@@ -18,8 +18,7 @@ together in one commit before any of them is read, each attempt counted before i
 (in that commit, or in the decision commit of the mail before it: mailbot.run.record_group);
 each mail of the batch is decided as above, one after the other (worker processes may read the
 next ones meanwhile: mailbot.run.readahead);
-then the batch's replies are sent, each marked sent as soon as the server took it (in a
-thread, while the next batch is decided: mailbot.run.background); then the
+then the batch's replies are sent, each marked sent as soon as the server took it; then the
 copies for the Sent folder are made in one go (a reply whose copy is not made yet is marked so
 in the store, and a crash leaves the copy to the next run); then the mails whose answers are
 all out are filed, one move per folder.
@@ -35,7 +34,6 @@ from mailbot.errors import StoreError
 from mailbot.model import RawMail
 from mailbot.run.alerts import flag_overdue, send_alerts
 from mailbot.run.app import BATCH_SIZE, App, RunReport
-from mailbot.run.background import BatchDelivery
 from mailbot.run.claims import ClaimLost, let_go
 from mailbot.run.deciding import decide_mail
 from mailbot.run.deliver import deliver_due, finish_copies
@@ -67,25 +65,19 @@ def run_once(app: App) -> RunReport:
     deliver_due(app, report)
     finish_copies(app)
     finish_unfiled(app, report)
-    delivery = BatchDelivery()  # a batch's sends and filing overlap the next one's decisions
-    try:
-        with ReadAhead(app.rules, app.config.limits, app.own_addresses,
-                       reference_prefix=app.config.bot.reference_prefix,
-                       workers=app.read_workers) as readahead:
-            batch: list[RawMail] = []
-            for raw in app.source.fetch_new():
-                report.seen += 1
-                batch.append(raw)
-                if len(batch) >= BATCH_SIZE:
-                    process_batch(app, batch, report, readahead, delivery)
-                    batch = []
-            if batch:
-                process_batch(app, batch, report, readahead, delivery)
-            report.read_ahead += readahead.read_by_workers
-    except BaseException:
-        delivery.join()  # the pass fails with its own error; the batch in flight still ends
-        raise
-    delivery.wait()
+    with ReadAhead(app.rules, app.config.limits, app.own_addresses,
+                   reference_prefix=app.config.bot.reference_prefix,
+                   workers=app.read_workers) as readahead:
+        batch: list[RawMail] = []
+        for raw in app.source.fetch_new():
+            report.seen += 1
+            batch.append(raw)
+            if len(batch) >= BATCH_SIZE:
+                process_batch(app, batch, report, readahead)
+                batch = []
+        if batch:
+            process_batch(app, batch, report, readahead)
+        report.read_ahead += readahead.read_by_workers
     flag_overdue(app)
     send_alerts(app)
     deliver_due(app, report)
@@ -97,8 +89,7 @@ def run_once(app: App) -> RunReport:
 
 
 def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
-                  readahead: ReadAhead | None = None,
-                  delivery: BatchDelivery | None = None) -> list[MailRecord]:
+                  readahead: ReadAhead | None = None) -> list[MailRecord]:
     """Handle a batch of fetched mails, keeping the order of commits of every single mail.
 
     The new mails of each group of LOOK_AGAIN are recorded and claimed (one commit; the others
@@ -108,38 +99,11 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     per folder; then the claims are let go. A mail another run holds is left to it.
     A store or mailbox fault on one mail leaves it for the next run and the others go on.
     With `readahead`, worker processes read the mails that will need reading while this
-    process records and decides the ones before them (see mailbot.run.readahead). With
-    `delivery`, the sends, copies and filing of the decided batch (and letting go of its claims)
-    run in its thread while the caller goes on with the next batch (mailbot.run.background).
+    process records and decides the ones before them (see mailbot.run.readahead).
     """
     claimed: list[int] = []  # the mails this run holds, let go whatever happens
-    handed = False
     try:
-        handled = _process_batch(app, raws, report, readahead, claimed)
-        if handled and delivery is not None:
-            delivery.start(lambda: _finish_batch(app, handled, report, claimed))
-            handed = True
-        elif handled:
-            _finish_batch(app, handled, report, [])
-        return handled
-    finally:
-        if not handed:
-            let_go(app, claimed)
-
-
-def _finish_batch(app: App, handled: Sequence[MailRecord], report: RunReport,
-                  claimed: list[int]) -> None:
-    """Send the decided batch's replies (each marked sent as the server takes it), make their
-    Sent copies, file the mails whose answers are all out; then let go of `claimed`."""
-    ids = [rec.id for rec in handled]
-    try:
-        deliver_due(app, report, mail_ids=ids, keep_claims=True)
-        file_mails(app, ids, report)
-    except StoreError:
-        raise
-    except Exception as exc:  # the mails stay in the inbox; the next run finishes them
-        log.exception("batch of %d mails: %s", len(ids), exc)
-        report.errors.append(f"{len(ids)} mails from {handled[0].reference}: {exc}")
+        return _process_batch(app, raws, report, readahead, claimed)
     finally:
         let_go(app, claimed)
 
@@ -214,4 +178,15 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
         except Exception as exc:  # a store or mailbox fault: the mail stays for the next run
             log.exception("mail %s: %s", raw.mail_id, exc)
             report.errors.append(f"{raw.mail_id}: {exc}")
+    if not handled:
+        return handled
+    ids = [rec.id for rec in handled]
+    try:
+        deliver_due(app, report, mail_ids=ids, keep_claims=True)
+        file_mails(app, ids, report)
+    except StoreError:
+        raise
+    except Exception as exc:  # the mails stay in the inbox; the next run finishes them
+        log.exception("batch of %d mails: %s", len(ids), exc)
+        report.errors.append(f"{len(ids)} mails from {handled[0].reference}: {exc}")
     return handled
