@@ -11,6 +11,11 @@ from functools import lru_cache
 
 import idna
 
+# Lower-case LDH labels of 1-63 characters, neither starting nor ending with "-" and with no
+# "--" in the third and fourth places (those are IDNA's, "xn--": left to idna to check).
+_PLAIN_DOMAIN = re.compile(r"(?!..--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+                           r"(?:\.(?!..--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+
 
 @lru_cache(maxsize=4096)  # pure, and idna is slow: the same few domains come again and again
 def normalise_domain(domain: str) -> str | None:
@@ -22,6 +27,12 @@ def normalise_domain(domain: str) -> str | None:
     domain = domain.strip().rstrip(".")
     if not domain:
         return None
+    plain = domain.lower()
+    if _PLAIN_DOMAIN.match(plain) and len(plain) <= 253:
+        # Letters, digits and hyphens in the right places: UTS 46 only lower-cases them and
+        # IDNA accepts them as they are, so idna (slow, and every customer has another
+        # domain) is asked only about the others (non-ASCII, "xn--" labels, "_", ...).
+        return plain
     try:
         return idna.encode(domain, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):

@@ -280,13 +280,21 @@ def test_check_covers_templates_without_registered_samples(tmp_templates, rules)
 
 
 def test_an_edited_template_is_picked_up_without_restart(tmp_templates, rules):
+    """Compiled once (issue 10): a render looks at no file; the next pass's refresh() picks
+    the edit up (run_once calls it first)."""
     renderer = Renderer(tmp_templates)
-    renderer.render("under_review", sample_context("under_review", rules))
+    before = renderer.render("under_review", sample_context("under_review", rules)).text
     path = tmp_templates / "under_review.txt.j2"
     path.write_text("Nuevo texto {{ reference }}\n", encoding="utf-8")
     os.utime(path, (path.stat().st_atime + 5, path.stat().st_mtime + 5))
+    assert renderer.render("under_review", sample_context("under_review", rules)).text == before
+    assert renderer.refresh() is True and renderer.refresh() is False
     assert renderer.render("under_review", sample_context("under_review", rules)).text == \
         "Nuevo texto CLV-000042\n"
+    (tmp_templates / "under_review.html.j2").unlink()  # a part removed: gone after a refresh
+    assert renderer.render("under_review", sample_context("under_review", rules)).html
+    renderer.refresh()
+    assert renderer.render("under_review", sample_context("under_review", rules)).html is None
 
 
 def test_preview_prints_a_readable_mail(renderer, rules):

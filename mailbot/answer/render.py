@@ -112,6 +112,9 @@ Filters: ``money`` (2500 -> "$2,500.00"), ``date_es`` (date -> "5 de enero de 20
 10:30"), ``mask_email``, ``source_es`` ("attachment:x.xlsx:row 3" -> "archivo x.xlsx, fila 3"),
 ``pad(width)`` (left-justify, for text tables).
 
+Templates are compiled once and kept (no file is looked at while a pass renders): a template an
+admin edits is picked up by the next pass, which calls `Renderer.refresh()` first.
+
 The text part is tidied after rendering (``tidy_text``): runs of blank lines collapse and lines
 over 76 characters wrap with a hanging indent, so templates can keep one paragraph per line.
 
@@ -123,6 +126,8 @@ the common keys above.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import textwrap
 import traceback
@@ -165,6 +170,26 @@ class Renderer:
         self.time_limit = time_limit
         self._text_env = make_environment(self.templates_dir, FILTERS, html=False)
         self._html_env = make_environment(self.templates_dir, FILTERS, html=True)
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None  # the files, last refresh
+        self._files: frozenset[str] | None = None  # their names; None: no directory
+
+    def refresh(self) -> bool:
+        """Pick up the templates as they are on disk now (the pipeline calls it before each
+        pass): when a file was added, removed or changed since the last refresh, every
+        compiled template is dropped and compiled again when next used. True if so.
+
+        Between refreshes a render looks at no file: the environments do not check each
+        template's modification time on every use (auto_reload is off), and which files exist
+        is known from the last refresh."""
+        stamp = _stamp(self.templates_dir)
+        if self._files is not None and stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        self._files = (frozenset(name for name, _, _ in stamp) if stamp is not None
+                       else None)
+        self._text_env.cache.clear()  # type: ignore[union-attr]
+        self._html_env.cache.clear()  # type: ignore[union-attr]
+        return True
 
     def names(self) -> list[str]:
         """Public templates: every `<name>.txt.j2` not starting with "_"."""
@@ -178,15 +203,18 @@ class Renderer:
         if not isinstance(name, str) or not _NAME.match(name) or name.startswith("_"):
             raise TemplateError(f"{self.templates_dir}: {name!r} is not a template name "
                                 f"(letters, digits, '_' and '-', not starting with '_')")
-        if not self.templates_dir.is_dir():
+        if self._stamp is None:
+            self.refresh()  # the first render: see which files there are
+        files = self._files
+        if files is None:
             raise TemplateError(f"{self.templates_dir}: templates directory not found")
         text_file = name + TEXT_SUFFIX
         html_file = name + HTML_SUFFIX
-        if not (self.templates_dir / text_file).is_file():
+        if text_file not in files:
             raise TemplateError(f"{self.templates_dir / text_file}: template not found")
         text = tidy_text(self._render_file(self._text_env, text_file, context))
         html = None
-        if (self.templates_dir / html_file).is_file():
+        if html_file in files:
             html = self._render_file(self._html_env, html_file, context)
         return Rendered(text=text, html=html)
 
@@ -195,6 +223,7 @@ class Renderer:
         the error lines (a template must work with the prices and texts the admin set)."""
         if not self.templates_dir.is_dir():
             return [f"{self.templates_dir}: templates directory not found"]
+        self.refresh()  # check the files as they are now
         errors: list[str] = missing_html_parts(self.templates_dir)
         broken: set[str] = set()
         for path in sorted(self.templates_dir.iterdir()):
@@ -287,6 +316,24 @@ class Renderer:
             return None
 
 
+def _stamp(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
+    """(name, mtime in ns, size) of every file under `directory`, by name; None when it is no
+    directory. A few dozen stat calls: cheap once per pass, not on every render."""
+    if not directory.is_dir():
+        return None
+    out = []
+    for root, _dirs, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except OSError:  # removed meanwhile
+                continue
+            out.append((os.path.relpath(path, directory).replace(os.sep, "/"),
+                        st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
 _LIST_MARK = re.compile(r"\s*(?:[-*•]|\d+\.)\s+")
 _COLUMN = re.compile(r"\s*\S.*?\S {2,}(?=\S)")  # "   Semestral   $4,000.00": align under the value
 
@@ -302,15 +349,21 @@ def tidy_text(text: str, width: int = 76) -> str:
         if len(line) <= width:
             out.append(line)
             continue
-        mark = _LIST_MARK.match(line) or _COLUMN.match(line)
-        indent = line[: len(line) - len(line.lstrip())]
-        hanging = " " * len(mark.group(0)) if mark else indent
-        out.extend(textwrap.wrap(line.strip(), width=width, initial_indent=indent,
-                                 subsequent_indent=hanging, break_long_words=False,
-                                 break_on_hyphens=False))
+        out.extend(_wrapped(line, width))
     while out and not out[-1]:
         out.pop()
     return "\n".join(out) + "\n"
+
+
+@functools.lru_cache(maxsize=2048)  # the same boilerplate paragraphs come in every reply
+def _wrapped(line: str, width: int) -> tuple[str, ...]:
+    """One long line wrapped with a hanging indent (under its list mark or column)."""
+    mark = _LIST_MARK.match(line) or _COLUMN.match(line)
+    indent = line[: len(line) - len(line.lstrip())]
+    hanging = " " * len(mark.group(0)) if mark else indent
+    return tuple(textwrap.wrap(line.strip(), width=width, initial_indent=indent,
+                               subsequent_indent=hanging, break_long_words=False,
+                               break_on_hyphens=False))
 
 
 def _one_line(text: str, limit: int = 500) -> str:

@@ -181,8 +181,15 @@ def _size_checked(func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a filter so that what it returns is size-checked (keeps jinja's pass_* marks)."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _step()
-        return _check_size(func(*args, **kwargs))
+        budget = _budget.get()  # once per call: filters run thousands of times per reply
+        if budget is None:
+            return func(*args, **kwargs)
+        budget.step()
+        value = func(*args, **kwargs)
+        if isinstance(value, (str, list, tuple)) and len(value) > budget.max_value:
+            raise LimitExceeded(f"template builds a value of more than {budget.max_value} "
+                                f"characters")
+        return value
     return wrapper
 
 
@@ -325,7 +332,7 @@ def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., An
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        auto_reload=True,
+        auto_reload=False,  # compiled once; `Renderer.refresh` picks up edits between passes
     )
     env.globals.pop("lipsum", None)  # generates unbounded text; templates have no use for it
     hardened = dict(env.filters)

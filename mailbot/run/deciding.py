@@ -62,11 +62,15 @@ class StoreKeyPool:
 
 
 def decide_mail(app: App, rec: MailRecord, raw: RawMail,
-                read: tuple[ParsedMail | None, Extraction] | None = None) -> MailRecord:
+                read: tuple[ParsedMail | None, Extraction] | None = None, *,
+                count_attempt_of: int | None = None) -> MailRecord:
     """Read, decide, render and queue the answers of one mail in one transaction.
 
     `read` is what `read_raw` gives for `raw`, when it was read beforehand. Returns the record as
-    the transaction left it (decided, and the folder it is to be filed in).
+    the transaction left it (decided, and the folder it is to be filed in). `count_attempt_of`:
+    the next mail, recorded with no attempt yet, whose attempt this commit also counts
+    (mailbot.run.record_group), so that it is counted before it is read without a commit of
+    its own.
     """
     parsed, extraction = read if read is not None else read_raw(app, raw)
     store = app.store
@@ -97,6 +101,8 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail,
                 notes=[*plan.notes, *notes], decided_at=app.now(), error=None,
                 claim_expires_at=claims.lease_end(app)):
             raise claims.ClaimLost(f"{rec.reference} is no longer this run's to decide")
+        if count_attempt_of is not None:
+            store.count_attempt(conn, count_attempt_of, claimed_by=app.run_id)
         if plan.folder == REVIEW:
             store.log_event(conn, "alert", mail=rec.id, title="Solicitud para revisión",
                             detail=f"{rec.reference} de {extraction.sender or '?'}: {plan.outcome}")

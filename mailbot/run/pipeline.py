@@ -13,8 +13,11 @@ accepting a reply and the store marking it sent: then the same bytes, with the s
 Message-ID, go out once more.
 
 Mails go through in batches (BATCH_SIZE), which changes no step of any single mail, only how
-steps of different mails interleave: each mail of the batch is recorded and decided as above,
-one after the other (worker processes may read the next ones meanwhile: mailbot.run.readahead);
+steps of different mails interleave: the new mails of each group of LOOK_AGAIN are recorded
+together in one commit before any of them is read, each attempt counted before its mail is read
+(in that commit, or in the decision commit of the mail before it: mailbot.run.record_group);
+each mail of the batch is decided as above, one after the other (worker processes may read the
+next ones meanwhile: mailbot.run.readahead);
 then the batch's replies are sent, each marked sent as soon as the server took it; then the
 copies for the Sent folder are made in one go (a reply whose copy is not made yet is marked so
 in the store, and a crash leaves the copy to the next run); then the mails whose answers are
@@ -46,6 +49,7 @@ from mailbot.run.record import (
     record_mail,
     to_read,
 )
+from mailbot.run.record_group import Attempts, record_group
 from mailbot.store import MailRecord, panel
 from mailbot.transport.seams import REVIEW
 
@@ -57,6 +61,7 @@ def run_once(app: App) -> RunReport:
     """Finish what an earlier run left, then handle every mail waiting in the inbox."""
     started = time.monotonic()
     report = RunReport()
+    app.renderer.refresh()  # templates an admin edited since the last pass (compiled once)
     fulfil_pending(app)
     deliver_due(app, report)
     finish_copies(app)
@@ -88,9 +93,10 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                   readahead: ReadAhead | None = None) -> list[MailRecord]:
     """Handle a batch of fetched mails, keeping the order of commits of every single mail.
 
-    Each mail is recorded and claimed (its own commit), then `after_fetch`, then read and
-    decided (one commit); then the replies of the whole batch go out, each marked sent as soon
-    as the SMTP server took it; then the mails whose answers are all out are filed, one move
+    The new mails of each group of LOOK_AGAIN are recorded and claimed (one commit; the others
+    each in their own), then per mail `after_fetch`, then it is read and decided (one commit);
+    then the replies of the whole batch go out, each marked sent as soon as the SMTP server
+    took it; then the mails whose answers are all out are filed, one move
     per folder; then the claims are let go. A mail another run holds is left to it.
     A store or mailbox fault on one mail leaves it for the next run and the others go on.
     With `readahead`, worker processes read the mails that will need reading while this
@@ -117,15 +123,22 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
         readahead.submit(to_read(raws, known, fps, originals))
     handled: list[MailRecord] = []
     elsewhere: set[tuple[str, str]] = set()
+    attempts = Attempts()  # the mails a group recorded (mailbot.run.record_group)
     for position, raw in enumerate(raws):
         try:
             if position % LOOK_AGAIN == 0:
-                elsewhere = look_again(app, raws[position:position + LOOK_AGAIN], known)
+                group = raws[position:position + LOOK_AGAIN]
+                elsewhere = look_again(app, group, known)
+                recorded = record_group(app, group, report, known, elsewhere, fps, originals)
+                claimed.extend(rec.id for rec in recorded.values())  # let go whatever happens
+                attempts.add(recorded)
             if mail_key(raw) in elsewhere:  # another run is working on it
                 if readahead is not None:
                     readahead.drop(raw)
                 continue
-            rec = record_mail(app, raw, report, known.get(mail_key(raw)), fps, originals)
+            grouped, rec = attempts.take(app, raw)
+            if not grouped:
+                rec = record_mail(app, raw, report, known.get(mail_key(raw)), fps, originals)
             if rec is None:  # another run is working on it
                 if readahead is not None:
                     readahead.drop(raw)
@@ -138,9 +151,14 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                 continue
             app.hook("after_fetch")
             if rec.status == "received":
+                following = raws[position + 1] if position + 1 < len(raws) else None
+                then = attempts.piggyback(following)
                 try:
                     read = readahead.take(raw) if readahead is not None else None
-                    rec = decide_mail(app, rec, raw, read)
+                    rec = decide_mail(app, rec, raw, read,
+                                      count_attempt_of=then.id if then is not None else None)
+                    if then is not None:
+                        attempts.counted(then)
                     report.decided += 1
                 except StoreError:
                     raise  # the store cannot be written: the next mails would fail alike

@@ -41,8 +41,14 @@ REFERENCE_CODE_LENGTH = 6  # 31**6, about 9e8: not guessed by mail, and one mail
 def new_reference(prefix: str, mail_id: int) -> str:
     """"CLV-000042-K7M2QX": the number operators read, and a random code, because a reference
     is what a customer quotes to continue a request and the numbers alone are sequential."""
-    code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_CODE_LENGTH))
-    return f"{prefix}-{mail_id:06d}-{code}"
+    # One draw from the system's random source, not one per character (a read of
+    # /dev/urandom each); 64 bits spread over 31**6 codes leave no measurable bias.
+    number = int.from_bytes(secrets.token_bytes(8), "big")
+    code = []
+    for _ in range(REFERENCE_CODE_LENGTH):
+        number, digit = divmod(number, len(REFERENCE_ALPHABET))
+        code.append(REFERENCE_ALPHABET[digit])
+    return f"{prefix}-{mail_id:06d}-{''.join(code)}"
 
 
 def utcnow() -> dt.datetime:
@@ -190,15 +196,18 @@ class Store:
     def add_mail(self, conn: Connection, *, source: str, mail_id: str, fp: str, size: int,
                  status: str = "received", duplicate_of: int | None = None,
                  folder: str | None = None, prefix: str = "CLV", attempts: int = 0,
-                 outcome: str | None = None, notes: Sequence[str] | None = None
+                 outcome: str | None = None, notes: Sequence[str] | None = None,
+                 claimed_by: str | None = None, claim_expires_at: dt.datetime | None = None
                  ) -> MailRecord:
-        """Record a mail: an INSERT and the UPDATE that sets its reference (`new_reference`)."""
+        """Record a mail: an INSERT and the UPDATE that sets its reference (`new_reference`).
+        With `claimed_by`, the new row is claimed by that run in the same INSERT (nobody else
+        can see it before the commit, so no conditional claim is needed)."""
         result = conn.execute(_INSERT_MAIL, dict(
             source=source, mail_id=mail_id, fingerprint=fp, size=size, status=status,
             duplicate_of=duplicate_of, folder=folder, filed=False, attempts=attempts,
             outcome=outcome,
             notes=json.dumps(list(notes), ensure_ascii=False) if notes is not None else None,
-            received_at=utcnow()))
+            received_at=utcnow(), claimed_by=claimed_by, claim_expires_at=claim_expires_at))
         new_id = result.inserted_primary_key[0]
         reference = new_reference(prefix, new_id)
         conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
@@ -215,6 +224,12 @@ class Store:
             conn.execute(_UPDATE_MAIL, {"_id": mail, **values})
             return True
         done = conn.execute(_UPDATE_CLAIMED_MAIL, {"_id": mail, "_run": claimed_by, **values})
+        return done.rowcount == 1
+
+    def count_attempt(self, conn: Connection, mail: int, *, claimed_by: str) -> bool:
+        """One more attempt for a mail still waiting for its decision and held by `claimed_by`
+        (the pipeline counts it before the mail is read); False when it was not."""
+        done = conn.execute(_COUNT_ATTEMPT, {"_id": mail, "_run": claimed_by})
         return done.rowcount == 1
 
     def mark_filed(self, conn: Connection, mail_ids: Sequence[int], when: dt.datetime) -> None:
@@ -544,6 +559,9 @@ _UPDATE_CLAIMED_MAIL = mails.update().where(mails.c.id == sa.bindparam("_id"),
                                             mails.c.status == "received",
                                             mails.c.claimed_by == sa.bindparam("_run"))
 _INSERT_MAIL = mails.insert()
+_COUNT_ATTEMPT = mails.update().where(
+    mails.c.id == sa.bindparam("_id"), mails.c.status == "received",
+    mails.c.claimed_by == sa.bindparam("_run")).values(attempts=mails.c.attempts + 1)
 _INSERT_REQUEST = requests.insert()
 _INSERT_OUTBOX = outbox.insert()
 _INSERT_EVENT = events.insert()
