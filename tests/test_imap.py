@@ -293,6 +293,28 @@ def test_file_many_twice_or_with_some_gone_is_harmless(make_source, imap_server,
     assert imap_server.list_folder("INBOX") == []
 
 
+@pytest.mark.parametrize("missing", [(), ("MOVE",)], ids=["move", "copy"])
+def test_file_many_after_another_session_expunged_one_moves_the_rest(make_source, imap_server,
+                                                                       missing):
+    # Two mailbots on one mailbox: the other one filed mails[0] while this session still lists
+    # it, and Dovecot answers the whole UID MOVE with NO [EXPUNGEISSUED] (seen in the
+    # two-instance concurrency test): the rest must still be filed, without an error.
+    imap_server.append_many("INBOX", [mail(n) for n in range(3)])
+    source = make_source(ignore_capabilities=missing)
+    mails = list(source.fetch_new())
+    other = imap_server.connect()
+    other.select("INBOX")
+    uid = mails[0].mail_id.split(":")[1]
+    other.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
+    other.expunge()
+    other.logout()
+
+    source.file_many([m.mail_id for m in mails], seams.PROCESSED)
+
+    assert imap_server.list_folder("mailbot/procesados") == [m.data for m in mails[1:]]
+    assert imap_server.list_folder("INBOX") == []
+
+
 def test_file_many_leaves_ids_of_an_older_uidvalidity_alone(make_source, imap_server):
     imap_server.append_many("INBOX", [mail(1), mail(2)])
     source = make_source()

@@ -56,6 +56,8 @@ MAX_RELISTS = 3  # UIDVALIDITY changes tolerated within one fetch_new() before g
 APPEND_GROUP = 100  # copies per MULTIAPPEND (and at most BATCH_BYTES)
 
 
+_EXPUNGED_RETRIES = 3  # MOVE again after NO [EXPUNGEISSUED]: another session took some
+
 class _ValidityChanged(Exception):
     """The inbox's UIDVALIDITY changed under a listing: its UIDs mean nothing any more."""
 
@@ -423,6 +425,26 @@ class ImapSource:
             self._move(s, uids, name)
 
     def _move(self, s: Session, uids: list[int], name: str) -> None:
+        """Move `uids` into `name`. Another session (a second mailbot, a person) may expunge
+        some of them meanwhile: Dovecot then answers NO [EXPUNGEISSUED] for the whole command,
+        so the ones still there are moved again (filing is idempotent), a few times at most."""
+        for _ in range(_EXPUNGED_RETRIES):
+            try:
+                self._move_once(s, uids, name)
+                return
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                if "EXPUNGEISSUED" not in str(exc).upper():
+                    raise
+                uids = [uid for uid in uids if uid in s.client.fetch(uids, ["FLAGS"])]
+                if not uids:
+                    return  # all filed (or deleted) by someone else
+                log.info("imap file_retry source=%s reason=expunge_issued left=%d", self.name,
+                         len(uids))
+        self._move_once(s, uids, name)
+
+    def _move_once(self, s: Session, uids: list[int], name: str) -> None:
         client = s.client
         if "MOVE" in s.caps:
             client.move(uids, name)  # UIDs no longer there: OK, nothing moved
