@@ -186,6 +186,8 @@ WITH_HISTORY = {
     *(p.name for p in CORPUS.glob("own_reply_*.eml")),
     # issue 11's forwards (their marker and header lines go) and replies
     *(p.name for p in CORPUS.glob("forward_*.eml")), *(p.name for p in CORPUS.glob("reply_*.eml")),
+    # issue 11's replies that complete a request: our "missing data" answer is quoted below
+    *(p.name for p in CORPUS.glob("completion_reply_*.eml")),
 }
 
 

@@ -425,24 +425,18 @@ class ImapSource:
             self._move(s, uids, name)
 
     def _move(self, s: Session, uids: list[int], name: str) -> None:
-        """Move `uids` into `name`. Another session (a second mailbot, a person) may expunge
-        some of them meanwhile: Dovecot then answers NO [EXPUNGEISSUED] for the whole command,
-        so the ones still there are moved again (filing is idempotent), a few times at most."""
+        """Move `uids`; when another session expunged some meanwhile (Dovecot answers NO
+        [EXPUNGEISSUED] for the whole command), move the ones still there again."""
         for _ in range(_EXPUNGED_RETRIES):
             try:
-                self._move_once(s, uids, name)
-                return
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                if "EXPUNGEISSUED" not in str(exc).upper():
+                return self._move_once(s, uids, name)
+            except imaplib.IMAP4.error as exc:  # abort (a lost connection) is not caught here
+                if isinstance(exc, imaplib.IMAP4.abort) or "EXPUNGEISSUED" not in str(exc):
                     raise
                 uids = [uid for uid in uids if uid in s.client.fetch(uids, ["FLAGS"])]
                 if not uids:
-                    return  # all filed (or deleted) by someone else
-                log.info("imap file_retry source=%s reason=expunge_issued left=%d", self.name,
-                         len(uids))
-        self._move_once(s, uids, name)
+                    return None  # all filed (or deleted) by someone else
+        return self._move_once(s, uids, name)
 
     def _move_once(self, s: Session, uids: list[int], name: str) -> None:
         client = s.client
