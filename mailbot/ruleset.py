@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,19 @@ class Unlock:
 
 
 @dataclass(frozen=True)
+class LabelMatching:
+    """How far a typed label may be from a known one ("contaco", "sitema", "seire") and still
+    name its field (rules/fields.toml [label_typos]). Every word of the label is compared with
+    the same word of a known label; words shorter than `min_word_length` must be exact, so
+    "de", "la" or "Mail" never drift. A typo is read only when its field scores `min_margin`
+    points above any other field: a near-label of two fields is no label at all."""
+
+    min_similarity: int = 80  # per word, 0-100 (optimal string alignment: a swap is one edit)
+    min_margin: int = 10
+    min_word_length: int = 5
+
+
+@dataclass(frozen=True)
 class Ruleset:
     directory: Path
     kinds: tuple[Kind, ...]
@@ -169,6 +183,7 @@ class Ruleset:
     catalogue: Catalogue
     free_update: FreeUpdate
     unlock: Unlock | None = None  # None: no rules/unlock.toml, unlocks go to operators
+    label_matching: LabelMatching = LabelMatching()
 
     def kind(self, kind_id: str) -> Kind:
         for k in self.kinds:
@@ -274,15 +289,41 @@ def _kinds(t: _Table) -> tuple[Kind, ...]:
 
 
 def _labels(t: _Table) -> dict[str, tuple[str, ...]]:
-    t.reject_unknown({"labels"})
+    t.reject_unknown({"labels", "label_typos"})
     labels = t.table("labels")
     labels.reject_unknown(set(FIELDS))
-    out = {}
+    out: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
     for name in FIELDS:
         out[name] = labels.texts(name)
         if not out[name]:
             raise labels.fail(name, "needs at least one label")
+        for spelling in out[name]:
+            # The same spelling under two fields would be read as whichever came first.
+            key = "".join(c for c in unicodedata.normalize("NFKD", spelling.casefold())
+                          if c.isalnum())
+            if seen.get(key, name) != name:
+                raise labels.fail(name, f"{spelling!r} is already a label of {seen[key]}")
+            seen[key] = name
     return out
+
+
+def _label_matching(t: _Table) -> LabelMatching:
+    if "label_typos" not in t.data:
+        return LabelMatching()
+    typos = t.table("label_typos")
+    typos.reject_unknown({"min_similarity", "min_margin", "min_word_length"})
+    default = LabelMatching()
+    similarity = typos.number("min_similarity", default=default.min_similarity, minimum=50)
+    if similarity > 100:
+        raise typos.fail("min_similarity", f"must be at most 100 (100 = exact labels only), "
+                                           f"not {similarity}")
+    return LabelMatching(
+        min_similarity=similarity,
+        min_margin=typos.number("min_margin", default=default.min_margin, minimum=1),
+        min_word_length=typos.number("min_word_length", default=default.min_word_length,
+                                     minimum=3),
+    )
 
 
 def _catalogue(t: _Table) -> Catalogue:
@@ -460,12 +501,14 @@ def load_rules(directory: str | Path) -> Ruleset:
     kinds = _kinds(_read(directory, "kinds.toml"))
     if not any(k.id == "free_update" for k in kinds):
         raise RulesError(f"{directory / 'kinds.toml'}: kind: no kind with id \"free_update\"")
+    fields = _read(directory, "fields.toml")
     return Ruleset(
         directory=directory,
         kinds=kinds,
-        labels=_labels(_read(directory, "fields.toml")),
+        labels=_labels(fields),
         catalogue=_catalogue(_read(directory, "catalogue.toml")),
         free_update=_free_update(_read(directory, "free_update.toml")),
         unlock=(_unlock(_read(directory, "unlock.toml"))
                 if (directory / "unlock.toml").exists() else None),
+        label_matching=_label_matching(fields),
     )

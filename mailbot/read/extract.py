@@ -105,7 +105,8 @@ def _readers(rules: Ruleset) -> _Readers:
         return cached
     if len(_readers_cache) > 16:
         _readers_cache.clear()
-    readers = _Readers(LabelMatcher(rules.labels), SystemMatcher(rules.catalogue), rules)
+    systems = SystemMatcher(rules.catalogue)
+    readers = _Readers(LabelMatcher(rules.labels, rules.label_matching, systems), systems, rules)
     _readers_cache[id(rules)] = readers
     return readers
 

@@ -4,7 +4,7 @@ Everything here is tolerant on purpose: customers type labels in capitals, witho
 abbreviated, behind bullets; serials in lower case or without dashes; addresses as
 ``Name <addr>`` or ``mailto:`` links; system names with an en dash or without the space in
 "CONTPAQ i". Comparisons go through `fold`; values keep the customer's own spelling until they
-are normalised here. The only module that imports rapidfuzz.
+are normalised here. The only module that imports rapidfuzz (fuzzy systems and label typos).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
 
-from mailbot.ruleset import Catalogue
+from mailbot.ruleset import Catalogue, LabelMatching
 
 # Every dash-like character customers (and Word's autocorrect) produce.
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
@@ -234,6 +235,20 @@ class LabelMatch:
     rest: str  # the text after the label and its separator, stripped ("" = value on next line)
 
 
+# A value written after a label without a colon may be only the serial: groups and separators.
+_BARE_SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_ \u2010-\u2015]*[A-Za-z0-9][.,;]?")
+
+
+def _whole_serial(value: str) -> bool:
+    """Whether `value` is one serial and nothing else ("AAAA-BBBB-CCCC-DDDD", "aaaa bbbb ...")."""
+    return (bool(_BARE_SERIAL.fullmatch(value)) and sum(c.isalnum() for c in value) == 16
+            and normalise_serial(value) is not None)
+
+
+def _one_address(value: str) -> bool:
+    return "@" in value and parse_email(value) is not None
+
+
 class LabelMatcher:
     """Recognises a field label at the start of a line, spelt any of the ways in `labels`.
 
@@ -241,19 +256,50 @@ class LabelMatcher:
     ignored. The longest label wins, so "Nombre de la empresa" beats "Nombre". A label must be
     followed by a separator (":", "-", "–", a tab, two spaces), a short aside in parentheses, a
     few words and a colon, or nothing; that keeps prose such as "Empresa de muestra" or
-    "Sistema de 1 y 2 usuarios" from being read as a label.
+    "Sistema de 1 y 2 usuarios" from being read as a label. Three more ways, for labels as
+    people type them on a phone:
+
+    - a typo ("contaco", "sitema", "seire") when `typos` allows it: word by word within the
+      similarity, the field clearly ahead of every other field, and then only before a real
+      separator (never with filler words, never without a colon);
+    - no colon, when the rest of the line is plainly the field's value: one whole serial, one
+      address, a catalogue spelling of a system (`systems`);
+    - but never a one-word label whose filler names another field: "Nombre de empresa:" is not
+      "Nombre" (the contact) plus filler; such a line is that variant's label or nothing.
     """
 
-    def __init__(self, labels: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, labels: Mapping[str, tuple[str, ...]], typos: LabelMatching | None = None,
+                 systems: SystemMatcher | None = None) -> None:
         self._fields: dict[str, str] = {}
+        self._spellings: dict[int, list[tuple[tuple[str, ...], str]]] = {}
         self._max_words = 1
+        own: dict[str, set[str]] = {}
+        single: dict[str, set[str]] = {}
         for field_name, spellings in labels.items():
             for spelling in spellings:
                 words = fold(spelling).split()
                 if not words:
                     continue
                 self._fields.setdefault(_label_key(words), field_name)
+                key_words = tuple(_key_word(w) for w in words)
+                self._spellings.setdefault(len(words), []).append((key_words, field_name))
                 self._max_words = max(self._max_words, len(words))
+                own.setdefault(field_name, set()).update(key_words)
+                if len(words) == 1:
+                    single.setdefault(field_name, set()).add(key_words[0])
+        min_length = typos.min_word_length if typos else 5
+        # Words that name some other field, which a one-word label's filler may not hold.
+        self._foreign = {
+            name: frozenset(w for other, words in own.items() if other != name for w in words
+                            if (len(w) >= min_length or w in single.get(other, ())
+                                ) and w not in own[name])
+            for name in own}
+        self._typos = typos if typos and typos.min_similarity < 100 else None
+        self._typo_cache: dict[tuple[str, ...], str | None] = {}
+        self._values: dict[str, Callable[[str], bool]] = {
+            "serial": _whole_serial, "contact_email": _one_address}
+        if systems is not None:
+            self._values["system"] = lambda value: systems.exact(value) is not None
 
     def match(self, text: str) -> tuple[str, str] | None:
         """``(field, rest_of_line)`` when `text` (one line) starts with a label, else None."""
@@ -280,17 +326,25 @@ class LabelMatcher:
             return None  # something other than emphasis before the first word: "> ...", "(..."
         # Try the longest candidate first; stop at the first that is a label with a proper ending.
         for count in range(min(len(words), self._max_words), 0, -1):
-            field_name = self._fields.get(_label_key([w for w, _, _ in words[:count]]))
-            if field_name is None:
-                continue
+            head = [w for w, _, _ in words[:count]]
             after = body[words[count - 1][2]:]
-            rest = self._value_after(after, header=header)
-            if rest is not None:
-                return LabelMatch(field_name, rest)
+            field_name = self._fields.get(_label_key(head))
+            if field_name is not None:
+                rest = self._value_after(field_name, count, after, header=header)
+                if rest is not None:
+                    return LabelMatch(field_name, rest)
+            if self._typos is None or not any(len(w) >= self._typos.min_word_length
+                                              for w in head):
+                continue
+            field_name = self._typo(tuple(_key_word(w) for w in head))
+            if field_name is not None:
+                rest = self._value_after_typo(after)
+                if rest is not None:
+                    return LabelMatch(field_name, rest)
         return None
 
-    @staticmethod
-    def _value_after(after: str, *, header: bool) -> str | None:
+    def _value_after(self, field_name: str, count: int, after: str, *,
+                     header: bool) -> str | None:
         aside = _ASIDE.match(after)
         if aside:
             after = after[aside.end():]
@@ -301,10 +355,74 @@ class LabelMatcher:
             return after[separator.end():].strip()
         filler = _FILLER.match(after)
         if filler and len(filler.group(1).split()) <= _MAX_FILLER_WORDS:
-            return after[filler.end():].strip()
+            value = after[filler.end():].strip()
+            if count > 1 or not self._names_other_field(field_name, filler.group(1)):
+                return value
+            validates = self._values.get(field_name)
+            return value if validates is not None and validates(value) else None
         if header and len(after.split()) <= 2 and not any(c.isdigit() for c in after):
+            if count == 1 and self._names_other_field(field_name, after):
+                return None
             return ""
+        validates = self._values.get(field_name)
+        if not header and validates is not None and after[:1].isspace():
+            value = after.strip()
+            if validates(value):
+                return value  # "Serie AAAA-BBBB-CCCC-DDDD", "Sistema Contabilidad"
         return None
+
+    @staticmethod
+    def _value_after_typo(after: str) -> str | None:
+        if _NOTHING.match(after):
+            return ""
+        separator = _SEPARATOR.match(after)
+        return after[separator.end():].strip() if separator else None
+
+    def _names_other_field(self, field_name: str, words: str) -> bool:
+        foreign = self._foreign.get(field_name, frozenset())
+        for word in fold(words).split():
+            word = _key_word(word)
+            if word in foreign:
+                return True
+            if self._typos is not None and len(word) >= self._typos.min_word_length and any(
+                    _similarity(word, f, self._typos) >= self._typos.min_similarity
+                    for f in foreign):
+                return True
+        return False
+
+    def _typo(self, head: tuple[str, ...]) -> str | None:
+        """The one field whose label `head` is a typo of, by a clear margin, else None."""
+        if head in self._typo_cache:
+            return self._typo_cache[head]
+        assert self._typos is not None
+        best: dict[str, float] = {}
+        for spelling, field_name in self._spellings.get(len(head), ()):
+            score = min(_similarity(w, s, self._typos) for w, s in zip(head, spelling,
+                                                                        strict=True))
+            if score > best.get(field_name, -1.0):
+                best[field_name] = score
+        ranked = sorted(best.items(), key=lambda item: item[1], reverse=True)
+        found = None
+        if ranked and ranked[0][1] >= self._typos.min_similarity and (
+                len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= self._typos.min_margin):
+            found = ranked[0][0]
+        if len(self._typo_cache) > 4096:
+            self._typo_cache.clear()  # bounded: a hostile mail may try many different lines
+        self._typo_cache[head] = found
+        return found
+
+
+def _key_word(word: str) -> str:
+    return "numero" if word in _NUMBER_WORDS else word
+
+
+def _similarity(word: str, known: str, typos: LabelMatching) -> float:
+    """0-100: how alike two folded words are; short words are alike only when equal."""
+    if word == known:
+        return 100.0
+    if min(len(word), len(known)) < typos.min_word_length:
+        return 0.0
+    return OSA.normalized_similarity(word, known) * 100
 
 
 # --- systems ------------------------------------------------------------------------------------
@@ -337,6 +455,11 @@ class SystemMatcher:
 
     def match(self, text: str) -> str | None:
         return self.explain(text)[0]
+
+    def exact(self, text: str) -> str | None:
+        """The canonical name when `text` is a catalogue spelling (no fuzzy guess), else None."""
+        folded = fold(text)
+        return self._exact.get(folded.replace(" ", "")) if folded else None
 
     def explain(self, text: str) -> tuple[str | None, str]:
         """The canonical name (or None) and why, for operators reading the log."""
