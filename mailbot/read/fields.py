@@ -273,6 +273,7 @@ class LabelMatcher:
         self._fields: dict[str, str] = {}
         self._spellings: dict[int, list[tuple[tuple[str, ...], str]]] = {}
         self._max_words = 1
+        self._first: dict[str, int] = {}  # first word of a label -> its longest label's words
         own: dict[str, set[str]] = {}
         single: dict[str, set[str]] = {}
         for field_name, spellings in labels.items():
@@ -283,6 +284,7 @@ class LabelMatcher:
                 self._fields.setdefault(_label_key(words), field_name)
                 key_words = tuple(_key_word(w) for w in words)
                 self._spellings.setdefault(len(words), []).append((key_words, field_name))
+                self._first[key_words[0]] = max(self._first.get(key_words[0], 0), len(words))
                 self._max_words = max(self._max_words, len(words))
                 own.setdefault(field_name, set()).update(key_words)
                 if len(words) == 1:
@@ -296,6 +298,8 @@ class LabelMatcher:
             for name in own}
         self._typos = typos if typos and typos.min_similarity < 100 else None
         self._typo_cache: dict[tuple[str, ...], str | None] = {}
+        self._known_words = sorted({w for words in own.values() for w in words})
+        self._near_cache: dict[str, frozenset[str]] = {}
         self._values: dict[str, Callable[[str], bool]] = {
             "serial": _whole_serial, "contact_email": _one_address}
         if systems is not None:
@@ -321,11 +325,21 @@ class LabelMatcher:
         body = line[offset.end():] if offset else line
         if not _starts_a_word(body[:200].lstrip(_LABEL_LEAD)):
             return None  # cheap, before folding: ", , , ..." is tried at every comma
-        words = _words(body[:200])  # labels are short; never fold a whole long line
-        if not words or body[:words[0][1]].strip(_LABEL_LEAD):
+        # Only as many words as the longest label that starts with this word (or a word it
+        # could be a typo of): most lines and cells start with no label's word and stop here,
+        # having folded a few characters (a label's first word is far shorter than 40).
+        start = _words(body[:40])
+        if not start or body[:start[0][1]].strip(_LABEL_LEAD):
             return None  # something other than emphasis before the first word: "> ...", "(..."
+        first = _key_word(start[0][0])
+        longest = self._first.get(first, 0)
+        if self._typos is not None:
+            longest = max([longest, *(self._first.get(w, 0) for w in self._near(first))])
+        if not longest:
+            return None
+        words = _words(body[:200])  # labels are short; never fold a whole long line
         # Try the longest candidate first; stop at the first that is a label with a proper ending.
-        for count in range(min(len(words), self._max_words), 0, -1):
+        for count in range(min(len(words), longest), 0, -1):
             head = [w for w, _, _ in words[:count]]
             after = body[words[count - 1][2]:]
             field_name = self._fields.get(_label_key(head))
@@ -336,10 +350,10 @@ class LabelMatcher:
             if self._typos is None or not any(len(w) >= self._typos.min_word_length
                                               for w in head):
                 continue
-            field_name = self._typo(tuple(_key_word(w) for w in head))
-            if field_name is not None:
-                rest = self._value_after_typo(after)
-                if rest is not None:
+            rest = self._value_after_typo(after)  # cheaper than the typo, and as necessary
+            if rest is not None:
+                field_name = self._typo(tuple(_key_word(w) for w in head))
+                if field_name is not None:
                     return LabelMatch(field_name, rest)
         return None
 
@@ -390,13 +404,33 @@ class LabelMatcher:
                 return True
         return False
 
+    def _near(self, word: str) -> frozenset[str]:
+        """The label words that `word` could be a typo of, down to the similarity less the
+        margin (a field scoring lower cannot change a decision). Every spreadsheet cell is tried
+        as a header, so this is cached per word and skips words no label could be."""
+        near = self._near_cache.get(word)
+        if near is None:
+            assert self._typos is not None
+            floor = self._typos.min_similarity - self._typos.min_margin
+            near = frozenset() if not word.isalpha() else frozenset(
+                known for known in self._known_words
+                if abs(len(known) - len(word)) <= len(known) // 2
+                and _similarity(word, known, self._typos) >= floor)
+            if len(self._near_cache) > 8192:
+                self._near_cache.clear()  # bounded, whatever a mail holds
+            self._near_cache[word] = near
+        return near
+
     def _typo(self, head: tuple[str, ...]) -> str | None:
         """The one field whose label `head` is a typo of, by a clear margin, else None."""
         if head in self._typo_cache:
             return self._typo_cache[head]
         assert self._typos is not None
+        near = [self._near(w) for w in head]
         best: dict[str, float] = {}
         for spelling, field_name in self._spellings.get(len(head), ()):
+            if not all(s in n for s, n in zip(spelling, near, strict=True)):
+                continue  # some word is far from this spelling's: it scores below the floor
             score = min(_similarity(w, s, self._typos) for w, s in zip(head, spelling,
                                                                         strict=True))
             if score > best.get(field_name, -1.0):
