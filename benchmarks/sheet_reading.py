@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,8 @@ def write_ods(path: Path, count: int) -> None:
         if isinstance(value, int):
             return (f'<table:table-cell office:value-type="float" office:value="{value}">'
                     f"<text:p>{value}</text:p></table:table-cell>")
-        return f'<table:table-cell office:value-type="string"><text:p>{value}</text:p></table:table-cell>'
+        return ('<table:table-cell office:value-type="string">'
+                f"<text:p>{value}</text:p></table:table-cell>")
 
     rows = "".join("<table:table-row>" + "".join(cell(v) for v in row) + "</table:table-row>"
                    for row in [HEADER, *_rows(count)])
@@ -128,7 +130,7 @@ def _reset_peak() -> bool:
         return False
 
 
-def _reader(mode: str):  # noqa: ANN202 - a callable per mode
+def _reader(mode: str) -> Callable[[str, bytes], int]:
     if mode == "mailbot":
         from mailbot.config import Config, LimitsConfig
         from mailbot.read.extract import extract_sheet
