@@ -300,6 +300,7 @@ class LabelMatcher:
         self._typo_cache: dict[tuple[str, ...], str | None] = {}
         self._known_words = sorted({w for words in own.values() for w in words})
         self._near_cache: dict[str, frozenset[str]] = {}
+        self._header_cache: dict[str, str | None] = {}
         self._values: dict[str, Callable[[str], bool]] = {
             "serial": _whole_serial, "contact_email": _one_address}
         if systems is not None:
@@ -316,15 +317,24 @@ class LabelMatcher:
         A header cell is a label alone, possibly with an aside or a couple of extra words
         ("Número de serie (actual)", "Correo electrónico del cliente").
         """
+        if text in self._header_cache:
+            return self._header_cache[text]  # a list repeats its systems, companies, addresses
         found = self._match(text, header=True)
-        return found.field if found and not found.rest else None
+        field_name = found.field if found and not found.rest else None
+        if len(text) <= 200:
+            if len(self._header_cache) > 8192:
+                self._header_cache.clear()
+            self._header_cache[text] = field_name
+        return field_name
 
     def _match(self, text: str, *, header: bool) -> LabelMatch | None:
         line = text.split("\n", 1)[0]
         offset = _BULLET.match(line)
         body = line[offset.end():] if offset else line
-        if not _starts_a_word(body[:200].lstrip(_LABEL_LEAD)):
-            return None  # cheap, before folding: ", , , ..." is tried at every comma
+        lead = body[:200].lstrip(_LABEL_LEAD)
+        if not _starts_a_word(lead) or lead[0].isdigit():
+            return None  # cheap, before folding: ", , , ..." is tried at every comma; no label
+            # starts with a digit (list numbering "1." is the bullet, already skipped)
         # Only as many words as the longest label that starts with this word (or a word it
         # could be a typo of): most lines and cells start with no label's word and stop here,
         # having folded a few characters (a label's first word is far shorter than 40).
