@@ -446,3 +446,32 @@ def test_rules_check_refuses_bad_label_settings(tmp_path, old, new, message):
 def test_shipped_label_typo_settings(rules):
     assert (rules.label_matching.min_similarity, rules.label_matching.min_margin,
             rules.label_matching.min_word_length) == (80, 10, 5)
+
+
+# --- whole mails (tests/data/mail) ------------------------------------------------------------
+
+def _read_mail(rules, name: str):
+    from mailbot.config import LimitsConfig
+    from mailbot.read.extract import read_mail
+    path = Path(__file__).resolve().parent / "data" / "mail" / name
+    return read_mail(path.read_bytes(), rules, LimitsConfig(), ["claves@example.com"])[1]
+
+
+def test_a_phone_mail_with_typos_and_labels_without_colon_is_read(rules):
+    got = _read_mail(rules, "labels_iphone_typos_no_colon.eml")
+    assert got.problems == ()
+    [request] = got.requests
+    assert (request.company, request.contact_name, request.contact_email, request.system,
+            request.serial) == ("Ferretería El Clavo", "Jorge Ramírez",
+                                "jramirez@ferreteriaelclavo.mx", "CONTPAQ i Comercial",
+                                "QW3E-R5TY-U7IO-P9AS")
+    assert request.notes == ()  # the address came from "Correo ...", not from the sender
+
+
+def test_label_variants_from_webmail_are_read_as_their_fields(rules):
+    got = _read_mail(rules, "labels_variants_empresa_tipo_sistema.eml")
+    assert got.problems == ()
+    [request] = got.requests
+    assert (request.company, request.contact_name, request.contact_email, request.system,
+            request.serial) == ("Transportes Villa, S.C.", "Luis Villa Mendoza",
+                                "lvilla@tvilla.mx", "CONTPAQ i Nóminas", "TVIL-2012-NOMI-0001")

@@ -338,3 +338,68 @@ def test_xls_cells_count_against_the_budget():
     with pytest.raises(OverBudget, match="max_sheet_cells"):
         list(iter_rows("viejo.xls", (SHEETS / "old.xls").read_bytes(), max_rows=10,
                        budget=budget))
+
+
+# --- whole mails with these spreadsheets attached (tests/data/mail) ---------------------------
+
+MAIL = Path(__file__).resolve().parent / "data" / "mail"
+
+
+def _read(name: str):
+    from mailbot.config import LimitsConfig
+    from mailbot.read.extract import read_mail
+    from mailbot.ruleset import load_rules
+    rules = load_rules(Path(__file__).resolve().parent.parent / "rules")
+    return read_mail((MAIL / name).read_bytes(), rules, LimitsConfig(), ["claves@example.com"])[1]
+
+
+def _fields(request) -> tuple[str, ...]:
+    return (request.company, request.contact_name, request.contact_email, request.system,
+            request.serial)
+
+
+def test_an_excel_form_with_a_hidden_lists_sheet_gives_its_rows_and_no_problems():
+    got = _read("sheet_excel_hidden_listas_validation.eml")
+    assert got.problems == ()
+    assert [(_fields(r), r.source) for r in got.requests] == [
+        (("Empresa de muestra, S.A. de C.V.", "Raul Gonzalez Rivera",
+          "rgonzalez@empresamuestra.com.mx", "CONTPAQ i Factura electrónica",
+          "AAAA-BBBB-CCCC-DDDD"), "attachment:Formato solicitud claves.xlsx:row 2"),
+        (("Empresa de muestra, S.A. de C.V.", "Raul Gonzalez Rivera",
+          "rgonzalez@empresamuestra.com.mx", "CONTPAQ i Contabilidad",
+          "AAAA-BBBB-CCCC-EEEE"), "attachment:Formato solicitud claves.xlsx:row 3"),
+    ]
+
+
+def test_a_libreoffice_ods_from_thunderbird_is_read():
+    got = _read("sheet_libreoffice_ods_thunderbird.eml")
+    assert got.problems == ()
+    assert [(r.system, r.serial, r.source) for r in got.requests] == [
+        ("CONTPAQ i Factura electrónica", "AAAA-BBBB-CCCC-DDDD", "attachment:sistemas.ods:row 2"),
+        ("CONTPAQ i Contabilidad", "AAAA-BBBB-CCCC-EEEE", "attachment:sistemas.ods:row 3"),
+        ("CONTPAQ i Nóminas", "AAAA-BBBB-CCCC-FFFF", "attachment:sistemas.ods:row 4"),
+    ]
+
+
+def test_an_old_erps_xls_report_is_read_below_its_title_rows():
+    got = _read("sheet_erp_xls_report.eml")
+    assert got.problems == ()
+    assert [_fields(r) for r in got.requests] == [
+        ("Comercializadora del Bajío, S.A. de C.V.", "Ana Torres", "atorres@cbajio.com.mx",
+         "CONTPAQ i Nóminas", "AAAA-BBBB-CCCC-1111"),
+        ("Comercializadora del Bajío, S.A. de C.V.", "Ana Torres", "atorres@cbajio.com.mx",
+         "CONTPAQ i Bancos", "AAAA-BBBB-CCCC-2222"),
+        ("Transportes Villa, S.C.", "Luis Villa", "lvilla@tvilla.mx", "CONTPAQ i Contabilidad",
+         "AAAA-BBBB-CCCC-3333"),
+    ]
+    assert got.requests[0].source == "attachment:REPLIC01.XLS:row 5"
+
+
+def test_a_resellers_list_of_1000_rows_is_1000_requests_within_the_default_limits():
+    got = _read("sheet_reseller_1000_rows_gmail.eml")
+    assert got.problems == ()
+    assert len(got.requests) == 1000
+    assert _fields(got.requests[-1]) == (
+        "Cliente 1000, S.A. de C.V.", "Contacto 1000", "contacto1000@cliente1000.com.mx",
+        "CONTPAQ i Nóminas", "RSLR-0000-1000-ABCD")
+    assert got.requests[-1].source == "attachment:clientes_actualizacion.xlsx:row 1001"
