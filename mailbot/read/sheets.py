@@ -171,11 +171,13 @@ def iter_rows(filename: str, payload: bytes, *, max_rows: int,
     extension = PurePath(filename.strip().lower()).suffix
     head = payload[:8]
     if head.startswith(_ZIP_SIGNATURE):
-        rows = _zip_rows(filename, payload, extension, max_uncompressed_bytes, budget)
+        rows = _zip_rows(filename, payload, extension, max_uncompressed_bytes,
+                         budget or _file_budget(max_rows, max_uncompressed_bytes))
     elif head == _OLE_SIGNATURE:
         if not has_workbook(payload):
             raise _ole_error(filename, payload)
-        rows = _xls_rows(filename, payload, max_uncompressed_bytes, budget)
+        rows = _xls_rows(filename, payload, max_uncompressed_bytes,
+                         budget or _file_budget(max_rows, max_uncompressed_bytes))
     elif extension in (".csv", ".tsv", ".txt"):
         rows = _csv_rows(filename, payload, budget)
     elif extension in UNSUPPORTED_EXTENSIONS:
@@ -265,7 +267,7 @@ def _row(sheet: str, number: int, values: Iterable[Any]) -> SheetRow | None:
 # --- workbooks (xlsx, ods, xls) ----------------------------------------------------------------
 
 def _zip_rows(filename: str, payload: bytes, extension: str, max_uncompressed_bytes: int,
-              budget: SheetBudget | None) -> Iterator[SheetRow | None]:
+              budget: SheetBudget) -> Iterator[SheetRow | None]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
         names = set(archive.namelist())
@@ -277,10 +279,9 @@ def _zip_rows(filename: str, payload: bytes, extension: str, max_uncompressed_by
         raise SheetTooLarge(f"{filename}: expands to {expanded:,} bytes, more than the "
                             f"{max_uncompressed_bytes:,} allowed; send only the rows needed")
     ods = "xl/workbook.xml" not in names and "content.xml" in names
-    if budget is not None:
-        # zipfile never returns more than a member's declared size, so the sum bounds the scan.
-        budget.spend_bytes(filename, expanded)
-        _scan_workbook(filename, archive, budget, ods=ods)
+    # zipfile never returns more than a member's declared size, so the sum bounds the scan.
+    budget.spend_bytes(filename, expanded)
+    _scan_workbook(filename, archive, budget, ods=ods)
     if not ods and "xl/workbook.xml" not in names:
         if "xl/workbook.bin" in names:
             raise UnsupportedSheet(f"{filename}: Excel binary workbooks (.xlsb) are not "
@@ -295,14 +296,11 @@ def _zip_rows(filename: str, payload: bytes, extension: str, max_uncompressed_by
             raise UnreadableSheet(f"{filename}: the file is damaged (no workbook inside); "
                                   f"{SAVE_AS_HINT}")
         raise UnsupportedSheet(f"{filename}: a zip archive, not a spreadsheet; {SAVE_AS_HINT}")
-    if budget is None:
-        # Unmeasured, calamine's dense sheets could take any amount of memory: measure anyway.
-        _scan_workbook(filename, archive, _unbounded_budget(max_uncompressed_bytes), ods=ods)
     return _calamine_rows(filename, payload)
 
 
 def _xls_rows(filename: str, payload: bytes, max_uncompressed_bytes: int,
-              budget: SheetBudget | None) -> Iterator[SheetRow | None]:
+              budget: SheetBudget) -> Iterator[SheetRow | None]:
     try:
         cost = scan_xls(payload)
     except XlsEncrypted:
@@ -314,7 +312,6 @@ def _xls_rows(filename: str, payload: bytes, max_uncompressed_bytes: int,
     if cost.stream_bytes > max_uncompressed_bytes:
         raise SheetTooLarge(f"{filename}: holds {cost.stream_bytes:,} bytes, more than the "
                             f"{max_uncompressed_bytes:,} allowed; send only the rows needed")
-    budget = budget or _unbounded_budget(max_uncompressed_bytes)
     budget.spend_bytes(filename, cost.stream_bytes)
     budget.check(filename, cost.cells)
     for area in cost.sheets:
@@ -325,11 +322,19 @@ def _xls_rows(filename: str, payload: bytes, max_uncompressed_bytes: int,
     return _calamine_rows(filename, payload)
 
 
-def _unbounded_budget(max_bytes: int) -> SheetBudget:
-    """What one file may cost when no mail's budget applies: its own defaults' worth."""
+# Without a mail's budget (an operator importing the licence registry): room for `max_rows`
+# rows of this many columns, however wide a row may be. Unmeasured, calamine's dense sheets
+# could take any amount of memory, so a file is always measured.
+_FILE_COLUMNS = 40
+
+
+def _file_budget(max_rows: int, max_bytes: int) -> SheetBudget:
+    """What one file may cost when no mail's budget applies: bounded by its row limit."""
     limits = LimitsConfig()
-    return SheetBudget(bytes=max_bytes, cells=limits.max_sheet_cells,
-                       elements=limits.max_sheet_elements, columns=limits.max_sheet_columns)
+    cells = max(limits.max_sheet_cells, (max_rows + 1) * _FILE_COLUMNS)
+    return SheetBudget(bytes=max_bytes, cells=cells,
+                       elements=max(limits.max_sheet_elements, 4 * cells),
+                       columns=limits.max_sheet_columns)
 
 
 class _Area:
