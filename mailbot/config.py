@@ -100,21 +100,23 @@ class StoreConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     """What one mail may hold, so that reading any mail takes bounded time and memory (about
-    2 s and 300 MB at most with these defaults); what goes past a limit is left unread and
-    named in a problem (`mailbot parse` shows which)."""
+    2 s and 300 MB at most with these defaults, benchmarks/hostile_mail.py; a reseller's list of
+    10,000 rows, the most a mail may bring, about 1 s and 30 MB, benchmarks/sheet_reading.py);
+    what goes past a limit is left unread and named in a problem (`mailbot parse` shows which)."""
 
     max_message_bytes: int = 25 * 1024 * 1024
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_attachments: int = 20
-    max_rows: int = 2000  # rows read from one spreadsheet
-    max_requests: int = 200  # requests accepted from one mail
+    max_rows: int = 10_000  # rows read from one spreadsheet (a reseller's list)
+    max_requests: int = 10_000  # requests accepted from one mail
     max_header_bytes: int = 256 * 1024  # the header block; fields past it are not read
     max_header_field_bytes: int = 64 * 1024  # one header field (Subject, From, References...)
     max_body_chars: int = 64 * 1024  # text of the body read, quoted history included
     max_html_bytes: int = 512 * 1024  # HTML converted to text (the body when there is no text)
     max_sheet_bytes: int = 16 * 1024 * 1024  # what the spreadsheets of one mail expand to, together
-    max_sheet_cells: int = 30_000  # cells, rows and shared strings of one mail's spreadsheets
-    max_sheet_elements: int = 100_000  # XML elements of one mail's spreadsheets (1/20 formatting)
+    max_sheet_cells: int = 300_000  # cells, rows, strings of one mail's sheets; also each sheet's
+    # rows x columns from A1 (the reader builds that block): 10,000 rows of 30 columns
+    max_sheet_elements: int = 600_000  # XML elements of one mail's spreadsheets (1/20 formatting)
     max_sheet_columns: int = 256  # columns of one spreadsheet row
     max_mime_parts: int = 1000  # MIME parts (lines opening with "--") read from one mail
 

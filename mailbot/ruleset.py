@@ -249,6 +249,19 @@ class ReadingRules:
 
 
 @dataclass(frozen=True)
+class LabelMatching:
+    """How far a typed label may be from a known one ("contaco", "sitema", "seire") and still
+    name its field (rules/fields.toml [label_typos]). Every word of the label is compared with
+    the same word of a known label; words shorter than `min_word_length` must be exact, so
+    "de", "la" or "Mail" never drift. A typo is read only when its field scores `min_margin`
+    points above any other field: a near-label of two fields is no label at all."""
+
+    min_similarity: int = 80  # per word, 0-100 (optimal string alignment: a swap is one edit)
+    min_margin: int = 10
+    min_word_length: int = 5
+
+
+@dataclass(frozen=True)
 class Ruleset:
     directory: Path
     kinds: tuple[Kind, ...]
@@ -257,6 +270,7 @@ class Ruleset:
     free_update: FreeUpdate
     unlock: Unlock | None = None  # None: no rules/unlock.toml, unlocks go to operators
     reading: ReadingRules = ReadingRules()  # rules/reading.toml, or the shipped one
+    label_matching: LabelMatching = LabelMatching()
 
     def kind(self, kind_id: str) -> Kind:
         for k in self.kinds:
@@ -303,14 +317,21 @@ def _kinds(t: _Table) -> tuple[Kind, ...]:
 
 
 def _labels(t: _Table) -> dict[str, tuple[str, ...]]:
-    t.reject_unknown({"labels"})
+    t.reject_unknown({"labels", "label_typos"})
     labels = t.table("labels")
     labels.reject_unknown(set(FIELDS))
-    out = {}
+    out: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
     for name in FIELDS:
         out[name] = labels.texts(name)
         if not out[name] and isinstance(labels.data.get(name), list):
             labels.report(name, "needs at least one label")
+        for spelling in out[name]:
+            # The same spelling under two fields would be read as whichever came first.
+            key = spelling_key(spelling)
+            if seen.get(key, name) != name:
+                labels.report(name, f"{spelling!r} is already a label of {seen[key]}")
+            seen[key] = name
     return out
 
 
@@ -319,6 +340,24 @@ def spelling_key(text: str) -> str:
     ("CONTPAQ i – Nóminas" = "contpaqinominas"), as matching a customer's text ignores them."""
     decomposed = unicodedata.normalize("NFKD", text).casefold()
     return "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c))
+
+
+def _label_matching(t: _Table) -> LabelMatching:
+    if "label_typos" not in t.data:
+        return LabelMatching()
+    typos = t.table("label_typos")
+    typos.reject_unknown({"min_similarity", "min_margin", "min_word_length"})
+    default = LabelMatching()
+    similarity = typos.number("min_similarity", default=default.min_similarity, minimum=50)
+    if similarity > 100:
+        raise typos.fail("min_similarity", f"must be at most 100 (100 = exact labels only), "
+                                           f"not {similarity}")
+    return LabelMatching(
+        min_similarity=similarity,
+        min_margin=typos.number("min_margin", default=default.min_margin, minimum=1),
+        min_word_length=typos.number("min_word_length", default=default.min_word_length,
+                                     minimum=3),
+    )
 
 
 def _catalogue(t: _Table) -> Catalogue:
@@ -639,13 +678,21 @@ def check_rules(directory: str | Path) -> tuple[Ruleset | None, tuple[RulesProbl
                                                        "[mailbot] rules_dir or create it"),)
     problems = Problems()
     parts: dict[str, Any] = {}
+    tables: dict[str, _Table] = {}
+
+    def load(field: str, name: str) -> Any:
+        tables[name] = _read(directory, name, problems)
+        return _LOADERS[field](tables[name])
+
     for field, name, optional in _FILES:
         if optional and not (directory / name).exists():
             parts[field] = None
             continue
-        parts[field] = problems.attempt(
-            lambda name=name, field=field: _LOADERS[field](_read(directory, name, problems)))
+        parts[field] = problems.attempt(lambda name=name, field=field: load(field, name))
     parts["reading"] = problems.attempt(lambda: _reading_rules(directory, problems))
+    fields = tables.get("fields.toml")  # [label_typos] sits beside [labels]
+    parts["label_matching"] = (problems.attempt(lambda: _label_matching(fields))
+                               if fields is not None else LabelMatching())
     if problems.items:
         return None, tuple(problems.items)
     return Ruleset(directory=directory, **parts), ()

@@ -308,8 +308,8 @@ def test_a_bad_row_is_a_problem_naming_the_row_and_good_rows_still_count(rules):
 @pytest.mark.parametrize("name, code", [
     ("corrupt.xlsx", "unreadable_attachment"),
     ("encrypted.xlsx", "unreadable_attachment"),
-    ("old.xls", "unsupported_attachment"),
-    ("list.ods", "unsupported_attachment"),
+    ("no_workbook.xls", "unreadable_attachment"),
+    ("lista.numbers", "unsupported_attachment"),
 ])
 def test_broken_or_unsupported_files_are_problems_not_crashes(rules, name, code):
     requests, problems = sheet(rules, name)
@@ -482,8 +482,8 @@ def test_read_mail_reports_a_bad_row_and_keeps_the_good_ones(rules):
 
 
 @pytest.mark.parametrize("name, code", [
-    ("old.xls", "unsupported_attachment"),
-    ("list.ods", "unsupported_attachment"),
+    ("no_workbook.xls", "unreadable_attachment"),
+    ("lista.numbers", "unsupported_attachment"),
     ("corrupt.xlsx", "unreadable_attachment"),
     ("encrypted.xlsx", "unreadable_attachment"),
 ])

@@ -26,7 +26,7 @@ def rules():
 
 @pytest.fixture(scope="module")
 def labels(rules):
-    return LabelMatcher(rules.labels)
+    return LabelMatcher(rules.labels, rules.label_matching, SystemMatcher(rules.catalogue))
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,8 @@ def test_aside_copied_from_the_instructions_is_skipped(labels):
     "Me permito solicitar mis claves para la actualización sin costo de mi sistema.",
     "Empresa de muestra S.A. de C.V.",  # a value, not a label
     "Sistema de 1 y 2 usuarios",
-    "Serie AAAA-BBBB-CCCC-DDDD",  # one space only: prose, not a label
+    "Serie AAAA-BBBB-CCCC-DDDD no funciona",  # one space, then prose: not a label
+    "Sistema contable nuevo",  # one space, and not a catalogue spelling
     "Mi número de serie: X",
     "",
 ])
@@ -311,3 +312,166 @@ def test_system_matcher_uses_the_catalogues_min_score():
 
 def test_a_quoted_line_is_not_a_label(labels):
     assert labels.match("> Número de serie: AAAA-BBBB-CCCC-DDDD") is None
+
+
+# --- labels as people type them (issue 11, section 4) ------------------------------------------
+
+@pytest.mark.parametrize("line, field", [
+    ("Nombre de empresa: X", "company"),  # was read as "Nombre" (the contact) plus filler
+    ("Nombre empresa: X", "company"),
+    ("Nombre de la persona física: X", "company"),
+    ("Nombre de persona fisica: X", "company"),
+    ("Tipo sistema: X", "system"),  # was no label at all
+    ("No de serie: X", "serial"),
+    ("Correo electronico: X", "contact_email"),
+])
+def test_label_variants_name_the_right_field(labels, line, field):
+    assert labels.match(line) == (field, "X")
+
+
+@pytest.mark.parametrize("line, field", [
+    ("Contaco: X", "contact_name"),
+    ("Nombre de contaco: X", "contact_name"),
+    ("Sitema: X", "system"),
+    ("Tipo de sitema: X", "system"),
+    ("Seire: X", "serial"),
+    ("Número de seire: X", "serial"),
+    ("Nombre de la empersa: X", "company"),
+    ("Coreo electrónico: X", "contact_email"),
+])
+def test_label_typos_are_read_as_their_field(labels, line, field):
+    assert labels.match(line) == (field, "X")
+
+
+@pytest.mark.parametrize("line", [
+    "Contrato: X",  # two edits from "Contacto": another word, not a typo
+    "Sede: X",  # not "Serie"
+    "Main: X",  # short words must be exact ("Mail")
+    "Seires de pago: X",  # a typo'd label takes no filler words
+    "Sitema Contabilidad",  # nor goes without its colon
+    "Nombre de sistema: X",  # "Nombre" + filler naming another field: no label
+    "Correo del cliente: Juan",  # the same, unless the value is an address
+    "Serie del sistema: X",
+])
+def test_near_labels_of_another_field_are_not_matched(labels, line):
+    assert labels.match(line) is None
+
+
+def test_filler_naming_another_field_is_accepted_when_the_value_validates(labels):
+    assert labels.match("Correo del cliente: ana@empresa.mx") == ("contact_email",
+                                                                   "ana@empresa.mx")
+    assert labels.match("Serie del sistema: aaaa bbbb cccc dddd") == ("serial",
+                                                                       "aaaa bbbb cccc dddd")
+
+
+def test_a_typo_between_two_fields_is_no_label(rules):
+    # "Seriel" is as close to "Serial" (serial) as to "Seriol" (made a company label here).
+    labels = dict(rules.labels)
+    labels["company"] = (*labels["company"], "Seriol")
+    matcher = LabelMatcher(labels, rules.label_matching)
+    assert matcher.match("Seriel: X") is None
+    assert matcher.match("Serial: X") == ("serial", "X")
+
+
+def test_typos_are_off_at_similarity_100(rules):
+    from mailbot.ruleset import LabelMatching
+    matcher = LabelMatcher(rules.labels, LabelMatching(min_similarity=100))
+    assert matcher.match("Sitema: X") is None
+    assert matcher.match("Sistema: X") == ("system", "X")
+
+
+@pytest.mark.parametrize("line, field, value", [
+    ("Serie AAAA-BBBB-CCCC-DDDD", "serial", "AAAA-BBBB-CCCC-DDDD"),
+    ("Numero de serie aaaa bbbb cccc dddd", "serial", "aaaa bbbb cccc dddd"),
+    ("Sistema Contabilidad", "system", "Contabilidad"),
+    ("Tipo de sistema CONTPAQi Nóminas", "system", "CONTPAQi Nóminas"),
+    ("Correo ana@empresa.mx", "contact_email", "ana@empresa.mx"),
+])
+def test_no_colon_is_accepted_when_the_value_validates(labels, line, field, value):
+    assert labels.match(line) == (field, value)
+
+
+@pytest.mark.parametrize("line", [
+    "Serie AAAA-BBBB-CCCC-DDDD no funciona",
+    "Serie AAAA-BBBB-CCCC",  # not a whole serial
+    "Sistema Contabilidad y Bancos",  # not one catalogue spelling
+    "Sistema Contabilidad Electronica",  # close, but only exact spellings go without a colon
+    "Empresa Acme SA",  # a company has no form to check: a colon is needed
+    "Correo enviado a ana@empresa.mx",
+])
+def test_no_colon_with_a_value_that_does_not_validate_is_prose(labels, line):
+    assert labels.match(line) is None
+
+
+@pytest.mark.parametrize("cell, field", [
+    ("Nombre empresa", "company"),
+    ("Tipo sistema", "system"),
+    ("Numero de seire", "serial"),
+    ("Corre electronico", "contact_email"),
+])
+def test_header_variants_and_typos(labels, cell, field):
+    assert labels.match_header(cell) == field
+
+
+def test_header_with_another_fields_word_is_no_header(labels):
+    assert labels.match_header("Correo del cliente") is None
+    assert labels.match_header("Nombre sistema") is None
+
+
+def _rules_with(tmp_path: Path, old: str, new: str) -> Path:
+    import shutil
+    target = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, target)
+    text = (target / "fields.toml").read_text(encoding="utf-8")
+    assert old in text
+    (target / "fields.toml").write_text(text.replace(old, new, 1), encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("min_similarity = 80", "min_similarity = 40", "label_typos.min_similarity: must be at least 50"),
+    ("min_similarity = 80", "min_similarity = 120", "label_typos.min_similarity: must be at most 100"),
+    ("min_margin = 10", "min_margin = 0", "label_typos.min_margin: must be at least 1"),
+    ("min_word_length = 5", "min_length = 5", "label_typos.min_length: unknown key"),
+    ('  "Producto",\n', '  "Producto",\n  "Razon social",\n',
+     "labels.system: 'Razon social' is already a label of company"),
+])
+def test_rules_check_refuses_bad_label_settings(tmp_path, old, new, message):
+    from mailbot.errors import RulesError
+    with pytest.raises(RulesError, match="fields.toml") as err:
+        load_rules(_rules_with(tmp_path, old, new))
+    assert message in str(err.value)
+
+
+def test_shipped_label_typo_settings(rules):
+    assert (rules.label_matching.min_similarity, rules.label_matching.min_margin,
+            rules.label_matching.min_word_length) == (80, 10, 5)
+
+
+# --- whole mails (tests/data/mail) ------------------------------------------------------------
+
+def _read_mail(rules, name: str):
+    from mailbot.config import LimitsConfig
+    from mailbot.read.extract import read_mail
+    path = Path(__file__).resolve().parent / "data" / "mail" / name
+    return read_mail(path.read_bytes(), rules, LimitsConfig(), ["claves@example.com"])[1]
+
+
+def test_a_phone_mail_with_typos_and_labels_without_colon_is_read(rules):
+    got = _read_mail(rules, "labels_iphone_typos_no_colon.eml")
+    assert got.problems == ()
+    [request] = got.requests
+    assert (request.company, request.contact_name, request.contact_email, request.system,
+            request.serial) == ("Ferretería El Clavo", "Jorge Ramírez",
+                                "jramirez@ferreteriaelclavo.mx", "CONTPAQ i Comercial",
+                                "QW3E-R5TY-U7IO-P9AS")
+    assert request.notes == ()  # the address came from "Correo ...", not from the sender
+
+
+def test_label_variants_from_webmail_are_read_as_their_fields(rules):
+    got = _read_mail(rules, "labels_variants_empresa_tipo_sistema.eml")
+    assert got.problems == ()
+    [request] = got.requests
+    assert (request.company, request.contact_name, request.contact_email, request.system,
+            request.serial) == ("Transportes Villa, S.C.", "Luis Villa Mendoza",
+                                "lvilla@tvilla.mx", "CONTPAQ i Nóminas", "TVIL-2012-NOMI-0001")

@@ -106,7 +106,8 @@ def _readers(rules: Ruleset) -> _Readers:
         return cached
     if len(_readers_cache) > 16:
         _readers_cache.clear()
-    readers = _Readers(LabelMatcher(rules.labels), SystemMatcher(rules.catalogue), rules)
+    systems = SystemMatcher(rules.catalogue)
+    readers = _Readers(LabelMatcher(rules.labels, rules.label_matching, systems), systems, rules)
     _readers_cache[id(rules)] = readers
     return readers
 
@@ -366,7 +367,7 @@ def _header_cells(cells: Sequence[str], labels: LabelMatcher) -> dict[str, int]:
 def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsConfig, *,
                   sender: str | None = None, defaults: Mapping[str, str] | None = None,
                   budget: SheetBudget | None = None) -> tuple[list[Request], list[Problem]]:
-    """One request per data row of a spreadsheet attachment (.xlsx/.xlsm/.csv).
+    """One request per data row of a spreadsheet attachment (.xlsx/.xlsm/.xls/.ods/.csv).
 
     The header row is the first row, in the first 30 of a sheet, that names at least three
     fields (synonyms from rules/fields.toml, any column order); every sheet is searched, title
@@ -508,8 +509,8 @@ def read_mail(data: bytes, rules: Ruleset, limits: LimitsConfig, own_addresses: 
               *, size: int | None = None, reference_prefix: str = DEFAULT_REFERENCE_PREFIX,
               ) -> tuple[ParsedMail, Extraction]:
     """Read one raw mail: classify it, then extract requests from its body, its spreadsheets
-    (.xlsx/.xlsm/.csv; .xls/.ods are reported as unsupported) and the body of a mail attached
-    to it (a forward as attachment). PDFs, images and documents are left alone.
+    (.xlsx/.xlsm/.xls/.ods/.csv; .xlsb/.numbers are reported as unsupported) and the body of a
+    mail attached to it (a forward as attachment). PDFs, images and documents are left alone.
 
     `size` is the size the mailbox reported, when the bytes were not all fetched. Ignored mails
     (auto-replies, bounces, our own) are classified only: nothing in them is a request. Mail of

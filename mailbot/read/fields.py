@@ -4,7 +4,7 @@ Everything here is tolerant on purpose: customers type labels in capitals, witho
 abbreviated, behind bullets; serials in lower case or without dashes; addresses as
 ``Name <addr>`` or ``mailto:`` links; system names with an en dash or without the space in
 "CONTPAQ i". Comparisons go through `fold`; values keep the customer's own spelling until they
-are normalised here. The only module that imports rapidfuzz.
+are normalised here. The only module that imports rapidfuzz (fuzzy systems and label typos).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
 
-from mailbot.ruleset import Catalogue
+from mailbot.ruleset import Catalogue, LabelMatching
 
 # Every dash-like character customers (and Word's autocorrect) produce.
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
@@ -234,6 +235,20 @@ class LabelMatch:
     rest: str  # the text after the label and its separator, stripped ("" = value on next line)
 
 
+# A value written after a label without a colon may be only the serial: groups and separators.
+_BARE_SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_ \u2010-\u2015]*[A-Za-z0-9][.,;]?")
+
+
+def _whole_serial(value: str) -> bool:
+    """Whether `value` is one serial and nothing else ("AAAA-BBBB-CCCC-DDDD", "aaaa bbbb ...")."""
+    return (bool(_BARE_SERIAL.fullmatch(value)) and sum(c.isalnum() for c in value) == 16
+            and normalise_serial(value) is not None)
+
+
+def _one_address(value: str) -> bool:
+    return "@" in value and parse_email(value) is not None
+
+
 class LabelMatcher:
     """Recognises a field label at the start of a line, spelt any of the ways in `labels`.
 
@@ -241,19 +256,55 @@ class LabelMatcher:
     ignored. The longest label wins, so "Nombre de la empresa" beats "Nombre". A label must be
     followed by a separator (":", "-", "–", a tab, two spaces), a short aside in parentheses, a
     few words and a colon, or nothing; that keeps prose such as "Empresa de muestra" or
-    "Sistema de 1 y 2 usuarios" from being read as a label.
+    "Sistema de 1 y 2 usuarios" from being read as a label. Three more ways, for labels as
+    people type them on a phone:
+
+    - a typo ("contaco", "sitema", "seire") when `typos` allows it: word by word within the
+      similarity, the field clearly ahead of every other field, and then only before a real
+      separator (never with filler words, never without a colon);
+    - no colon, when the rest of the line is plainly the field's value: one whole serial, one
+      address, a catalogue spelling of a system (`systems`);
+    - but never a one-word label whose filler names another field: "Nombre de empresa:" is not
+      "Nombre" (the contact) plus filler; such a line is that variant's label or nothing.
     """
 
-    def __init__(self, labels: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, labels: Mapping[str, tuple[str, ...]], typos: LabelMatching | None = None,
+                 systems: SystemMatcher | None = None) -> None:
         self._fields: dict[str, str] = {}
+        self._spellings: dict[int, list[tuple[tuple[str, ...], str]]] = {}
         self._max_words = 1
+        self._first: dict[str, int] = {}  # first word of a label -> its longest label's words
+        own: dict[str, set[str]] = {}
+        single: dict[str, set[str]] = {}
         for field_name, spellings in labels.items():
             for spelling in spellings:
                 words = fold(spelling).split()
                 if not words:
                     continue
                 self._fields.setdefault(_label_key(words), field_name)
+                key_words = tuple(_key_word(w) for w in words)
+                self._spellings.setdefault(len(words), []).append((key_words, field_name))
+                self._first[key_words[0]] = max(self._first.get(key_words[0], 0), len(words))
                 self._max_words = max(self._max_words, len(words))
+                own.setdefault(field_name, set()).update(key_words)
+                if len(words) == 1:
+                    single.setdefault(field_name, set()).add(key_words[0])
+        min_length = typos.min_word_length if typos else 5
+        # Words that name some other field, which a one-word label's filler may not hold.
+        self._foreign = {
+            name: frozenset(w for other, words in own.items() if other != name for w in words
+                            if (len(w) >= min_length or w in single.get(other, ())
+                                ) and w not in own[name])
+            for name in own}
+        self._typos = typos if typos and typos.min_similarity < 100 else None
+        self._typo_cache: dict[tuple[str, ...], str | None] = {}
+        self._known_words = sorted({w for words in own.values() for w in words})
+        self._near_cache: dict[str, frozenset[str]] = {}
+        self._header_cache: dict[str, str | None] = {}
+        self._values: dict[str, Callable[[str], bool]] = {
+            "serial": _whole_serial, "contact_email": _one_address}
+        if systems is not None:
+            self._values["system"] = lambda value: systems.exact(value) is not None
 
     def match(self, text: str) -> tuple[str, str] | None:
         """``(field, rest_of_line)`` when `text` (one line) starts with a label, else None."""
@@ -266,31 +317,58 @@ class LabelMatcher:
         A header cell is a label alone, possibly with an aside or a couple of extra words
         ("Número de serie (actual)", "Correo electrónico del cliente").
         """
+        if text in self._header_cache:
+            return self._header_cache[text]  # a list repeats its systems, companies, addresses
         found = self._match(text, header=True)
-        return found.field if found and not found.rest else None
+        field_name = found.field if found and not found.rest else None
+        if len(text) <= 200:
+            if len(self._header_cache) > 8192:
+                self._header_cache.clear()
+            self._header_cache[text] = field_name
+        return field_name
 
     def _match(self, text: str, *, header: bool) -> LabelMatch | None:
         line = text.split("\n", 1)[0]
         offset = _BULLET.match(line)
         body = line[offset.end():] if offset else line
-        if not _starts_a_word(body[:200].lstrip(_LABEL_LEAD)):
-            return None  # cheap, before folding: ", , , ..." is tried at every comma
-        words = _words(body[:200])  # labels are short; never fold a whole long line
-        if not words or body[:words[0][1]].strip(_LABEL_LEAD):
+        lead = body[:200].lstrip(_LABEL_LEAD)
+        if not _starts_a_word(lead) or lead[0].isdigit():
+            return None  # cheap, before folding: ", , , ..." is tried at every comma; no label
+            # starts with a digit (list numbering "1." is the bullet, already skipped)
+        # Only as many words as the longest label that starts with this word (or a word it
+        # could be a typo of): most lines and cells start with no label's word and stop here,
+        # having folded a few characters (a label's first word is far shorter than 40).
+        start = _words(body[:40])
+        if not start or body[:start[0][1]].strip(_LABEL_LEAD):
             return None  # something other than emphasis before the first word: "> ...", "(..."
+        first = _key_word(start[0][0])
+        longest = self._first.get(first, 0)
+        if self._typos is not None:
+            longest = max([longest, *(self._first.get(w, 0) for w in self._near(first))])
+        if not longest:
+            return None
+        words = _words(body[:200])  # labels are short; never fold a whole long line
         # Try the longest candidate first; stop at the first that is a label with a proper ending.
-        for count in range(min(len(words), self._max_words), 0, -1):
-            field_name = self._fields.get(_label_key([w for w, _, _ in words[:count]]))
-            if field_name is None:
-                continue
+        for count in range(min(len(words), longest), 0, -1):
+            head = [w for w, _, _ in words[:count]]
             after = body[words[count - 1][2]:]
-            rest = self._value_after(after, header=header)
+            field_name = self._fields.get(_label_key(head))
+            if field_name is not None:
+                rest = self._value_after(field_name, count, after, header=header)
+                if rest is not None:
+                    return LabelMatch(field_name, rest)
+            if self._typos is None or not any(len(w) >= self._typos.min_word_length
+                                              for w in head):
+                continue
+            rest = self._value_after_typo(after)  # cheaper than the typo, and as necessary
             if rest is not None:
-                return LabelMatch(field_name, rest)
+                field_name = self._typo(tuple(_key_word(w) for w in head))
+                if field_name is not None:
+                    return LabelMatch(field_name, rest)
         return None
 
-    @staticmethod
-    def _value_after(after: str, *, header: bool) -> str | None:
+    def _value_after(self, field_name: str, count: int, after: str, *,
+                     header: bool) -> str | None:
         aside = _ASIDE.match(after)
         if aside:
             after = after[aside.end():]
@@ -301,10 +379,94 @@ class LabelMatcher:
             return after[separator.end():].strip()
         filler = _FILLER.match(after)
         if filler and len(filler.group(1).split()) <= _MAX_FILLER_WORDS:
-            return after[filler.end():].strip()
+            value = after[filler.end():].strip()
+            if count > 1 or not self._names_other_field(field_name, filler.group(1)):
+                return value
+            validates = self._values.get(field_name)
+            return value if validates is not None and validates(value) else None
         if header and len(after.split()) <= 2 and not any(c.isdigit() for c in after):
+            if count == 1 and self._names_other_field(field_name, after):
+                return None
             return ""
+        validates = self._values.get(field_name)
+        if not header and validates is not None and after[:1].isspace():
+            value = after.strip()
+            if validates(value):
+                return value  # "Serie AAAA-BBBB-CCCC-DDDD", "Sistema Contabilidad"
         return None
+
+    @staticmethod
+    def _value_after_typo(after: str) -> str | None:
+        if _NOTHING.match(after):
+            return ""
+        separator = _SEPARATOR.match(after)
+        return after[separator.end():].strip() if separator else None
+
+    def _names_other_field(self, field_name: str, words: str) -> bool:
+        foreign = self._foreign.get(field_name, frozenset())
+        for word in fold(words).split():
+            word = _key_word(word)
+            if word in foreign:
+                return True
+            if self._typos is not None and len(word) >= self._typos.min_word_length and any(
+                    _similarity(word, f, self._typos) >= self._typos.min_similarity
+                    for f in foreign):
+                return True
+        return False
+
+    def _near(self, word: str) -> frozenset[str]:
+        """The label words that `word` could be a typo of, down to the similarity less the
+        margin (a field scoring lower cannot change a decision). Every spreadsheet cell is tried
+        as a header, so this is cached per word and skips words no label could be."""
+        near = self._near_cache.get(word)
+        if near is None:
+            assert self._typos is not None
+            floor = self._typos.min_similarity - self._typos.min_margin
+            near = frozenset() if not word.isalpha() else frozenset(
+                known for known in self._known_words
+                if abs(len(known) - len(word)) <= len(known) // 2
+                and _similarity(word, known, self._typos) >= floor)
+            if len(self._near_cache) > 8192:
+                self._near_cache.clear()  # bounded, whatever a mail holds
+            self._near_cache[word] = near
+        return near
+
+    def _typo(self, head: tuple[str, ...]) -> str | None:
+        """The one field whose label `head` is a typo of, by a clear margin, else None."""
+        if head in self._typo_cache:
+            return self._typo_cache[head]
+        assert self._typos is not None
+        near = [self._near(w) for w in head]
+        best: dict[str, float] = {}
+        for spelling, field_name in self._spellings.get(len(head), ()):
+            if not all(s in n for s, n in zip(spelling, near, strict=True)):
+                continue  # some word is far from this spelling's: it scores below the floor
+            score = min(_similarity(w, s, self._typos) for w, s in zip(head, spelling,
+                                                                        strict=True))
+            if score > best.get(field_name, -1.0):
+                best[field_name] = score
+        ranked = sorted(best.items(), key=lambda item: item[1], reverse=True)
+        found = None
+        if ranked and ranked[0][1] >= self._typos.min_similarity and (
+                len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= self._typos.min_margin):
+            found = ranked[0][0]
+        if len(self._typo_cache) > 4096:
+            self._typo_cache.clear()  # bounded: a hostile mail may try many different lines
+        self._typo_cache[head] = found
+        return found
+
+
+def _key_word(word: str) -> str:
+    return "numero" if word in _NUMBER_WORDS else word
+
+
+def _similarity(word: str, known: str, typos: LabelMatching) -> float:
+    """0-100: how alike two folded words are; short words are alike only when equal."""
+    if word == known:
+        return 100.0
+    if min(len(word), len(known)) < typos.min_word_length:
+        return 0.0
+    return OSA.normalized_similarity(word, known) * 100
 
 
 # --- systems ------------------------------------------------------------------------------------
@@ -337,6 +499,11 @@ class SystemMatcher:
 
     def match(self, text: str) -> str | None:
         return self.explain(text)[0]
+
+    def exact(self, text: str) -> str | None:
+        """The canonical name when `text` is a catalogue spelling (no fuzzy guess), else None."""
+        folded = fold(text)
+        return self._exact.get(folded.replace(" ", "")) if folded else None
 
     def explain(self, text: str) -> tuple[str | None, str]:
         """The canonical name (or None) and why, for operators reading the log."""
