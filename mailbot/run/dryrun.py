@@ -152,19 +152,21 @@ class Change:
 
 # --- the seams of a dry run: nothing filed, nothing sent ------------------------------------------
 
-@dataclass
 class NeverFiles:
-    """The source a dry run's App holds: it has the real source's name (so stored mails keep
-    theirs) and refuses to touch any mailbox."""
+    """The source a dry run's App holds: it reads originals from the real source (read-only:
+    `Source.original` leaves a mail where it is), keeps its name (so stored mails keep theirs)
+    and never files, moves or restores anything."""
 
-    name: str
-    filed: list[tuple[str, str]] = field(default_factory=list)
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self.name: str = source.name
+        self.filed: list[Any] = []  # what the path asked to file: kept, never done
 
     def fetch_new(self) -> Iterator[RawMail]:
         return iter(())
 
     def file(self, mail_id: str, folder: str) -> None:
-        self.filed.append((mail_id, folder))  # kept for the tests; never moves anything
+        self.filed.append((mail_id, folder))
 
     def file_many(self, moves: Any) -> None:
         self.filed.extend(moves)
@@ -172,11 +174,12 @@ class NeverFiles:
     def restore(self, *args: Any, **kwargs: Any) -> str:
         raise RuntimeError("a dry run never restores a mail")
 
-    def original(self, *args: Any, **kwargs: Any) -> bytes:
-        raise RuntimeError("a dry run reads originals before its snapshot")
+    def original(self, mail_id: str, folder: str | None, *, size: int,
+                 matches: Callable[[bytes], bool]) -> bytes:
+        return self._source.original(mail_id, folder, size=size, matches=matches)
 
     def close(self) -> None:
-        pass
+        """Nothing: the real source belongs to whoever opened it."""
 
 
 @dataclass
@@ -246,7 +249,7 @@ def dry_app(app: App, *, rules: Ruleset | None = None, renderer: Renderer | None
     moment = now or app.clock()
     return dataclasses.replace(
         app, rules=rules or app.rules, renderer=renderer or app.renderer,
-        source=NeverFiles(app.source.name), sink=CapturingSink(), clock=lambda: moment,
+        source=NeverFiles(app.source), sink=CapturingSink(), clock=lambda: moment,
         hook=lambda point: None, after_send=None, after_send_many=None, read_workers=0,
         run_id=f"dry-run-{claims.new_run_id()}", _calendar=None)
 
