@@ -9,9 +9,10 @@ the path wrote into the snapshot (the mail's outcome, its requests with their ru
 rendered replies) is read back before the snapshot is dropped and becomes a `DryResult`.
 
 Mails are decided one after another, each seeing the effects of the ones before, as one pass
-would. A stored mail (a reference, or `--since`) is decided again as if it arrived now: its own
-earlier decision is taken out of the snapshot first (`forget_decision`), so it is neither a
-repetition of itself nor counted by the throttles. Every mail of a run is decided at the same
+would. Stored mails (references, or `--since`) are decided again as if they arrived now: the
+run's stored mails' own earlier decisions are taken out of the snapshot first
+(`forget_decisions`), so each is neither a repetition of itself nor counted by the throttles,
+and, decided again in order, each sees the new decisions of the ones before it. Every mail of a run is decided at the same
 moment (the clock is frozen when the run starts), so two runs over the same mails with other
 rules (`compare`) differ only by the rules.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email
+import email.header
 import email.policy
 import json
 import logging
@@ -37,6 +39,7 @@ from mailbot.ruleset import Ruleset
 from mailbot.run import claims
 from mailbot.run.app import App, RunReport
 from mailbot.run.deciding import decide_mail
+from mailbot.run.readahead import ReadAhead
 from mailbot.run.record import mail_fingerprint, mail_key, record_mail
 from mailbot.store import Connection, snapshot
 from mailbot.store.database import fingerprint
@@ -61,6 +64,17 @@ class DryMail:
     stored: int | None = None
     oversized: bool = False  # a stored mail that was over the size limit: never fetched
     problem: str | None = None  # why its bytes could not be had (then it is not decided)
+    source: str = DRY_SOURCE  # a stored mail's mailbox and id in it (a file: set by position)
+    mail_id: str = ""
+
+    def raw(self, position: int) -> RawMail:
+        """The mail as a pass meets it; a file's id is its position and path, so the same
+        file given twice is a second mail (a duplicate of the first), as it would be."""
+        if self.stored is None:
+            return RawMail(source=DRY_SOURCE, mail_id=f"{position}:{self.label}",
+                           data=self.data, size=len(self.data))
+        return RawMail(source=self.source, mail_id=self.mail_id, data=self.data,
+                       size=len(self.data), oversized=self.oversized)
 
 
 @dataclass(frozen=True)
@@ -220,12 +234,13 @@ def stored_mails(app: App, *, references: Sequence[str] = (),
 
 def _stored_mail(app: App, row: Any) -> DryMail:
     label = row.reference or f"mail {row.id}"
+    mail = DryMail(label, b"", stored=row.id, source=row.source, mail_id=row.mail_id)
     if row.fingerprint.startswith("oversized:") or row.size is None:
-        return DryMail(label, b"", stored=row.id, oversized=True)
+        return dataclasses.replace(mail, oversized=True)
     if row.status == "duplicate":  # decided as a duplicate without reading it
-        return DryMail(label, b"", stored=row.id)
+        return mail
     if row.source != app.source.name:
-        return DryMail(label, b"", stored=row.id, problem=(
+        return dataclasses.replace(mail, problem=(
             f"it came from {row.source}, not from the configured mailbox {app.source.name}: "
             "run the dry run with that mailbox's config (--config)"))
     folder = row.folder if row.filed else None
@@ -234,9 +249,9 @@ def _stored_mail(app: App, row: Any) -> DryMail:
         data = app.source.original(row.mail_id, folder, size=row.size,
                                    matches=lambda data: fingerprint(data) == expected)
     except MailNotFound as exc:
-        return DryMail(label, b"", stored=row.id, problem=(
+        return dataclasses.replace(mail, problem=(
             f"its mailbox no longer holds it ({exc}); give its .eml file instead"))
-    return DryMail(label, data, stored=row.id)
+    return dataclasses.replace(mail, data=data)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -250,7 +265,7 @@ def dry_app(app: App, *, rules: Ruleset | None = None, renderer: Renderer | None
     return dataclasses.replace(
         app, rules=rules or app.rules, renderer=renderer or app.renderer,
         source=NeverFiles(app.source), sink=CapturingSink(), clock=lambda: moment,
-        hook=lambda point: None, after_send=None, after_send_many=None, read_workers=0,
+        hook=lambda point: None, after_send=None, after_send_many=None,
         run_id=f"dry-run-{claims.new_run_id()}", _calendar=None)
 
 
@@ -259,10 +274,22 @@ def dry_run(app: App, mails: Sequence[DryMail],
     """Decide `mails` in order on a snapshot of `app.store` (see the module's docstring) with
     `app`'s rules and renderer (make it with `dry_app`); nothing of it stays in the store."""
     results: list[DryResult] = []
-    with snapshot.snapshot(app.store) as snap:
+    raws = [mail.raw(position) for position, mail in enumerate(mails)]
+    with snapshot.snapshot(app.store) as snap, ReadAhead(
+            app.rules, app.config.limits, app.own_addresses,
+            reference_prefix=app.config.bot.reference_prefix,
+            workers=app.read_workers) as readahead:
+        # Worker processes read the mails ahead while this one decides, as in a pass.
+        readahead.submit([raw for raw, mail in zip(raws, mails, strict=True)
+                          if mail.problem is None and raw.data])
         dry = dataclasses.replace(app, store=snap)
-        for position, mail in enumerate(mails):
-            result = _decide(dry, position, mail)
+        stored = [m.stored for m in mails if m.stored is not None and m.problem is None]
+        if stored:
+            with snap.transaction() as conn:
+                snapshot.forget_decisions(conn, stored, run_id=dry.run_id,
+                                          claim_expires_at=claims.lease_end(dry))
+        for raw, mail in zip(raws, mails, strict=True):
+            result = _decide(dry, raw, mail, readahead.take(raw) if raw.data else None)
             results.append(result)
             if progress is not None:
                 progress(result)
@@ -278,14 +305,12 @@ def compare(before: App, after: App, mails: Sequence[DryMail]) -> list[Change]:
             if a.signature() != b.signature()]
 
 
-def _decide(app: App, position: int, mail: DryMail) -> DryResult:
+def _decide(app: App, raw: RawMail, mail: DryMail, read: Any = None) -> DryResult:
     if mail.problem is not None:
         return DryResult(mail.label, mail.stored is not None, None, problem=mail.problem)
     store = app.store
     try:
         if mail.stored is None:
-            raw = RawMail(source=DRY_SOURCE, mail_id=f"{position}:{mail.label}", data=mail.data,
-                          size=len(mail.data))
             fps = {mail_key(raw): mail_fingerprint(raw)}
             with store.transaction() as conn:
                 originals = store.originals_by_fingerprint(conn, list(fps.values()))
@@ -293,16 +318,12 @@ def _decide(app: App, position: int, mail: DryMail) -> DryResult:
             if rec is None:  # cannot be: nobody else sees the snapshot
                 raise RuntimeError("the snapshot's mail was claimed by another run")
         else:
-            with store.transaction() as conn:
-                row = snapshot.mail_row(conn, mail.stored)
-                if row.status == "duplicate":
-                    return _result(conn, mail, row.id)
-                rec = snapshot.forget_decision(conn, row.id, run_id=app.run_id,
-                                               claim_expires_at=claims.lease_end(app))
-            raw = RawMail(source=row.source, mail_id=row.mail_id, data=mail.data,
-                          size=row.size, oversized=mail.oversized)
+            with store.transaction() as conn:  # its decision was forgotten by dry_run
+                rec = store.get_mail(conn, mail.stored)
+                if rec.status == "duplicate":
+                    return _result(conn, mail, rec.id)
         if rec.status == "received":
-            rec = decide_mail(app, rec, raw)
+            rec = decide_mail(app, rec, raw, read)
         with store.transaction() as conn:
             return _result(conn, mail, rec.id)
     except MailbotError as exc:
@@ -333,10 +354,18 @@ def _result(conn: Connection, mail: DryMail, mail_row_id: int) -> DryResult:
 
 
 def _reply(message: Any) -> DryReply:
-    parsed = email.message_from_bytes(bytes(message.data), policy=email.policy.default)
-    text = parsed.get_body(preferencelist=("plain",))
-    html = parsed.get_body(preferencelist=("html",))
+    """The reply as it would go out, read back from the outbox's bytes (compat32: the modern
+    header registry costs more than deciding the mail)."""
+    parsed = email.message_from_bytes(bytes(message.data), policy=email.policy.compat32)
+    bodies: dict[str, str] = {}
+    for part in parsed.walk():
+        kind = part.get_content_type()
+        if kind in ("text/plain", "text/html") and kind not in bodies \
+                and part.get_content_disposition() != "attachment":
+            payload = part.get_payload(decode=True) or b""
+            bodies[kind] = payload.decode(part.get_content_charset() or "utf-8", "replace")
+    subject = str(email.header.make_header(email.header.decode_header(
+        parsed.get("Subject", ""))))
     return DryReply(template=message.template, purpose=message.purpose,
-                    to=tuple(json.loads(message.recipients)), subject=str(parsed["Subject"]),
-                    text=text.get_content() if text is not None else "",
-                    html=html.get_content() if html is not None else None)
+                    to=tuple(json.loads(message.recipients)), subject=subject,
+                    text=bodies.get("text/plain", ""), html=bodies.get("text/html"))

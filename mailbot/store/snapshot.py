@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.store.database import MailRecord, Store
+from mailbot.store.database import Store
 from mailbot.store.faults import storage_fault
 from mailbot.store.schema import (
     keys,
@@ -141,24 +141,38 @@ def stored_since(conn: Connection, since: dt.datetime) -> list[Any]:
                         .order_by(mails.c.id)).all()
 
 
-def forget_decision(conn: Connection, mail: int, *, run_id: str,
-                    claim_expires_at: dt.datetime) -> MailRecord:
-    """Take the stored mail's own decision out of the snapshot, so deciding it again sees the
-    store as it is without it: its requests, replies, review tasks and the unlock entries it
-    opened are deleted, the keys bound to its requests go back to the pool, and the mail is
-    `received` again, claimed by the dry run. Only ever inside a snapshot."""
-    asked = [r for (r,) in conn.execute(sa.select(requests.c.id).where(requests.c.mail == mail))]
-    opened = [u for (u,) in conn.execute(sa.select(unlocks.c.id).where(
-        sa.or_(unlocks.c.mail == mail, unlocks.c.request.in_(asked) if asked else sa.false())))]
-    tasks = [t for (t,) in conn.execute(sa.select(reviews.c.id).where(sa.or_(
-        reviews.c.mail == mail, reviews.c.request.in_(asked) if asked else sa.false(),
-        reviews.c.unlock.in_(opened) if opened else sa.false())))]
-    messages = [m for (m,) in conn.execute(sa.select(outbox.c.id).where(outbox.c.mail == mail))]
+def forget_decisions(conn: Connection, mail_ids: Sequence[int], *, run_id: str,
+                     claim_expires_at: dt.datetime) -> None:
+    """Take these stored mails' own decisions out of the snapshot, so deciding them again (in
+    order) sees the store as it is without them: their requests, replies, review tasks and the
+    unlock entries they opened are deleted, the keys bound to their requests go back to the
+    pool, and each mail (but a duplicate, which stays one) is `received` again, claimed by the
+    dry run. A few statements per 500 mails, not per mail. Only ever inside a snapshot."""
+    for start in range(0, len(mail_ids), _CHUNK):
+        _forget(conn, list(mail_ids[start:start + _CHUNK]), run_id, claim_expires_at)
+
+
+_CHUNK = 500  # ids per IN (...) list
+
+
+def _ids(conn: Connection, query: Any) -> list[int]:
+    return [i for (i,) in conn.execute(query)]
+
+
+def _forget(conn: Connection, chunk: list[int], run_id: str,
+            claim_expires_at: dt.datetime) -> None:
+    asked = _ids(conn, sa.select(requests.c.id).where(requests.c.mail.in_(chunk)))
+    opened = _ids(conn, sa.select(unlocks.c.id).where(
+        sa.or_(unlocks.c.mail.in_(chunk), unlocks.c.request.in_(asked) if asked else sa.false())))
+    tasks = _ids(conn, sa.select(reviews.c.id).where(sa.or_(
+        reviews.c.mail.in_(chunk), reviews.c.request.in_(asked) if asked else sa.false(),
+        reviews.c.unlock.in_(opened) if opened else sa.false())))
+    messages = _ids(conn, sa.select(outbox.c.id).where(outbox.c.mail.in_(chunk)))
     if tasks:
         conn.execute(review_actions.delete().where(review_actions.c.review.in_(tasks)))
         conn.execute(reviews.delete().where(reviews.c.id.in_(tasks)))
     conn.execute(unlock_mails.delete().where(sa.or_(
-        unlock_mails.c.mail == mail,
+        unlock_mails.c.mail.in_(chunk),
         unlock_mails.c.unlock.in_(opened) if opened else sa.false())))
     if opened:
         conn.execute(unlocks.delete().where(unlocks.c.id.in_(opened)))
@@ -169,11 +183,10 @@ def forget_decision(conn: Connection, mail: int, *, run_id: str,
     if messages:
         conn.execute(outbox_recipients.delete().where(outbox_recipients.c.message.in_(messages)))
         conn.execute(outbox.delete().where(outbox.c.id.in_(messages)))
-    conn.execute(mails.update().where(mails.c.id == mail).values(
-        status="received", outcome=None, folder=None, filed=False, filed_at=None,
-        decided_at=None, error=None, claimed_by=run_id, claim_expires_at=claim_expires_at))
-    row = conn.execute(sa.select(mails).where(mails.c.id == mail)).one()
-    return MailRecord.from_row(row)
+    conn.execute(mails.update().where(mails.c.id.in_(chunk), mails.c.status != "duplicate")
+                 .values(status="received", outcome=None, folder=None, filed=False,
+                         filed_at=None, decided_at=None, error=None, claimed_by=run_id,
+                         claim_expires_at=claim_expires_at))
 
 
 def mail_row(conn: Connection, mail: int) -> Any:
