@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import json
 import re
 import sys
@@ -224,11 +225,24 @@ def _print_changes(changes: Sequence[Change], total: int, args: argparse.Namespa
         right = result_lines(c.after, show=args.show)
         print(f"{'before (' + (args.rules or 'configured rules') + ')':<{width}} | "
               f"after ({args.against})")
-        for i in range(max(len(left), len(right))):
-            a = left[i] if i < len(left) else ""
-            b = right[i] if i < len(right) else ""
+        for a, b in _aligned(left, right):
             mark = " " if a == b else "*"
             print(f"{_cut(a, width):<{width}}{mark}| {b}")
+
+
+def _aligned(left: list[str], right: list[str]) -> list[tuple[str, str]]:
+    """The two sides' lines paired as a diff pairs them: equal lines face each other, a line
+    only one side has faces a blank."""
+    pairs: list[tuple[str, str]] = []
+    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            pairs.extend(zip(left[i1:i2], right[j1:j2], strict=True))
+            continue
+        a, b = left[i1:i2], right[j1:j2]
+        pairs.extend((a[k] if k < len(a) else "", b[k] if k < len(b) else "")
+                     for k in range(max(len(a), len(b))))
+    return pairs
 
 
 def _cut(text: str, width: int) -> str:

@@ -12,9 +12,9 @@ Mails are decided one after another, each seeing the effects of the ones before,
 would. Stored mails (references, or `--since`) are decided again as if they arrived now: the
 run's stored mails' own earlier decisions are taken out of the snapshot first
 (`forget_decisions`), so each is neither a repetition of itself nor counted by the throttles,
-and, decided again in order, each sees the new decisions of the ones before it. Every mail of a run is decided at the same
-moment (the clock is frozen when the run starts), so two runs over the same mails with other
-rules (`compare`) differ only by the rules.
+and, decided again in order, each sees the new decisions of the ones before it. Every mail of a
+run is decided at the same moment (the clock is frozen when the run starts), so two runs over
+the same mails with other rules (`compare`) differ only by the rules.
 
 The CLI (`mailbot dry-run`, mailbot.ops.dryrun) and later the console format the results.
 """
