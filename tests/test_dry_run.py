@@ -212,3 +212,28 @@ def test_an_unknown_reference_is_refused_before_anything_runs(tmp_path):
     app, _ = _app(tmp_path, "sqlite:///mailbot.db")
     with pytest.raises(DryRunError, match="CLV-424242"):
         stored_mails(app, references=["CLV-424242"])
+
+
+def test_maildir_original_keeps_its_listing_yet_finds_mails_filed_or_moved_since(tmp_path):
+    """The listing `original` keeps (a dry run reads a thousand originals of one folder) is
+    listed again when it does not find a mail: one filed after it, or one moved away since."""
+    from mailbot.store.database import fingerprint
+    from mailbot.transport.maildir import MaildirSource
+
+    box = MaildirSource(tmp_path / "inbox", max_message_bytes=1_000_000)
+    processed = tmp_path / "inbox" / ".processed" / "cur"
+    processed.mkdir(parents=True)
+
+    def put(name: str, data: bytes) -> None:
+        (processed / f"{name}:2,S").write_bytes(data)
+
+    def read(name: str, data: bytes) -> bytes:
+        return box.original(name, "processed", size=len(data),
+                            matches=lambda got: fingerprint(got) == fingerprint(data))
+
+    put("first", b"one")
+    assert read("first", b"one") == b"one"
+    put("second", b"two")  # filed after the listing was kept
+    assert read("second", b"two") == b"two"
+    (processed / "first:2,S").rename(processed / "first:2,RS")  # its flags changed
+    assert read("first", b"one") == b"one"
