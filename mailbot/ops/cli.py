@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING
 from mailbot import __version__
 from mailbot.errors import MailbotError, TemplateError
 from mailbot.ops.choices import OUTCOMES
-from mailbot.ops.cli_groups import add_review_commands, add_users_commands, add_web_command
+from mailbot.ops.cli_groups import _lazy, add_review_commands, add_users_commands, add_web_command
 
 # Only what building the parser needs is imported here: `mailbot --help` must start fast
 # (issue 10, §4). Each command imports what it uses; tests/test_cli.py pins this.
@@ -309,6 +311,45 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="log lines as text (default) or as one JSON object per line")
 
 
+# -- dry-run: its arguments here, so that `--help` imports nothing of it -------------------
+
+SINCE = re.compile(r"(\d+)\s*([dhm])\Z")
+UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_since(text: str) -> dt.timedelta:
+    """`7d`, `12h`, `30m`: the window of --since."""
+    match = SINCE.match(text.strip().lower())
+    if match is None or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no duration: write a number and d, h or m (e.g. 7d, 12h)")
+    return dt.timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+
+
+def add_dry_run_command(sub: argparse._SubParsersAction,
+                        parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register `mailbot dry-run`; its command (mailbot.ops.dryrun) is imported when it runs."""
+    help_ = ("what the rules and templates would do to some mails: every decision and reply, "
+             "against a snapshot of the store (nothing is stored, bound, sent or filed)")
+    p = sub.add_parser("dry-run", help=help_, description=help_, parents=list(parents))
+    p.set_defaults(func=_lazy("dryrun", "cmd_dry_run"))
+    p.add_argument("inputs", nargs="*", metavar="PATH_OR_REFERENCE",
+                   help=".eml files, Maildir folders, or references of stored mails "
+                        "(CLV-000042)")
+    p.add_argument("--since", type=parse_since, metavar="AGE",
+                   help="also every mail stored within AGE (7d, 12h, 30m)")
+    p.add_argument("--rules", metavar="DIR", help="the rules folder to decide with "
+                                                  "(default: the configured one)")
+    p.add_argument("--templates", metavar="DIR", help="the templates folder to render with "
+                                                      "(default: the configured one)")
+    p.add_argument("--against", metavar="OTHER_RULES_DIR",
+                   help="decide with both rule folders and print only the mails whose outcome "
+                        "or replies would change, side by side")
+    p.add_argument("--json", action="store_true", help="one JSON object per mail, one per line")
+    p.add_argument("--show", action="store_true", help="also the text of every reply")
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailbot",
@@ -392,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")
 
     add_review_commands(sub, parents=[common])
+    add_dry_run_command(sub, parents=[common])
 
     p = add("retry", cmd_retry, "decide a quarantined mail (folder failed) again once its cause "
                                 "is fixed: it goes back to the inbox for the next pass")

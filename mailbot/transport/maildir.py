@@ -29,6 +29,7 @@ class MaildirSource:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._seen: dict[str, Path] = {}  # mail key -> its path, as the last listing saw it
         self._folders_ready: set[str] = set()
+        self._listings: dict[Path, dict[str, Path]] = {}  # folder -> entries, for original()
 
     def _entries(self, box: Path | None = None) -> dict[str, Path]:
         """Mail key (file name without the `:2,flags` info) -> path, for new/ and cur/ of the
@@ -132,13 +133,18 @@ class MaildirSource:
             raise ValueError(f"unknown folder {folder!r}")
         boxes = [self.root] if folder is None else [self.root / f".{folder}", self.root]
         for box in boxes:
-            path = _find(self._entries(box), mail_id, size, matches)
-            try:
-                data = path.read_bytes() if path is not None else None
-            except FileNotFoundError:  # filed or restored meanwhile
-                data = None
-            if data is not None and matches(data):
-                return data
+            # The folder's listing is kept from the last call (`mailbot dry-run` reads a
+            # thousand originals of one folder): listed again whenever it does not find it.
+            for fresh in ((False, True) if box in self._listings else (True,)):
+                if fresh:
+                    self._listings[box] = self._entries(box)
+                path = _find(self._listings[box], mail_id, size, matches)
+                try:
+                    data = path.read_bytes() if path is not None else None
+                except FileNotFoundError:  # filed or restored meanwhile
+                    data = None
+                if data is not None and matches(data):
+                    return data
         raise MailNotFound(f"{self.name}: mail {mail_id} is neither in "
                            f"{'.' + folder if folder else 'the inbox'} nor in the inbox")
 
