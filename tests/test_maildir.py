@@ -90,3 +90,19 @@ def test_a_folder_removed_during_the_pass_is_made_again(source):
 def test_an_unknown_folder_is_refused(source):
     with pytest.raises(ValueError):
         source.file_many(["x"], "elsewhere")
+
+
+def test_ids_no_listing_saw_cost_one_listing_per_pass_not_one_per_batch(source, monkeypatch):
+    for n in range(6):
+        deliver(source.root, f"old{n}")
+    later = MaildirSource(source.root, max_message_bytes=10**6)  # a restart
+    listings = []
+    real_scandir = maildir.os.scandir
+    monkeypatch.setattr(maildir.os, "scandir", lambda *a: listings.append(a) or real_scandir(*a))
+
+    for batch in (["old0", "gone1"], ["old1", "gone2"], ["gone3", "old2"]):
+        later.file_many(batch, "processed")
+
+    assert len(listings) == 2  # new/ and cur/, once
+    assert sorted(p.name for p in (source.root / ".processed" / "cur").iterdir()) == [
+        "old0", "old1", "old2"]

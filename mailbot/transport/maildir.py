@@ -5,9 +5,11 @@ Handled mails are moved, byte for byte, into Maildir++ sub-folders (`.processed`
 
 The inbox is listed once per pass (`fetch_new`), and the paths it saw are remembered, so filing
 a mail is one rename, not another listing of new/ and cur/: a pass stays linear in its backlog
-(issue 10, §1). A remembered path that is gone (a mail client moved the file from new/ to cur/,
-or renamed it for its flags) or a mail this pass did not list (decided by an earlier run) costs
-one fresh listing, once per `file_many` batch.
+(issue 10, §1). A remembered path that is gone (a mail client moved the file from new/ to
+cur/, or renamed it for its flags) costs one fresh listing. Ids the pass's listing did not
+have (mails an earlier run decided but did not file) cost one more listing for the whole pass,
+not one per batch: an id still not found then was filed already, or is found by the next
+pass's listing, and the store, which knows it was filed, files it again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class MaildirSource:
         for sub in ("cur", "new", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._seen: dict[str, Path] = {}  # mail key -> its path, as the last listing saw it
+        self._relisted = False  # listed again for ids the pass's listing did not have
         self._folders_ready: set[str] = set()
         self._listings: dict[Path, dict[str, Path]] = {}  # folder -> entries, for original()
 
@@ -47,6 +50,7 @@ class MaildirSource:
 
     def fetch_new(self) -> Iterator[RawMail]:
         self._seen = self._entries()
+        self._relisted = False
         listed = []
         for key, path in self._seen.items():
             try:
@@ -69,13 +73,16 @@ class MaildirSource:
 
     def file_many(self, mail_ids: Sequence[str], folder: str) -> None:
         """Move each mail into `folder` by the path the last listing saw; the inbox is listed
-        again (once for the whole batch) only for a mail not found there. A mail that is in
-        the inbox no more was filed already: filing is idempotent."""
+        again (once for the whole batch) only for a mail not found there (see the module's
+        docstring for how often). A mail that is in the inbox no more was filed already:
+        filing is idempotent."""
         if folder not in FOLDERS:
             raise ValueError(f"unknown folder {folder!r}")
         missed = [m for m in mail_ids if not self._move(self._seen.get(m), folder)]
-        if not missed:
-            return
+        moved_away = any(m in self._seen for m in missed)  # listed, not at that path any more
+        if not missed or (self._relisted and not moved_away):
+            return  # ids no listing of this pass saw: filed already (a miss costs no listing)
+        self._relisted = True
         self._seen.update(self._entries())
         for mail_id in missed:
             self._move(self._seen.get(mail_id), folder)
