@@ -120,6 +120,10 @@ def _shown(value: str, limit: int = 80) -> str:
 
 
 def _clean_value(value: str) -> str:
+    if value.isprintable() and "  " not in value:
+        # Nothing for the expressions below to replace (every control, format and non-ASCII
+        # space character is unprintable): the common cell, 50,000 times in a big list.
+        return value.strip(_VALUE_EDGES).strip()
     return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip(_VALUE_EDGES).strip()
 
 

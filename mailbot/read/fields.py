@@ -415,6 +415,8 @@ class LabelMatcher:
     def _could_start(self, word: str) -> bool:
         """Whether a label can start with `word` (folded), cached: a reseller's list of 10,000
         rows is 60,000 cells, every one tried as a header, and their first words repeat."""
+        if not word.isalpha():
+            return word in self._first  # no typo of a label has a digit: nothing to cache
         could = self._starts_cache.get(word)
         if could is None:
             could = bool(self._longest(_key_word(word)))
