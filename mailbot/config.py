@@ -101,7 +101,7 @@ class StoreConfig:
 class LimitsConfig:
     """What one mail may hold, so that reading any mail takes bounded time and memory (about
     2 s and 300 MB at most with these defaults, benchmarks/hostile_mail.py; a reseller's list of
-    10,000 rows, the most a mail may bring, about 1 s and 30 MB, benchmarks/sheet_reading.py);
+    10,000 rows, the most a mail may bring, about 0.3 s and 25 MB, benchmarks/sheet_reading.py);
     what goes past a limit is left unread and named in a problem (`mailbot parse` shows which)."""
 
     max_message_bytes: int = 25 * 1024 * 1024

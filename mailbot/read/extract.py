@@ -31,6 +31,13 @@ from mailbot.read.own_mail import (
     sender_text,
 )
 from mailbot.read.problem_cap import cap_problems
+from mailbot.read.sheet_rows import (
+    CORE_FIELDS,
+    HEADER_SEARCH_ROWS,
+    MIN_HEADER_FIELDS,
+    ListRows,
+    header_columns,
+)
 from mailbot.read.sheets import (
     SPREADSHEET_EXTENSIONS,
     UNSUPPORTED_EXTENSIONS,
@@ -38,7 +45,6 @@ from mailbot.read.sheets import (
     OverBudget,
     SheetBudget,
     SheetError,
-    SheetRow,
     SheetTooLarge,
     TooManyRows,
     UnsupportedSheet,
@@ -52,9 +58,6 @@ log = logging.getLogger(__name__)
 
 BODY = "body"
 NOTE_EMAIL_FROM_SENDER = "contact_email taken from From"
-# A spreadsheet's header row must name at least this many fields, within its first rows.
-MIN_HEADER_FIELDS = 3
-HEADER_SEARCH_ROWS = 30
 # An .xlsx is zipped XML; a real list expands a few times. More than this is a zip bomb.
 XLSX_EXPANSION = 10
 # A request is a few lines; the rest of a huge body is not read (and the operator is told).
@@ -75,8 +78,6 @@ SEED_LABELS = {
     "system": "Tipo de sistema",
     "serial": "Número de serie",
 }
-# The core of a request: a block without either is a signature or context, not a request.
-CORE_FIELDS = ("system", "serial")
 # Fields a later block may inherit from the block before it (one company, several systems).
 SHARED_FIELDS = ("company", "contact_name", "contact_email")
 # A line like these after an empty label is the end of the mail, not the label's value.
@@ -119,6 +120,10 @@ def _shown(value: str, limit: int = 80) -> str:
 
 
 def _clean_value(value: str) -> str:
+    if value.isprintable() and "  " not in value:
+        # Nothing for the expressions below to replace (every control, format and non-ASCII
+        # space character is unprintable): the common cell, 50,000 times in a big list.
+        return value.strip(_VALUE_EDGES).strip()
     return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip(_VALUE_EDGES).strip()
 
 
@@ -210,7 +215,7 @@ def _read_blocks(text: str, labels: LabelMatcher) -> list[dict[str, str]]:
         if not line.strip():
             continue
         cells = [c.strip() for c in line.split("\t")] if "\t" in line else []
-        header = _header_cells(cells, labels) if len(cells) >= MIN_HEADER_FIELDS else {}
+        header = header_columns(cells, labels) if len(cells) >= MIN_HEADER_FIELDS else {}
         if len(header) >= MIN_HEADER_FIELDS:
             table, waiting = header, None
             continue
@@ -349,31 +354,16 @@ def display_name(filename: str | None, fallback: str = "attachment") -> str:
     return name or fallback
 
 
-def _header(row: SheetRow, labels: LabelMatcher) -> dict[str, int]:
-    return _header_cells(row.cells, labels)
-
-
-def _header_cells(cells: Sequence[str], labels: LabelMatcher) -> dict[str, int]:
-    """Column index of each field the cells name (first column wins for a field)."""
-    columns: dict[str, int] = {}
-    for index, cell in enumerate(cells):
-        if cell and len(cell) <= 120:
-            field_name = labels.match_header(cell)
-            if field_name is not None and field_name not in columns:
-                columns[field_name] = index
-    return columns
-
-
 def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsConfig, *,
                   sender: str | None = None, defaults: Mapping[str, str] | None = None,
                   budget: SheetBudget | None = None) -> tuple[list[Request], list[Problem]]:
     """One request per data row of a spreadsheet attachment (.xlsx/.xlsm/.xls/.ods/.csv).
 
-    The header row is the first row, in the first 30 of a sheet, that names at least three
-    fields (synonyms from rules/fields.toml, any column order); every sheet is searched, title
-    rows above it and blank rows are skipped. A row with neither system nor serial and at most
-    one other value is a note, not a request. Missing company/contact cells are filled from
-    `defaults` (what the body said), a missing e-mail from `sender` (with a note). No header
+    Every sheet is searched for a list (`mailbot.read.sheet_rows`: a header row naming at
+    least three fields in the first 30 rows, title and blank rows skipped, notes under the list
+    left out); each data row is one request or its problems. Missing company/contact cells are
+    filled from `defaults` (what the body said), a missing e-mail from `sender` (with a note).
+    No header
     anywhere is a ``no_request_data`` problem for the attachment: it may be a spreadsheet about
     something else, and the customer is told how to lay out the list. `budget` is what the
     mail's spreadsheets may still cost together ([limits] max_sheet_*); past it, the file is a
@@ -389,30 +379,11 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
                             f"only the rows needed", source=where_file)]
     requests: list[Request] = []
     problems: list[Problem] = []
-    headers_found = 0
-    data_rows = 0
-    sheet: str | None = None
-    columns: dict[str, int] | None = None
+    rows = ListRows(iter_rows(name, payload, max_rows=limits.max_rows,
+                              max_uncompressed_bytes=limits.max_attachment_bytes * XLSX_EXPANSION,
+                              budget=budget or sheet_budget(limits)), readers.labels)
     try:
-        for row in iter_rows(name, payload, max_rows=limits.max_rows,
-                             max_uncompressed_bytes=limits.max_attachment_bytes * XLSX_EXPANSION,
-                             budget=budget or sheet_budget(limits)):
-            if row.sheet != sheet:
-                sheet, columns = row.sheet, None
-            if columns is None and row.row_number > HEADER_SEARCH_ROWS:
-                continue
-            found = _header(row, readers.labels)
-            if len(found) >= MIN_HEADER_FIELDS:
-                columns = found
-                headers_found += 1
-                continue
-            if columns is None:
-                continue  # a title row above the header
-            values = {f: row.cell(i) for f, i in columns.items()}
-            filled = [f for f, v in values.items() if v.strip()]
-            if not any(values.get(f, "").strip() for f in CORE_FIELDS) and len(filled) <= 1:
-                continue  # a note or total under the list, not a request
-            data_rows += 1
+        for row, values in rows:
             for f in SHARED_FIELDS:
                 if not values.get(f, "").strip() and defaults and defaults.get(f):
                     values[f] = defaults[f]
@@ -435,14 +406,14 @@ def extract_sheet(filename: str, payload: bytes, rules: Ruleset, limits: LimitsC
         problems.append(Problem("unreadable_attachment", exc.detail, source=where_file))
     except SheetError as exc:
         problems.append(Problem("unreadable_attachment", exc.detail, source=where_file))
-    if not headers_found and not problems:
+    if not rows.headers_found and not problems:
         wanted = ", ".join(f"\"{SEED_LABELS[f]}\"" for f in FIELDS)
         problems.append(Problem(
             "no_request_data",
             f"{name}: no header row found (at least {MIN_HEADER_FIELDS} column names in the "
             f"first {HEADER_SEARCH_ROWS} rows of a sheet); put one row with the columns "
             f"{wanted} above the data", source=where_file))
-    elif headers_found and not data_rows and not problems:
+    elif rows.headers_found and not rows.data_rows and not problems:
         problems.append(Problem("no_request_data",
                                 f"{name}: the header row was found but no rows with data "
                                 f"below it; write one row per system", source=where_file))

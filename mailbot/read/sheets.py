@@ -232,6 +232,8 @@ def _ole_error(filename: str, payload: bytes) -> SheetError:
 
 def clean_cell(value: Any) -> str:
     """A cell as the customer sees it: 12 not 12.0, dates as YYYY-MM-DD, None as ""."""
+    if type(value) is str:  # most cells: tested first, 60,000 times in a 10,000-row list
+        return value.replace("\u00a0", " ").strip()
     if value is None:
         return ""
     if isinstance(value, bool):
