@@ -214,6 +214,43 @@ def test_an_invalid_template_edit_keeps_the_last_good_templates_until_it_is_fixe
     assert bot.app.renderer.templates_dir == bot.templates_dir  # on the folder again
 
 
+def break_prices(bot: Bot) -> None:
+    bot.edit(bot.rules_dir / "free_update.toml", "price = 2500", 'price = "dos mil"')
+
+
+def test_a_bad_content_alerts_once_also_for_another_process_on_the_same_store(tmp_path):
+    first = Bot(tmp_path / "one")
+    second = Bot(tmp_path / "two", store=Store(f"sqlite:///{tmp_path / 'one' / 'mailbot.db'}"))
+    try:
+        first.run()
+        second.run()
+        break_prices(first)
+        break_prices(second)  # the same bad content, in the other's folder
+        first.run()
+        second.run()
+        refused = [a for a in first.alert_events() if a["title"].startswith("Reglas")]
+        assert len(refused) == 1
+        assert watching.watch(first.app).rules.number == watching.watch(second.app).rules.number \
+            == 1  # both kept the last good rules
+    finally:
+        second.close()
+        first.close()
+
+
+def test_the_service_picks_up_an_edit_at_its_next_pass(bot):
+    """`mailbot run`'s Runner: each pass starts with the versions' look at the folders."""
+    from mailbot.run.service import Runner
+
+    runner = Runner(bot.app)
+    bot.deliver(asks(OTHER_FREE, CONTABILIDAD))
+    runner.run_pass()
+    bot.edit(bot.rules_dir / "free_update.toml", "price = 2500", "price = 2750")
+    bot.deliver(asks(OTHER_FREE, CONTABILIDAD))
+    runner.run_pass()
+    assert [m.rules_version for m in bot.mails()] == [1, 2]
+    assert "$2,750.00" in bot.replies()[-1].text
+
+
 # --- the commands -----------------------------------------------------------------------------
 
 def test_rules_versions_and_diff(bot, capsys):

@@ -94,6 +94,7 @@ class Folder:
     number: int
     digest: str
     refused: set[str] = field(default_factory=set)  # bad contents alerted already
+    files: dict[str, bytes] | None = None  # read when loaded, kept until recorded
 
 
 @dataclass
@@ -111,29 +112,39 @@ class Watch:
         return {"rules_version": self.rules.number, "templates_version": self.templates.number}
 
 
-def _folder(app: App, kind: str, directory: Path, conn: Connection | None) -> Folder:
+def _look(kind: str, directory: Path) -> Folder:
+    """The folder's content now, not recorded yet (number 0 until it is)."""
     suffix = SUFFIXES[kind]
     stamp = folder_stamp(directory, suffix)
     files = folder_files(directory, suffix)
-    digest = content_hash(files)
-    number = (stored.record(app.store, kind, digest, files, app.now()) if conn is None
-              else stored.record_in(conn, kind, digest, files, app.now()))
-    return Folder(kind, directory, stamp, number, digest)
+    return Folder(kind, directory, stamp, 0, content_hash(files), files=files)
+
+
+def remember(app: App) -> Watch:
+    """Note the content of the folders the App's rules and renderer were just loaded from
+    (mailbot.run.wiring.open_app calls it then), without writing: it becomes a version when a
+    pass first uses it, so a `run` that refuses to start records nothing."""
+    made = Watch(_look("rules", app.rules.directory),
+                 _look("templates", app.renderer.templates_dir), app.rules, app.renderer)
+    app.versions = made
+    return made
 
 
 def watch(app: App, conn: Connection | None = None) -> Watch:
-    """The App's versions, recorded on first use (the folders it was built with were checked
-    then: open_rules, and `run` refusing broken templates), in `conn` when given: a caller
-    inside a transaction must not open a second one (SQLite would wait on itself)."""
+    """The App's versions, recorded on first use, in `conn` when given: a caller inside a
+    transaction must not open a second one (SQLite would wait on itself). An App whose rules or
+    renderer were swapped since (a test, a dry run) has its folders looked at now."""
     current = app.versions
-    if (isinstance(current, Watch) and current.ruleset is app.rules
+    if not (isinstance(current, Watch) and current.ruleset is app.rules
             and current.renderer is app.renderer):
-        return current
-    made = Watch(_folder(app, "rules", app.rules.directory, conn),
-                 _folder(app, "templates", app.renderer.templates_dir, conn),
-                 app.rules, app.renderer)
-    app.versions = made
-    return made
+        current = remember(app)
+    for f in (current.rules, current.templates):
+        if f.files is not None:
+            f.number = (stored.record(app.store, f.kind, f.digest, f.files, app.now())
+                        if conn is None
+                        else stored.record_in(conn, f.kind, f.digest, f.files, app.now()))
+            f.files = None
+    return current
 
 
 def in_use(app: App, conn: Connection) -> dict[str, int]:

@@ -99,6 +99,9 @@ def open_app(config: Config) -> App:
         after_send = append_sent
     app = App(config=config, rules=rules, store=store, renderer=renderer, source=source,
               sink=sink, after_send=after_send)
+    from mailbot.run import versions
+
+    versions.remember(app)  # the folders' content as loaded: the versions this App uses
     crash_at = os.environ.get(CRASH_VARIABLE)
     if crash_at:
         app.hook = crash_hook(crash_at)
