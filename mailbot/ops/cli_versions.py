@@ -13,6 +13,7 @@ import argparse
 import difflib
 import json
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,9 @@ def cmd_versions(args: argparse.Namespace) -> int:
         mark = "   <- the folder now" if v["hash"] == now else ""
         print(f"{kind} v{v['number']}  {v['hash'][:8]}  first used "
               f"{operator_time(v['first_used_at'], zone)}  {len(v['files'])} file(s){mark}")
-        print(f"    {', '.join(v['files']) or '(no files)'}")
+        print(textwrap.fill(", ".join(v["files"]) or "(no files)", width=96,
+                            initial_indent="    ", subsequent_indent="    ",
+                            break_on_hyphens=False))
     if not found:
         print(f"(no {kind} version recorded yet: a pass of `mailbot run` records the first)")
     if now is not None and all(v["hash"] != now for v in found):
