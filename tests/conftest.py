@@ -55,7 +55,8 @@ def store(request, tmp_path):
     s.migrate()
     with s.transaction() as conn:
         for table in ("review_actions", "reviews", "unlock_mails", "unlocks", "events",
-                      "outbox", "requests", "keys", "licences", "mails"):
+                      "outbox", "requests", "keys", "licences", "mails",
+                      "config_version_files", "config_versions"):
             conn.execute(sa.text(f"DELETE FROM {table}"))
     yield s
     s.close()

@@ -15,6 +15,7 @@ from mailbot import __version__
 from mailbot.errors import MailbotError, TemplateError
 from mailbot.ops.choices import OUTCOMES
 from mailbot.ops.cli_groups import _lazy, add_review_commands, add_users_commands, add_web_command
+from mailbot.ops.cli_versions import add_version_commands
 
 # Only what building the parser needs is imported here: `mailbot --help` must start fast
 # (issue 10, §4). Each command imports what it uses; tests/test_cli.py pins this.
@@ -396,11 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, help="at most this many mails (default 50)")
     p.add_argument("--json", action="store_true", help="one JSON object per mail")
 
-    rules = sub.add_parser("rules", help="check the rules files",
-                           description="Check the rules in rules/*.toml.", parents=[common])
+    rules = sub.add_parser("rules", help="check the rules files, list and compare their versions",
+                           description="Check the rules in rules/*.toml; list and compare the "
+                                       "versions used so far.", parents=[common])
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION")
     rules_sub.required = True
     add("check", cmd_rules_check, "load and validate every rules file", rules_sub)
+    add_version_commands(rules_sub, "rules", parents=[common])
 
     templates = sub.add_parser("templates", help="check or preview the reply templates",
                                description="Check or preview the reply templates.",
@@ -411,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("preview", cmd_templates_preview, "print one template rendered as a mail",
             templates_sub)
     p.add_argument("name", help="template name, e.g. keys_issued")
+    add_version_commands(templates_sub, "templates", parents=[common])
 
     registry = sub.add_parser("registry", help="the licence registry",
                               description="Manage the licence registry.", parents=[common])

@@ -12,7 +12,7 @@ from mailbot.business_hours import DEFAULT_TIMEZONE
 from mailbot.errors import MailbotError
 from mailbot.ops.choices import MAIL_OUTCOMES, OUTCOMES, REQUEST_OUTCOMES  # noqa: F401
 from mailbot.ops.timefmt import operator_time
-from mailbot.store import Store, processing_log, reviews
+from mailbot.store import Store, processing_log, reviews, versions
 
 
 def check_outcome(outcome: str) -> str:
@@ -32,6 +32,7 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
         outcome = check_outcome(outcome)
     out = []
     with store.transaction() as conn:
+        known = versions.hashes(conn)
         found = processing_log.recent_mails(
             conn, sender=sender.strip().lower() if sender else None,
             serial=serial.strip().upper() if serial else None, outcome=outcome,
@@ -54,6 +55,7 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
                 "ignored": m.ignored, "status": m.status, "outcome": m.outcome,
                 "folder": m.folder, "filed": bool(m.filed), "attempts": m.attempts,
                 "error": m.error,
+                **used_versions(m, known),
                 "notes": json.loads(m.notes or "[]"),
                 "problems": extraction.get("problems", []),
                 "requests": [{
@@ -64,10 +66,31 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
                 "messages": [{
                     "template": x.template, "to": json.loads(x.recipients), "status": x.status,
                     "message_id": x.message_id, "error": x.last_error,
+                    **used_versions(x, known),
                 } for x in msgs],
                 "reviews": tasks,
             })
     return out
+
+
+def used_versions(row: Any, known: dict[tuple[str, int], str]) -> dict[str, Any]:
+    """`rules_version` and `templates_version` of a mail or message row, each {number, hash}
+    (None: decided before versions were recorded, or not decided yet)."""
+    out: dict[str, Any] = {}
+    for kind in versions.KINDS:
+        number = getattr(row, f"{kind}_version", None)
+        out[f"{kind}_version"] = (None if number is None else
+                                  {"number": number, "hash": known.get((kind, number))})
+    return out
+
+
+def versions_text(entry: dict[str, Any]) -> str | None:
+    """`rules v3 (a1b2c3d4), templates v2 (0f0e0d0c)`, or None when none was recorded."""
+    used = [(kind, entry.get(f"{kind}_version")) for kind in versions.KINDS]
+    if all(v is None for _, v in used):
+        return None
+    return ", ".join(versions.label(kind, v["number"] if v else None, v["hash"] if v else None)
+                     for kind, v in used)
 
 
 def format_text(entries: Iterable[dict[str, Any]], zone: dt.tzinfo | None = None) -> str:
@@ -85,6 +108,9 @@ def format_text(entries: Iterable[dict[str, Any]], zone: dt.tzinfo | None = None
             lines.append(f"    subject: {e['subject']}")
         if e["error"]:
             lines.append(f"    error (attempt {e['attempts']}): {e['error']}")
+        used = versions_text(e)
+        if used:
+            lines.append(f"    decided with: {used}")
         for note in e["notes"]:
             lines.append(f"    note: {note}")
         for p in e["problems"]:
@@ -96,7 +122,10 @@ def format_text(entries: Iterable[dict[str, Any]], zone: dt.tzinfo | None = None
                 lines.append(f"        {h['rule']}: {h['reason']}")
         for m in e["messages"]:
             err = f" ({m['error']})" if m["error"] else ""
-            lines.append(f"    reply {m['template']} to {', '.join(m['to'])}: {m['status']}{err}")
+            made = versions_text(m)
+            made = f" [{made}]" if made and made != used else ""
+            lines.append(f"    reply {m['template']} to {', '.join(m['to'])}: {m['status']}{err}"
+                         f"{made}")
         for t in e.get("reviews", []):
             lines.append(f"    review #{t['id']} [{t['status']}] {t['kind']}: {t['reason']}, "
                          f"due {operator_time(t['due_at'], zone)}")

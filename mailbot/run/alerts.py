@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from mailbot.answer.message import build_alert, make_message_id
-from mailbot.run import review
+from mailbot.run import review, versions
 from mailbot.run.app import App
 from mailbot.run.replies import envelope_from
 
@@ -39,5 +39,6 @@ def send_alerts(app: App) -> None:
                                rendered=rendered, message_id=message_id)
             app.store.enqueue(conn, mail=None, purpose="alert", template="operator_alert",
                               message_id=message_id, envelope_from=envelope_from(app),
-                              recipients=list(operators), data=data)
+                              recipients=list(operators), data=data,
+                              versions=versions.in_use(app, conn))
         app.store.mark_alerted(conn, max(e["id"] for e in pending))

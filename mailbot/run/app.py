@@ -8,6 +8,7 @@ import logging
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailbot.answer.render import Renderer
 from mailbot.business_hours import DEFAULT_WEEK, BusinessCalendar
@@ -65,6 +66,8 @@ class App:
     # This run's name in the claims of the mails it works on (mailbot.run.claims): one per App.
     run_id: str = field(default_factory=new_run_id)
     _calendar: BusinessCalendar | None = field(default=None, repr=False, compare=False)
+    # The rules and templates versions in use and the folders' last look (mailbot.run.versions).
+    versions: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.after_send_many is None and self.after_send is not None:

@@ -15,7 +15,7 @@ from mailbot.decide.sender import reply_to_differs
 from mailbot.decide.throttle import request_throttle_hit
 from mailbot.model import PENDING, Decision, Extraction, ParsedMail, RawMail, Request, RuleHit
 from mailbot.model import REVIEW as REVIEW_OUTCOME
-from mailbot.run import claims, completion, review, unlock_flow
+from mailbot.run import claims, completion, review, unlock_flow, versions
 from mailbot.run.app import App
 from mailbot.run.holds import hold
 from mailbot.run.reading import Reading, read_raw, reading_of
@@ -99,7 +99,7 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail,
                 sender=extraction.sender, subject=extraction.subject, kind=extraction.kind,
                 ignored=extraction.ignored, extraction=extraction.to_json(),
                 notes=[*plan.notes, *notes], decided_at=app.now(), error=None,
-                claim_expires_at=claims.lease_end(app)):
+                claim_expires_at=claims.lease_end(app), **versions.in_use(app, conn)):
             raise claims.ClaimLost(f"{rec.reference} is no longer this run's to decide")
         if count_attempt_of is not None:
             store.count_attempt(conn, count_attempt_of, claimed_by=app.run_id)

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 from mailbot.errors import StoreError
 from mailbot.model import RawMail
+from mailbot.run import versions
 from mailbot.run.alerts import flag_overdue, send_alerts
 from mailbot.run.app import BATCH_SIZE, App, RunReport
 from mailbot.run.claims import ClaimLost, let_go
@@ -61,6 +62,7 @@ def run_once(app: App) -> RunReport:
     """Finish what an earlier run left, then handle every mail waiting in the inbox."""
     started = time.monotonic()
     report = RunReport()
+    versions.refresh(app)  # a changed rules or templates folder: used if valid, else refused
     app.renderer.refresh()  # templates an admin edited since the last pass (compiled once)
     fulfil_pending(app)
     deliver_due(app, report)

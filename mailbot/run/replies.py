@@ -11,6 +11,7 @@ from mailbot.answer import plan as answer
 from mailbot.answer.message import build_reply, make_message_id
 from mailbot.answer.results_sheet import MIME_TYPE, results_sheet, sheet_filename
 from mailbot.model import Extraction, ParsedMail
+from mailbot.run import versions
 from mailbot.run.app import App
 from mailbot.store import Connection, MailRecord
 
@@ -72,7 +73,7 @@ def queue_message(app: App, conn: Connection, rec: MailRecord, extraction: Extra
         attachments=attachments)
     app.store.enqueue(conn, mail=rec.id, purpose=planned.purpose, template=planned.template,
                       message_id=message_id, envelope_from=envelope_from(app),
-                      recipients=[to], data=data)
+                      recipients=[to], data=data, versions=versions.in_use(app, conn))
 
 
 

@@ -39,14 +39,24 @@ def _data_dir(config: Config, configured: str, default: str) -> Path:
     return directory
 
 
+def rules_dir(config: Config) -> Path:
+    """The rules folder `run` decides with (also when it is invalid: `rules diff` shows it)."""
+    return _data_dir(config, config.bot.rules_dir, "rules")
+
+
+def templates_dir(config: Config) -> Path:
+    """The templates folder `run` renders with."""
+    return _data_dir(config, config.bot.templates_dir, "templates")
+
+
 def open_rules(config: Config) -> Ruleset:
-    return load_rules(_data_dir(config, config.bot.rules_dir, "rules"))
+    return load_rules(rules_dir(config))
 
 
 def open_renderer(config: Config) -> Renderer:
     from mailbot.answer.render import Renderer
 
-    directory = _data_dir(config, config.bot.templates_dir, "templates")
+    directory = templates_dir(config)
     if not directory.is_dir():
         raise ConfigError(f"{directory}: templates directory not found ([mailbot] templates_dir)")
     return Renderer(directory)
@@ -89,6 +99,9 @@ def open_app(config: Config) -> App:
         after_send = append_sent
     app = App(config=config, rules=rules, store=store, renderer=renderer, source=source,
               sink=sink, after_send=after_send)
+    from mailbot.run import versions
+
+    versions.remember(app)  # the folders' content as loaded: the versions this App uses
     crash_at = os.environ.get(CRASH_VARIABLE)
     if crash_at:
         app.hook = crash_hook(crash_at)

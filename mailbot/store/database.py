@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,12 +440,14 @@ class Store:
 
     def enqueue(self, conn: Connection, *, mail: int | None, purpose: str, template: str,
                 message_id: str, envelope_from: str, recipients: Sequence[str],
-                data: bytes) -> int:
+                data: bytes, versions: Mapping[str, int | None] | None = None) -> int:
+        """Queue a message; `versions`: the rules_version and templates_version columns, the
+        versions it was rendered with (mailbot.run.versions)."""
         now = utcnow()
         result = conn.execute(_INSERT_OUTBOX, dict(
             mail=mail, purpose=purpose, template=template, message_id=message_id,
             envelope_from=envelope_from, recipients=json.dumps(list(recipients)), data=data,
-            status="queued", attempts=0, created_at=now))
+            status="queued", attempts=0, created_at=now, **(versions or {})))
         message = result.inserted_primary_key[0]
         rows = [{"message": message, "address": address, "purpose": purpose, "created_at": now}
                 for address in dict.fromkeys(recipient_key(r) for r in recipients if r)]

@@ -38,5 +38,6 @@ def requests_of(conn: Connection, mail: int) -> list[Any]:
 def messages_of(conn: Connection, mail: int) -> list[Any]:
     """The outbox messages of a mail (without their bytes), oldest first."""
     return conn.execute(sa.select(outbox.c.template, outbox.c.recipients, outbox.c.status,
-                                  outbox.c.message_id, outbox.c.last_error, outbox.c.sent_at)
+                                  outbox.c.message_id, outbox.c.last_error, outbox.c.sent_at,
+                                  outbox.c.rules_version, outbox.c.templates_version)
                         .where(outbox.c.mail == mail).order_by(outbox.c.id)).all()

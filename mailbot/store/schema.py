@@ -39,6 +39,10 @@ mails = sa.Table(
     # Which run is deciding the mail, until when (a lease: a run that dies lets it expire).
     sa.Column("claimed_by", sa.String(100)),
     sa.Column("claim_expires_at", sa.DateTime),
+    # The numbers of the rules and templates versions the mail was decided with (migration
+    # 0007; versions below): which admin edit made an answer. NULL before versions existed.
+    sa.Column("rules_version", sa.Integer),
+    sa.Column("templates_version", sa.Integer),
     sa.UniqueConstraint("source", "mail_id", name="uq_mails_source_mail_id"),
 )
 
@@ -111,6 +115,9 @@ outbox = sa.Table(
     # the sends; a crash in between leaves this set, and the next run makes the copy).
     sa.Column("copy_pending", sa.Boolean, nullable=False, default=False,
               server_default=sa.false(), index=True),
+    # The versions the message was rendered with (migration 0007), as on its mail.
+    sa.Column("rules_version", sa.Integer),
+    sa.Column("templates_version", sa.Integer),
 )
 
 # Every recipient of every outbox message, normalised (lower case), so the per-sender throttle
@@ -135,6 +142,28 @@ events = sa.Table(
     sa.Column("mail", sa.Integer, sa.ForeignKey("mails.id"), index=True),
     sa.Column("event", sa.String(60), nullable=False),
     sa.Column("detail", sa.Text),  # JSON
+)
+
+# --- versions of the rules and templates folders (migration 0007, mailbot.store.versions) --------
+
+# Each distinct content of the rules folder or of the templates folder, numbered per kind in
+# the order it was first used; its files are kept beside it so `rules diff` can show any two.
+config_versions = sa.Table(
+    "config_versions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # rules / templates
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),  # sha256 over the paths and bytes
+    sa.Column("first_used_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("kind", "hash", name="uq_config_versions_kind_hash"),
+    sa.UniqueConstraint("kind", "number", name="uq_config_versions_kind_number"),
+)
+
+config_version_files = sa.Table(
+    "config_version_files", metadata,
+    sa.Column("version", sa.Integer, sa.ForeignKey("config_versions.id"), primary_key=True),
+    sa.Column("path", sa.String(500), primary_key=True),  # relative, with "/"
+    sa.Column("content", sa.LargeBinary, nullable=False),
 )
 
 # --- the unlock ledger ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from mailbot.errors import MailbotError
 from mailbot.model import Attachment, ParsedMail
+from mailbot.ops.logview import used_versions
 from mailbot.ops.resend import resend_reply
 from mailbot.ops.web.auth import Principal, current_user, is_api
 from mailbot.ops.web.context import WebContext, context
@@ -42,7 +43,7 @@ from mailbot.ops.web.mail_view import (
 from mailbot.ops.web.pages import N_, page
 from mailbot.ops.web.views.mails import iso
 from mailbot.read.mime import parse_mail
-from mailbot.store import mail_log, reviews
+from mailbot.store import mail_log, reviews, versions
 from mailbot.store.database import fingerprint
 from mailbot.transport.seams import MailNotFound, SinkUnavailable
 
@@ -148,6 +149,7 @@ def _stored(web: WebContext, mail: Any, user: Principal) -> dict[str, Any]:
         tasks = [(t, reviews.history(conn, t.id))
                  for t in reviews.tasks(conn, include_closed=True, mail_ids=[mail.id])]
         events = mail_log.events_of(conn, mail.id)
+        known = versions.hashes(conn)
     hidden = [] if user.is_admin else [r.key_text for r in reqs if r.key_text]
     extraction = json.loads(mail.extraction or "{}")
     replies = []
@@ -160,6 +162,7 @@ def _stored(web: WebContext, mail: Any, user: Principal) -> dict[str, Any]:
             "sent_at": iso(m.sent_at), "attempts": m.attempts, "error": m.last_error,
             "subject": shown["subject"], "text": _masked(shown["text"], hidden),
             "resendable": m.status != "queued" and m.purpose != "alert",
+            **used_versions(m, known), "versions": version_list(m, known),
         })
     return {
         "reference": mail.reference, "received_at": iso(mail.received_at),
@@ -168,6 +171,7 @@ def _stored(web: WebContext, mail: Any, user: Principal) -> dict[str, Any]:
         "folder": mail.folder, "filed": bool(mail.filed), "attempts": mail.attempts,
         "error": mail.error, "source": mail.source, "mail_id": mail.mail_id,
         "size": mail.size, "notes": json.loads(mail.notes or "[]"),
+        **used_versions(mail, known), "versions": version_list(mail, known),
         "problems": [{"code": p.get("code", ""), "field": p.get("field"),
                       "source": p.get("source"), "detail": p.get("detail", "")}
                      for p in extraction.get("problems", [])],
@@ -197,6 +201,14 @@ def _stored(web: WebContext, mail: Any, user: Principal) -> dict[str, Any]:
                    for e in events],
         "retryable": mail.status == "quarantined",
     }
+
+
+def version_list(row: Any, known: dict[tuple[str, int], str]) -> list[dict[str, Any]]:
+    """The versions a mail was decided with (a reply rendered with), for the page's line:
+    [{kind, number, hash (8 characters)}], empty when none was recorded."""
+    return [{"kind": column.removesuffix("_version"), "number": v["number"],
+             "hash": (v["hash"] or "")[:8]}
+            for column, v in used_versions(row, known).items() if v is not None]
 
 
 @page(router, html="/correos/{reference}", api="/api/v1/mails/{reference}",
