@@ -524,6 +524,14 @@ class Store:
         params = {"_since": since, "_mail": -1 if mail is None else mail}
         by_serial: dict[str, int] = {}
         by_company: dict[str, int] = {}
+        wanted_serials, wanted_companies = list(dict.fromkeys(serials)), list(
+            dict.fromkeys(companies))
+        if len(wanted_serials) <= _IN_CHUNK and len(wanted_companies) <= _IN_CHUNK:
+            # The usual mail: both counts in one statement (a UNION ALL tagged by kind).
+            for value, count, kind in conn.execute(_BOTH_COUNTS, {
+                    **params, "_serials": wanted_serials, "_companies": wanted_companies}):
+                (by_serial if kind == "s" else by_company)[value] = count
+            return by_serial, by_company
         for found, statement, values in ((by_serial, _SERIAL_COUNTS, serials),
                                          (by_company, _COMPANY_COUNTS, companies)):
             wanted = list(dict.fromkeys(values))
@@ -600,7 +608,7 @@ _REPLIES_TO_SINCE = (
            outbox_recipients.c.purpose != "alert"))
 
 
-def _request_count_statements() -> tuple[Any, Any]:
+def _request_count_statements(values: Any = None) -> tuple[Any, Any]:
     """The request throttle's two grouped counts: per serial, the distinct other mails,
     decided within the window, that asked for it; per company, those that asked for a licence
     of it (a registered serial of it, or the company as the request wrote it).
@@ -610,7 +618,7 @@ def _request_count_statements() -> tuple[Any, Any]:
     companies' own requests: an OR with `IN (subquery)` makes PostgreSQL scan every request.
     The cost follows the history of the mail's serials and companies, not the table's.
     """
-    values = sa.bindparam("_values", expanding=True)
+    values = sa.bindparam("_values", expanding=True) if values is None else values
     window = sa.and_(mails.c.decided_at >= sa.bindparam("_since"),
                      mails.c.id != sa.bindparam("_mail"))
     by_serial = (sa.select(requests.c.serial, sa.func.count(sa.distinct(requests.c.mail)))
@@ -630,6 +638,18 @@ def _request_count_statements() -> tuple[Any, Any]:
 
 
 _SERIAL_COUNTS, _COMPANY_COUNTS = _request_count_statements()
+
+
+def _both_counts_statement() -> Any:
+    """The two counts in one statement, each row tagged "s" (serial) or "c" (company): one
+    round trip through SQLAlchemy and the driver per mail instead of two, the same plans."""
+    by_serial, _ = _request_count_statements(sa.bindparam("_serials", expanding=True))
+    _, by_company = _request_count_statements(sa.bindparam("_companies", expanding=True))
+    return sa.union_all(*(statement.add_columns(sa.literal_column(f"'{tag}'").label("kind"))
+                          for statement, tag in ((by_serial, "s"), (by_company, "c"))))
+
+
+_BOTH_COUNTS = _both_counts_statement()
 
 
 def _hits_json(hits: Sequence[Any]) -> str:
