@@ -35,9 +35,11 @@ class StoreKeyPool:
         self._known: dict[str, Any] | None = None  # serial -> key row, after prefetch()
         self._prefetched: set[str] = set()
 
-    def prefetch(self, serials: Sequence[str]) -> None:
-        """Look up the keys of all these serials in one query (a mail with many requests)."""
-        self._known = self.store.keys_for_serials(self.conn, serials)
+    def prefetch(self, serials: Sequence[str], known: dict[str, Any] | None = None) -> None:
+        """Look up the keys of all these serials in one query (a mail with many requests);
+        `known`: already looked up (`Store.licence_and_key`)."""
+        self._known = (self.store.keys_for_serials(self.conn, serials) if known is None
+                       else dict(known))
         self._prefetched = set(serials)
 
     def existing(self, serial: str) -> tuple[str, dt.datetime | None] | None:
@@ -134,9 +136,15 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
                  if reading.continues is not None else None)
     decisions: list[Decision] = []
     serials = [r.serial for r in extraction.requests]
-    registry = store.licences_for(conn, serials) if serials else {}
-    if len(set(serials)) > 1:
-        pool.prefetch(serials)
+    if len(set(serials)) == 1:  # the usual mail: its licence and bound key in one look-up
+        licence, bound = store.licence_and_key(conn, serials[0])
+        registry = {} if licence is None else {licence.serial: licence}
+        if bound is not None:
+            pool.prefetch(serials[:1], bound)
+    else:
+        registry = store.licences_for(conn, serials) if serials else {}
+        if serials:
+            pool.prefetch(serials)
     counts = None if skip_throttles else throttle_counts(app, conn, rec, extraction, registry)
     for position, request in enumerate(extraction.requests):
         licence = registry.get(request.serial)

@@ -74,6 +74,19 @@ class MailRecord:
                    bool(row.filed), row.attempts, row.reference)
 
 
+@dataclass(frozen=True)
+class BoundKey:
+    """A keys row, as `licence_and_key` reads it beside the licence (the columns of `keys`)."""
+
+    id: int
+    system: str
+    key: str
+    serial: str
+    request: int | None
+    imported_at: dt.datetime | None
+    assigned_at: dt.datetime | None
+
+
 # The columns a MailRecord needs (not the stored extraction and notes, which can be large).
 _RECORD_COLUMNS = (mails.c.id, mails.c.source, mails.c.mail_id, mails.c.fingerprint,
                    mails.c.status, mails.c.folder, mails.c.filed, mails.c.attempts,
@@ -197,11 +210,13 @@ class Store:
                  status: str = "received", duplicate_of: int | None = None,
                  folder: str | None = None, prefix: str = "CLV", attempts: int = 0,
                  outcome: str | None = None, notes: Sequence[str] | None = None,
-                 claimed_by: str | None = None, claim_expires_at: dt.datetime | None = None
-                 ) -> MailRecord:
+                 claimed_by: str | None = None, claim_expires_at: dt.datetime | None = None,
+                 deferred_references: list[dict[str, Any]] | None = None) -> MailRecord:
         """Record a mail: an INSERT and the UPDATE that sets its reference (`new_reference`).
         With `claimed_by`, the new row is claimed by that run in the same INSERT (nobody else
-        can see it before the commit, so no conditional claim is needed)."""
+        can see it before the commit, so no conditional claim is needed). With
+        `deferred_references`, the UPDATE is appended there instead, for `set_references` to
+        run for a group of mails as one executemany in the same transaction."""
         result = conn.execute(_INSERT_MAIL, dict(
             source=source, mail_id=mail_id, fingerprint=fp, size=size, status=status,
             duplicate_of=duplicate_of, folder=folder, filed=False, attempts=attempts,
@@ -210,8 +225,16 @@ class Store:
             received_at=utcnow(), claimed_by=claimed_by, claim_expires_at=claim_expires_at))
         new_id = result.inserted_primary_key[0]
         reference = new_reference(prefix, new_id)
-        conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
+        if deferred_references is not None:
+            deferred_references.append({"_id": new_id, "reference": reference})
+        else:
+            conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
         return MailRecord(new_id, source, mail_id, fp, status, folder, False, attempts, reference)
+
+    def set_references(self, conn: Connection, deferred: Sequence[dict[str, Any]]) -> None:
+        """The references `add_mail` deferred, in one executemany."""
+        if deferred:
+            conn.execute(_SET_REFERENCE, list(deferred))
 
     def update_mail(self, conn: Connection, mail: int, *, claimed_by: str | None = None,
                     **values: Any) -> bool:
@@ -337,6 +360,21 @@ class Store:
             found.update((r.serial, r) for r in conn.execute(sa.select(licences).where(
                 licences.c.serial.in_(wanted[start:start + _IN_CHUNK]))))
         return found
+
+    def licence_and_key(self, conn: Connection, serial: str) -> tuple[Any | None,
+                                                                   dict[str, Any] | None]:
+        """The registry row of `serial` and, when it is registered, the key already bound to
+        it, in one statement: (row, {serial: key row} or {}); (None, None) when it is not
+        registered (its key, if any, is looked up when asked: `key_for_serial`). One look-up
+        instead of two for the usual one-request mail."""
+        row = conn.execute(_LICENCE_AND_KEY, {"_serial": serial}).first()
+        if row is None:
+            return None, None
+        if row.bound_key_id is None:
+            return row, {}
+        return row, {serial: BoundKey(row.bound_key_id, row.bound_key_system, row.bound_key,
+                                      serial, row.bound_key_request, row.bound_key_imported_at,
+                                      row.bound_key_assigned_at)}
 
     def upsert_licences(self, conn: Connection, records: Sequence[Any]) -> tuple[int, int]:
         """Insert or update by serial; returns (added, updated)."""
@@ -576,6 +614,13 @@ _INSERT_EVENT = events.insert()
 _SET_REFERENCE = mails.update().where(mails.c.id == sa.bindparam("_id")).values(
     reference=sa.bindparam("reference"))
 _LICENCE = sa.select(licences).where(licences.c.serial == sa.bindparam("_serial"))
+_LICENCE_AND_KEY = (
+    sa.select(licences, keys.c.id.label("bound_key_id"), keys.c.system.label("bound_key_system"),
+              keys.c.key.label("bound_key"), keys.c.request.label("bound_key_request"),
+              keys.c.imported_at.label("bound_key_imported_at"),
+              keys.c.assigned_at.label("bound_key_assigned_at"))
+    .select_from(licences.outerjoin(keys, keys.c.serial == licences.c.serial))
+    .where(licences.c.serial == sa.bindparam("_serial")))
 _KEY_FOR_SERIAL = sa.select(keys).where(keys.c.serial == sa.bindparam("_serial"))
 _FREE_KEY = (sa.select(keys.c.id).where(keys.c.system == sa.bindparam("_system"),
                                         keys.c.serial.is_(None)).limit(1))
