@@ -52,3 +52,18 @@ def test_a_group_of_new_mails_sets_its_references_in_one_statement(tmp_path):
     references = [m.reference for m in bot.mails()]
     assert len(set(references)) == 2 and all(r and r.startswith("CLV-") for r in references)
     assert [m.id for m in bot.mails()] == [int(r.split("-")[1]) for r in references]
+
+
+def test_the_keys_of_a_many_row_mail_are_bound_to_their_requests_in_one_statement(tmp_path):
+    from test_big_sheet import harness, rows_for, sheet_mail
+
+    bot = harness(tmp_path, 4)
+    seen = statements_of(bot, sheet_mail(rows_for(range(4))))
+    issued = bot.requests()
+    assert len(issued) == 4 and all(r.outcome == "issued" and r.key for r in issued)
+    assert len([s for s in seen if s.startswith("UPDATE keys SET request")]) == 1
+    from mailbot.store.database import keys
+    with bot.app.store.transaction() as conn:
+        bound = dict(conn.execute(sa.select(keys.c.id, keys.c.request)
+                                  .where(keys.c.request.is_not(None))).all())
+    assert bound == {r.key: r.id for r in issued}

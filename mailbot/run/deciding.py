@@ -146,6 +146,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
         if serials:
             pool.prefetch(serials)
     counts = None if skip_throttles else throttle_counts(app, conn, rec, extraction, registry)
+    binds: list[tuple[int, int]] = []  # (key, request): bound in one statement after the loop
     for position, request in enumerate(extraction.requests):
         licence = registry.get(request.serial)
         step = None
@@ -170,7 +171,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
             request=decision.request, outcome=decision.outcome, hits=decision.hits,
             recipient=decision.recipient, key_id=key_id)
         if key_id is not None:
-            store.bind_key_to_request(conn, key_id, request_id)
+            binds.append((key_id, request_id))
         entry_id = (unlock_flow.record(conn, step, request_id=request_id, mail_id=rec.id,
                                        now=app.now()) if step is not None else None)
         if decision.outcome == REVIEW_OUTCOME:
@@ -178,6 +179,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
                           decision=decision, repeat=step is not None
                           and step.mode == unlock_flow.REPEAT_OPEN)
         decisions.append(decision)
+    store.bind_keys_to_requests(conn, binds)
     plan = answer.plan_answers(extraction, decisions, answers=app.rules.free_update.answers)
     for planned in plan.messages:
         queue_message(app, conn, rec, extraction, None, planned, references=reading.references)

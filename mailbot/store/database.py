@@ -465,6 +465,12 @@ class Store:
     def bind_key_to_request(self, conn: Connection, key_id: int, request_id: int) -> None:
         conn.execute(_BIND_KEY, {"_id": key_id, "_request": request_id})
 
+    def bind_keys_to_requests(self, conn: Connection, binds: Sequence[tuple[int, int]]) -> None:
+        """`bind_key_to_request` for the (key id, request id) pairs of one mail, in one
+        executemany: a spreadsheet's rows cost one statement, not one each."""
+        if binds:
+            conn.execute(_BIND_KEY, [{"_id": key, "_request": request} for key, request in binds])
+
     def pool_counts(self, conn: Connection) -> dict[str, tuple[int, int]]:
         """system -> (free, assigned)."""
         rows = conn.execute(sa.select(keys.c.system, keys.c.serial.is_(None).label("free"),
