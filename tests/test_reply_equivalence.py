@@ -182,3 +182,21 @@ def test_a_reply_with_the_results_spreadsheet_is_written_directly(monkeypatch):
     random.seed(1)
     assert build_reply(**ARGS, attachments=FILES[0]) == expected
 
+
+
+def test_header_text_skips_the_per_character_pass_only_where_it_changes_nothing():
+    """clean_header_text leaves printable text to `str.isprintable`; no printable character
+    is one the per-character pass would blank."""
+    import sys
+    import unicodedata
+
+    from mailbot.answer.message import _INVISIBLE, clean_header_text
+
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # lone surrogates become "?" first
+        blanked = unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _INVISIBLE
+        assert not (ch.isprintable() and blanked), hex(code)
+        if blanked:
+            assert clean_header_text(f"a{ch}b") == "a b", hex(code)

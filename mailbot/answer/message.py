@@ -65,8 +65,9 @@ def is_msg_id(value: object) -> bool:
 def clean_header_text(value: object, limit: int | None = None) -> str:
     """One line of printable text: controls and separators become spaces, runs collapse."""
     text = str(value or "").encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> "?"
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _INVISIBLE
-                   else ch for ch in text)
+    if not text.isprintable():  # printable text has no control, separator or bidi mark
+        text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _INVISIBLE
+                       else ch for ch in text)
     text = " ".join(text.split())
     if limit is not None and len(text) > limit:
         cut = text[:limit]
