@@ -39,14 +39,16 @@ BODIES = [Rendered(TEXT, HTML), Rendered(TEXT, None), Rendered("", None), Render
           Rendered("tab\tfinal\t\n" + "é" * 40 + "\n", "日本語\n")]
 
 
+ARGS = dict(from_address="claves@example.com", from_name="Claves de actualización",
+            to=["rgonzalez@empresamuestra.com.mx"],
+            original_subject="Solicitud de claves para actualización sin costo",
+            in_reply_to="<CAFx1234@mail.gmail.com>", references=["<first@example.net>"],
+            rendered=Rendered(TEXT, HTML), reference="CLV-000042",
+            message_id="<0123456789abcdef@example.com>", date=WHEN)
+
+
 def both(**kwargs) -> tuple[bytes, bytes]:
-    args = dict(from_address="claves@example.com", from_name="Claves de actualización",
-                to=["rgonzalez@empresamuestra.com.mx"],
-                original_subject="Solicitud de claves para actualización sin costo",
-                in_reply_to="<CAFx1234@mail.gmail.com>", references=["<first@example.net>"],
-                rendered=Rendered(TEXT, HTML), reference="CLV-000042",
-                message_id="<0123456789abcdef@example.com>", date=WHEN)
-    args.update(kwargs)
+    args = {**ARGS, **kwargs}
     random.seed(12345)
     fast = build_reply(**args)
     random.seed(12345)
@@ -148,3 +150,53 @@ def test_every_template_with_its_sample_contexts():
             assert fast == slow, name
             checked += 1
     assert checked >= 5
+
+
+XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+FILES = [[("resultados-CLV-000042.xlsx", bytes(range(256)) * 21, XLSX)],
+         [("resultados-CLV-000042.xlsx", b"", XLSX)],
+         [("r.xlsx", b"x" * 57, XLSX), ("otro archivo.txt", b"hola\n" * 30, ("text", "plain"))],
+         [("resultados-" + "x" * 90 + ".xlsx", b"PK\x03\x04" * 100, XLSX)],
+         [('comillas "y" \\barra.xlsx', b"abc", XLSX)],
+         [("año-ñ.xlsx", b"abc", XLSX)],  # not ASCII: the standard library writes it
+         [(" espacio.xlsx\r\n", b"abc", XLSX)]]
+
+
+@pytest.mark.parametrize("files", FILES)
+@pytest.mark.parametrize("rendered", BODIES[:2] + BODIES[4:8])
+def test_replies_with_attachments(files, rendered):
+    fast, slow = both(rendered=rendered, attachments=files)
+    assert fast == slow
+
+
+def test_a_reply_with_the_results_spreadsheet_is_written_directly(monkeypatch):
+    """The common case does not reach the standard library's writer at all."""
+    from mailbot.answer import message
+
+    def refused(**_kwargs):
+        raise AssertionError("written by the standard library")
+
+    random.seed(1)
+    expected = _build_reply_stdlib(**ARGS, attachments=FILES[0])
+    monkeypatch.setattr(message, "_build_reply_stdlib", refused)
+    random.seed(1)
+    assert build_reply(**ARGS, attachments=FILES[0]) == expected
+
+
+
+def test_header_text_skips_the_per_character_pass_only_where_it_changes_nothing():
+    """clean_header_text leaves printable text to `str.isprintable`; no printable character
+    is one the per-character pass would blank."""
+    import sys
+    import unicodedata
+
+    from mailbot.answer.message import _INVISIBLE, clean_header_text
+
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # lone surrogates become "?" first
+        blanked = unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _INVISIBLE
+        assert not (ch.isprintable() and blanked), hex(code)
+        if blanked:
+            assert clean_header_text(f"a{ch}b") == "a b", hex(code)

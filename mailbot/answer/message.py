@@ -9,6 +9,7 @@ Auto-Submitted and X-Auto-Response-Suppress headers keep other robots from answe
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.utils
 import functools
@@ -64,8 +65,9 @@ def is_msg_id(value: object) -> bool:
 def clean_header_text(value: object, limit: int | None = None) -> str:
     """One line of printable text: controls and separators become spaces, runs collapse."""
     text = str(value or "").encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> "?"
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _INVISIBLE
-                   else ch for ch in text)
+    if not text.isprintable():  # printable text has no control, separator or bidi mark
+        text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _INVISIBLE
+                       else ch for ch in text)
     text = " ".join(text.split())
     if limit is not None and len(text) > limit:
         cut = text[:limit]
@@ -108,10 +110,13 @@ def build_reply(*, from_address: str, from_name: str, to: Sequence[str], origina
     `_build_reply_stdlib` is the reference it is tested against.
 
     With `attachments` (file name, bytes, (maintype, subtype)): the results spreadsheet of a
-    many-request answer, rare and large; the standard library writes that multipart/mixed
-    message itself (`_build_reply_stdlib`).
+    many-request answer, one reply in five in a busy mailbox, where the standard library
+    took 3 ms of the 3.2 a reply costs: written directly too (multipart/mixed, base64 as the
+    standard library cuts it), when the body has an HTML part and every file name is short
+    plain ASCII; anything else goes through the standard library (`_build_reply_stdlib`).
     """
-    if attachments:
+    if attachments and (rendered.html is None
+                        or any(_disposition(name) is None for name, _d, _t in attachments)):
         return _build_reply_stdlib(
             from_address=from_address, from_name=from_name, to=to,
             original_subject=original_subject, in_reply_to=in_reply_to, references=references,
@@ -135,7 +140,10 @@ def build_reply(*, from_address: str, from_name: str, to: Sequence[str], origina
     out.append("X-Auto-Response-Suppress: All\r\n")
     if reference:
         out.append(_fold("X-Mailbot-Reference", reference))
-    _body(out, rendered)
+    if attachments:
+        _mixed_body(out, rendered, attachments)
+    else:
+        _body(out, rendered)
     return "".join(out).encode("ascii", "surrogateescape")
 
 
@@ -286,14 +294,55 @@ def _body(out: list[str], rendered: Rendered) -> None:
                f"{_CRLF}--{boundary}--{_CRLF}")
 
 
+def _mixed_body(out: list[str], rendered: Rendered, attachments: Sequence[Attachment]) -> None:
+    """The MIME headers and body `_build_reply_stdlib` writes with attachments: a
+    multipart/mixed of the multipart/alternative of `_body` and one base64 part per file. The
+    generator draws the inner boundary first, then the outer one (checked against both)."""
+    text, html = _qp_lines(rendered.text), _qp_lines(rendered.html or "")
+    parts = (_PART_TEXT + _CRLF + text, _PART_HTML + _CRLF + html)
+    inner = _make_boundary(parts)
+    alternative = (_multipart_type(len(inner)).replace(_PLACEHOLDER * len(inner), inner)
+                   + "Content-Language: es-MX\r\n\r\n"
+                   + f"--{inner}{_CRLF}{parts[0]}{_CRLF}--{inner}{_CRLF}{parts[1]}"
+                     f"{_CRLF}--{inner}--{_CRLF}")
+    files = [_content_type(maintype, subtype) + "Content-Transfer-Encoding: base64\r\n"
+             + (_disposition(name) or "") + "MIME-Version: 1.0\r\n\r\n"
+             + base64.encodebytes(data).decode("ascii").replace("\n", _CRLF)
+             for name, data, (maintype, subtype) in attachments]
+    outer = _make_boundary((alternative, *files))
+    out.append("MIME-Version: 1.0\r\n")
+    out.append(_multipart_type(len(outer), "mixed").replace(_PLACEHOLDER * len(outer), outer))
+    out.append(_CRLF)
+    for part in (alternative, *files):
+        out.append(f"--{outer}{_CRLF}{part}{_CRLF}")
+    out.append(f"--{outer}--{_CRLF}")
+
+
+_PLAIN_FILENAME = re.compile(r"[ -~]{1,200}\Z")
+
+
+def _disposition(filename: str) -> str | None:
+    """The Content-Disposition line add_attachment writes for a plain ASCII file name that
+    needs no folding; None for any other (the standard library writes those)."""
+    name = clean_header_text(filename, 200)
+    if not _PLAIN_FILENAME.match(name) or name != name.strip():
+        return None
+    return _plain("Content-Disposition", f'attachment; filename="{email.utils.quote(name)}"')
+
+
+@functools.lru_cache(maxsize=16)
+def _content_type(maintype: str, subtype: str) -> str:
+    return _fold_stdlib("Content-Type", f"{maintype}/{subtype}")
+
+
 _PLACEHOLDER = "0"  # boundaries are "=" and digits: folding depends on their length only
 
 
-@functools.lru_cache(maxsize=8)
-def _multipart_type(length: int) -> str:
+@functools.lru_cache(maxsize=16)
+def _multipart_type(length: int, subtype: str = "alternative") -> str:
     """The folded Content-Type of the multipart, for a boundary of `length` characters."""
     return _fold_stdlib("Content-Type",
-                        f'multipart/alternative; boundary="{_PLACEHOLDER * length}"')
+                        f'multipart/{subtype}; boundary="{_PLACEHOLDER * length}"')
 
 
 def _make_boundary(parts: Sequence[str]) -> str:

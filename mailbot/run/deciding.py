@@ -35,9 +35,11 @@ class StoreKeyPool:
         self._known: dict[str, Any] | None = None  # serial -> key row, after prefetch()
         self._prefetched: set[str] = set()
 
-    def prefetch(self, serials: Sequence[str]) -> None:
-        """Look up the keys of all these serials in one query (a mail with many requests)."""
-        self._known = self.store.keys_for_serials(self.conn, serials)
+    def prefetch(self, serials: Sequence[str], known: dict[str, Any] | None = None) -> None:
+        """Look up the keys of all these serials in one query (a mail with many requests);
+        `known`: already looked up (`Store.licence_and_key`)."""
+        self._known = (self.store.keys_for_serials(self.conn, serials) if known is None
+                       else dict(known))
         self._prefetched = set(serials)
 
     def existing(self, serial: str) -> tuple[str, dt.datetime | None] | None:
@@ -134,10 +136,17 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
                  if reading.continues is not None else None)
     decisions: list[Decision] = []
     serials = [r.serial for r in extraction.requests]
-    registry = store.licences_for(conn, serials) if serials else {}
-    if len(set(serials)) > 1:
-        pool.prefetch(serials)
+    if len(set(serials)) == 1:  # the usual mail: its licence and bound key in one look-up
+        licence, bound = store.licence_and_key(conn, serials[0])
+        registry = {} if licence is None else {licence.serial: licence}
+        if bound is not None:
+            pool.prefetch(serials[:1], bound)
+    else:
+        registry = store.licences_for(conn, serials) if serials else {}
+        if serials:
+            pool.prefetch(serials)
     counts = None if skip_throttles else throttle_counts(app, conn, rec, extraction, registry)
+    binds: list[tuple[int, int]] = []  # (key, request): bound in one statement after the loop
     for position, request in enumerate(extraction.requests):
         licence = registry.get(request.serial)
         step = None
@@ -162,7 +171,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
             request=decision.request, outcome=decision.outcome, hits=decision.hits,
             recipient=decision.recipient, key_id=key_id)
         if key_id is not None:
-            store.bind_key_to_request(conn, key_id, request_id)
+            binds.append((key_id, request_id))
         entry_id = (unlock_flow.record(conn, step, request_id=request_id, mail_id=rec.id,
                                        now=app.now()) if step is not None else None)
         if decision.outcome == REVIEW_OUTCOME:
@@ -170,6 +179,7 @@ def decide_reading(app: App, conn: Connection, rec: MailRecord, reading: Reading
                           decision=decision, repeat=step is not None
                           and step.mode == unlock_flow.REPEAT_OPEN)
         decisions.append(decision)
+    store.bind_keys_to_requests(conn, binds)
     plan = answer.plan_answers(extraction, decisions, answers=app.rules.free_update.answers)
     for planned in plan.messages:
         queue_message(app, conn, rec, extraction, None, planned, references=reading.references)

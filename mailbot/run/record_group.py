@@ -52,6 +52,7 @@ def record_group(app: App, raws: Sequence[RawMail], report: RunReport,
     try:
         with store.transaction() as conn:
             until = claims.lease_end(app)
+            references: list[dict] = []  # the group's references, set in one executemany
             for raw in fresh:
                 fp = fps.get(mail_key(raw)) or mail_fingerprint(raw)
                 original = originals.get(fp)
@@ -62,7 +63,8 @@ def record_group(app: App, raws: Sequence[RawMail], report: RunReport,
                         folder=original.folder or IGNORED,
                         prefix=app.config.bot.reference_prefix, outcome="duplicate",
                         notes=[f"the same mail as {original.reference}: not answered again"],
-                        claimed_by=app.run_id, claim_expires_at=until)
+                        claimed_by=app.run_id, claim_expires_at=until,
+                        deferred_references=references)
                     store.log_event(conn, "duplicate", mail=rec.id, of=original.id)
                     duplicates.append((rec, original))
                 else:
@@ -70,10 +72,11 @@ def record_group(app: App, raws: Sequence[RawMail], report: RunReport,
                         conn, source=raw.source, mail_id=raw.mail_id, fp=fp,
                         size=rec_size(raw), prefix=app.config.bot.reference_prefix,
                         attempts=0 if counted else 1, claimed_by=app.run_id,
-                        claim_expires_at=until)
+                        claim_expires_at=until, deferred_references=references)
                     counted = True
                     originals.setdefault(fp, rec)  # a later copy is a duplicate of it
                 out[mail_key(raw)] = rec
+            store.set_references(conn, references)
     except StoreError:
         raise  # a damaged or full store: the one-by-one path would fail alike
     except Exception as exc:  # most likely another run recorded one of them since the look-up

@@ -25,6 +25,9 @@ from mailbot.errors import ConfigError
 from mailbot.store.faults import storage_fault
 from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_recipients, requests
 from mailbot.store.schema_version import is_current as schema_is_current
+from mailbot.store.throttle_counts import BOTH_COUNTS as _BOTH_COUNTS
+from mailbot.store.throttle_counts import COMPANY_COUNTS as _COMPANY_COUNTS
+from mailbot.store.throttle_counts import SERIAL_COUNTS as _SERIAL_COUNTS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -72,6 +75,19 @@ class MailRecord:
     def from_row(cls, row: Any) -> MailRecord:
         return cls(row.id, row.source, row.mail_id, row.fingerprint, row.status, row.folder,
                    bool(row.filed), row.attempts, row.reference)
+
+
+@dataclass(frozen=True)
+class BoundKey:
+    """A keys row, as `licence_and_key` reads it beside the licence (the columns of `keys`)."""
+
+    id: int
+    system: str
+    key: str
+    serial: str
+    request: int | None
+    imported_at: dt.datetime | None
+    assigned_at: dt.datetime | None
 
 
 # The columns a MailRecord needs (not the stored extraction and notes, which can be large).
@@ -197,11 +213,13 @@ class Store:
                  status: str = "received", duplicate_of: int | None = None,
                  folder: str | None = None, prefix: str = "CLV", attempts: int = 0,
                  outcome: str | None = None, notes: Sequence[str] | None = None,
-                 claimed_by: str | None = None, claim_expires_at: dt.datetime | None = None
-                 ) -> MailRecord:
+                 claimed_by: str | None = None, claim_expires_at: dt.datetime | None = None,
+                 deferred_references: list[dict[str, Any]] | None = None) -> MailRecord:
         """Record a mail: an INSERT and the UPDATE that sets its reference (`new_reference`).
         With `claimed_by`, the new row is claimed by that run in the same INSERT (nobody else
-        can see it before the commit, so no conditional claim is needed)."""
+        can see it before the commit, so no conditional claim is needed). With
+        `deferred_references`, the UPDATE is appended there instead, for `set_references` to
+        run for a group of mails as one executemany in the same transaction."""
         result = conn.execute(_INSERT_MAIL, dict(
             source=source, mail_id=mail_id, fingerprint=fp, size=size, status=status,
             duplicate_of=duplicate_of, folder=folder, filed=False, attempts=attempts,
@@ -210,8 +228,16 @@ class Store:
             received_at=utcnow(), claimed_by=claimed_by, claim_expires_at=claim_expires_at))
         new_id = result.inserted_primary_key[0]
         reference = new_reference(prefix, new_id)
-        conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
+        if deferred_references is not None:
+            deferred_references.append({"_id": new_id, "reference": reference})
+        else:
+            conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
         return MailRecord(new_id, source, mail_id, fp, status, folder, False, attempts, reference)
+
+    def set_references(self, conn: Connection, deferred: Sequence[dict[str, Any]]) -> None:
+        """The references `add_mail` deferred, in one executemany."""
+        if deferred:
+            conn.execute(_SET_REFERENCE, list(deferred))
 
     def update_mail(self, conn: Connection, mail: int, *, claimed_by: str | None = None,
                     **values: Any) -> bool:
@@ -338,6 +364,21 @@ class Store:
                 licences.c.serial.in_(wanted[start:start + _IN_CHUNK]))))
         return found
 
+    def licence_and_key(self, conn: Connection, serial: str) -> tuple[Any | None,
+                                                                   dict[str, Any] | None]:
+        """The registry row of `serial` and, when it is registered, the key already bound to
+        it, in one statement: (row, {serial: key row} or {}); (None, None) when it is not
+        registered (its key, if any, is looked up when asked: `key_for_serial`). One look-up
+        instead of two for the usual one-request mail."""
+        row = conn.execute(_LICENCE_AND_KEY, {"_serial": serial}).first()
+        if row is None:
+            return None, None
+        if row.bound_key_id is None:
+            return row, {}
+        return row, {serial: BoundKey(row.bound_key_id, row.bound_key_system, row.bound_key,
+                                      serial, row.bound_key_request, row.bound_key_imported_at,
+                                      row.bound_key_assigned_at)}
+
     def upsert_licences(self, conn: Connection, records: Sequence[Any]) -> tuple[int, int]:
         """Insert or update by serial; returns (added, updated)."""
         added = updated = 0
@@ -426,6 +467,12 @@ class Store:
 
     def bind_key_to_request(self, conn: Connection, key_id: int, request_id: int) -> None:
         conn.execute(_BIND_KEY, {"_id": key_id, "_request": request_id})
+
+    def bind_keys_to_requests(self, conn: Connection, binds: Sequence[tuple[int, int]]) -> None:
+        """`bind_key_to_request` for the (key id, request id) pairs of one mail, in one
+        executemany: a spreadsheet's rows cost one statement, not one each."""
+        if binds:
+            conn.execute(_BIND_KEY, [{"_id": key, "_request": request} for key, request in binds])
 
     def pool_counts(self, conn: Connection) -> dict[str, tuple[int, int]]:
         """system -> (free, assigned)."""
@@ -526,6 +573,14 @@ class Store:
         params = {"_since": since, "_mail": -1 if mail is None else mail}
         by_serial: dict[str, int] = {}
         by_company: dict[str, int] = {}
+        wanted_serials, wanted_companies = list(dict.fromkeys(serials)), list(
+            dict.fromkeys(companies))
+        if len(wanted_serials) <= _IN_CHUNK and len(wanted_companies) <= _IN_CHUNK:
+            # The usual mail: both counts in one statement (a UNION ALL tagged by kind).
+            for value, count, kind in conn.execute(_BOTH_COUNTS, {
+                    **params, "_serials": wanted_serials, "_companies": wanted_companies}):
+                (by_serial if kind == "s" else by_company)[value] = count
+            return by_serial, by_company
         for found, statement, values in ((by_serial, _SERIAL_COUNTS, serials),
                                          (by_company, _COMPANY_COUNTS, companies)):
             wanted = list(dict.fromkeys(values))
@@ -570,6 +625,13 @@ _INSERT_EVENT = events.insert()
 _SET_REFERENCE = mails.update().where(mails.c.id == sa.bindparam("_id")).values(
     reference=sa.bindparam("reference"))
 _LICENCE = sa.select(licences).where(licences.c.serial == sa.bindparam("_serial"))
+_LICENCE_AND_KEY = (
+    sa.select(licences, keys.c.id.label("bound_key_id"), keys.c.system.label("bound_key_system"),
+              keys.c.key.label("bound_key"), keys.c.request.label("bound_key_request"),
+              keys.c.imported_at.label("bound_key_imported_at"),
+              keys.c.assigned_at.label("bound_key_assigned_at"))
+    .select_from(licences.outerjoin(keys, keys.c.serial == licences.c.serial))
+    .where(licences.c.serial == sa.bindparam("_serial")))
 _KEY_FOR_SERIAL = sa.select(keys).where(keys.c.serial == sa.bindparam("_serial"))
 _FREE_KEY = (sa.select(keys.c.id).where(keys.c.system == sa.bindparam("_system"),
                                         keys.c.serial.is_(None)).limit(1))
@@ -600,38 +662,6 @@ _REPLIES_TO_SINCE = (
     .where(outbox_recipients.c.address == sa.bindparam("address"),
            outbox_recipients.c.created_at >= sa.bindparam("since"),
            outbox_recipients.c.purpose != "alert"))
-
-
-def _request_count_statements() -> tuple[Any, Any]:
-    """The request throttle's two grouped counts: per serial, the distinct other mails,
-    decided within the window, that asked for it; per company, those that asked for a licence
-    of it (a registered serial of it, or the company as the request wrote it).
-
-    The company count is a UNION ALL of two index look-ups (licences.company joined to
-    requests.serial; requests.company) so that SQLite and PostgreSQL both look up only the
-    companies' own requests: an OR with `IN (subquery)` makes PostgreSQL scan every request.
-    The cost follows the history of the mail's serials and companies, not the table's.
-    """
-    values = sa.bindparam("_values", expanding=True)
-    window = sa.and_(mails.c.decided_at >= sa.bindparam("_since"),
-                     mails.c.id != sa.bindparam("_mail"))
-    by_serial = (sa.select(requests.c.serial, sa.func.count(sa.distinct(requests.c.mail)))
-                 .select_from(requests.join(mails, mails.c.id == requests.c.mail))
-                 .where(requests.c.serial.in_(values), window)
-                 .group_by(requests.c.serial))
-    by_licence = (sa.select(requests.c.mail.label("mail"), licences.c.company.label("company"))
-                  .select_from(requests.join(licences, licences.c.serial == requests.c.serial))
-                  .where(licences.c.company.in_(values)))
-    by_name = sa.select(requests.c.mail, requests.c.company).where(requests.c.company.in_(values))
-    asked = sa.union_all(by_licence, by_name).subquery("asked")
-    by_company = (sa.select(asked.c.company, sa.func.count(sa.distinct(asked.c.mail)))
-                  .select_from(asked.join(mails, mails.c.id == asked.c.mail))
-                  .where(window)
-                  .group_by(asked.c.company))
-    return by_serial, by_company
-
-
-_SERIAL_COUNTS, _COMPANY_COUNTS = _request_count_statements()
 
 
 def _hits_json(hits: Sequence[Any]) -> str:
