@@ -8,7 +8,7 @@ fix. The words are the admin's (rules/free_update.toml [answers]).
 Everything in it is customer text or ours, and a spreadsheet program runs formulas: a cell
 whose text starts with "=", "+", "-" or "@", also after spaces, tabs or line breaks, is
 written as a text cell with Excel's quote prefix, never as a formula (CSV/formula injection).
-Written directly as the few XML parts of an .xlsx (mailbot.answer.xlsx_writer), the same
+Written with XlsxWriter (mailbot.answer.xlsx_writer), the same
 cells openpyxl's write-only mode wrote: openpyxl took 4 ms for a 4-row answer, a fifth of
 the main process's time for a spreadsheet mail; tests read the file back with openpyxl.
 """
