@@ -22,7 +22,6 @@ import base64
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from peak_memory import PeakMemory  # noqa: E402  (benchmarks/, beside this script)
 
 MB = 1024 * 1024
 SUBJECT = "Solicitud de claves para actualización sin costo"
@@ -370,24 +371,6 @@ def floor_mail() -> bytes:
 
 # --- the child: one measured reading ------------------------------------------------------------
 
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM (Linux 4.0+), so the peak seen afterwards is the reading's alone."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def child(mode: str, path: str) -> None:
     from mailbot.config import Config
     from mailbot.read.extract import read_mail
@@ -409,13 +392,12 @@ def child(mode: str, path: str) -> None:
                 "problems": sorted({p.code for p in extraction.problems})}
 
     run(floor_mail())  # imports (openpyxl, lxml...) and caches outside the measurement
-    reset = _reset_peak()
-    baseline = _rss_kb("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = PeakMemory()
+    memory.start()
     start = time.perf_counter()
     result = run(data)
     seconds = time.perf_counter() - start
-    peak = _rss_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result.update(seconds=seconds, mb=max(0, peak - baseline) / 1024)
+    result.update(seconds=seconds, mb=memory.mb())
     print(json.dumps(result))
 
 

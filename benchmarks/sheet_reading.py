@@ -32,7 +32,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from peak_memory import PeakMemory  # noqa: E402  (benchmarks/, beside this script)
 
 TARGET_SECONDS = 1.0
 TARGET_MB = 50.0
@@ -112,24 +113,6 @@ WRITERS = {"xlsx": write_xlsx, "xls": write_xls, "ods": write_ods}
 
 # --- the child: one measurement in a fresh process ---------------------------------------------
 
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM (Linux 4.0+), so the peak seen afterwards is the reading's alone."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _reader(mode: str) -> Callable[[str, bytes], int]:
     if mode == "mailbot":
         from mailbot.config import Config, LimitsConfig
@@ -170,17 +153,17 @@ def child(mode: str, path: str, warm: str) -> None:
     read = _reader(mode)
     read(Path(warm).name, Path(warm).read_bytes())
     data = Path(path).read_bytes()
-    reset = _reset_peak()
-    baseline = _rss_kb("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = PeakMemory()
+    memory.start()
     start = time.perf_counter()
     count = read(Path(path).name, data)
     seconds = time.perf_counter() - start
-    peak = _rss_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    mb = memory.mb()
     for _ in range(2):
         start = time.perf_counter()
         read(Path(path).name, data)
         seconds = min(seconds, time.perf_counter() - start)
-    print(json.dumps({"count": count, "seconds": seconds, "mb": max(0, peak - baseline) / 1024}))
+    print(json.dumps({"count": count, "seconds": seconds, "mb": mb}))
 
 
 def measure(mode: str, path: Path, warm: Path) -> dict:

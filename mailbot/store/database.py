@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from mailbot.addresses import ascii_address
 from mailbot.errors import ConfigError
-from mailbot.store.faults import storage_fault
+from mailbot.store.faults import storage_fault, store_faults
 from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_recipients, requests
 from mailbot.store.schema_version import is_current as schema_is_current
 from mailbot.store.throttle_counts import BOTH_COUNTS as _BOTH_COUNTS
@@ -148,14 +148,8 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         """One atomic unit of work; a damaged or full store raises StoreError (store.faults)
         naming the file and the fix, and the unit is rolled back whole."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa.exc.DBAPIError as exc:
-            fault = storage_fault(self.engine.url, exc)
-            if fault is None:
-                raise
-            raise fault from exc
+        with store_faults(self.engine.url), self.engine.begin() as conn:
+            yield conn
 
     def close(self) -> None:
         self.engine.dispose()

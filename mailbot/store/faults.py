@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -70,3 +72,16 @@ def _nearly_full(path: str) -> bool:
         return shutil.disk_usage(Path(path).parent).free < NEARLY_FULL_BYTES
     except OSError:
         return False
+
+
+@contextmanager
+def store_faults(url: sa.engine.URL) -> Iterator[None]:
+    """Inside it, a database error that is the store's own fault (damaged, full, read-only:
+    `storage_fault`) comes out as that StoreError; any other error as it was."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        fault = storage_fault(url, exc)
+        if fault is None:
+            raise
+        raise fault from exc

@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.store.schema import licences, mails, outbox, unlock_mails, unlocks
+from mailbot.store.schema import licences, mails, unlock_mails, unlocks
+from mailbot.store.threads import mails_in_thread
 
 # Ledger statuses.
 APPROVED = "approved"
@@ -80,15 +81,7 @@ def open_entries_touched_by(conn: Connection, *, message_ids: Sequence[str],
                             references: Sequence[str], limit: int = 10) -> list[Any]:
     """The open entries, newest first, touched by a mail that one of `message_ids` names (one
     of our replies, or the customer's own earlier mail) or that has one of our `references`."""
-    mail_ids: set[int] = set()
-    if message_ids:
-        mail_ids.update(m for m in conn.execute(sa.select(outbox.c.mail).where(
-            outbox.c.message_id.in_(list(message_ids)), outbox.c.mail.is_not(None))).scalars())
-        mail_ids.update(conn.execute(sa.select(mails.c.id).where(
-            mails.c.message_id.in_(list(message_ids)))).scalars())
-    if references:
-        mail_ids.update(conn.execute(sa.select(mails.c.id).where(
-            mails.c.reference.in_(list(references)))).scalars())
+    mail_ids = mails_in_thread(conn, message_ids=message_ids, references=references)
     if not mail_ids:
         return []
     touched = sa.select(unlock_mails.c.unlock).where(unlock_mails.c.mail.in_(sorted(mail_ids)))

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot.store.database import Store
-from mailbot.store.faults import storage_fault
+from mailbot.store.faults import store_faults
 from mailbot.store.schema import (
     keys,
     mails,
@@ -64,14 +64,8 @@ class SnapshotStore(Store):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
-        try:
-            with self._conn.begin_nested():
-                yield self._conn
-        except sa.exc.DBAPIError as exc:
-            fault = storage_fault(self.engine.url, exc)
-            if fault is None:
-                raise
-            raise fault from exc
+        with store_faults(self.engine.url), self._conn.begin_nested():
+            yield self._conn
 
     def close(self) -> None:
         """Nothing: `snapshot()` ends the outer transaction and closes the connection."""
