@@ -143,7 +143,7 @@ def test_the_preview_renders_every_sample_unsaved_with_the_html_in_a_sandboxed_f
     form = _form(client, "keys_issued")
     before = folder_files(folder, ".j2")
     form["text"] = MARK + "\n" + form["text"]
-    form["html"] = form["html"].replace("</body>", "<p>HTML-NUEVO</p></body>", 1)
+    form["html"] = form["html"].replace("{% block body %}", "{% block body %}<p>HTML-NUEVO</p>", 1)
     answer = client.post("/admin/plantillas/keys_issued/vista-previa", data=form)
     assert answer.status_code == 200
     assert answer.text.count(f"<pre class=\"text\">{MARK}") >= 2  # every sample case
@@ -190,8 +190,10 @@ def test_the_diff_and_a_revert_write_the_old_text_back_as_a_new_version(desk):
     assert diff.status_code == 200
     assert f"+{MARK}" in html.unescape(diff.text)
     assert "templates v1/not_eligible.txt.j2" in html.unescape(diff.text)
+    assert "Restaurar esta versión" not in diff.text  # v2 is the one in use
+    old = client.get("/admin/plantillas/versiones/1")
     answer = client.post("/admin/plantillas/versiones/1/restaurar",
-                         data={"csrf_token": _csrf(diff.text), "base": _base(diff.text)})
+                         data={"csrf_token": _csrf(old.text), "base": _base(old.text)})
     assert answer.status_code == 303
     assert (folder / "not_eligible.txt.j2").read_text(encoding="utf-8") == original
     with console.store.transaction() as conn:
