@@ -239,3 +239,29 @@ def test_an_unknown_template_or_version_is_404_and_a_path_is_no_name(desk):
     assert client.get("/admin/plantillas/no_existe").status_code == 404
     assert client.get("/admin/plantillas/versiones/9").status_code == 404
     assert client.get("/admin/plantillas/..%2Fconfig").status_code in (404, 422)
+
+
+def test_a_revert_to_a_version_that_no_longer_passes_the_check_writes_nothing(desk):
+    console, folder = desk
+    files = folder_files(folder, ".j2")
+    bad = dict(files, **{"not_eligible.txt.j2": b"{{ variable_que_ya_no_existe }}\n"})
+    number = stored.record(console.store, "templates", content_hash(bad), bad)
+    client = console.logged_in("root", "admin")
+    page = client.get(f"/admin/plantillas/versiones/{number}")
+    assert "variable_que_ya_no_existe" in html.unescape(page.text)  # its diff is shown
+    answer = client.post(f"/admin/plantillas/versiones/{number}/restaurar",
+                         data={"csrf_token": _csrf(page.text), "base": _base(page.text)})
+    assert answer.status_code == 422
+    assert "no pasa la revisión" in answer.text and "undefined" in answer.text
+    assert folder_files(folder, ".j2") == files
+
+
+def test_two_saves_from_the_same_page_the_second_is_a_conflict(desk):
+    console, folder = desk
+    client = console.logged_in("root", "admin")
+    form = _form(client, "not_eligible")
+    first = dict(form, text="Primera\n" + form["text"])
+    second = dict(form, text="Segunda\n" + form["text"])
+    assert client.post("/admin/plantillas/not_eligible", data=first).status_code == 303
+    assert client.post("/admin/plantillas/not_eligible", data=second).status_code == 409
+    assert (folder / "not_eligible.txt.j2").read_text(encoding="utf-8").startswith("Primera")

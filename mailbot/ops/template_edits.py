@@ -16,6 +16,7 @@ than silently undoing the other change.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import shutil
@@ -191,7 +192,26 @@ def save(store: Store, directory: Path, rules: Ruleset, files: Mapping[str, byte
 
     Refused (nothing written) when the check finds problems, or when the folder is no longer
     the content `base` the edit was made from. The content being replaced is recorded too
-    when it never was (a hand edit no pass used yet), so a revert can always go back to it."""
+    when it never was (a hand edit no pass used yet), so a revert can always go back to it.
+    Two saves (two admins, two console processes) take turns on a lock of the folder: the
+    second sees the first's content and is refused as a conflict, never written over it."""
+    with _locked(directory):
+        return _save(store, directory, rules, files, base=base, now=now)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the folder itself (no lock file among the templates)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _save(store: Store, directory: Path, rules: Ruleset, files: Mapping[str, bytes], *,
+          base: str | None, now: Any) -> Saved:
     now_folder = look(store, directory)
     if base is not None and base != now_folder.digest:
         raise EditRefused("the templates folder changed since this page was shown",

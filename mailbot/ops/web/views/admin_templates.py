@@ -195,6 +195,12 @@ def _diff_values(web: WebContext, number: int) -> dict[str, Any]:
             "first": number == 1}
 
 
+def _against_folder(web: WebContext, folder: edits.Folder, number: int) -> dict[str, Any]:
+    """What writing version `number` back would change in the folder as it is now."""
+    return {"revert_diff": edits.diff(folder.files, edits.files_of(web.store, number),
+                                      "templates (folder now)", f"templates v{number}")}
+
+
 @router.get(BASE + "/versiones/{number}")
 def version(request: Request, number: Number) -> Response:
     web = context(request)
@@ -206,7 +212,8 @@ def version(request: Request, number: Number) -> Response:
     folder = edits.look(web.store, _directory(web))
     return _render(request, "admin_version.html", {
         "title": _("Templates version %(number)s", number=number), **values,
-        "in_use": folder.number, "base": folder.digest, "problems": [], "error": None})
+        **_against_folder(web, folder, number), "in_use": folder.number,
+        "base": folder.digest, "problems": [], "error": None})
 
 
 @router.post(BASE + "/versiones/{number}/restaurar")
@@ -231,7 +238,8 @@ def revert(request: Request, number: Number, base: Base = "") -> Response:
                           "nothing was written."))
         return _render(request, "admin_version.html", {
             "title": _("Templates version %(number)s", number=number),
-            **_diff_values(web, number), "in_use": folder.number, "base": folder.digest,
+            **_diff_values(web, number), **_against_folder(web, folder, number),
+            "in_use": folder.number, "base": folder.digest,
             "problems": exc.problems, "error": message},
             409 if exc.code == "conflict" else 422)
     return RedirectResponse(f"{BASE}?restaurada={number}&version={saved.number}",
