@@ -16,8 +16,13 @@ from web_console import CSRF_INPUT, FAST, Clock, Console, empty_accounts
 from web_fixtures import desk_material, mail_desk
 
 from mailbot import config as config_module
+from mailbot.answer.samples import sample_context
 from mailbot.ops.web.app import create_app
+from mailbot.run import versions
+from mailbot.run.app import App
+from mailbot.run.dryrun import CapturingSink
 from mailbot.run.versions import content_hash, folder_files
+from mailbot.run.wiring import open_renderer, open_rules, open_source
 from mailbot.store import versions as stored
 
 __all__ = ["desk_material", "mail_desk"]
@@ -265,3 +270,22 @@ def test_two_saves_from_the_same_page_the_second_is_a_conflict(desk):
     assert client.post("/admin/plantillas/not_eligible", data=first).status_code == 303
     assert client.post("/admin/plantillas/not_eligible", data=second).status_code == 409
     assert (folder / "not_eligible.txt.j2").read_text(encoding="utf-8").startswith("Primera")
+
+
+def test_a_running_bot_picks_up_the_saved_version_at_its_next_pass(desk):
+    console, folder = desk
+    config = console.app.state.web.config
+    app = App(config=config, rules=open_rules(config), store=console.store,
+              renderer=open_renderer(config), source=open_source(config),
+              sink=CapturingSink(), read_workers=0)
+    assert app.renderer.templates_dir == folder
+    versions.remember(app)
+    assert versions.refresh(app).templates.number == 1  # the folder as the bot started
+    client = console.logged_in("root", "admin")
+    form = _form(client, "not_eligible")
+    form["text"] = form["text"].replace("{% block body %}\n", "{% block body %}\n" + MARK + "\n")
+    assert MARK in form["text"]
+    assert client.post("/admin/plantillas/not_eligible", data=form).status_code == 303
+    assert versions.refresh(app).templates.number == 2  # the next pass: the console's save
+    rendered = app.renderer.render("not_eligible", sample_context("not_eligible", app.rules))
+    assert MARK in rendered.text

@@ -156,7 +156,7 @@ def preview(request: Request, name: TemplateName, text: Part = None, html: Part 
             try:
                 mail = edits.mail_preview(web.config, web.store, rules, staged,
                                           values["reference"])
-            except MailbotError as exc:
+            except (MailbotError, OSError) as exc:  # not stored, or its mailbox unreachable
                 error = _("That mail cannot be previewed: %(reason)s", reason=str(exc))
     return _edit_page(request, name, previews=previews, mail=mail, error=error, **values)
 
