@@ -289,3 +289,17 @@ def test_a_running_bot_picks_up_the_saved_version_at_its_next_pass(desk):
     assert versions.refresh(app).templates.number == 2  # the next pass: the console's save
     rendered = app.renderer.render("not_eligible", sample_context("not_eligible", app.rules))
     assert MARK in rendered.text
+
+
+def test_the_shipped_templates_are_never_written_by_the_console(console):
+    assert console.app.state.web.config.bot.templates_dir == str(ROOT / "templates")
+    before = folder_files(ROOT / "templates", ".j2")
+    client = console.logged_in("root", "admin")
+    assert 'id="shipped"' in client.get("/admin/plantillas").text
+    form = _form(client, "not_eligible")
+    form["text"] = MARK + "\n" + form["text"]
+    answer = client.post("/admin/plantillas/not_eligible", data=form)
+    assert answer.status_code == 422 and "No se guardó nada" in answer.text
+    assert folder_files(ROOT / "templates", ".j2") == before
+    with console.store.transaction() as conn:
+        assert stored.listing(conn, "templates") == []

@@ -33,6 +33,7 @@ from mailbot.errors import MailbotError
 from mailbot.ops.cli_versions import write_diff
 from mailbot.ruleset import Ruleset
 from mailbot.run.versions import SUFFIXES, content_hash, folder_files
+from mailbot.shipped import shipped
 from mailbot.store import Store
 from mailbot.store import versions as stored
 
@@ -93,6 +94,15 @@ def look(store: Store, directory: Path) -> Folder:
     templates = [Template(name, _decode(files.get(name + TEXT_SUFFIX)),
                           _decode(files.get(name + HTML_SUFFIX))) for name in names]
     return Folder(directory, files, digest, number, templates)
+
+
+def is_shipped(directory: Path) -> bool:
+    """Whether `directory` is the templates shipped with mailbot (the package's own files, or
+    this checkout's): an upgrade would overwrite an edit there, so the console does not write
+    them; an admin copies them into a folder of the installation first (`mailbot init`)."""
+    with contextlib.suppress(OSError):
+        return directory.resolve() == shipped(KIND).resolve()
+    return False
 
 
 def normalised(text: str) -> str:
@@ -195,6 +205,10 @@ def save(store: Store, directory: Path, rules: Ruleset, files: Mapping[str, byte
     when it never was (a hand edit no pass used yet), so a revert can always go back to it.
     Two saves (two admins, two console processes) take turns on a lock of the folder: the
     second sees the first's content and is refused as a conflict, never written over it."""
+    if is_shipped(directory):
+        raise EditRefused(f"{directory}: these are the templates shipped with mailbot; copy them "
+                          "into a folder of your own and set [mailbot] templates_dir to it",
+                          code="shipped")
     with _locked(directory):
         return _save(store, directory, rules, files, base=base, now=now)
 

@@ -101,6 +101,7 @@ def listing(request: Request, restaurada: int | None = None,
     return _render(request, "admin_templates.html", {
         "title": _("Templates"), "folder": folder, "directory": str(folder.directory),
         "versions": _versions_shown(web, folder), "restored": restaurada,
+        "shipped": edits.is_shipped(folder.directory),
         "restored_as": version})
 
 
@@ -127,7 +128,7 @@ def _edit_page(request: Request, name: str, *, text: str | None = None,
         "html": template.html if html is None else html,
         "base": base or folder.digest, "number": folder.number, "reference": reference,
         "previews": previews, "mail": mail, "problems": problems or [], "error": error,
-        "saved": saved}, status)
+        "saved": saved, "shipped": edits.is_shipped(folder.directory)}, status)
 
 
 @router.get(BASE + "/{name}")
@@ -179,7 +180,9 @@ def save(request: Request, name: TemplateName, text: Part = None, html: Part = N
         message = (_("Someone changed the templates since you opened this page: nothing was "
                      "saved. Copy your text, reload the page and edit again.")
                    if exc.code == "conflict"
-                   else _("The template was not saved: fix these problems first."))
+                   else _("The template was not saved: fix these problems first.")
+                   if exc.code == "invalid" else _("Nothing was saved: %(reason)s",
+                                                    reason=str(exc)))
         return _edit_page(request, name, text=text, html=html, base=base,
                           problems=exc.problems, error=message,
                           status=409 if exc.code == "conflict" else 422)
@@ -235,7 +238,9 @@ def revert(request: Request, number: Number, base: Base = "") -> Response:
                      "saved. Copy your text, reload the page and edit again.")
                    if exc.code == "conflict"
                    else _("This version does not pass the check with the rules in use: "
-                          "nothing was written."))
+                          "nothing was written.")
+                   if exc.code == "invalid" else _("Nothing was saved: %(reason)s",
+                                                    reason=str(exc)))
         return _render(request, "admin_version.html", {
             "title": _("Templates version %(number)s", number=number),
             **_diff_values(web, number), **_against_folder(web, folder, number),
