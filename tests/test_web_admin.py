@@ -303,3 +303,22 @@ def test_the_shipped_templates_are_never_written_by_the_console(console):
     assert folder_files(ROOT / "templates", ".j2") == before
     with console.store.transaction() as conn:
         assert stored.listing(conn, "templates") == []
+
+
+def test_the_json_twins_are_for_admins_only(desk):
+    console, folder = desk
+    console.add_user("ana", "operator")
+    console.add_user("root", "admin")
+    operator = {"authorization": f"Bearer {console.token('ana')}"}
+    admin = {"authorization": f"Bearer {console.token('root')}"}
+    client = console.client()
+    assert client.get("/api/v1/admin/templates", headers=operator).status_code == 403
+    assert client.get("/api/v1/admin/templates/not_eligible",
+                      headers=operator).status_code == 403
+    listing = client.get("/api/v1/admin/templates", headers=admin).json()
+    assert {"name": "not_eligible", "public": True, "text": True, "html": True} in listing[
+        "templates"]
+    assert listing["hash"] == content_hash(folder_files(folder, ".j2"))
+    one = client.get("/api/v1/admin/templates/not_eligible", headers=admin).json()
+    assert one["text"] == (folder / "not_eligible.txt.j2").read_text(encoding="utf-8")
+    assert client.get("/api/v1/admin/templates/no_existe", headers=admin).status_code == 404

@@ -56,6 +56,7 @@ def create_app(config: Config, *, store: Store | None = None, rules: Ruleset | N
     app.state.metrics = health.metrics_registry(web)
     for module in (login, health, panel, admin, admin_templates):
         app.include_router(module.router)
+    app.include_router(admin_templates.api)  # its JSON twins, admins only
     app.include_router(review_queue.router)  # the review queue, one task and its actions
     for module in (mails, mail, serials):  # the log, one mail, one serial
         app.include_router(module.router)

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from mailbot.errors import MailbotError
 from mailbot.ops import template_edits as edits
+from mailbot.ops.web.auth import require_admin
 from mailbot.ops.web.context import WebContext, context
 from mailbot.ops.web.mail_view import FRAME_POLICY
 from mailbot.ruleset import Ruleset
 
 router = APIRouter(include_in_schema=False)
+# The JSON twins of the list and of one template, read-only; outside /admin, so admins only by
+# their own dependency. Saving stays a form: it is a person's act, checked and previewed first.
+api = APIRouter(prefix="/api/v1/admin/templates", dependencies=[Depends(require_admin)])
 
 BASE = "/admin/plantillas"
 NAME = r"^_?[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
@@ -249,3 +253,29 @@ def revert(request: Request, number: Number, base: Base = "") -> Response:
             409 if exc.code == "conflict" else 422)
     return RedirectResponse(f"{BASE}?restaurada={number}&version={saved.number}",
                             status_code=303)
+
+
+def _version_json(v: dict[str, Any]) -> dict[str, Any]:
+    return {**v, "first_used_at": v["first_used_at"].isoformat() + "Z"}
+
+
+@api.get("", summary="Every template with its parts, the version in use and the versions")
+def api_listing(request: Request) -> dict[str, Any]:
+    web = context(request)
+    folder = edits.look(web.store, _directory(web))
+    return {"directory": str(folder.directory), "hash": folder.digest, "number": folder.number,
+            "shipped": edits.is_shipped(folder.directory),
+            "templates": [{"name": t.name, "public": t.public, "text": t.text is not None,
+                           "html": t.html is not None} for t in folder.templates],
+            "versions": [_version_json(v) for v in _versions_shown(web, folder)]}
+
+
+@api.get("/{name}", summary="One template: the text of its parts as the folder holds them")
+def api_template(request: Request, name: TemplateName) -> dict[str, Any]:
+    web = context(request)
+    folder = edits.look(web.store, _directory(web))
+    template = folder.template(name)
+    if template is None:
+        raise HTTPException(404, "no such template")
+    return {"name": template.name, "public": template.public, "text": template.text,
+            "html": template.html, "hash": folder.digest, "number": folder.number}
