@@ -322,3 +322,16 @@ def test_the_json_twins_are_for_admins_only(desk):
     one = client.get("/api/v1/admin/templates/not_eligible", headers=admin).json()
     assert one["text"] == (folder / "not_eligible.txt.j2").read_text(encoding="utf-8")
     assert client.get("/api/v1/admin/templates/no_existe", headers=admin).status_code == 404
+
+
+def test_the_preview_of_a_broken_edit_shows_the_error_of_each_sample_and_writes_nothing(desk):
+    console, folder = desk
+    client = console.logged_in("root", "admin")
+    form = _form(client, "not_eligible")
+    before = folder_files(folder, ".j2")
+    form["text"] = "Hola\n{{ nadie_definio_esto }}\n"
+    answer = client.post("/admin/plantillas/not_eligible/vista-previa", data=form)
+    assert answer.status_code == 200
+    assert re.search(r'<p class="error">[^<]*line 2: undefined', answer.text)
+    assert "nadie_definio_esto" in html.unescape(answer.text)  # the textarea keeps the edit
+    assert folder_files(folder, ".j2") == before
