@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -245,6 +246,19 @@ def test_an_admin_edits_a_template_previews_it_saves_it_and_sees_the_new_version
                ).not_to_be_empty()
         assert ADMIN_MARK not in (demo / "templates" / "keys_issued.txt.j2").read_text("utf-8")
         keep(page, "admin-template-preview.png", tmp_path, capsys)
+
+        # And on a real stored mail, by its reference: the dry run's reply carries the edit.
+        with contextlib.closing(sqlite3.connect(demo / "mailbot.db")) as db:
+            [reference] = db.execute(
+                "SELECT m.reference FROM mails m JOIN outbox o ON o.mail = m.id "
+                "WHERE o.template = 'keys_issued' ORDER BY m.id LIMIT 1").fetchone()
+        page.locator('input[name="reference"]').fill(reference)
+        page.get_by_role("button", name="Vista previa").click()
+        expect(page.get_by_role("heading", name=f"Vista previa con {reference}")).to_be_visible()
+        expect(page.locator("section.mail-preview pre.text").first).to_contain_text(ADMIN_MARK)
+        expect(page.frame_locator("section.mail-preview iframe").first.locator("body")
+               ).to_contain_text("Hola")
+        keep(page, "admin-template-mail-preview.png", tmp_path, capsys)
 
         # Save: checked, written into the folder, recorded as version 2.
         page.get_by_role("button", name="Revisar y guardar").click()
