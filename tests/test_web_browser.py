@@ -4,7 +4,8 @@ pipeline on the demo mails) and an account made by `mailbot users add`. Every st
 or a click, as the README tells an operator.
 
 Log in, find a mail by its serial with the log's filter, open it, open the review queue,
-approve a task, see its reply queued ("en cola"), log out. Screenshots of the panel and of a
+approve a task, see its reply queued ("en cola"), log out. And an admin: edit a template, preview it on the
+sample cases and on a stored mail, save it, see the new version (on a copy of the templates). Screenshots of the panel and of a
 mail page are kept as artifacts in tests/artifacts/browser/ (not committed), their paths
 printed in the test output.
 """
