@@ -4,18 +4,21 @@ pipeline on the demo mails) and an account made by `mailbot users add`. Every st
 or a click, as the README tells an operator.
 
 Log in, find a mail by its serial with the log's filter, open it, open the review queue,
-approve a task, see its reply queued ("en cola"), log out. Screenshots of the panel and of a
+approve a task, see its reply queued ("en cola"), log out. And an admin: edit a template, preview it on the
+sample cases and on a stored mail, save it, see the new version (on a copy of the templates). Screenshots of the panel and of a
 mail page are kept as artifacts in tests/artifacts/browser/ (not committed), their paths
 printed in the test output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -164,3 +167,107 @@ def test_an_operator_finds_a_mail_by_serial_approves_its_task_and_sees_the_reply
     page.goto(f"{base}/revision")
     expect(page).to_have_url(f"{base}/login?next=%2Frevision")
     assert panel.stat().st_size > 10_000 and mail_shot.stat().st_size > 10_000
+
+
+@contextlib.contextmanager
+def serving(config: str):
+    """`mailbot web` on a free loopback port over `config`, until the block ends."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", config, "web",
+                               "--listen", f"127.0.0.1:{port}"], cwd=ROOT,
+                              env=os.environ.copy(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if server.poll() is not None:
+                pytest.fail(f"mailbot web exited: {server.stderr.read()}")
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("mailbot web did not start listening")
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+ADMIN_MARK = "Gracias por escribirnos, revisamos su solicitud con cuidado."
+
+
+def test_an_admin_edits_a_template_previews_it_saves_it_and_sees_the_new_version(
+        tmp_path_factory, browser, tmp_path, capsys):
+    # The demo with a templates folder of its own (the console writes into it) and an admin.
+    demo = tmp_path_factory.mktemp("browser-admin") / "demo"
+    mailbot("demo", "--dir", str(demo))
+    shutil.copytree(ROOT / "templates", demo / "templates")
+    config = str(demo / "config.toml")
+    written = Path(config).read_text(encoding="utf-8")
+    assert f'templates_dir = "{ROOT / "templates"}"' in written  # never edit the project's
+    Path(config).write_text(written.replace(f'templates_dir = "{ROOT / "templates"}"',
+                                            f'templates_dir = "{demo / "templates"}"'),
+                            encoding="utf-8")
+    mailbot("--config", config, "users", "add", "root", "--role", "admin",
+            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    with serving(config) as base:
+        page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/admin")
+        page.get_by_label("Nombre de la cuenta").fill("root")
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Iniciar sesión").click()
+        expect(page).to_have_url(f"{base}/admin")
+        page.get_by_role("link", name="Plantillas").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Plantillas")
+        expect(page.locator("#version-in-use")).to_contain_text("Versión en uso: 1")
+        page.get_by_role("link", name="keys_issued", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Plantilla keys_issued")
+
+        # Edit the text part and preview it on the sample cases: nothing is written yet.
+        text = page.locator('textarea[name="text"]')
+        original = text.input_value()
+        assert original == (demo / "templates" / "keys_issued.txt.j2").read_text("utf-8")
+        edited = original.replace("{% block body %}\n", "{% block body %}\n" + ADMIN_MARK + "\n",
+                                  1)
+        assert edited != original
+        text.fill(edited)
+        page.get_by_role("button", name="Vista previa").click()
+        expect(page.get_by_role("heading", name="Vista previa con los casos de ejemplo")
+               ).to_be_visible()
+        expect(page.locator("pre.text").first).to_contain_text(ADMIN_MARK)
+        frame = page.locator('iframe[sandbox=""]').first
+        expect(frame).to_be_visible()
+        expect(page.frame_locator('iframe[sandbox=""]').first.locator("body")
+               ).not_to_be_empty()
+        assert ADMIN_MARK not in (demo / "templates" / "keys_issued.txt.j2").read_text("utf-8")
+        keep(page, "admin-template-preview.png", tmp_path, capsys)
+
+        # And on a real stored mail, by its reference: the dry run's reply carries the edit.
+        with contextlib.closing(sqlite3.connect(demo / "mailbot.db")) as db:
+            [reference] = db.execute(
+                "SELECT m.reference FROM mails m JOIN outbox o ON o.mail = m.id "
+                "WHERE o.template = 'keys_issued' ORDER BY m.id LIMIT 1").fetchone()
+        page.locator('input[name="reference"]').fill(reference)
+        page.get_by_role("button", name="Vista previa").click()
+        expect(page.get_by_role("heading", name=f"Vista previa con {reference}")).to_be_visible()
+        expect(page.locator("section.mail-preview pre.text").first).to_contain_text(ADMIN_MARK)
+        expect(page.frame_locator("section.mail-preview iframe").first.locator("body")
+               ).to_contain_text("Hola")
+        keep(page, "admin-template-mail-preview.png", tmp_path, capsys)
+
+        # Save: checked, written into the folder, recorded as version 2.
+        page.get_by_role("button", name="Revisar y guardar").click()
+        expect(page.get_by_role("status")).to_contain_text(
+            "las plantillas son ahora la versión 2")
+        assert ADMIN_MARK in (demo / "templates" / "keys_issued.txt.j2").read_text("utf-8")
+        page.get_by_role("link", name="Todas las plantillas").click()
+        expect(page.locator("#version-in-use")).to_contain_text("Versión en uso: 2")
+        saved = keep(page, "admin-template-saved.png", tmp_path, capsys)
+    assert "templates v2" in mailbot("--config", config, "templates", "versions")
+    assert saved.stat().st_size > 10_000

@@ -1,6 +1,6 @@
-"""The admin pages (`/admin/...`): only admins reach them (`auth.guard` refuses operators with
-403 for the whole prefix). A placeholder until the admin issue fills it with templates and
-rules."""
+"""The admin home (`/admin`): only admins reach it (`auth.guard` refuses operators with 403 for
+the whole prefix). It links to the admin pages: the templates (views/admin_templates.py); the
+rules and the registry pages are to come (issue 12, §3)."""
 
 from __future__ import annotations
 
