@@ -25,6 +25,7 @@ from typing import Any
 from mailbot.business_hours import calendar_from_mapping
 from mailbot.errors import RulesError
 from mailbot.model import FIELDS
+from mailbot.reading_rules import ReadingRules, reading_from_table
 from mailbot.rules_table import Problems, RulesProblem
 from mailbot.rules_table import Table as _Table
 from mailbot.shipped import shipped
@@ -224,28 +225,6 @@ class Unlock:
     max_unlocks_per_period: int
     period_days: int
     review_due_hours: float
-
-
-@dataclass(frozen=True)
-class ForwardMarker:
-    """One client's marker line above a forwarded mail (rules/reading.toml [[forwards]])."""
-
-    phrase: str  # folded words of the line, dashes and a trailing colon aside
-    client: str
-    min_dashes: int = 0
-
-
-@dataclass(frozen=True)
-class ReadingRules:
-    """rules/reading.toml: how forwards are told from replies, and the notes that say which."""
-
-    forwards: tuple[ForwardMarker, ...] = ()
-    header_block_client: str = "Outlook"
-    forward_note: str = "forward ({client}): the forwarded request was read"
-    reply_note: str = "reply: the quoted history below it was not read"
-    attached_note: str = "forward as attachment ({name}): the attached mail's request was read"
-    html_note: str = "the plain text holds no request ({why}); the HTML part was read"
-    plain_stubs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -585,55 +564,14 @@ def _unlock(t: _Table) -> Unlock:
     )
 
 
-_NOTE_FIELDS = {"forward_note": "client", "attached_note": "name", "html_note": "why"}
-
-
-def _reading(t: _Table) -> ReadingRules:
-    t.reject_unknown({"forwards", "header_block_client", "plain_stubs", "reply_note",
-                      *_NOTE_FIELDS})
-    markers = []
-    for entry in t.tables("forwards"):
-        entry.reject_unknown({"phrase", "client", "min_dashes"})
-        phrase = fold_marker(entry.text("phrase"))
-        if not phrase:
-            raise entry.fail("phrase", "has no words")
-        markers.append(ForwardMarker(phrase, entry.text("client").strip(),
-                                     entry.number("min_dashes", default=0)))
-    notes = {}
-    for key, placeholder in _NOTE_FIELDS.items():
-        note = t.text(key)
-        if "{" + placeholder + "}" not in note:
-            raise t.fail(key, f"must contain {{{placeholder}}}")
-        try:
-            note.format(**{placeholder: "x"})
-        except (KeyError, IndexError, ValueError):
-            raise t.fail(key, f"may hold only the placeholder {{{placeholder}}}") from None
-        notes[key] = note
-    return ReadingRules(
-        forwards=tuple(markers),
-        header_block_client=t.text("header_block_client").strip(),
-        reply_note=t.text("reply_note"),
-        plain_stubs=tuple(fold_marker(s) for s in t.texts("plain_stubs", default=[])),
-        **notes,
-    )
-
-
-def fold_marker(text: str) -> str:
-    """A marker line or phrase as compared: no case, no accents, no dashes or colon around it,
-    single spaces ("---------- Mensaje Reenviado ---------" -> "mensaje reenviado")."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(plain.strip().strip("-:*_ \t").split())
-
-
 def _reading_rules(directory: Path, problems: Problems | None = None) -> ReadingRules:
     """rules/reading.toml of `directory`; a rules directory made before the file existed reads
     the shipped one, so upgrading never leaves forwards unread."""
     if (directory / "reading.toml").exists():
-        return _reading(_read(directory, "reading.toml", problems))
+        return reading_from_table(_read(directory, "reading.toml", problems))
     fallback = shipped("rules")
     if (fallback / "reading.toml").exists():
-        return _reading(_read(fallback, "reading.toml"))
+        return reading_from_table(_read(fallback, "reading.toml"))
     return ReadingRules()
 
 

@@ -209,7 +209,7 @@ def test_the_marker_names_the_client_by_its_dashes(rules):
 def test_a_marker_added_in_the_rules_is_a_forward(tmp_path, rules):
     import dataclasses
 
-    from mailbot.ruleset import ForwardMarker
+    from mailbot.reading_rules import ForwardMarker
 
     extra = dataclasses.replace(rules.reading, forwards=(
         *rules.reading.forwards, ForwardMarker("correo reenviado desde zimbra", "Zimbra")))

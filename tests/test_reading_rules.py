@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mailbot.errors import RulesError
-from mailbot.ruleset import fold_marker, load_rules
+from mailbot.reading_rules import fold_marker
+from mailbot.ruleset import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"

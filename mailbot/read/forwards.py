@@ -23,7 +23,7 @@ from typing import Protocol
 from mailbot.model import ParsedMail
 from mailbot.read.own_mail import OwnMarks, SenderText, sender_text
 from mailbot.read.text import MarkerReader, html_to_text
-from mailbot.ruleset import ReadingRules, fold_marker
+from mailbot.reading_rules import ReadingRules, fold_marker
 
 _MAX_MARKER_LINE = 120  # characters: a marker line is short; longer lines are prose
 
