@@ -43,7 +43,7 @@ for _path in (ROOT, ROOT / "benchmarks", ROOT / "tests"):
         sys.path.insert(0, str(_path))
 
 import sqlalchemy as sa  # noqa: E402
-from botconfig import write_config  # noqa: E402
+from botconfig import local_sections, write_config  # noqa: E402
 from imap_throughput import import_registry, make_dataset, write_imports  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
@@ -119,16 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     data = make_dataset(args.mails)
     datas = [m.data for m in data.mails]
     registry_csv, keys_csv = write_imports(work, data)
-    config = config_module.load(write_config(work, """
-[source]
-type = "maildir"
-path = "inbox"
-[sink]
-type = "files"
-path = "outbox"
-[store]
-url = "sqlite:///mailbot.db"
-"""))
+    config = config_module.load(write_config(work, local_sections()))
     app = open_app(config)
     import_registry(app, registry_csv, keys_csv)
     app.source, app.sink, app.after_send = MemorySource(datas), MemorySink(), None

@@ -68,31 +68,8 @@ def served(tmp_path_factory):
     mailbot("--config", config, "registry", "import", str(fixed))
     mailbot("--config", config, "users", "add", "ana", "--role", "operator",
             "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", config, "web",
-                               "--listen", f"127.0.0.1:{port}"], cwd=ROOT,
-                              env=os.environ.copy(), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):  # up to 30 s for uvicorn to listen
-            if server.poll() is not None:
-                pytest.fail(f"mailbot web exited: {server.stderr.read()}")
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("mailbot web did not start listening")
+    with serving(config) as base:
         yield base, config
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
 
 
 @pytest.fixture
@@ -179,7 +156,7 @@ def serving(config: str):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        for _ in range(300):  # up to 30 s for uvicorn to listen
             if server.poll() is not None:
                 pytest.fail(f"mailbot web exited: {server.stderr.read()}")
             try:
