@@ -123,3 +123,38 @@ def test_an_unreachable_database_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="cannot open"):
         Store("postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=2").migrate()
+
+
+# --- the Message-ID index (migration 0008) ----------------------------------------------------
+
+def _thread_lookup_plan(conn, dialect: str) -> str:
+    """The plan of store.threads' look-up of mails by the Message-IDs a reply names."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from mailbot.store.schema import mails
+
+    query = sa.select(mails.c.id).where(mails.c.message_id.in_(["<a@x>", "<b@x>"]))
+    if dialect == "sqlite":
+        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        return " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: ask if it could
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+def test_a_reply_finds_the_mail_it_answers_by_message_id_through_an_index(store):
+    """Without ix_mails_message_id every reply read the whole mails table (issue 11 §6's
+    thread look-up, the unlock ledger); migration 0008 adds it, and 0007 has none."""
+    dialect = store.engine.dialect.name
+    with store.transaction() as conn:
+        assert "ix_mails_message_id" in _thread_lookup_plan(conn, dialect)
+    store.downgrade("0007")
+    store.engine.dispose()  # SQLite: a pooled connection may keep the old plan of the query
+    try:
+        with store.transaction() as conn:
+            assert "ix_mails_message_id" not in _thread_lookup_plan(conn, dialect)
+    finally:
+        store.migrate()
+        store.engine.dispose()
+    with store.transaction() as conn:
+        assert "ix_mails_message_id" in _thread_lookup_plan(conn, dialect)

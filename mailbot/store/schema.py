@@ -44,6 +44,9 @@ mails = sa.Table(
     sa.Column("rules_version", sa.Integer),
     sa.Column("templates_version", sa.Integer),
     sa.UniqueConstraint("source", "mail_id", name="uq_mails_source_mail_id"),
+    # A reply is matched to the mail it answers by the Message-IDs it names (store.threads,
+    # the unlock ledger); free text of up to 1,000 characters: a hash index on PostgreSQL.
+    sa.Index("ix_mails_message_id", "message_id", postgresql_using="hash"),
 )
 
 requests = sa.Table(
