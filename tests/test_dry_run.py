@@ -237,3 +237,47 @@ def test_maildir_original_keeps_its_listing_yet_finds_mails_filed_or_moved_since
     assert read("second", b"two") == b"two"
     (processed / "first:2,S").rename(processed / "first:2,RS")  # its flags changed
     assert read("first", b"one") == b"one"
+
+
+def test_a_dry_run_on_the_live_store_never_takes_a_key_a_real_pass_needs(store, tmp_path):
+    """PostgreSQL runs the dry run on the live database (SQLite on a copy). A key the dry run
+    gives a mail must stay free for the real pass running meanwhile: with one free key left,
+    the real pass still gets it while the dry run is in the middle of its mails. It used to
+    be locked by the dry run's UPDATE (and by the FOR KEY SHARE of its request's foreign
+    key), so a real customer was told "your key is being prepared" until the dry run ended."""
+    app, files = _app(tmp_path, store.url)
+    emls = _eml_copies(files, tmp_path / "eml")
+    with app.store.transaction() as conn:
+        systems = [s for (s,) in conn.execute(sa.text("SELECT DISTINCT system FROM keys"))]
+        keep = {s: conn.execute(sa.text("SELECT min(id) FROM keys WHERE system = :s"),
+                                {"s": s}).scalar() for s in systems}
+        conn.execute(sa.text("DELETE FROM keys WHERE id NOT IN ({})".format(
+            ", ".join(str(i) for i in keep.values()))))
+    rows = every_row(app.store)
+    live: list = []
+
+    def meanwhile(result) -> None:
+        """A real pass needs a key of each system now, while the snapshot is still open."""
+        if live or not any(d.outcome == "issued" for d in result.decisions):
+            return
+        with app.store.transaction() as conn:
+            for system in systems:
+                live.append(app.store.assign_key(conn, system=system, serial="LIVE-0000-0000-"
+                                                 f"{len(live):04d}"))
+            raise _Undo  # the real pass is only pretended: nothing of it stays
+
+    dry = dry_app(app)
+    with pytest.raises(_Undo):
+        dry_run(dry, [DryMail(str(p), p.read_bytes()) for p in emls], progress=meanwhile)
+    assert live and all(row is not None for row in live), live
+    assert every_row(app.store) == rows
+    results = dry_run(dry, [DryMail(str(p), p.read_bytes()) for p in emls])
+    issued = [d for r in results for d in r.decisions if d.outcome == "issued"]
+    pending = [d for r in results for d in r.decisions if d.outcome == "pending"]
+    assert issued and pending  # one key per system: the dry run's own mails still compete
+    assert every_row(app.store) == rows
+    app.store.close()
+
+
+class _Undo(Exception):
+    pass

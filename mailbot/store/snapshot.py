@@ -14,8 +14,14 @@ locked out for the length of a dry run. pysqlite would commit at the first RELEA
 SAVEPOINT (it does not emit BEGIN itself), so the copy's engine emits BEGIN explicitly.
 
 On PostgreSQL the outer transaction runs on the live database, REPEATABLE READ (one consistent
-view for the whole run). Rows the dry run writes stay locked until it ends: a running pass skips
-the free keys it took (SKIP LOCKED) and takes the next ones.
+view for the whole run). Rows the dry run writes stay locked until it ends, so it must write no
+row a running pass needs: above all the free keys of the pool. A running pass skips a locked
+key (SKIP LOCKED) as taken, and with few keys left a real customer would be told their key was
+being prepared for as long as a dry run lasted. So there the key pool is kept in this object:
+a key the dry run gives is picked with a plain read, remembered here as bound, and never
+written (nor named by the request's foreign key, whose check would lock it FOR KEY SHARE); the
+look-ups of bound keys see what it remembers. What a dry run still locks (the stored mails it
+decides again and their rows) is never what a pass deciding new mail writes.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.store.database import Store
+from mailbot.store.database import BoundKey, Store, utcnow
 from mailbot.store.faults import store_faults
 from mailbot.store.schema import (
     keys,
@@ -51,13 +57,17 @@ from mailbot.store.schema import metadata as _metadata
 class SnapshotStore(Store):
     """A Store on one connection inside one outer transaction: `transaction()` is a SAVEPOINT
     (rolled back alone when its block raises, as a real transaction would be), and nothing is
-    committed; `snapshot()` rolls the outer transaction back."""
+    committed; `snapshot()` rolls the outer transaction back. `live`: the outer transaction is
+    on the live database, and the keys it gives are kept here, not written (module docstring)."""
 
-    def __init__(self, engine: sa.Engine, conn: Connection) -> None:
+    def __init__(self, engine: sa.Engine, conn: Connection, *, live: bool = False) -> None:
         # Not Store.__init__: the engine exists already (the live one, or the copy's).
         self.url = str(engine.url)
         self.engine = engine
         self._conn = conn
+        self._live = live
+        self._given: dict[str, BoundKey] = {}  # serial -> the key this dry run gave it
+        self._given_ids: set[int] = set()
 
     def migrate(self, revision: str = "head") -> None:
         raise RuntimeError("a dry run's snapshot is never migrated")
@@ -70,6 +80,52 @@ class SnapshotStore(Store):
     def close(self) -> None:
         """Nothing: `snapshot()` ends the outer transaction and closes the connection."""
 
+    # -- the key pool of a dry run on the live database -----------------------------------
+
+    def assign_key(self, conn: Connection, *, system: str, serial: str) -> Any | None:
+        if not self._live:
+            return super().assign_key(conn, system=system, serial=serial)
+        query = (sa.select(keys).where(keys.c.system == system, keys.c.serial.is_(None))
+                 .order_by(keys.c.id).limit(1))
+        if self._given_ids:
+            query = query.where(keys.c.id.not_in(sorted(self._given_ids)))
+        row = conn.execute(query).first()  # no FOR UPDATE: nothing of the live pool is locked
+        if row is None:
+            return None
+        given = BoundKey(row.id, row.system, row.key, serial, None, row.imported_at, utcnow())
+        self._given[serial], self._given_ids = given, self._given_ids | {row.id}
+        return given
+
+    def key_for_serial(self, conn: Connection, serial: str) -> Any | None:
+        if serial in self._given:
+            return self._given[serial]
+        return super().key_for_serial(conn, serial)
+
+    def keys_for_serials(self, conn: Connection, serials: Sequence[str]) -> dict[str, Any]:
+        found = super().keys_for_serials(conn, [s for s in serials if s not in self._given])
+        found.update((s, self._given[s]) for s in serials if s in self._given)
+        return found
+
+    def licence_and_key(self, conn: Connection, serial: str) -> tuple[Any | None,
+                                                                   dict[str, Any] | None]:
+        row, bound = super().licence_and_key(conn, serial)
+        if row is not None and serial in self._given:
+            bound = {serial: self._given[serial]}
+        return row, bound
+
+    def add_request(self, conn: Connection, *, key_id: int | None, **fields: Any) -> int:
+        # A key only this object knows is bound stays out of the row: its foreign key check
+        # would lock the live key FOR KEY SHARE.
+        return super().add_request(
+            conn, key_id=None if key_id in self._given_ids else key_id, **fields)
+
+    def bind_keys_to_requests(self, conn: Connection, binds: Sequence[tuple[int, int]]) -> None:
+        super().bind_keys_to_requests(conn, [b for b in binds if b[0] not in self._given_ids])
+
+    def bind_key_to_request(self, conn: Connection, key_id: int, request_id: int) -> None:
+        if key_id not in self._given_ids:
+            super().bind_key_to_request(conn, key_id, request_id)
+
 
 @contextlib.contextmanager
 def snapshot(store: Store) -> Iterator[SnapshotStore]:
@@ -78,16 +134,17 @@ def snapshot(store: Store) -> Iterator[SnapshotStore]:
         with _sqlite_copy(store) as engine:
             yield from _rolled_back(engine)
         return
-    yield from _rolled_back(store.engine, isolation="REPEATABLE READ")
+    yield from _rolled_back(store.engine, isolation="REPEATABLE READ", live=True)
 
 
-def _rolled_back(engine: sa.Engine, isolation: str | None = None) -> Iterator[SnapshotStore]:
+def _rolled_back(engine: sa.Engine, isolation: str | None = None,
+                 live: bool = False) -> Iterator[SnapshotStore]:
     conn = engine.connect()
     if isolation:
         conn = conn.execution_options(isolation_level=isolation)
     outer = conn.begin()
     try:
-        yield SnapshotStore(engine, conn)
+        yield SnapshotStore(engine, conn, live=live)
     finally:
         outer.rollback()
         conn.close()
