@@ -25,8 +25,9 @@ FORMULA_START = re.compile(r"[\s]*[=+\-@]")
 
 
 def formula_like(text: str) -> bool:
-    """Would a spreadsheet program read `text` as the start of a formula?"""
-    return FORMULA_START.match(text) is not None
+    """Would a spreadsheet program read `text` as the start of a formula? (A leading tab or
+    carriage return too: OWASP's list.)"""
+    return FORMULA_START.match(text) is not None or text.startswith(("\t", "\r"))
 
 
 def text_cell(value: Any) -> Cell:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailbot.answer.cells import FORMULA_START
+from mailbot.answer.cells import formula_like
 from mailbot.errors import ImportError_
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.read.sheets import SheetError, SheetRow, TooManyRows, iter_rows
@@ -305,7 +305,7 @@ def unquote(cell: str) -> str:
     """A cell our exports neutralised against formula injection ("'=..."), as it was: the CSV
     export writes a quote before a cell that starts like a formula, and the file it wrote must
     import back unchanged. A quote before anything else is the cell's own."""
-    if cell.startswith("'") and FORMULA_START.match(cell, 1):
+    if cell.startswith("'") and formula_like(cell[1:]):
         return cell[1:]
     return cell
 
