@@ -189,9 +189,9 @@ def check_registry(name: str, payload: bytes, catalogue: Catalogue, *,
         users = check.users("users")
         if serial is not None:
             if serial in first_line_of_serial:
-                problems.add(line, "serial",
-                             f"{serial} is also on line {first_line_of_serial[serial]}; "
-                             "a serial may appear only once, keep one of the two rows")
+                check.fail("serial",
+                           f"{serial} is also on line {first_line_of_serial[serial]}; "
+                           "a serial may appear only once, keep one of the two rows")
             else:
                 first_line_of_serial[serial] = line
         if check.ok:
@@ -218,9 +218,9 @@ def check_keys(name: str, payload: bytes, catalogue: Catalogue, *,
         key = check.key("key")
         if key is not None:
             if key in first_line_of_key:
-                problems.add(line, "key",
-                             f"{_show(key)} is also on line {first_line_of_key[key]}; "
-                             "each key may appear only once, remove one of the two rows")
+                check.fail("key",
+                           f"{_show(key)} is also on line {first_line_of_key[key]}; "
+                           "each key may appear only once, remove one of the two rows")
             else:
                 first_line_of_key[key] = line
         if check.ok:
