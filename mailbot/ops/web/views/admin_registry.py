@@ -91,13 +91,11 @@ def _keep(web: WebContext, payload: bytes) -> str:
         except OSError:
             pass
     sha = engine.sha256_of(payload)
-    target = folder / sha
-    if not target.exists():
-        temporary = folder / f".{sha}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-        os.replace(temporary, target)
+    temporary = folder / f".{sha}.{os.getpid()}.tmp"  # written whole, then renamed
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(payload)
+    os.replace(temporary, folder / sha)
     return sha
 
 
