@@ -5,7 +5,9 @@ refuses the whole file. Writing the records to the store is the store's job.
 
 Both readers are all-or-nothing: every bad row is collected and reported at once (line, column,
 what is wrong and how to fix it), and a file with any bad row yields no record at all, so an
-operator never ends up with half a registry.
+operator never ends up with half a registry. `check_registry` and `check_keys` return both the
+good rows (with their lines) and the problems, for the import preview
+(mailbot.ops.import_preview) to show what the file would add, change and refuse.
 
 File layout (both kinds):
 - the first non-blank row of the first sheet that has data is the header; other sheets are not
@@ -19,7 +21,9 @@ File layout (both kinds):
 - blank rows are skipped; "line N" is the row's number in the file (the row number the
   spreadsheet program shows, for XLSX).
 - CSV files may be UTF-8 (with or without BOM), UTF-16 or Windows-1252, separated by commas,
-  semicolons or tabs (what `mailbot.read.sheets` reads).
+  semicolons or tabs (what `mailbot.read.sheets` reads);
+- a cell "'=..." (a quote before what starts like a formula) is read without the quote: our
+  CSV exports neutralise such cells that way, and must import back unchanged.
 """
 
 from __future__ import annotations
