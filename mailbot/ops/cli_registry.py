@@ -84,6 +84,8 @@ def _after_keys(config: Config, store, rules, *, quiet: bool) -> None:
     try:
         fulfilled = fulfil_pending(app)
     finally:
+        app.source.close()
+        app.sink.close()
         app.store.close()
     if fulfilled and not quiet:
         print(f"{fulfilled} waiting request(s) fulfilled; their keys go out on the next run")
