@@ -5,7 +5,9 @@ or a click, as the README tells an operator.
 
 Log in, find a mail by its serial with the log's filter, open it, open the review queue,
 approve a task, see its reply queued ("en cola"), log out. And an admin: edit a template, preview it on the
-sample cases and on a stored mail, save it, see the new version (on a copy of the templates). Screenshots of the panel and of a
+sample cases and on a stored mail, save it, see the new version (on a copy of the templates); and
+upload a key file for a system with no keys, see its preview, confirm it, see the levels change.
+Screenshots of the panel and of a
 mail page are kept as artifacts in tests/artifacts/browser/ (not committed), their paths
 printed in the test output.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import re
 import shutil
@@ -248,3 +251,58 @@ def test_an_admin_edits_a_template_previews_it_saves_it_and_sees_the_new_version
         saved = keep(page, "admin-template-saved.png", tmp_path, capsys)
     assert "templates v2" in mailbot("--config", config, "templates", "versions")
     assert saved.stat().st_size > 10_000
+
+
+def test_an_admin_uploads_keys_for_an_empty_system_previews_confirms_and_sees_the_levels(
+        tmp_path_factory, browser, tmp_path, capsys):
+    demo = tmp_path_factory.mktemp("browser-registry") / "demo"
+    mailbot("demo", "--dir", str(demo))
+    config = str(demo / "config.toml")
+    mailbot("--config", config, "users", "add", "root", "--role", "admin",
+            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    empty = "CONTPAQ i Punto de venta"  # the demo's pool has no key for it
+    keys_file = tmp_path / "claves-punto-de-venta.csv"
+    keys_file.write_text("system,key\nPunto de venta,PV-2026-0001\n"
+                         "Punto de venta,PV-2026-0002\n", encoding="utf-8")
+    with serving(config) as base:
+        page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/admin")
+        page.get_by_label("Nombre de la cuenta").fill("root")
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Iniciar sesión").click()
+        page.get_by_role("link", name="Registro y claves").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Registro y claves")
+        row = page.locator("table.levels tr", has_text=empty)
+        expect(row).to_have_class("empty")
+        expect(row).to_contain_text("Sin claves: las solicitudes esperan")
+
+        # Upload the file through the file input: a preview, nothing imported yet.
+        page.get_by_label("Claves para entregar").check()
+        page.get_by_label("Archivo").set_input_files(str(keys_file))
+        page.get_by_role("button", name="Vista previa de la importación").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Vista previa de la importación")
+        expect(page.locator("#counts")).to_contain_text("Altas: 2")
+        expect(page.locator("#counts")).to_contain_text("Rechazadas: 0")
+        expect(page.locator("table.add")).to_contain_text("PV-2026-0002")
+        assert free_keys(config)[empty] == 0
+        keep(page, "admin-registry-preview.png", tmp_path, capsys)
+
+        # Confirm: imported; the demo's request that waited for this system takes one of the
+        # two keys at once (its reply goes out on the next pass), so 1 available, 1 issued.
+        page.get_by_role("button", name="Confirmar la importación").click()
+        expect(page.get_by_role("status")).to_contain_text(
+            "Se importó claves-punto-de-venta.csv a las claves disponibles: 2 claves agregadas")
+        row = page.locator("table.levels tr", has_text=empty)
+        expect(row).not_to_have_class("empty")
+        expect(row.locator("td").nth(1)).to_have_text("1")
+        expect(row.locator("td").nth(2)).to_have_text("1")
+        shot = keep(page, "admin-registry-levels.png", tmp_path, capsys)
+    assert free_keys(config)[empty] == 1
+    assert shot.stat().st_size > 10_000
+
+
+def free_keys(config: str) -> dict[str, int]:
+    """`mailbot keys levels --json`: free keys by system."""
+    return {level["system"]: level["free"] for level in map(
+        json.loads, mailbot("--config", config, "keys", "levels", "--json").splitlines())}

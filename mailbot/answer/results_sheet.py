@@ -15,21 +15,19 @@ the main process's time for a spreadsheet mail; tests read the file back with op
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from mailbot.answer.cells import Cell, text_cell
 from mailbot.answer.filters import date_es, source_es
-from mailbot.answer.xlsx_writer import ILLEGAL_CHARACTERS_RE, Cell, xlsx
+from mailbot.answer.xlsx_writer import xlsx
 from mailbot.model import ISSUED, NOT_ELIGIBLE
 from mailbot.ruleset import Answers
 
 MIME_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-MAX_CELL = 32_767  # characters Excel keeps in one cell
 COLUMNS = ("company", "contact_name", "contact_email", "system", "serial", "source", "outcome",
            "key", "reason")
 WIDTHS = (36, 26, 32, 30, 22, 24, 20, 26, 60)
-_FORMULA_START = re.compile(r"[\s]*[=+\-@]")
 _SHEET_TITLE = "Resultados"
 
 
@@ -94,7 +92,5 @@ def _date(value: Any) -> str:
 
 
 def _cell(value: Any) -> Cell:
-    """A value as a text cell that is never a formula: with the quote prefix when it starts
-    like one."""
-    text = ILLEGAL_CHARACTERS_RE.sub("", str(value))[:MAX_CELL]
-    return text, _FORMULA_START.match(text) is not None
+    """A value as a text cell that is never a formula (mailbot.answer.cells)."""
+    return text_cell(value)

@@ -8,23 +8,21 @@ memory in a fraction of that, and is the writer Excel's own file format tests ar
 Every cell is written with `write_string`: never a formula, a number or a link a spreadsheet
 program would reinterpret (`strings_to_*` are all off). A cell marked quoted also gets Excel's
 quote prefix, so it stays text even when someone edits it and it starts with "=", "+", "-" or
-"@". A carriage return becomes the line break spreadsheets use ("\n"). The workbook's dates
-are fixed: the same cells make the same bytes.
+"@" (the rule is mailbot.answer.cells'). A carriage return becomes the line break
+spreadsheets use ("\n"). The workbook's dates are fixed: the same cells make the same bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 from collections.abc import Sequence
 
 import xlsxwriter
 
-Cell = tuple[str, bool]  # text, quote prefix
+from mailbot.answer.cells import ILLEGAL_CHARACTERS_RE, Cell
 
-# What XML 1.0 cannot hold: removed before writing (XlsxWriter would escape them as _xHHHH_).
-ILLEGAL_CHARACTERS_RE = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
+__all__ = ["ILLEGAL_CHARACTERS_RE", "Cell", "column_letter", "xlsx"]
 _OPTIONS = {"in_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
             "strings_to_urls": False}
 _CREATED = dt.datetime(2012, 1, 1)  # the same bytes for the same cells

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from mailbot import __version__
 from mailbot.errors import MailbotError, TemplateError
 from mailbot.ops.choices import OUTCOMES
-from mailbot.ops.cli_groups import _lazy, add_review_commands, add_users_commands, add_web_command
+from mailbot.ops.cli_groups import (
+    _lazy,
+    add_registry_commands,
+    add_review_commands,
+    add_users_commands,
+    add_web_command,
+)
 from mailbot.ops.cli_versions import add_version_commands
 
 # Only what building the parser needs is imported here: `mailbot --help` must start fast
@@ -218,52 +224,6 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_import(config: Config, file: str, reader: Callable[..., list]) -> list:
-    """Read and validate a registry or key file against the catalogue, before any write."""
-    from mailbot.run.wiring import open_rules
-
-    rules = open_rules(config)
-    return reader(Path(file), rules.catalogue,
-                  catalogue_file=str(rules.directory / "catalogue.toml"))
-
-
-def cmd_registry_import(args: argparse.Namespace) -> int:
-    from mailbot.ops.imports import read_registry
-    from mailbot.run.wiring import open_store
-
-    config = _config(args)
-    records = _read_import(config, args.file, read_registry)
-    store = open_store(config)
-    with store.transaction() as conn:
-        added, updated = store.upsert_licences(conn, records)
-    print(f"{args.file}: {len(records)} licence(s): {added} added, {updated} updated")
-    return 0
-
-
-def cmd_keys_import(args: argparse.Namespace) -> int:
-    from mailbot.ops.imports import read_keys
-    from mailbot.run.pending import fulfil_pending
-    from mailbot.run.wiring import open_app, open_store
-
-    config = _config(args)
-    records = _read_import(config, args.file, read_keys)
-    store = open_store(config)
-    with store.transaction() as conn:
-        refused = store.add_keys(conn, records)
-        counts = store.pool_counts(conn)
-    print(f"{args.file}: {len(records) - len(refused)} key(s) added, "
-          f"{len(refused)} refused as already stored")
-    for key in refused[:20]:
-        print(f"    refused (duplicate): {key}")
-    for system, (free, used) in sorted(counts.items()):
-        print(f"    {system}: {free} free, {used} assigned")
-    app = open_app(config)
-    fulfilled = fulfil_pending(app)
-    if fulfilled:
-        print(f"{fulfilled} waiting request(s) fulfilled; their keys go out on the next run")
-    return 0
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     from mailbot.ops.doctor import run_checks
 
@@ -416,22 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="template name, e.g. keys_issued")
     add_version_commands(templates_sub, "templates", parents=[common])
 
-    registry = sub.add_parser("registry", help="the licence registry",
-                              description="Manage the licence registry.", parents=[common])
-    registry_sub = registry.add_subparsers(dest="registry_command", metavar="ACTION")
-    registry_sub.required = True
-    p = add("import", cmd_registry_import,
-            "import licences from CSV or XLSX (serial, system, company, contact_email, "
-            "purchase_date, modality, support_until, users); all or nothing", registry_sub)
-    p.add_argument("file")
-
-    keys = sub.add_parser("keys", help="the key pool", description="Manage the key pool.",
-                          parents=[common])
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
-    keys_sub.required = True
-    p = add("import", cmd_keys_import, "import keys from CSV or XLSX (system, key); "
-                                       "duplicates are refused", keys_sub)
-    p.add_argument("file")
+    add_registry_commands(sub, parents=[common])
 
     add("doctor", cmd_doctor, "check the configuration, rules, templates and store, and reach "
                               "each server (IMAP login and folders, SMTP EHLO/TLS/auth)")

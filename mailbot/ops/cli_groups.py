@@ -1,6 +1,7 @@
-"""The `review`, `users` and `web` sub-commands' arguments, registered without importing what the
-commands run: each command's function is imported when it is chosen (issue 10, §4: `mailbot
---help` and `mailbot parse` start without the store, the pipeline or argon2)."""
+"""The `review`, `registry`, `keys`, `users` and `web` sub-commands' arguments, registered
+without importing what the commands run: each command's function is imported when it is
+chosen (issue 10, §4: `mailbot --help` and `mailbot parse` start without the store, the
+pipeline or argon2)."""
 
 from __future__ import annotations
 
@@ -125,3 +126,60 @@ def add_web_command(sub: argparse._SubParsersAction,
                    help="where to listen (default: [web] listen, 127.0.0.1:8080); another "
                         "address than loopback needs an account")
     p.set_defaults(func=_lazy("web.serve", "cmd_web"))
+
+
+def add_registry_commands(sub: argparse._SubParsersAction,
+                          parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register `mailbot registry import|export` and `mailbot keys import|levels|export`
+    (mailbot.ops.cli_registry runs them)."""
+    def group(name: str, help_: str, description: str) -> argparse._SubParsersAction:
+        parser = sub.add_parser(name, help=help_, description=description,
+                                parents=list(parents))
+        actions = parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+        actions.required = True
+        return actions
+
+    def add(actions: argparse._SubParsersAction, name: str, func: str,
+            help_: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_, description=help_, parents=list(parents))
+        p.set_defaults(func=_lazy("cli_registry", func))
+        return p
+
+    def import_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file", metavar="FILE", help="a CSV or XLSX file")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print what the import would add, change and refuse, and write "
+                            "nothing")
+        p.add_argument("--json", action="store_true",
+                       help="print the preview (or the import's report) as one JSON object")
+
+    def export_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=("csv", "xlsx"), default="csv",
+                       help="csv (default; UTF-8) or xlsx")
+        p.add_argument("-o", "--output", metavar="FILE",
+                       help="write to FILE (default: standard output)")
+
+    registry = group("registry", "the licence registry: import, export",
+                     "Manage the licence registry.")
+    import_options(add(registry, "import", "cmd_registry_import",
+                       "import licences from CSV or XLSX (serial, system, company, "
+                       "contact_email, purchase_date, modality, support_until, users); all or "
+                       "nothing: a registered serial gets the file's fields, an unchanged one "
+                       "is not written"))
+    export_options(add(registry, "export", "cmd_registry_export",
+                       "write the whole registry with the import's columns (it imports back "
+                       "unchanged); cells that start like a formula are neutralised"))
+
+    keys = group("keys", "the key pool: import, levels, export", "Manage the key pool.")
+    import_options(add(keys, "import", "cmd_keys_import",
+                       "import keys from CSV or XLSX (system, key); a key already in the pool "
+                       "or issued is skipped, a file with bad rows imports nothing"))
+    p = add(keys, "levels", "cmd_keys_levels",
+            "keys available and issued for every system of the catalogue, empty ones too")
+    p.add_argument("--json", action="store_true", help="one JSON object per system")
+    p = add(keys, "export", "cmd_keys_export",
+            "write the issued keys: system, key, serial, recipient, date issued (business "
+            "time zone), reference")
+    p.add_argument("--issued", action="store_true", required=True,
+                   help="the keys issued so far (the only export of keys)")
+    export_options(p)

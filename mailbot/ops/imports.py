@@ -5,7 +5,9 @@ refuses the whole file. Writing the records to the store is the store's job.
 
 Both readers are all-or-nothing: every bad row is collected and reported at once (line, column,
 what is wrong and how to fix it), and a file with any bad row yields no record at all, so an
-operator never ends up with half a registry.
+operator never ends up with half a registry. `check_registry` and `check_keys` return both the
+good rows (with their lines) and the problems, for the import preview
+(mailbot.ops.import_preview) to show what the file would add, change and refuse.
 
 File layout (both kinds):
 - the first non-blank row of the first sheet that has data is the header; other sheets are not
@@ -19,7 +21,9 @@ File layout (both kinds):
 - blank rows are skipped; "line N" is the row's number in the file (the row number the
   spreadsheet program shows, for XLSX).
 - CSV files may be UTF-8 (with or without BOM), UTF-16 or Windows-1252, separated by commas,
-  semicolons or tabs (what `mailbot.read.sheets` reads).
+  semicolons or tabs (what `mailbot.read.sheets` reads);
+- a cell "'=..." (a quote before what starts like a formula) is read without the quote: our
+  CSV exports neutralise such cells that way, and must import back unchanged.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from mailbot.answer.cells import formula_like
 from mailbot.errors import ImportError_
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.read.sheets import SheetError, SheetRow, TooManyRows, iter_rows
@@ -84,12 +90,53 @@ class KeyRecord:
     key: str
 
 
-class BadRowsError(ImportError_):
-    """A file with bad rows: `problems` holds one "line N: column: what to fix" per problem."""
+@dataclass(frozen=True)
+class Problem:
+    """One bad cell: its line in the file, its column, what is wrong and how to fix it."""
 
-    def __init__(self, path: Path, problems: Sequence[str], rows: int) -> None:
+    line: int
+    column: str
+    reason: str
+    fix: str = ""
+
+    @property
+    def text(self) -> str:
+        """"line N: column: reason; fix", the one line the CLI prints."""
+        return f"line {self.line}: {self.column}: {self.reason}" + (
+            f"; {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A file read and checked row by row: the good rows with their line, every problem, and
+    how many distinct rows are bad. The import preview shows both; an import needs `problems`
+    empty (all or nothing)."""
+
+    name: str
+    rows: tuple[tuple[int, Any], ...]  # (line, LicenceRecord or KeyRecord)
+    problems: tuple[Problem, ...]
+
+    @property
+    def bad_rows(self) -> int:
+        return len({p.line for p in self.problems})
+
+    def records(self) -> list[Any]:
+        """The records, or BadRowsError naming every problem."""
+        if self.problems:
+            raise BadRowsError(Path(self.name), [p.text for p in self.problems],
+                               rows=self.bad_rows, details=self.problems)
+        return [record for _, record in self.rows]
+
+
+class BadRowsError(ImportError_):
+    """A file with bad rows: `problems` holds one "line N: column: what to fix" per problem,
+    `details` the same as Problem values."""
+
+    def __init__(self, path: Path, problems: Sequence[str], rows: int,
+                 details: Sequence[Problem] = ()) -> None:
         self.path = path
         self.problems = tuple(problems)
+        self.details = tuple(details)
         self.rows = rows  # how many distinct rows are bad
         what = "row is" if rows == 1 else "rows are"
         lines = "\n".join(f"  {p}" for p in self.problems)
@@ -106,10 +153,33 @@ def read_registry(path: Path, catalogue: Catalogue, *,
     to add one.
     """
     path = Path(path)
-    rows = _read_table(path, REGISTRY_COLUMNS, what="licences", max_rows=max_rows)
+    return check_registry(str(path), _read_file(path), catalogue, catalogue_file=catalogue_file,
+                          max_rows=max_rows).records()
+
+
+def read_keys(path: Path, catalogue: Catalogue, *,
+              catalogue_file: str | Path = "rules/catalogue.toml",
+              max_rows: int = DEFAULT_MAX_ROWS) -> list[KeyRecord]:
+    """Every key in a key-pool file, or ImportError_ naming every bad row.
+
+    A key written twice in the file is an error naming both lines. Keys already in the store are
+    the store's business, not this reader's.
+    """
+    path = Path(path)
+    return check_keys(str(path), _read_file(path), catalogue, catalogue_file=catalogue_file,
+                      max_rows=max_rows).records()
+
+
+def check_registry(name: str, payload: bytes, catalogue: Catalogue, *,
+                   catalogue_file: str | Path = "rules/catalogue.toml",
+                   max_rows: int = DEFAULT_MAX_ROWS) -> Checked:
+    """A registry file's bytes (`name` tells CSV from XLSX and names the file in messages),
+    checked row by row; ImportError_ when the file as a whole cannot be read (no header, a
+    missing column...)."""
+    rows = _read_table(name, payload, REGISTRY_COLUMNS, what="licences", max_rows=max_rows)
     matcher = SystemMatcher(catalogue)
     problems = _Problems()
-    records: list[LicenceRecord] = []
+    records: list[tuple[int, LicenceRecord]] = []
     first_line_of_serial: dict[str, int] = {}
     for line, values in rows:
         check = _RowCheck(line, values, problems)
@@ -123,34 +193,28 @@ def read_registry(path: Path, catalogue: Catalogue, *,
         users = check.users("users")
         if serial is not None:
             if serial in first_line_of_serial:
-                problems.add(line, "serial",
-                             f"{serial} is also on line {first_line_of_serial[serial]}; "
-                             "a serial may appear only once, keep one of the two rows")
+                check.fail("serial",
+                           f"{serial} is also on line {first_line_of_serial[serial]}; "
+                           "a serial may appear only once, keep one of the two rows")
             else:
                 first_line_of_serial[serial] = line
         if check.ok:
-            records.append(LicenceRecord(
+            records.append((line, LicenceRecord(
                 serial=serial, system=system, company=company,  # type: ignore[arg-type]
                 contact_email=contact_email, purchase_date=purchase_date,  # type: ignore[arg-type]
                 modality=modality, support_until=support_until, users=users,  # type: ignore[arg-type]
-            ))
-    problems.raise_if_any(path)
-    return records
+            )))
+    return Checked(name, tuple(records), problems.ordered())
 
 
-def read_keys(path: Path, catalogue: Catalogue, *,
-              catalogue_file: str | Path = "rules/catalogue.toml",
-              max_rows: int = DEFAULT_MAX_ROWS) -> list[KeyRecord]:
-    """Every key in a key-pool file, or ImportError_ naming every bad row.
-
-    A key written twice in the file is an error naming both lines. Keys already in the store are
-    the store's business, not this reader's.
-    """
-    path = Path(path)
-    rows = _read_table(path, KEY_COLUMNS, what="keys", max_rows=max_rows)
+def check_keys(name: str, payload: bytes, catalogue: Catalogue, *,
+               catalogue_file: str | Path = "rules/catalogue.toml",
+               max_rows: int = DEFAULT_MAX_ROWS) -> Checked:
+    """A key-pool file's bytes checked row by row (see check_registry)."""
+    rows = _read_table(name, payload, KEY_COLUMNS, what="keys", max_rows=max_rows)
     matcher = SystemMatcher(catalogue)
     problems = _Problems()
-    records: list[KeyRecord] = []
+    records: list[tuple[int, KeyRecord]] = []
     first_line_of_key: dict[str, int] = {}
     for line, values in rows:
         check = _RowCheck(line, values, problems)
@@ -158,36 +222,39 @@ def read_keys(path: Path, catalogue: Catalogue, *,
         key = check.key("key")
         if key is not None:
             if key in first_line_of_key:
-                problems.add(line, "key",
-                             f"{_show(key)} is also on line {first_line_of_key[key]}; "
-                             "each key may appear only once, remove one of the two rows")
+                check.fail("key",
+                           f"{_show(key)} is also on line {first_line_of_key[key]}; "
+                           "each key may appear only once, remove one of the two rows")
             else:
                 first_line_of_key[key] = line
         if check.ok:
-            records.append(KeyRecord(system=system, key=key))  # type: ignore[arg-type]
-    problems.raise_if_any(path)
-    return records
+            records.append((line, KeyRecord(system=system, key=key)))  # type: ignore[arg-type]
+    return Checked(name, tuple(records), problems.ordered())
 
 
 # --- reading the table -------------------------------------------------------------------------
 
-def _read_table(path: Path, columns: tuple[str, ...], *, what: str,
-                max_rows: int) -> list[tuple[int, dict[str, str]]]:
-    """The data rows of `path` as (line, {column: stripped text}), header checked."""
+def _read_file(path: Path) -> bytes:
     try:
-        payload = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise ImportError_(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImportError_(f"{path}: is a directory, not a CSV or XLSX file") from None
     except OSError as exc:
         raise ImportError_(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _read_table(path: str, payload: bytes, columns: tuple[str, ...], *, what: str,
+                max_rows: int) -> list[tuple[int, dict[str, str]]]:
+    """The data rows of file `path` (its bytes: `payload`) as (line, {column: stripped text}),
+    header checked."""
     expected = ", ".join(columns)
     if not payload.strip():
         raise ImportError_(f"{path}: the file is empty; it needs a header row with the columns "
                            f"{expected}, then one row per entry")
     try:  # max_rows data rows, plus the header row
-        sheet_rows = list(iter_rows(path.name, payload, max_rows=max_rows + 1))
+        sheet_rows = list(iter_rows(Path(path).name, payload, max_rows=max_rows + 1))
     except TooManyRows:
         raise ImportError_(f"{path}: more than {max_rows} rows; split the file and import "
                            "each part") from None
@@ -232,10 +299,19 @@ def _read_table(path: Path, columns: tuple[str, ...], *, what: str,
 
     out = []
     for row in data:
-        values = {name: (row.cells[i].strip() if i < len(row.cells) else "")
+        values = {name: unquote(row.cells[i].strip() if i < len(row.cells) else "")
                   for name, i in positions.items()}
         out.append((row.row_number, values))
     return out
+
+
+def unquote(cell: str) -> str:
+    """A cell our exports neutralised against formula injection ("'=..."), as it was: the CSV
+    export writes a quote before a cell that starts like a formula, and the file it wrote must
+    import back unchanged. A quote before anything else is the cell's own."""
+    if cell.startswith("'") and formula_like(cell[1:]):
+        return cell[1:]
+    return cell
 
 
 def _is_blank(cells: Iterable[str]) -> bool:
@@ -265,17 +341,16 @@ def _show(value: str, limit: int = 60) -> str:
 
 class _Problems:
     def __init__(self) -> None:
-        self.items: list[tuple[int, str]] = []
+        self.items: list[Problem] = []
 
     def add(self, line: int, column: str, reason: str) -> None:
-        self.items.append((line, f"line {line}: {column}: {reason}"))
+        """`reason` is "what is wrong; how to fix it" (the fix after the first "; ")."""
+        what, _, fix = reason.partition("; ")
+        self.items.append(Problem(line, column, what, fix))
 
-    def raise_if_any(self, path: Path) -> None:
-        if self.items:
-            # sorted() is stable: within a line, the columns keep their order.
-            ordered = sorted(self.items, key=lambda item: item[0])
-            raise BadRowsError(path, [text for _, text in ordered],
-                               rows=len({line for line, _ in ordered}))
+    def ordered(self) -> tuple[Problem, ...]:
+        # sorted() is stable: within a line, the columns keep their order.
+        return tuple(sorted(self.items, key=lambda p: p.line))
 
 
 class _RowCheck:

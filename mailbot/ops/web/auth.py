@@ -21,6 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, TimestampSigner
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from mailbot.ops.accounts import ADMIN, Session, User, same_secret
@@ -151,6 +152,8 @@ async def guard(request: Request) -> None:
     if ((path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"))
             and (principal is None or not principal.is_admin)):
         raise Forbidden("admins only", api=is_api(request))
+    if request.method not in SAFE_METHODS:
+        _refuse_oversize(request, web)
     if request.method not in SAFE_METHODS and (principal is None or principal.via == "session"):
         expected = (principal.session.csrf_token if principal is not None and principal.session
                     else unsign(web, request.cookies.get(LOGIN_COOKIE), "login",
@@ -158,6 +161,21 @@ async def guard(request: Request) -> None:
         if expected is None or not same_secret(await _submitted_csrf(request), expected):
             log.warning("event=csrf_refused path=%s client=%s", path, client_address(request))
             raise Forbidden("csrf", api=is_api(request))
+
+
+def _refuse_oversize(request: Request, web: WebContext) -> None:
+    """A file upload (multipart) larger than the console reads is refused before its body is
+    read (the CSRF check would read it all): 413, or 411 without a Content-Length."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return
+    length = request.headers.get("content-length", "")
+    _ = request.app.state.renderer.gettext
+    if not length.isdigit():
+        raise HTTPException(411, _("The upload must say its size (Content-Length)."))
+    if int(length) > web.max_upload_bytes:
+        raise HTTPException(413, _("The file is larger than %(megabytes)s MB: split it and "
+                                   "upload each part.",
+                                   megabytes=web.max_upload_bytes // 1_000_000 or 1))
 
 
 def session_principal(request: Request) -> Principal | None:

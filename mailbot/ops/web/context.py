@@ -37,6 +37,9 @@ class WebContext:
     zone: dt.tzinfo  # the business zone: every time shown is in it, marked
     secret_key: str  # signs the session cookie
     clock: Callable[[], dt.datetime] = utc_clock  # aware UTC; tests pass their own
+    # The largest file upload (a multipart body) the console reads: a registry of 200,000
+    # rows is about 30 MB as CSV; a bigger body is refused before it is read.
+    max_upload_bytes: int = 40_000_000
 
     def now(self) -> dt.datetime:
         """Naive UTC, as the store keeps it."""

@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import nh3
 
+from mailbot.answer import cells
+
 # The sanitised HTML goes into <iframe sandbox srcdoc>, which inherits the page's CSP; the
 # policy is also the frame's first element, so it holds wherever the fragment ends up.
 FRAME_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -106,10 +108,7 @@ def mask_key(key: str | None) -> str | None:
 
 # --- the CSV export ---------------------------------------------------------------------------
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def csv_cell(value: Any) -> str:
-    """A cell a spreadsheet will not run: text that starts like a formula gets a leading '."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """A cell a spreadsheet will not run: text that starts like a formula gets a leading '
+    (the rule every file we write follows: mailbot.answer.cells)."""
+    return cells.csv_cell(value)

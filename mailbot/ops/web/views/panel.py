@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from mailbot.ops.pool_levels import levels
 from mailbot.ops.web.context import context
 from mailbot.ops.web.pages import N_, page
 from mailbot.store import panel
@@ -77,17 +78,13 @@ def summary(request: Request) -> dict[str, Any]:
     with web.store.transaction() as conn:
         outcomes = panel.mails_by_outcome(conn, since=web.today_start())
         open_tasks, overdue = panel.review_counts(conn, now)
-        pool = web.store.pool_counts(conn)
+        threshold = web.config.web.low_stock_threshold
+        stock = levels(conn, web.store, web.rules.catalogue, low_stock_threshold=threshold)
         messages = panel.outbox_counts(conn)
         last = panel.last_pass(conn)
         alerts = panel.recent_alerts(conn, limit=10)
-    threshold = web.config.web.low_stock_threshold
-    systems = list(dict.fromkeys([*web.rules.catalogue.names, *sorted(pool)]))
-    keys = []
-    for system in systems:
-        free, assigned = pool.get(system, (0, 0))
-        keys.append({"system": system, "free": free, "assigned": assigned,
-                     "low": free < threshold})
+    keys = [{"system": s.system, "free": s.free, "assigned": s.assigned, "low": s.low}
+            for s in stock]
     by_status: dict[str, int] = {}
     for (status, _purpose), count in messages.items():
         by_status[status] = by_status.get(status, 0) + count
