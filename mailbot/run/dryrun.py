@@ -214,11 +214,11 @@ class CapturingSink:
 # --- the mails to decide ---------------------------------------------------------------------
 
 def stored_mails(app: App, *, references: Sequence[str] = (),
-                 since: dt.timedelta | None = None) -> list[DryMail]:
-    """The stored mails named by `references` and those received within `since`, oldest first,
-    each with its bytes read from its mailbox (`Source.original`, left where it is). A
-    reference not stored raises DryRunError; a mail its mailbox no longer holds comes back
-    with a `problem` instead of bytes."""
+                 since: dt.timedelta | None = None, limit: int | None = None) -> list[DryMail]:
+    """The stored mails named by `references` and those received within `since` (the newest
+    `limit` of them, when given), oldest first, each with its bytes read from its mailbox
+    (`Source.original`, left where it is). A reference not stored raises DryRunError; a mail
+    its mailbox no longer holds comes back with a `problem` instead of bytes."""
     with app.store.transaction() as conn:
         rows: dict[int, Any] = {}
         for reference in references:
@@ -228,7 +228,8 @@ def stored_mails(app: App, *, references: Sequence[str] = (),
                                   "than one has it); `mailbot log` lists the references")
             rows[row.id] = row
         if since is not None:
-            rows.update((r.id, r) for r in snapshot.stored_since(conn, app.now() - since))
+            rows.update((r.id, r) for r in snapshot.stored_since(conn, app.now() - since,
+                                                                 limit=limit))
     return [_stored_mail(app, rows[mail]) for mail in sorted(rows)]
 
 
