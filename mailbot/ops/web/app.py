@@ -29,7 +29,16 @@ from mailbot.ops.web.auth import Forbidden, NotAuthenticated, guard
 from mailbot.ops.web.context import WebContext, load_secret_key, secret_key_path, utc_clock
 from mailbot.ops.web.i18n import load_translations
 from mailbot.ops.web.pages import STATIC_DIR, Renderer, render
-from mailbot.ops.web.views import admin, admin_templates, health, mail, mails, panel, serials
+from mailbot.ops.web.views import (
+    admin,
+    admin_rules,
+    admin_templates,
+    health,
+    mail,
+    mails,
+    panel,
+    serials,
+)
 from mailbot.ops.web.views import reviews as review_queue
 from mailbot.ruleset import Ruleset
 from mailbot.store import Store
@@ -54,9 +63,10 @@ def create_app(config: Config, *, store: Store | None = None, rules: Ruleset | N
     app.state.web = web
     app.state.renderer = Renderer(load_translations(), zone)
     app.state.metrics = health.metrics_registry(web)
-    for module in (login, health, panel, admin, admin_templates):
+    for module in (login, health, panel, admin, admin_templates, admin_rules):
         app.include_router(module.router)
-    app.include_router(admin_templates.api)  # its JSON twins, admins only
+        if hasattr(module, "api"):
+            app.include_router(module.api)  # the admin pages' JSON twins, admins only
     app.include_router(review_queue.router)  # the review queue, one task and its actions
     for module in (mails, mail, serials):  # the log, one mail, one serial
         app.include_router(module.router)

@@ -1,6 +1,6 @@
 """The admin home (`/admin`): only admins reach it (`auth.guard` refuses operators with 403 for
-the whole prefix). It links to the admin pages: the templates (views/admin_templates.py); the
-rules and the registry pages are to come (issue 12, §3)."""
+the whole prefix). It links to the admin pages: the templates (views/admin_templates.py) and the
+rules (views/admin_rules.py); the registry page is to come (issue 12, §3)."""
 
 from __future__ import annotations
 
