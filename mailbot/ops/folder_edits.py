@@ -196,6 +196,16 @@ def files_of(store: Store, kind: str, number: int) -> dict[str, bytes]:
     return files
 
 
+def revert(store: Store, kind: str, directory: Path, number: int, *, check: Check,
+           base: str | None = None, now: Any = None) -> tuple[Saved, str]:
+    """Write version `number` back (checked and recorded as a save is); and the diff it made
+    to the folder, as `mailbot diff` prints one."""
+    files = files_of(store, kind, number)
+    before = current(store, kind, directory).files
+    saved = save(store, kind, directory, files, check=check, base=base, now=now)
+    return saved, diff(before, files, f"{kind} (folder before)", f"{kind} v{number}")
+
+
 def diff(old: Mapping[str, bytes], new: Mapping[str, bytes], old_name: str,
          new_name: str) -> str:
     """The unified diff of `mailbot rules|templates diff`, as one text."""

@@ -396,12 +396,3 @@ def _changed(change: Any) -> Changed:
     lines = difflib.unified_diff(text(a), text(b), "antes", "después", lineterm="", n=1)
     return Changed(a.label, a.subject or b.subject, a.outcome or a.error, b.outcome or b.error,
                    shown(a), shown(b), "\n".join(lines))
-
-
-def revert(store: Store, directory: Path, templates: Path | None, number: int, *,
-           base: str | None = None, now: Any = None) -> tuple[Saved, str]:
-    """Write version `number` back (checked, recorded as a save is); the diff it made."""
-    files = files_of(store, number)
-    before = current(store, directory).files
-    saved = save(store, directory, templates, files, base=base, now=now)
-    return saved, folder_edits.diff(before, files, "rules (folder before)", f"rules v{number}")
