@@ -39,7 +39,7 @@ KIND = "rules"
 CATALOGUE, FREE_UPDATE, UNLOCK = "catalogue.toml", "free_update.toml", "unlock.toml"
 DAY_KEYS = ("lunes", "martes", "miercoles", "jueves", "viernes", "sabado", "domingo")
 MAX_PREVIEW_DAYS = 31  # the preview decides again at most this many days of mail...
-MAX_PREVIEW_MAILS = 200  # ...and at most this many mails, the newest (see `preview`)
+MAX_PREVIEW_MAILS = 100  # ...and at most this many mails, the newest (see `preview`)
 
 Money = int | Decimal
 
