@@ -251,6 +251,22 @@ def test_the_preview_lists_exactly_the_stored_answers_a_new_eligibility_date_cha
     assert quiet.status_code == 200 and "Ninguna respuesta cambia" in quiet.text
 
 
+def test_renaming_a_system_whose_keys_are_in_the_pool_is_flagged_in_the_preview(
+        mail_rules_desk):
+    console, folder, _mails = mail_rules_desk
+    with console.store.transaction() as conn:
+        free, used = console.store.pool_counts(conn)["CONTPAQ i Bancos"]
+    client = console.logged_in("root", "admin")
+    form = _form(client)
+    assert form["system-3-name"] == "CONTPAQ i Bancos"
+    form["system-3-name"] = "CONTPAQ i Bancos Plus"
+    answer = _preview(client, form)
+    assert answer.status_code == 200, answer.text
+    [warning] = re.findall(r'<p class="warn orphan">([^<]*)</p>', answer.text)
+    assert warning.startswith("CONTPAQ i Bancos sale del catálogo")
+    assert f"{free} claves libres y {used} asignadas" in warning
+
+
 def test_a_version_diff_and_a_revert_write_the_old_rules_back(desk):
     console, folder = desk
     client = console.logged_in("root", "admin")

@@ -344,6 +344,10 @@ class Preview:
     skipped: int  # stored mails left out: over MAX_PREVIEW_MAILS, or not readable
     changes: list[Changed]
     errors: list[str]
+    # Systems the change takes out of the catalogue (removed or renamed) while the key pool
+    # still holds keys under their name: (name, free, assigned). The registry and the pool
+    # name a system by its catalogue name, so those keys would no longer be found.
+    orphans: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def preview(config: Any, store: Store, rules: Ruleset, templates: Path,
@@ -378,9 +382,13 @@ def preview(config: Any, store: Store, rules: Ruleset, templates: Path,
             changes = compare(before, dry_app(before, rules=proposed), mails)
     finally:
         source.close()
+    gone = set(rules.catalogue.names) - set(proposed.catalogue.names)
+    with store.transaction() as conn:
+        pool = store.pool_counts(conn)
     return Preview(days, len(mails), over + len(found) - len(mails),
                    [_changed(c) for c in changes],
-                   [f"{m.label}: {m.problem}" for m in found if m.problem])
+                   [f"{m.label}: {m.problem}" for m in found if m.problem],
+                   [(name, *pool[name]) for name in sorted(gone) if name in pool])
 
 
 def _changed(change: Any) -> Changed:
