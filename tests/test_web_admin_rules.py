@@ -9,30 +9,20 @@ from __future__ import annotations
 import html
 import re
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from botconfig import ROOT, write_config
-from web_console import CSRF_INPUT, FAST, Clock, Console, empty_accounts
+from botconfig import ROOT
+from web_console import CSRF_INPUT, Console, build_console, empty_accounts
 from web_fixtures import MailDesk, build_mail_desk, desk_material
 
-from mailbot import config as config_module
-from mailbot.ops.web.app import create_app
 from mailbot.ruleset import load_rules
 from mailbot.run.versions import content_hash, folder_files
 from mailbot.store import versions as stored
 
 __all__ = ["desk_material"]
-
-
-def _console(store, directory: Path, rules: Path, sections: str = "") -> Console:
-    path = write_config(directory, f'[store]\nurl = "{store.url}"\n'
-                                   f'[web]\nsecret_key_file = "{directory / "secret.key"}"\n'
-                                   f"{sections}", rules=rules)
-    clock = Clock()
-    app = create_app(config_module.load(path), store=store, clock=clock, hasher=FAST)
-    return Console(app, store, clock, path)
 
 
 @pytest.fixture
@@ -41,7 +31,7 @@ def desk(store, tmp_path) -> tuple[Console, Path]:
     empty_accounts(store)
     folder = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", folder)
-    yield _console(store, tmp_path, folder), folder
+    yield build_console(store, tmp_path, rules=folder), folder
     empty_accounts(store)
 
 
@@ -53,8 +43,9 @@ def mail_rules_desk(store, tmp_path, desk_material) -> tuple[Console, Path, Mail
     mails = build_mail_desk(store, tmp_path / "desk", desk_material)
     folder = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", folder)
-    console = _console(store, tmp_path / "desk", folder,
-                       '[source]\npath = "demo/inbox"\n[sink]\npath = "outbox"\n')
+    console = build_console(store, tmp_path / "desk",
+                            '[source]\npath = "demo/inbox"\n[sink]\npath = "outbox"\n',
+                            rules=folder)
     yield console, folder, mails
     mails.app.source.close()
     empty_accounts(store)
@@ -89,6 +80,7 @@ def _preview(client, form: dict[str, str]):
 
 
 def _previewed(page: str) -> dict[str, str]:
+    """The preview page's form, as its "Guardar estos cambios" button submits it."""
     return _fields(page)
 
 
@@ -129,8 +121,7 @@ def test_a_price_with_cents_is_previewed_saved_and_recorded_keeping_the_comments
     assert [p for p in after if after[p] != before[p]] == ["free_update.toml"]
     text = after["free_update.toml"].decode("utf-8")
     assert "# Renewal of the remote support policy, per system." in text  # comments kept
-    assert load_rules(folder).free_update.installation.policies[0].price == \
-        __import__("decimal").Decimal("2500.50")
+    assert load_rules(folder).free_update.installation.policies[0].price == Decimal("2500.50")
     with console.store.transaction() as conn:
         listing = stored.listing(conn, "rules")
     assert [v["number"] for v in listing] == [1, 2]  # the content replaced, then the new one

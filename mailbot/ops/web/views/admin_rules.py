@@ -28,7 +28,7 @@ from mailbot.ops.web.auth import require_admin
 from mailbot.ops.web.context import WebContext, context
 from mailbot.ops.web.pages import N_
 from mailbot.ops.web.views import version_pages
-from mailbot.ruleset import Ruleset, check_rules
+from mailbot.ruleset import check_rules
 from mailbot.run.versions import content_hash
 
 router = APIRouter(include_in_schema=False)
@@ -48,23 +48,8 @@ def _dirs(web: WebContext) -> tuple[Any, Any]:
     return rules_dir(web.config), templates_dir(web.config)
 
 
-def _rules_in_use(web: WebContext) -> Ruleset:
-    from mailbot.run.wiring import open_rules
-
-    try:
-        return open_rules(web.config)
-    except MailbotError:
-        return web.rules
-
-
 VERSIONS = version_pages.Folder("rules", BASE, N_("Back to the rules"),
                                 N_("Rules version %(number)s"), lambda web: _dirs(web)[0])
-
-
-def _versions_shown(web: WebContext, digest: str) -> list[dict[str, Any]]:
-    return [{"number": v["number"], "hash": v["hash"][:8], "first_used_at": v["first_used_at"],
-             "files": len(v["files"]), "in_use": v["hash"] == digest}
-            for v in reversed(rule_edits.versions(web.store))]
 
 
 def _state(web: WebContext) -> dict[str, Any]:
@@ -95,10 +80,10 @@ def _page(request: Request, *, fields: dict[str, str] | None = None,
         "title": _("Rules"), **state, "fields": shown, "errors": errors or {},
         "problems": problems or [], "error": error, "preview": preview,
         "previewed": previewed, "base": base or state["now"].digest,
-        "system_rows": int(shown.get("system_rows", "0") or 0)
-        if shown.get("system_rows", "").isdigit() else 0,
-        "versions": _versions_shown(web, state["now"].digest), "saved": None, "restored": None,
-        "restored_as": None, "note": None, **extra}, status_code=status, headers=HEADERS)
+        "system_rows": int(rows) if (rows := shown.get("system_rows", "")).isdigit() else 0,
+        "versions": version_pages.listing(web, rule_edits.KIND, state["now"].digest),
+        "saved": None, "restored": None, "restored_as": None, "note": None, **extra},
+        status_code=status, headers=HEADERS)
 
 
 @router.get(BASE)
@@ -160,7 +145,7 @@ def _preview(request: Request, fields: dict[str, str], note: str | None = None) 
         return _page(request, fields=fields, base=base,
                      error=_("The form changes nothing in the rules."))
     try:
-        found = rule_edits.preview(web.config, web.store, _rules_in_use(web), templates,
+        found = rule_edits.preview(web.config, web.store, web.rules_now(), templates,
                                    files, int(days))
     except (MailbotError, OSError) as exc:  # its mailbox cannot be reached, say
         return _page(request, fields=fields, base=base, status=422,
@@ -250,8 +235,7 @@ def api_state(request: Request) -> dict[str, Any]:
             "number": state["now"].number, "shipped": state["shipped"],
             "problems": state["broken"], "values": _json(state["values"]),
             "fields": rules_form.fields_of(state["values"]) if state["values"] else None,
-            "versions": [{**v, "first_used_at": v["first_used_at"].isoformat() + "Z"}
-                         for v in _versions_shown(web, state["now"].digest)]}
+            "versions": version_pages.listing_json(web, rule_edits.KIND, state["now"].digest)}
 
 
 @api.post("/preview", summary="The dry run of a change of the rules page's fields (the same "
@@ -272,6 +256,6 @@ async def api_preview(request: Request) -> Response:
         return JSONResponse({"detail": error, "errors": errors, "problems": problems}, 422)
     days = int(fields["days"]) if fields.get("days", "").isdigit() else DEFAULT_DAYS
     _directory, templates = _dirs(web)
-    found = rule_edits.preview(web.config, web.store, _rules_in_use(web), templates, files,
+    found = rule_edits.preview(web.config, web.store, web.rules_now(), templates, files,
                                days)
     return JSONResponse({"previewed": content_hash(files), **_json(found)})

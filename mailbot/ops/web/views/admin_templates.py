@@ -58,13 +58,7 @@ def _directory(web: WebContext) -> Any:
 
 
 def _rules(web: WebContext) -> Ruleset:
-    """The rules as they are on disk now (the next pass checks with them), else the console's."""
-    from mailbot.run.wiring import open_rules
-
-    try:
-        return open_rules(web.config)
-    except MailbotError:
-        return web.rules
+    return web.rules_now()
 
 
 def _render(request: Request, name: str, values: dict[str, Any], status: int = 200) -> Response:
@@ -92,12 +86,6 @@ def _submitted(folder: edits.Folder, name: str, text: str | None,
             "html": "" if html is None and template.html is not None else html}
 
 
-def _versions_shown(web: WebContext, folder: edits.Folder) -> list[dict[str, Any]]:
-    return [{"number": v["number"], "hash": v["hash"][:8], "first_used_at": v["first_used_at"],
-             "files": len(v["files"]), "in_use": v["hash"] == folder.digest}
-            for v in reversed(edits.versions(web.store))]
-
-
 @router.get(BASE)
 def listing(request: Request, restaurada: int | None = None,
             version: int | None = None) -> Response:
@@ -106,7 +94,7 @@ def listing(request: Request, restaurada: int | None = None,
     folder = edits.look(web.store, _directory(web))
     return _render(request, "admin_templates.html", {
         "title": _("Templates"), "folder": folder, "directory": str(folder.directory),
-        "versions": _versions_shown(web, folder), "restored": restaurada,
+        "versions": version_pages.listing(web, edits.KIND, folder.digest), "restored": restaurada,
         "shipped": edits.is_shipped(folder.directory),
         "restored_as": version})
 
@@ -214,10 +202,6 @@ def revert(request: Request, number: Number, base: Base = "") -> Response:
                                        base=base, now=web.now()), HEADERS)
 
 
-def _version_json(v: dict[str, Any]) -> dict[str, Any]:
-    return {**v, "first_used_at": v["first_used_at"].isoformat() + "Z"}
-
-
 @api.get("", summary="Every template with its parts, the version in use and the versions")
 def api_listing(request: Request) -> dict[str, Any]:
     web = context(request)
@@ -226,7 +210,7 @@ def api_listing(request: Request) -> dict[str, Any]:
             "shipped": edits.is_shipped(folder.directory),
             "templates": [{"name": t.name, "public": t.public, "text": t.text is not None,
                            "html": t.html is not None} for t in folder.templates],
-            "versions": [_version_json(v) for v in _versions_shown(web, folder)]}
+            "versions": version_pages.listing_json(web, edits.KIND, folder.digest)}
 
 
 @api.get("/{name}", summary="One template: the text of its parts as the folder holds them")

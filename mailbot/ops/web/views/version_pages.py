@@ -27,6 +27,18 @@ class Folder:
     directory: Callable[[Any], Any]  # WebContext -> the folder on disk
 
 
+def listing(web: Any, kind: str, digest: str) -> list[dict[str, Any]]:
+    """The folder's versions, newest first, the one holding `digest` marked in use."""
+    return [{"number": v["number"], "hash": v["hash"][:8], "first_used_at": v["first_used_at"],
+             "files": len(v["files"]), "in_use": v["hash"] == digest}
+            for v in reversed(folder_edits.versions(web.store, kind))]
+
+
+def listing_json(web: Any, kind: str, digest: str) -> list[dict[str, Any]]:
+    return [{**v, "first_used_at": v["first_used_at"].isoformat() + "Z"}
+            for v in listing(web, kind, digest)]
+
+
 def _render(request: Request, values: dict[str, Any], status: int, headers: dict[str, str]
             ) -> Response:
     from mailbot.ops.web.pages import render
