@@ -32,7 +32,7 @@ from mailbot.ops import folder_edits
 from mailbot.ops.folder_edits import EditRefused, Saved
 
 __all__ = ["EditRefused", "Saved"]
-from mailbot.ruleset import UNLOCK_AUTO, Ruleset, check_rules
+from mailbot.ruleset import UNLOCK_AUTO, Ruleset, check_rules, spelling_key
 from mailbot.store import Store
 
 KIND = "rules"
@@ -136,11 +136,18 @@ def values(files: Mapping[str, bytes]) -> RulesValues:
         unlock=_unlock_values(_load(files, UNLOCK)) if UNLOCK in files else None)
 
 
+def _default_days() -> dict[str, str]:
+    return {day: "09:00-18:00" if day in DAY_KEYS[:5] else "" for day in DAY_KEYS}
+
+
 def _unlock_values(data: dict[str, Any]) -> UnlockValues:
     hours = data.get("business_hours", {})
-    days = dict(hours.get("days", {})) if "days" in hours else {}
+    # Without [business_hours.days] the bot works Monday to Friday, 09:00-18:00: shown so.
+    days = dict(hours["days"]) if "days" in hours else _default_days()
+    written = {spelling_key(day) for day in days}  # "miércoles" as the file may spell it
     for key in DAY_KEYS:
-        days.setdefault(key, "")
+        if key not in written:
+            days[key] = ""
     modalities = []
     for key, m in data.get("modalities", {}).items():
         rows = []
@@ -250,10 +257,11 @@ def _write_unlock(files: dict[str, bytes], new: UnlockValues) -> None:
         doc["business_hours"] = tomlkit.table()
     hours = doc["business_hours"]
     _set(hours, "extra_holidays", new.extra_holidays)
-    if "days" not in hours:
-        hours["days"] = tomlkit.table()
-    for day, text in new.days.items():
-        _set(hours["days"], day, text)
+    if "days" in hours or new.days != _default_days():
+        if "days" not in hours:
+            hours["days"] = tomlkit.table()
+        for day, text in new.days.items():
+            _set(hours["days"], day, text)
     modalities = doc["modalities"]
     for modality in new.modalities:
         table = modalities[modality.id]

@@ -88,7 +88,7 @@ def revert(request: Request, folder: Folder, number: int, base: str,
     except folder_edits.EditRefused as exc:
         message = (_("Someone changed this folder since you opened this page: nothing was "
                      "written. Reload the page and try again.") if exc.code == "conflict"
-                   else _("This version does not pass the check with the rules in use: "
+                   else _("This version does not pass the check as the folders are now: "
                           "nothing was written.")
                    if exc.code == "invalid" else _("Nothing was saved: %(reason)s",
                                                     reason=str(exc)))
