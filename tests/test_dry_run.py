@@ -17,7 +17,15 @@ from mailbot.ops.cli import main
 from mailbot.ops.demo import write_demo
 from mailbot.ops.imports import read_keys, read_registry
 from mailbot.ruleset import load_rules
-from mailbot.run.dryrun import DryMail, DryRunError, compare, dry_app, dry_run, stored_mails
+from mailbot.run.dryrun import (
+    DryMail,
+    DryRunError,
+    compare,
+    dry_app,
+    dry_run,
+    reads_alike,
+    stored_mails,
+)
 from mailbot.run.pipeline import run_once
 from mailbot.run.wiring import open_app
 from mailbot.store.snapshot import table_names
@@ -144,6 +152,36 @@ def test_a_rules_change_shows_only_the_answers_it_alters(tmp_path):
         assert any(d.outcome == "not_eligible" for d in change.after.decisions)
     same = compare(before, dry_app(before), mails)
     assert same == []  # the same rules twice: nothing changes, references and all
+
+
+def test_compare_reads_each_mail_once_when_the_rules_read_alike_and_finds_the_same(tmp_path):
+    """A price or date change reads mail as before: the second run reuses the first's readings
+    (what it finds is what two separate runs find); a catalogue change reads again."""
+    app, files = _app(tmp_path, "sqlite:///mailbot.db")
+    other = tmp_path / "rules2"
+    shutil.copytree(ROOT / "rules", other)
+    text = (other / "free_update.toml").read_text(encoding="utf-8")
+    (other / "free_update.toml").write_text(
+        text.replace("eligible_from = 2011-07-01", "eligible_from = 2011-10-01"),
+        encoding="utf-8")
+    proposed = load_rules(other)
+    assert reads_alike(app.rules, proposed)
+    catalogue = other / "catalogue.toml"
+    catalogue.write_text(catalogue.read_text(encoding="utf-8").replace(
+        '"PDV"', '"PDV", "Caja"'), encoding="utf-8")
+    assert not reads_alike(app.rules, load_rules(other))
+    mails = [DryMail(str(m.path), m.path.read_bytes()) for m in files.mails]
+    before = dry_app(app)
+    after = dry_app(before, rules=proposed)
+    reads: dict = {}
+    shared = [r.signature() for r in dry_run(after, mails, reads=reads)]
+    assert len(reads) == len([m for m in mails if m.data])
+    again = [r.signature() for r in dry_run(after, mails, reads=reads)]
+    alone = [r.signature() for r in dry_run(after, mails)]
+    assert shared == again == alone
+    assert [c.after.signature() for c in compare(before, after, mails)] == [
+        a for a, b in zip(alone, [r.signature() for r in dry_run(before, mails)], strict=True)
+        if a != b]
 
 
 def test_cli_json_has_the_fields_of_the_contract(tmp_path, capsys):

@@ -8,6 +8,7 @@ upgrades a store at 0006 and downgrades again. SQLite and PostgreSQL where the s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from html import unescape
 from pathlib import Path
@@ -23,6 +24,7 @@ from mailbot.ops.cli import main
 from mailbot.ruleset import load_rules
 from mailbot.run import versions as watching
 from mailbot.run.pipeline import run_once
+from mailbot.run.versions import content_hash, folder_files
 from mailbot.store import versions
 from mailbot.store.database import Store
 from mailbot.store.schema import events, mails, outbox, outbox_recipients
@@ -297,6 +299,48 @@ def test_templates_versions_and_diff(bot, capsys):
     assert "--- /dev/null" in out and "+++ templates v2/extra.txt.j2" in out
     code, out, _ = run_cli(capsys, "--config", config, "templates", "diff", "2")
     assert code == 0 and "no difference" in out
+
+
+def test_rules_revert_writes_an_old_version_back_checked_and_refuses_a_bad_one(bot, capsys):
+    bot.run(asks())
+    original = folder_files(bot.rules_dir, ".toml")
+    bot.edit(bot.rules_dir / "free_update.toml", "price = 2500", "price = 2750")
+    bot.run(asks(OTHER_FREE, CONTABILIDAD))
+    config = str(bot.config_path)
+    code, out, _ = run_cli(capsys, "--config", config, "rules", "revert", "1")
+    assert code == 0
+    assert "-price = 2750" in out and "+price = 2500" in out
+    assert "rules v1 written back (free_update.toml); it is rules v1 now (it was v2)" in out
+    assert folder_files(bot.rules_dir, ".toml") == original
+    code, out, _ = run_cli(capsys, "--config", config, "rules", "revert", "1")
+    assert code == 0 and "already holds rules v1: nothing to write" in out
+    # a version that no longer passes the check (here: a date written as text)
+    bad = dict(original, **{"free_update.toml": original["free_update.toml"].replace(
+        b"eligible_from = 2011-07-01", b'eligible_from = "2011-07-01"')})
+    number = versions.record(bot.app.store, "rules", content_hash(bad), bad)
+    code, out, err = run_cli(capsys, "--config", config, "rules", "revert", str(number))
+    assert code == 2 and f"rules v{number} does not pass the check: nothing was written" in err
+    assert re.search(r"free_update\.toml: eligible_from: .*remove the quotes.*\(line \d+\)", err)
+    assert folder_files(bot.rules_dir, ".toml") == original
+    code, _, err = run_cli(capsys, "--config", config, "rules", "revert", "99")
+    assert code == 2 and "rules v99: no such version" in err
+
+
+def test_templates_revert_writes_an_old_version_back_and_refuses_a_bad_one(bot, capsys):
+    bot.run(asks())
+    original = folder_files(bot.templates_dir, ".j2")
+    bot.edit(bot.templates_dir / "keys_issued.txt.j2", "Esta es tu clave", "Buen día, tu clave")
+    bot.run(asks(OTHER_FREE, CONTABILIDAD))
+    config = str(bot.config_path)
+    code, out, _ = run_cli(capsys, "--config", config, "templates", "revert", "1")
+    assert code == 0 and "-Buen día, tu clave" in out and "+Esta es tu clave" in out
+    assert "templates v1 written back (keys_issued.txt.j2)" in out
+    assert folder_files(bot.templates_dir, ".j2") == original
+    bad = dict(original, **{"not_eligible.txt.j2": b"{{ variable_que_ya_no_existe }}\n"})
+    number = versions.record(bot.app.store, "templates", content_hash(bad), bad)
+    code, _, err = run_cli(capsys, "--config", config, "templates", "revert", str(number))
+    assert code == 2 and "does not pass the check" in err and "undefined" in err
+    assert folder_files(bot.templates_dir, ".j2") == original
 
 
 def test_the_log_shows_the_versions_in_text_and_json(bot, capsys):

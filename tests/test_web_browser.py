@@ -3,6 +3,10 @@
 pipeline on the demo mails) and an account made by `mailbot users add`. Every step is a command
 or a click, as the README tells an operator.
 
+And the rules: an admin changes a price, sees which real stored answers it changes (the same
+the CLI's `dry-run --against` lists), saves, sees the next pass record the new version on its
+decision, and reverts.
+
 Log in, find a mail by its serial with the log's filter, open it, open the review queue,
 approve a task, see its reply queued ("en cola"), log out. And an admin: edit a template, preview it on the
 sample cases and on a stored mail, save it, see the new version (on a copy of the templates); and
@@ -306,3 +310,111 @@ def free_keys(config: str) -> dict[str, int]:
     """`mailbot keys levels --json`: free keys by system."""
     return {level["system"]: level["free"] for level in map(
         json.loads, mailbot("--config", config, "keys", "levels", "--json").splitlines())}
+
+
+NEW_REQUEST = (
+    "From: Raul Gonzalez Rivera <rgonzalez@empresamuestra.com.mx>\r\n"
+    "To: claves@example.com\r\n"
+    "Subject: Solicitud de claves para actualización sin costo\r\n"
+    "Date: Tue, 01 Dec 2026 10:00:00 -0600\r\n"
+    "Message-ID: <nueva-solicitud-1@empresamuestra.com.mx>\r\n"
+    "MIME-Version: 1.0\r\n"
+    'Content-Type: text/plain; charset="utf-8"\r\n'
+    "Content-Transfer-Encoding: 8bit\r\n"
+    "\r\n"
+    "Nombre de la empresa: Empresa de muestra, S.A. de C.V.\r\n"
+    "Nombre del contacto: Raul Gonzalez Rivera\r\n"
+    "Correo electrónico: rgonzalez@empresamuestra.com.mx\r\n"
+    "Sistema: CONTPAQ i Contabilidad\r\n"
+    "Número de serie: AAAA-BBBB-CCCC-EEEE\r\n").encode()
+
+
+def test_an_admin_changes_a_price_sees_the_answers_it_changes_saves_and_reverts(
+        tmp_path_factory, browser, tmp_path, capsys):
+    """The issue's "done when" for the rules: change a price in the browser, see which real
+    answers change before saving, save, see the new version used by the next pass and recorded
+    on its decision, revert."""
+    demo = tmp_path_factory.mktemp("browser-rules") / "demo"
+    mailbot("demo", "--dir", str(demo))
+    shutil.copytree(ROOT / "rules", demo / "rules")
+    config = str(demo / "config.toml")
+    written = Path(config).read_text(encoding="utf-8")
+    assert f'rules_dir = "{ROOT / "rules"}"' in written  # never edit the project's
+    Path(config).write_text(written.replace(f'rules_dir = "{ROOT / "rules"}"',
+                                            f'rules_dir = "{demo / "rules"}"'),
+                            encoding="utf-8")
+    mailbot("--config", config, "users", "add", "root", "--role", "admin",
+            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    prices = demo / "rules" / "free_update.toml"
+    original = prices.read_text(encoding="utf-8")
+    # What the CLI's dry run says the same change alters: the console must list these.
+    other = tmp_path / "rules"
+    shutil.copytree(demo / "rules", other)
+    (other / "free_update.toml").write_text(
+        original.replace('name = "Trimestral"\nprice = 2500\n',
+                         'name = "Trimestral"\nprice = 2600.50\n'), encoding="utf-8")
+    expected = sorted(json.loads(line)["reference"] for line in mailbot(
+        "--config", config, "dry-run", "--json", "--since", "7d", "--against",
+        str(other)).splitlines())
+    assert expected  # the demo has answers that quote the renewal prices
+    with serving(config) as base:
+        page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/admin")
+        page.get_by_label("Nombre de la cuenta").fill("root")
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Iniciar sesión").click()
+        page.get_by_role("link", name="Reglas").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Reglas")
+        expect(page.locator("#version-in-use")).to_contain_text("Versión en uso: 1")
+
+        # A bad price first: refused next to its field, nothing written.
+        price = page.get_by_label("Precio de Trimestral")
+        price.fill("2.600,50")
+        page.get_by_role("button", name="Vista previa de los cambios").click()
+        expect(page.locator("#error-policy-0-price")).to_contain_text(
+            "Escriba el precio en pesos con dos decimales como máximo")
+        assert prices.read_text(encoding="utf-8") == original
+
+        # The price with cents: the preview lists the real stored answers it changes.
+        page.get_by_label("Precio de Trimestral").fill("2,600.50")
+        page.get_by_role("button", name="Vista previa de los cambios").click()
+        expect(page.locator("#preview-count")).to_have_text(
+            f"Este cambio altera {len(expected)} respuestas:")
+        links = page.locator("#preview table.changes a")
+        expect(links).to_have_count(len(expected))
+        assert sorted(links.all_inner_texts()) == expected
+        expect(page.locator("#preview pre.diff").first).to_contain_text("2,600.50")
+        assert prices.read_text(encoding="utf-8") == original  # nothing written yet
+        keep(page, "admin-rules-preview.png", tmp_path, capsys)
+
+        # Save: written with the admin's comments kept, recorded as version 2.
+        page.get_by_role("button", name="Guardar estos cambios").click()
+        expect(page.get_by_role("status")).to_contain_text("las reglas son ahora la versión 2")
+        saved_text = prices.read_text(encoding="utf-8")
+        assert 'name = "Trimestral"\nprice = 2600.50\n' in saved_text
+        assert "# Renewal of the remote support policy, per system." in saved_text
+
+        # The next pass decides a new request with version 2 and records it on the decision.
+        inbox = demo / "inbox"
+        (inbox / "tmp" / "1330000000.M1_nueva.demo").write_bytes(NEW_REQUEST)
+        os.replace(inbox / "tmp" / "1330000000.M1_nueva.demo",
+                   inbox / "new" / "1330000000.M1_nueva.demo")
+        mailbot("--config", config, "run", "--once")
+        with contextlib.closing(sqlite3.connect(demo / "mailbot.db")) as db:
+            reference, rules_version = db.execute(
+                "SELECT reference, rules_version FROM mails ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        assert rules_version == 2
+        page.goto(f"{base}/correos/{reference}")
+        expect(page.locator("dd.versions")).to_contain_text("reglas v2")
+
+        # Revert: version 1 written back, the folder as it was.
+        page.goto(f"{base}/admin/reglas")
+        page.get_by_role("link", name="v1", exact=True).click()
+        expect(page.locator("pre.diff").first).to_contain_text("-price = 2600.50")
+        page.get_by_role("button", name="Restaurar esta versión").click()
+        expect(page.get_by_role("status")).to_contain_text("Se restauró la versión 1")
+        expect(page.locator("#version-in-use")).to_contain_text("Versión en uso: 1")
+        assert prices.read_text(encoding="utf-8") == original
+        keep(page, "admin-rules-reverted.png", tmp_path, capsys)
+    assert "rules v2" in mailbot("--config", config, "rules", "versions")

@@ -81,10 +81,13 @@ def empty_accounts(store: Store) -> None:
             conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
-def build_console(store: Store, directory: Path, sections: str = "") -> Console:
+def build_console(store: Store, directory: Path, sections: str = "",
+                  rules: Path | None = None) -> Console:
+    """A console over `store` with a config in `directory` (the project's rules, or `rules`)."""
+    extra = {"rules": rules} if rules is not None else {}
     path = write_config(directory, f'[store]\nurl = "{store.url}"\n'
                                    f'[web]\nsecret_key_file = "{directory / "secret.key"}"\n'
-                                   f"{sections}")
+                                   f"{sections}", **extra)
     clock = Clock()
     app = create_app(config_module.load(path), store=store, clock=clock, hasher=FAST)
     return Console(app, store, clock, path)

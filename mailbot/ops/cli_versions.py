@@ -1,9 +1,11 @@
-"""`mailbot rules versions|diff` and `mailbot templates versions|diff`: the history of the folders.
+"""`mailbot rules versions|diff|revert` and the same for templates: the history of the folders.
 
 Every content of the rules or templates folder that a pass used is a numbered version in the
 store, with its files (mailbot.run.versions, mailbot.store.versions). `versions` lists them and
 says which one the folder holds now; `diff A B` prints a unified diff per file between two of
-them, B being the folder as it is now when not given (what an admin's edit will change).
+them, B being the folder as it is now when not given (what an admin's edit will change);
+`revert N` writes version N back into the folder as the console does (mailbot.ops.folder_edits:
+checked first, atomically, recorded as a version), printing what it changed.
 Registering the commands imports nothing heavy: `mailbot --help` stays fast (issue 10, §4).
 """
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from mailbot.config import Config
 
 KINDS = {"rules": "the rules folder (rules/*.toml)", "templates": "the templates folder (*.j2)"}
+KIND_NAMES = {"rules": "the rules", "templates": "the templates"}
 
 
 def add_version_commands(actions: argparse._SubParsersAction, kind: str,
@@ -42,6 +45,12 @@ def add_version_commands(actions: argparse._SubParsersAction, kind: str,
     p.add_argument("b", type=int, nargs="?", metavar="B",
                    help="another version number (default: the folder now)")
     p.set_defaults(func=cmd_diff, version_kind=kind)
+    help_ = (f"write version N of {KIND_NAMES[kind]} back into the folder: checked first (as "
+             f"`mailbot {kind} check` does; refused, nothing written, if it does not pass), "
+             "recorded as a version; prints the diff it made")
+    p = actions.add_parser("revert", help=help_, description=help_, parents=list(parents))
+    p.add_argument("number", type=int, metavar="N", help="a version number (see `versions`)")
+    p.set_defaults(func=cmd_revert, version_kind=kind)
 
 
 def _folder(config: Config, kind: str) -> Path:
@@ -126,6 +135,55 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if not changed:
         print(f"{kind} v{args.a} and {new_name}: no difference")
     return 0
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    from mailbot.ops import folder_edits
+
+    kind = args.version_kind
+    config, store = _open(args)
+    folder = _folder(config, kind)
+    try:
+        if not folder.is_dir():
+            raise MailbotError(f"{folder}: {kind} directory not found")
+        try:
+            saved, changes = folder_edits.revert(store, kind, folder, args.number,
+                                                 check=_check(config, kind, folder))
+        except folder_edits.EditRefused as exc:
+            if exc.code == "unknown":
+                raise MailbotError(f"{kind} v{args.number}: no such version (`mailbot {kind} "
+                                   "versions` lists them)") from None
+            if not exc.problems:
+                raise MailbotError(str(exc)) from None
+            print(f"mailbot: error: {kind} v{args.number} does not pass the check: nothing "
+                  "was written", file=sys.stderr)
+            for line in exc.problems:
+                print(f"  {line}", file=sys.stderr)
+            return 2
+    finally:
+        store.close()
+    if not saved.changed:
+        print(f"{folder}: already holds {kind} v{args.number}: nothing to write")
+        return 0
+    sys.stdout.write(changes)
+    print(f"{folder}: {kind} v{args.number} written back ({', '.join(saved.changed)}); "
+          f"it is {kind} v{saved.number} now (it was v{saved.previous}); a running "
+          "`mailbot run` uses it from its next pass")
+    return 0
+
+
+def _check(config: Config, kind: str, folder: Path) -> Any:
+    """The check a console save of `kind` runs, for the folder `folder`."""
+    if kind == "rules":
+        from mailbot.ops import rule_edits
+        from mailbot.run.wiring import templates_dir
+
+        return lambda files: rule_edits.check(files, folder, templates_dir(config))
+    from mailbot.ops import template_edits
+    from mailbot.run.wiring import open_rules
+
+    rules = open_rules(config)
+    return lambda files: template_edits.check(files, rules, folder)
 
 
 def write_diff(old: Mapping[str, bytes], new: Mapping[str, bytes], old_name: str,

@@ -15,13 +15,7 @@ than silently undoing the other change.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import io
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,25 +24,15 @@ from mailbot.answer.parts import HTML_SUFFIX, TEXT_SUFFIX
 from mailbot.answer.render import Renderer
 from mailbot.answer.samples import sample_contexts
 from mailbot.errors import MailbotError
-from mailbot.ops.cli_versions import write_diff
+from mailbot.ops import folder_edits
+from mailbot.ops.folder_edits import EditRefused, Saved, diff
 from mailbot.ruleset import Ruleset
-from mailbot.run.versions import SUFFIXES, content_hash, folder_files
-from mailbot.shipped import shipped
 from mailbot.store import Store
-from mailbot.store import versions as stored
+
+__all__ = ["EditRefused", "Saved", "diff"]
 
 KIND = "templates"
 PARTS = {"text": TEXT_SUFFIX, "html": HTML_SUFFIX}
-
-
-class EditRefused(MailbotError):
-    """A save or revert that was not written: why, and the check's lines (file, line, reason)."""
-
-    def __init__(self, message: str, problems: list[str] | None = None,
-                 code: str = "invalid") -> None:
-        super().__init__(message)
-        self.problems = problems or []
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -85,24 +69,19 @@ def _decode(content: bytes | None) -> str | None:
 
 def look(store: Store, directory: Path) -> Folder:
     """The folder now, each template with its parts, and the version number of this content."""
-    files = folder_files(directory, SUFFIXES[KIND])
-    digest = content_hash(files)
-    with store.transaction() as conn:
-        number = stored.number_of(conn, KIND, digest)
+    now = folder_edits.current(store, KIND, directory)
+    files = now.files
     names = sorted({path[: -len(suffix)] for path in files for suffix in PARTS.values()
                     if path.endswith(suffix) and "/" not in path})
     templates = [Template(name, _decode(files.get(name + TEXT_SUFFIX)),
                           _decode(files.get(name + HTML_SUFFIX))) for name in names]
-    return Folder(directory, files, digest, number, templates)
+    return Folder(directory, files, now.digest, now.number, templates)
 
 
 def is_shipped(directory: Path) -> bool:
-    """Whether `directory` is the templates shipped with mailbot (the package's own files, or
-    this checkout's): an upgrade would overwrite an edit there, so the console does not write
+    """Whether `directory` is the templates shipped with mailbot: the console does not write
     them; an admin copies them into a folder of the installation first (`mailbot init`)."""
-    with contextlib.suppress(OSError):
-        return directory.resolve() == shipped(KIND).resolve()
-    return False
+    return folder_edits.is_shipped(KIND, directory)
 
 
 def normalised(text: str) -> str:
@@ -123,16 +102,9 @@ def edited(folder: Folder, name: str, parts: Mapping[str, str | None]) -> dict[s
     return files
 
 
-@contextlib.contextmanager
-def staged(files: Mapping[str, bytes]) -> Iterator[Path]:
+def staged(files: Mapping[str, bytes]) -> Any:
     """A temporary templates folder holding `files`, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="mailbot-templates-edit-") as name:
-        root = Path(name)
-        for relative, content in files.items():
-            target = root.joinpath(*relative.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        yield root
+    return folder_edits.staged(files, KIND)
 
 
 def check(files: Mapping[str, bytes], rules: Ruleset, directory: Path) -> list[str]:
@@ -147,120 +119,20 @@ def check(files: Mapping[str, bytes], rules: Ruleset, directory: Path) -> list[s
         return blank + [line.replace(str(root), str(directory)) for line in problems]
 
 
-def write_atomically(directory: Path, files: Mapping[str, bytes],
-                     old: Mapping[str, bytes]) -> list[str]:
-    """Write the files that differ from `old`, each by a temporary file in the same folder
-    renamed over the old one (a reader sees the old file or the new, never half of one), and
-    remove the ones `files` no longer has. Which paths changed."""
-    changed = []
-    for relative, content in sorted(files.items()):
-        if old.get(relative) == content:
-            continue
-        target = directory.joinpath(*relative.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                         dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            if target.exists():
-                shutil.copymode(target, temporary)
-            else:
-                os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        changed.append(relative)
-    for relative in sorted(set(old) - set(files)):
-        with contextlib.suppress(FileNotFoundError):
-            directory.joinpath(*relative.split("/")).unlink()
-        changed.append(relative)
-    with contextlib.suppress(OSError):  # the renames themselves survive a power cut
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return changed
-
-
-@dataclass(frozen=True)
-class Saved:
-    number: int
-    digest: str
-    changed: list[str]
-    previous: int | None
-
-
 def save(store: Store, directory: Path, rules: Ruleset, files: Mapping[str, bytes], *,
          base: str | None, now: Any = None) -> Saved:
-    """Check `files` as the folder's new content, then write them and record the version.
-
-    Refused (nothing written) when the check finds problems, or when the folder is no longer
-    the content `base` the edit was made from. The content being replaced is recorded too
-    when it never was (a hand edit no pass used yet), so a revert can always go back to it.
-    Two saves (two admins, two console processes) take turns on a lock of the folder: the
-    second sees the first's content and is refused as a conflict, never written over it."""
-    if is_shipped(directory):
-        raise EditRefused(f"{directory}: these are the templates shipped with mailbot; copy them "
-                          "into a folder of your own and set [mailbot] templates_dir to it",
-                          code="shipped")
-    with _locked(directory):
-        return _save(store, directory, rules, files, base=base, now=now)
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive flock on the folder itself (no lock file among the templates)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _save(store: Store, directory: Path, rules: Ruleset, files: Mapping[str, bytes], *,
-          base: str | None, now: Any) -> Saved:
-    now_folder = look(store, directory)
-    if base is not None and base != now_folder.digest:
-        raise EditRefused("the templates folder changed since this page was shown",
-                          code="conflict")
-    problems = check(files, rules, directory)
-    if problems:
-        raise EditRefused("the templates do not pass the check", problems)
-    previous = now_folder.number
-    if previous is None:
-        previous = stored.record(store, KIND, now_folder.digest, now_folder.files, now)
-    changed = write_atomically(directory, files, now_folder.files)
-    digest = content_hash(dict(files))
-    number = stored.record(store, KIND, digest, files, now)
-    return Saved(number, digest, changed, previous)
+    """Check `files` with the rules in use, then write them and record the version
+    (mailbot.ops.folder_edits.save: refused when shipped, stale or not passing the check)."""
+    return folder_edits.save(store, KIND, directory, files,
+                             check=lambda f: check(f, rules, directory), base=base, now=now)
 
 
 def versions(store: Store) -> list[dict[str, Any]]:
-    with store.transaction() as conn:
-        return stored.listing(conn, KIND)
+    return folder_edits.versions(store, KIND)
 
 
 def files_of(store: Store, number: int) -> dict[str, bytes]:
-    with store.transaction() as conn:
-        files = stored.files_of(conn, KIND, number)
-    if files is None:
-        raise EditRefused(f"templates v{number}: no such version", code="unknown")
-    return files
-
-
-def diff(old: Mapping[str, bytes], new: Mapping[str, bytes], old_name: str,
-         new_name: str) -> str:
-    """The unified diff of `mailbot templates diff`, as one text."""
-    out = io.StringIO()
-    write_diff(old, new, old_name, new_name, out)
-    return out.getvalue()
+    return folder_edits.files_of(store, KIND, number)
 
 
 def sample_previews(directory: Path, name: str, rules: Ruleset) -> list[dict[str, Any]]:

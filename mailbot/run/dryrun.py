@@ -40,6 +40,7 @@ from mailbot.run import claims
 from mailbot.run.app import App, RunReport
 from mailbot.run.deciding import decide_mail
 from mailbot.run.readahead import ReadAhead
+from mailbot.run.reading import read_raw
 from mailbot.run.record import mail_fingerprint, mail_key, record_mail
 from mailbot.store import Connection, snapshot
 from mailbot.store.database import fingerprint
@@ -214,11 +215,11 @@ class CapturingSink:
 # --- the mails to decide ---------------------------------------------------------------------
 
 def stored_mails(app: App, *, references: Sequence[str] = (),
-                 since: dt.timedelta | None = None) -> list[DryMail]:
-    """The stored mails named by `references` and those received within `since`, oldest first,
-    each with its bytes read from its mailbox (`Source.original`, left where it is). A
-    reference not stored raises DryRunError; a mail its mailbox no longer holds comes back
-    with a `problem` instead of bytes."""
+                 since: dt.timedelta | None = None, limit: int | None = None) -> list[DryMail]:
+    """The stored mails named by `references` and those received within `since` (the newest
+    `limit` of them, when given), oldest first, each with its bytes read from its mailbox
+    (`Source.original`, left where it is). A reference not stored raises DryRunError; a mail
+    its mailbox no longer holds comes back with a `problem` instead of bytes."""
     with app.store.transaction() as conn:
         rows: dict[int, Any] = {}
         for reference in references:
@@ -228,7 +229,8 @@ def stored_mails(app: App, *, references: Sequence[str] = (),
                                   "than one has it); `mailbot log` lists the references")
             rows[row.id] = row
         if since is not None:
-            rows.update((r.id, r) for r in snapshot.stored_since(conn, app.now() - since))
+            rows.update((r.id, r) for r in snapshot.stored_since(conn, app.now() - since,
+                                                                 limit=limit))
     return [_stored_mail(app, rows[mail]) for mail in sorted(rows)]
 
 
@@ -270,26 +272,40 @@ def dry_app(app: App, *, rules: Ruleset | None = None, renderer: Renderer | None
 
 
 def dry_run(app: App, mails: Sequence[DryMail],
-            progress: Callable[[DryResult], None] | None = None) -> list[DryResult]:
+            progress: Callable[[DryResult], None] | None = None,
+            reads: dict[int, Any] | None = None) -> list[DryResult]:
     """Decide `mails` in order on a snapshot of `app.store` (see the module's docstring) with
-    `app`'s rules and renderer (make it with `dry_app`); nothing of it stays in the store."""
+    `app`'s rules and renderer (make it with `dry_app`); nothing of it stays in the store.
+
+    `reads` (position -> what reading the mail gave), when given, is used and filled: a second
+    run over the same mails with rules that read mail the same way (`reads_alike`) skips the
+    reading, the larger part of the cost of a mail."""
     results: list[DryResult] = []
     raws = [mail.raw(position) for position, mail in enumerate(mails)]
+    known = reads if reads is not None else {}
     with snapshot.snapshot(app.store) as snap, ReadAhead(
             app.rules, app.config.limits, app.own_addresses,
             reference_prefix=app.config.bot.reference_prefix,
             workers=app.read_workers) as readahead:
         # Worker processes read the mails ahead while this one decides, as in a pass.
-        readahead.submit([raw for raw, mail in zip(raws, mails, strict=True)
-                          if mail.problem is None and raw.data])
+        readahead.submit([raw for position, (raw, mail) in enumerate(zip(raws, mails,
+                                                                         strict=True))
+                          if mail.problem is None and raw.data and position not in known])
         dry = dataclasses.replace(app, store=snap)
         stored = [m.stored for m in mails if m.stored is not None and m.problem is None]
         if stored:
             with snap.transaction() as conn:
                 snapshot.forget_decisions(conn, stored, run_id=dry.run_id,
                                           claim_expires_at=claims.lease_end(dry))
-        for raw, mail in zip(raws, mails, strict=True):
-            result = _decide(dry, raw, mail, readahead.take(raw) if raw.data else None)
+        for position, (raw, mail) in enumerate(zip(raws, mails, strict=True)):
+            read = None
+            if raw.data and mail.problem is None:
+                read = known.get(position) or readahead.take(raw)
+                if read is None and reads is not None and not raw.oversized:
+                    read = read_raw(dry, raw)
+                if reads is not None and read is not None:
+                    reads[position] = read
+            result = _decide(dry, raw, mail, read)
             results.append(result)
             if progress is not None:
                 progress(result)
@@ -299,10 +315,19 @@ def dry_run(app: App, mails: Sequence[DryMail],
 def compare(before: App, after: App, mails: Sequence[DryMail]) -> list[Change]:
     """The mails whose outcome or replies differ between `before` and `after` (two `dry_app`s
     with the same frozen moment), each run on its own snapshot."""
-    left = dry_run(before, mails)
-    right = dry_run(after, mails)
+    reads: dict[int, Any] | None = {} if reads_alike(before.rules, after.rules) else None
+    left = dry_run(before, mails, reads=reads)
+    right = dry_run(after, mails, reads=reads)
     return [Change(a, b) for a, b in zip(left, right, strict=True)
             if a.signature() != b.signature()]
+
+
+def reads_alike(one: Ruleset, other: Ruleset) -> bool:
+    """Whether two rule sets read every mail the same way: reading (mailbot.read) uses only the
+    request kinds, the field labels and their typos, the catalogue and the reading rules; a
+    change of prices, dates, hours or the unlock policy leaves what was read as it was."""
+    return all(getattr(one, part) == getattr(other, part)
+               for part in ("kinds", "labels", "label_matching", "catalogue", "reading"))
 
 
 def _decide(app: App, raw: RawMail, mail: DryMail, read: Any = None) -> DryResult:

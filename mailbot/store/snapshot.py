@@ -186,10 +186,14 @@ def _sqlite_copy(store: Store) -> Iterator[sa.Engine]:
 
 # --- what a dry run decides again --------------------------------------------------------------
 
-def stored_since(conn: Connection, since: dt.datetime) -> list[Any]:
-    """The mails received since `since` (naive UTC), oldest first, whole rows."""
-    return conn.execute(sa.select(mails).where(mails.c.received_at >= since)
-                        .order_by(mails.c.id)).all()
+def stored_since(conn: Connection, since: dt.datetime, limit: int | None = None) -> list[Any]:
+    """The mails received since `since` (naive UTC), oldest first, whole rows; with `limit`,
+    only the newest `limit` of them."""
+    query = sa.select(mails).where(mails.c.received_at >= since)
+    if limit is None:
+        return conn.execute(query.order_by(mails.c.id)).all()
+    return sorted(conn.execute(query.order_by(mails.c.id.desc()).limit(limit)).all(),
+                  key=lambda row: row.id)
 
 
 def forget_decisions(conn: Connection, mail_ids: Sequence[int], *, run_id: str,

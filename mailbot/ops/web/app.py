@@ -32,6 +32,7 @@ from mailbot.ops.web.pages import STATIC_DIR, Renderer, render
 from mailbot.ops.web.views import (
     admin,
     admin_registry,
+    admin_rules,
     admin_templates,
     health,
     mail,
@@ -63,10 +64,11 @@ def create_app(config: Config, *, store: Store | None = None, rules: Ruleset | N
     app.state.web = web
     app.state.renderer = Renderer(load_translations(), zone)
     app.state.metrics = health.metrics_registry(web)
-    for module in (login, health, panel, admin, admin_templates, admin_registry):
+    for module in (login, health, panel, admin, admin_templates, admin_rules,
+                   admin_registry):
         app.include_router(module.router)
-    app.include_router(admin_templates.api)  # JSON twins of the admin pages, admins only
-    app.include_router(admin_registry.api)
+        if hasattr(module, "api"):
+            app.include_router(module.api)  # the admin pages' JSON twins, admins only
     app.include_router(review_queue.router)  # the review queue, one task and its actions
     for module in (mails, mail, serials):  # the log, one mail, one serial
         app.include_router(module.router)

@@ -51,6 +51,17 @@ class WebContext:
         midnight = dt.datetime.combine(local.date(), dt.time(), self.zone)
         return midnight.astimezone(dt.UTC).replace(tzinfo=None)
 
+    def rules_now(self) -> Ruleset:
+        """The rules as the folder holds them now (the next pass of the bot decides and checks
+        templates with them), else those the console started with (a folder broken by hand)."""
+        from mailbot.errors import MailbotError
+        from mailbot.run.wiring import open_rules
+
+        try:
+            return open_rules(self.config)
+        except MailbotError:
+            return self.rules
+
     @property
     def login_limit(self) -> LoginLimit:
         return LoginLimit(self.config.web.login_attempts,

@@ -1,6 +1,6 @@
 """The admin home (`/admin`): only admins reach it (`auth.guard` refuses operators with 403 for
 the whole prefix). It links to the admin pages: the templates (views/admin_templates.py) and the
-registry and key pool (views/admin_registry.py); the rules page is to come (issue 12, §3)."""
+rules (views/admin_rules.py) and the registry and key pool (views/admin_registry.py)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,8 @@ from mailbot.ops import template_edits as edits
 from mailbot.ops.web.auth import require_admin
 from mailbot.ops.web.context import WebContext, context
 from mailbot.ops.web.mail_view import FRAME_POLICY
+from mailbot.ops.web.pages import N_
+from mailbot.ops.web.views import version_pages
 from mailbot.ruleset import Ruleset
 
 router = APIRouter(include_in_schema=False)
@@ -56,13 +58,7 @@ def _directory(web: WebContext) -> Any:
 
 
 def _rules(web: WebContext) -> Ruleset:
-    """The rules as they are on disk now (the next pass checks with them), else the console's."""
-    from mailbot.run.wiring import open_rules
-
-    try:
-        return open_rules(web.config)
-    except MailbotError:
-        return web.rules
+    return web.rules_now()
 
 
 def _render(request: Request, name: str, values: dict[str, Any], status: int = 200) -> Response:
@@ -90,12 +86,6 @@ def _submitted(folder: edits.Folder, name: str, text: str | None,
             "html": "" if html is None and template.html is not None else html}
 
 
-def _versions_shown(web: WebContext, folder: edits.Folder) -> list[dict[str, Any]]:
-    return [{"number": v["number"], "hash": v["hash"][:8], "first_used_at": v["first_used_at"],
-             "files": len(v["files"]), "in_use": v["hash"] == folder.digest}
-            for v in reversed(edits.versions(web.store))]
-
-
 @router.get(BASE)
 def listing(request: Request, restaurada: int | None = None,
             version: int | None = None) -> Response:
@@ -104,7 +94,7 @@ def listing(request: Request, restaurada: int | None = None,
     folder = edits.look(web.store, _directory(web))
     return _render(request, "admin_templates.html", {
         "title": _("Templates"), "folder": folder, "directory": str(folder.directory),
-        "versions": _versions_shown(web, folder), "restored": restaurada,
+        "versions": version_pages.listing(web, edits.KIND, folder.digest), "restored": restaurada,
         "shipped": edits.is_shipped(folder.directory),
         "restored_as": version})
 
@@ -193,70 +183,23 @@ def save(request: Request, name: TemplateName, text: Part = None, html: Part = N
     return RedirectResponse(f"{BASE}/{name}?guardado={saved.number}", status_code=303)
 
 
-def _diff_values(web: WebContext, number: int) -> dict[str, Any]:
-    files = edits.files_of(web.store, number)
-    previous = edits.files_of(web.store, number - 1) if number > 1 else {}
-    return {"number": number, "files": sorted(files),
-            "diff": edits.diff(previous, files, f"templates v{number - 1}",
-                               f"templates v{number}") if number > 1 else "",
-            "first": number == 1}
-
-
-def _against_folder(web: WebContext, folder: edits.Folder, number: int) -> dict[str, Any]:
-    """What writing version `number` back would change in the folder as it is now."""
-    return {"revert_diff": edits.diff(folder.files, edits.files_of(web.store, number),
-                                      "templates (folder now)", f"templates v{number}")}
+VERSIONS = version_pages.Folder("templates", BASE, N_("All templates"),
+                                N_("Templates version %(number)s"), lambda web: _directory(web))
 
 
 @router.get(BASE + "/versiones/{number}")
 def version(request: Request, number: Number) -> Response:
-    web = context(request)
-    _ = _words(request)
-    try:
-        values = _diff_values(web, number)
-    except edits.EditRefused:
-        raise HTTPException(404, _("There is no such version.")) from None
-    folder = edits.look(web.store, _directory(web))
-    return _render(request, "admin_version.html", {
-        "title": _("Templates version %(number)s", number=number), **values,
-        **_against_folder(web, folder, number), "in_use": folder.number,
-        "base": folder.digest, "problems": [], "error": None})
+    return version_pages.show(request, VERSIONS, number, HEADERS)
 
 
 @router.post(BASE + "/versiones/{number}/restaurar")
 def revert(request: Request, number: Number, base: Base = "") -> Response:
     """Write version `number`'s files back: checked and recorded as a save is."""
     web = context(request)
-    _ = _words(request)
-    directory = _directory(web)
-    try:
-        files = edits.files_of(web.store, number)
-    except edits.EditRefused:
-        raise HTTPException(404, _("There is no such version.")) from None
-    try:
-        saved = edits.save(web.store, directory, _rules(web), files, base=base or None,
-                           now=web.now())
-    except edits.EditRefused as exc:
-        folder = edits.look(web.store, directory)
-        message = (_("Someone changed the templates since you opened this page: nothing was "
-                     "saved. Copy your text, reload the page and edit again.")
-                   if exc.code == "conflict"
-                   else _("This version does not pass the check with the rules in use: "
-                          "nothing was written.")
-                   if exc.code == "invalid" else _("Nothing was saved: %(reason)s",
-                                                    reason=str(exc)))
-        return _render(request, "admin_version.html", {
-            "title": _("Templates version %(number)s", number=number),
-            **_diff_values(web, number), **_against_folder(web, folder, number),
-            "in_use": folder.number, "base": folder.digest,
-            "problems": exc.problems, "error": message},
-            409 if exc.code == "conflict" else 422)
-    return RedirectResponse(f"{BASE}?restaurada={number}&version={saved.number}",
-                            status_code=303)
-
-
-def _version_json(v: dict[str, Any]) -> dict[str, Any]:
-    return {**v, "first_used_at": v["first_used_at"].isoformat() + "Z"}
+    return version_pages.revert(
+        request, VERSIONS, number, base,
+        lambda files, base: edits.save(web.store, _directory(web), _rules(web), files,
+                                       base=base, now=web.now()), HEADERS)
 
 
 @api.get("", summary="Every template with its parts, the version in use and the versions")
@@ -267,7 +210,7 @@ def api_listing(request: Request) -> dict[str, Any]:
             "shipped": edits.is_shipped(folder.directory),
             "templates": [{"name": t.name, "public": t.public, "text": t.text is not None,
                            "html": t.html is not None} for t in folder.templates],
-            "versions": [_version_json(v) for v in _versions_shown(web, folder)]}
+            "versions": version_pages.listing_json(web, edits.KIND, folder.digest)}
 
 
 @api.get("/{name}", summary="One template: the text of its parts as the folder holds them")
