@@ -6,6 +6,7 @@ upload)."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import openpyxl
 from test_dry_run import every_row
 from web_console import CSRF_INPUT
 
+from mailbot.ops import import_preview as engine
 from mailbot.ops.web.views.admin_registry import uploads_dir
 
 HEADER = "serial,system,company,contact_email,purchase_date,modality,support_until,users\n"
@@ -83,9 +85,60 @@ def test_a_file_with_bad_rows_shows_line_column_reason_and_fix_and_cannot_be_con
     assert "no se puede importar así (todo o nada)" in page.text
     row = re.search(r'<tr class="blocking">(.*?)</tr>', page.text, re.S).group(1)
     assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == [
-        "3", "purchase_date", "&#39;2012-13-01&#39; is not a date",
-        "write YYYY-MM-DD, e.g. 2011-07-15"]
+        "3", "purchase_date", "&#39;2012-13-01&#39; no es una fecha",
+        "escriba la fecha como AAAA-MM-DD, p. ej. 2011-07-15"]
     assert 'action="/admin/registro/confirmar"' not in page.text
+
+
+def _refused_rows(page: str) -> list[list[str]]:
+    table = re.search(r'<table class="refuse">(.*?)</table>', page, re.S).group(1)
+    return [re.findall(r"<td[^>]*>([^<]*)</td>", row)
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)[1:]]
+
+
+def _no_english_left(page: str, preview: engine.Preview) -> None:
+    """None of the CLI's words for these refusals is on the page."""
+    for refusal in preview.refuse:
+        for english in (refusal.reason, refusal.fix):
+            assert html.escape(english) not in page, english
+    for word in ("is not", "write ", "e.g.", "also on line", "skipped", "already"):
+        assert word not in page, word
+
+
+def test_refused_rows_say_why_and_the_fix_in_spanish_under_the_file_s_own_headers(console):
+    with console.store.transaction() as conn:
+        console.store.add_keys(conn, [SimpleNamespace(system="CONTPAQ i Bancos", key="K-0")])
+    admin = console.logged_in("root", "admin")
+    rules = console.app.state.web.rules
+    registry = ("Serial,System,Company,Contact_Email,Purchase date (YYYY-MM-DD),Modality,"
+                "Support until,Users\n" + ADD + BAD
+                + "AAAA-BBBB,CONTPAQ i Bancos,Corta SA,,2012-01-01,fisico,,\n"
+                + "AAAA-BBBB-CCCC-0005,Sistema Fantasma,Otra SA,,2012-01-01,fisico,,\n")
+    page = _upload(admin, registry)
+    assert page.status_code == 422
+    [date, serial, system] = _refused_rows(page.text)
+    assert date == ["3", "Purchase date (YYYY-MM-DD)", "&#39;2012-13-01&#39; no es una fecha",
+                    "escriba la fecha como AAAA-MM-DD, p. ej. 2011-07-15"]
+    assert serial == ["4", "Serial", "&#39;AAAA-BBBB&#39; no es un número de serie",
+                      "escriba cuatro grupos de cuatro letras o dígitos, "
+                      "p. ej. AAAA-BBBB-CCCC-DDDD"]
+    assert system[:2] == ["5", "System"]
+    assert re.fullmatch(r"&#39;Sistema Fantasma&#39; no es un sistema del catálogo "
+                        r"\(\S+catalogue\.toml\)", system[2]), system[2]
+    assert system[3] == ("escriba uno de sus nombres o alias, o primero agregue el sistema "
+                         "al catálogo")
+    _no_english_left(page.text, engine.preview(console.store, rules, engine.REGISTRY,
+                                               "registro.csv", registry.encode()))
+
+    keys = "System,Key\nBancos,K-0\nBancos,K-1\nComercial,K-1\n"
+    page = _upload(admin, keys, tipo="claves", name="claves.csv")
+    assert page.status_code == 422
+    assert _refused_rows(page.text) == [
+        ["2", "Key", "ya está entre las claves disponibles, sin entregar", "esta fila se omite"],
+        ["4", "Key", "&#39;K-1&#39; también está en la línea 3",
+         "cada clave puede aparecer una sola vez: quite una de las dos filas"]]
+    _no_english_left(page.text, engine.preview(console.store, rules, engine.KEYS, "claves.csv",
+                                               keys.encode()))
 
 
 def test_a_confirm_names_only_the_previewed_file_and_a_preview_the_store_outgrew_is_refused(
@@ -176,7 +229,7 @@ def test_a_key_file_preview_and_confirm_change_the_levels(console):
                    tipo="claves", name="claves.csv")
     assert page.status_code == 200
     assert "Altas: 2" in page.text and "Rechazadas: 1" in page.text
-    assert "already in the pool, free" in page.text
+    assert "ya está entre las claves disponibles, sin entregar" in page.text
     done = admin.post("/admin/registro/confirmar", data=_confirm_form(page.text))
     after = admin.get(done.headers["location"]).text
     assert ("Se importó claves.csv a las claves disponibles: 2 claves agregadas, 1 omitidas"
@@ -194,7 +247,11 @@ def test_the_json_preview_of_an_upload_with_a_token(console):
     assert answer.status_code == 200
     out = answer.json()
     assert out["blocked"] is True and out["counts"]["add"] == 1
-    assert out["refuse"][0]["column"] == "purchase_date"
+    assert out["refuse"] == [{  # the CLI's English, and the page's Spanish beside it
+        "line": 3, "column": "purchase_date", "header": "purchase_date", "blocking": True,
+        "reason": "'2012-13-01' is not a date", "fix": "write YYYY-MM-DD, e.g. 2011-07-15",
+        "reason_es": "'2012-13-01' no es una fecha",
+        "fix_es": "escriba la fecha como AAAA-MM-DD, p. ej. 2011-07-15"}]
 
 
 def test_downloads_are_attachments_with_formulas_neutralised_and_import_back_unchanged(console):

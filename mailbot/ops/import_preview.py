@@ -32,6 +32,7 @@ from typing import Any
 
 from mailbot.errors import ImportError_
 from mailbot.ops.imports import Checked, check_keys, check_registry
+from mailbot.ops.wording import N_, Words
 from mailbot.ruleset import Ruleset
 from mailbot.store import Connection, Store
 from mailbot.store import registry as stored
@@ -69,18 +70,31 @@ class Planned:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A row the import will not take: with `blocking`, the file as a whole is refused."""
+    """A row the import will not take: with `blocking`, the file as a whole is refused.
+    `reason` and `fix` are English (the CLI's); the console says the Words in Spanish."""
 
     line: int
-    column: str
-    reason: str
-    fix: str
+    column: str  # canonical; Preview.heading() gives the file's own header
+    reason_words: Words
+    fix_words: Words
     blocking: bool
+
+    @property
+    def reason(self) -> str:
+        return self.reason_words.say()
+
+    @property
+    def fix(self) -> str:
+        return self.fix_words.say()
 
     @property
     def text(self) -> str:
         return f"line {self.line}: {self.column}: {self.reason}" + (
             f"; {self.fix}" if self.fix else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "column": self.column, "reason": self.reason,
+                "fix": self.fix, "blocking": self.blocking}
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,11 @@ class Preview:
     change: tuple[Planned, ...]
     unchanged: tuple[Planned, ...]
     refuse: tuple[Refusal, ...]
+    headers: tuple[tuple[str, str], ...] = ()  # (canonical column, its header in the file)
+
+    def heading(self, column: str) -> str:
+        """`column` as the file's header wrote it ("Purchase date"), else its canonical name."""
+        return dict(self.headers).get(column) or column
 
     @property
     def blocked(self) -> bool:
@@ -109,7 +128,7 @@ class Preview:
         plan = {"kind": self.kind, "file": self.sha256,
                 "add": [p.to_json() for p in self.add],
                 "change": [p.to_json() for p in self.change],
-                "refuse": [vars(r) for r in self.refuse]}
+                "refuse": [r.to_json() for r in self.refuse]}
         return hashlib.sha256(json.dumps(plan, sort_keys=True, ensure_ascii=False)
                               .encode("utf-8")).hexdigest()
 
@@ -126,7 +145,7 @@ class Preview:
                 "digest": self.digest, "blocked": self.blocked, "counts": self.counts(),
                 "add": [p.to_json() for p in cap(self.add)],
                 "change": [p.to_json() for p in cap(self.change)],
-                "refuse": [vars(r) for r in cap(self.refuse)]}
+                "refuse": [r.to_json() for r in cap(self.refuse)]}
 
 
 class PreviewOutdated(ImportError_):
@@ -154,7 +173,8 @@ def check_file(kind: str, name: str, payload: bytes, rules: Ruleset) -> Checked:
 def plan(conn: Connection, store: Store, kind: str, checked: Checked,
          sha256: str) -> Preview:
     """What importing `checked` would do to the store as `conn` sees it."""
-    bad = [Refusal(p.line, p.column, p.reason, p.fix, True) for p in checked.problems]
+    bad = [Refusal(p.line, p.column, p.reason_words, p.fix_words, True)
+           for p in checked.problems]
     if kind == REGISTRY:
         registered = store.licences_for(conn, [r.serial for _, r in checked.rows])
         add, change, same = [], [], []
@@ -167,7 +187,7 @@ def plan(conn: Connection, store: Store, kind: str, checked: Checked,
                             for f in LICENCE_FIELDS if getattr(row, f) != getattr(record, f))
             (change if changes else same).append(Planned(line, record, changes))
         return Preview(kind, checked.name, sha256, tuple(add), tuple(change), tuple(same),
-                       tuple(bad))
+                       tuple(bad), checked.headers)
     known = stored.stored_keys(conn, [r.key for _, r in checked.rows])
     add, skipped = [], []
     for line, record in checked.rows:
@@ -175,15 +195,19 @@ def plan(conn: Connection, store: Store, kind: str, checked: Checked,
         if row is None:
             add.append(Planned(line, record))
         elif row.serial is not None:
-            skipped.append(Refusal(line, "key", f"already issued to the serial {row.serial}",
-                                   "a key goes to one serial only; this row is skipped", False))
+            skipped.append(Refusal(
+                line, "key", Words.of(N_("already issued to the serial %(serial)s"),
+                                      serial=row.serial),
+                Words(N_("a key goes to one serial only; this row is skipped")), False))
         else:
-            where = ("" if row.system == record.system
-                     else f" for {row.system}, not for {record.system}")
-            skipped.append(Refusal(line, "key", f"already in the pool, free{where}",
-                                   "this row is skipped", False))
+            reason = (Words(N_("already in the pool, free")) if row.system == record.system
+                      else Words.of(N_("already in the pool, free for %(stored)s, not for "
+                                       "%(system)s"), stored=row.system, system=record.system))
+            skipped.append(Refusal(line, "key", reason, Words(N_("this row is skipped")),
+                                   False))
     refuse = sorted([*bad, *skipped], key=lambda r: r.line)
-    return Preview(kind, checked.name, sha256, tuple(add), (), (), tuple(refuse))
+    return Preview(kind, checked.name, sha256, tuple(add), (), (), tuple(refuse),
+                   checked.headers)
 
 
 def sha256_of(payload: bytes) -> str:

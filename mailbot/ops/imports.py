@@ -7,7 +7,9 @@ Both readers are all-or-nothing: every bad row is collected and reported at once
 what is wrong and how to fix it), and a file with any bad row yields no record at all, so an
 operator never ends up with half a registry. `check_registry` and `check_keys` return both the
 good rows (with their lines) and the problems, for the import preview
-(mailbot.ops.import_preview) to show what the file would add, change and refuse.
+(mailbot.ops.import_preview) to show what the file would add, change and refuse. A problem's
+reason and fix are Words (mailbot.ops.wording: an N_() template and its values), so the CLI
+prints them in English and the console says the same problem in Spanish.
 
 File layout (both kinds):
 - the first non-blank row of the first sheet that has data is the header; other sheets are not
@@ -38,6 +40,7 @@ from typing import Any
 
 from mailbot.answer.cells import formula_like
 from mailbot.errors import ImportError_
+from mailbot.ops.wording import N_, Words
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.read.sheets import SheetError, SheetRow, TooManyRows, iter_rows
 from mailbot.ruleset import Catalogue
@@ -92,12 +95,22 @@ class KeyRecord:
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad cell: its line in the file, its column, what is wrong and how to fix it."""
+    """One bad cell: its line in the file, its column (canonical name), what is wrong and how to
+    fix it, as Words: `reason` and `fix` in English for the CLI, the console says them through
+    its catalogue."""
 
     line: int
     column: str
-    reason: str
-    fix: str = ""
+    reason_words: Words
+    fix_words: Words = Words("")
+
+    @property
+    def reason(self) -> str:
+        return self.reason_words.say()
+
+    @property
+    def fix(self) -> str:
+        return self.fix_words.say()
 
     @property
     def text(self) -> str:
@@ -115,6 +128,7 @@ class Checked:
     name: str
     rows: tuple[tuple[int, Any], ...]  # (line, LicenceRecord or KeyRecord)
     problems: tuple[Problem, ...]
+    headers: tuple[tuple[str, str], ...] = ()  # (canonical column, its header as written)
 
     @property
     def bad_rows(self) -> int:
@@ -176,7 +190,8 @@ def check_registry(name: str, payload: bytes, catalogue: Catalogue, *,
     """A registry file's bytes (`name` tells CSV from XLSX and names the file in messages),
     checked row by row; ImportError_ when the file as a whole cannot be read (no header, a
     missing column...)."""
-    rows = _read_table(name, payload, REGISTRY_COLUMNS, what="licences", max_rows=max_rows)
+    headers, rows = _read_table(name, payload, REGISTRY_COLUMNS, what="licences",
+                                max_rows=max_rows)
     matcher = SystemMatcher(catalogue)
     problems = _Problems()
     records: list[tuple[int, LicenceRecord]] = []
@@ -185,7 +200,8 @@ def check_registry(name: str, payload: bytes, catalogue: Catalogue, *,
         check = _RowCheck(line, values, problems)
         serial = check.serial("serial")
         system = check.system("system", matcher, catalogue_file)
-        company = check.required("company", "write the customer's company or person name")
+        company = check.required("company", Words(N_("write the customer's company or person "
+                                                      "name")))
         contact_email = check.email("contact_email")
         purchase_date = check.date("purchase_date", required=True)
         modality = check.modality("modality")
@@ -193,9 +209,9 @@ def check_registry(name: str, payload: bytes, catalogue: Catalogue, *,
         users = check.users("users")
         if serial is not None:
             if serial in first_line_of_serial:
-                check.fail("serial",
-                           f"{serial} is also on line {first_line_of_serial[serial]}; "
-                           "a serial may appear only once, keep one of the two rows")
+                check.fail("serial", Words.of(N_("%(value)s is also on line %(line)s"),
+                                              value=serial, line=first_line_of_serial[serial]),
+                           Words(N_("a serial may appear only once, keep one of the two rows")))
             else:
                 first_line_of_serial[serial] = line
         if check.ok:
@@ -204,14 +220,14 @@ def check_registry(name: str, payload: bytes, catalogue: Catalogue, *,
                 contact_email=contact_email, purchase_date=purchase_date,  # type: ignore[arg-type]
                 modality=modality, support_until=support_until, users=users,  # type: ignore[arg-type]
             )))
-    return Checked(name, tuple(records), problems.ordered())
+    return Checked(name, tuple(records), problems.ordered(), headers)
 
 
 def check_keys(name: str, payload: bytes, catalogue: Catalogue, *,
                catalogue_file: str | Path = "rules/catalogue.toml",
                max_rows: int = DEFAULT_MAX_ROWS) -> Checked:
     """A key-pool file's bytes checked row by row (see check_registry)."""
-    rows = _read_table(name, payload, KEY_COLUMNS, what="keys", max_rows=max_rows)
+    headers, rows = _read_table(name, payload, KEY_COLUMNS, what="keys", max_rows=max_rows)
     matcher = SystemMatcher(catalogue)
     problems = _Problems()
     records: list[tuple[int, KeyRecord]] = []
@@ -222,14 +238,15 @@ def check_keys(name: str, payload: bytes, catalogue: Catalogue, *,
         key = check.key("key")
         if key is not None:
             if key in first_line_of_key:
-                check.fail("key",
-                           f"{_show(key)} is also on line {first_line_of_key[key]}; "
-                           "each key may appear only once, remove one of the two rows")
+                check.fail("key", Words.of(N_("%(value)s is also on line %(line)s"),
+                                           value=_show(key), line=first_line_of_key[key]),
+                           Words(N_("each key may appear only once, remove one of the two "
+                                    "rows")))
             else:
                 first_line_of_key[key] = line
         if check.ok:
             records.append((line, KeyRecord(system=system, key=key)))  # type: ignore[arg-type]
-    return Checked(name, tuple(records), problems.ordered())
+    return Checked(name, tuple(records), problems.ordered(), headers)
 
 
 # --- reading the table -------------------------------------------------------------------------
@@ -246,9 +263,10 @@ def _read_file(path: Path) -> bytes:
 
 
 def _read_table(path: str, payload: bytes, columns: tuple[str, ...], *, what: str,
-                max_rows: int) -> list[tuple[int, dict[str, str]]]:
-    """The data rows of file `path` (its bytes: `payload`) as (line, {column: stripped text}),
-    header checked."""
+                max_rows: int
+                ) -> tuple[tuple[tuple[str, str], ...], list[tuple[int, dict[str, str]]]]:
+    """The header of file `path` (its bytes: `payload`) as ((column, as written), ...), checked,
+    and its data rows as (line, {column: stripped text})."""
     expected = ", ".join(columns)
     if not payload.strip():
         raise ImportError_(f"{path}: the file is empty; it needs a header row with the columns "
@@ -302,7 +320,8 @@ def _read_table(path: str, payload: bytes, columns: tuple[str, ...], *, what: st
         values = {name: unquote(row.cells[i].strip() if i < len(row.cells) else "")
                   for name, i in positions.items()}
         out.append((row.row_number, values))
-    return out
+    headers = tuple((name, header.cells[i].strip()) for name, i in positions.items())
+    return headers, out
 
 
 def unquote(cell: str) -> str:
@@ -343,10 +362,8 @@ class _Problems:
     def __init__(self) -> None:
         self.items: list[Problem] = []
 
-    def add(self, line: int, column: str, reason: str) -> None:
-        """`reason` is "what is wrong; how to fix it" (the fix after the first "; ")."""
-        what, _, fix = reason.partition("; ")
-        self.items.append(Problem(line, column, what, fix))
+    def add(self, line: int, column: str, reason: Words, fix: Words) -> None:
+        self.items.append(Problem(line, column, reason, fix))
 
     def ordered(self) -> tuple[Problem, ...]:
         # sorted() is stable: within a line, the columns keep their order.
@@ -362,36 +379,46 @@ class _RowCheck:
         self.problems = problems
         self.ok = True
 
-    def fail(self, column: str, reason: str) -> None:
+    def fail(self, column: str, reason: Words, fix: Words) -> None:
+        """`reason`: what is wrong; `fix`: how to fix it (templates marked N_, and values)."""
         self.ok = False
-        self.problems.add(self.line, column, reason)
+        self.problems.add(self.line, column, reason, fix)
 
-    def required(self, column: str, how: str) -> str | None:
+    def wrong(self, column: str, raw: str, what: str, fix: Words) -> None:
+        """The cell `raw` is not what `what` ("%(value)s is not a date") says it must be."""
+        self.fail(column, Words.of(what, value=_show(raw)), fix)
+
+    def required(self, column: str, fix: Words) -> str | None:
         value = self.values[column]
         if not value:
-            self.fail(column, f"empty; {how}")
+            self.fail(column, Words(N_("empty")), fix)
             return None
         return value
 
     def serial(self, column: str) -> str | None:
-        raw = self.required(column, "every row needs its serial number, e.g. AAAA-BBBB-CCCC-DDDD")
+        raw = self.required(column, Words(N_("every row needs its serial number, e.g. "
+                                             "AAAA-BBBB-CCCC-DDDD")))
         if raw is None:
             return None
         serial = normalise_serial(raw)
         if serial is None:
-            self.fail(column, f"{_show(raw)} is not a serial number; write four groups of four "
-                              "letters or digits, e.g. AAAA-BBBB-CCCC-DDDD")
+            self.wrong(column, raw, N_("%(value)s is not a serial number"),
+                       Words(N_("write four groups of four letters or digits, e.g. "
+                                "AAAA-BBBB-CCCC-DDDD")))
         return serial
 
     def system(self, column: str, matcher: SystemMatcher, catalogue_file: str | Path) -> str | None:
-        raw = self.required(column,
-                            f"write the system's name as in the catalogue ({catalogue_file})")
+        raw = self.required(column, Words.of(N_("write the system's name as in the catalogue "
+                                                "(%(catalogue)s)"), catalogue=str(catalogue_file)))
         if raw is None:
             return None
         system = matcher.match(raw)
         if system is None:
-            self.fail(column, f"{_show(raw)} is not a system of the catalogue ({catalogue_file}); "
-                              "write one of its names or aliases, or add the system there first")
+            self.fail(column, Words.of(N_("%(value)s is not a system of the catalogue "
+                                          "(%(catalogue)s)"),
+                                       value=_show(raw), catalogue=str(catalogue_file)),
+                      Words(N_("write one of its names or aliases, or add the system there "
+                               "first")))
         return system
 
     def email(self, column: str) -> str | None:
@@ -400,15 +427,17 @@ class _RowCheck:
             return None  # allowed: requests for this serial then go to review
         address = parse_email(raw)
         if address is None:
-            self.fail(column, f"{_show(raw)} is not an e-mail address; write one address such as "
-                              "nombre@empresa.com.mx, or leave it empty")
+            self.wrong(column, raw, N_("%(value)s is not an e-mail address"),
+                       Words(N_("write one address such as nombre@empresa.com.mx, or leave it "
+                                "empty")))
         return address
 
     def date(self, column: str, *, required: bool) -> dt.date | None:
         raw = self.values[column]
         if not raw:
             if required:
-                self.fail(column, "empty; write the date as YYYY-MM-DD, e.g. 2011-07-15")
+                self.fail(column, Words(N_("empty")),
+                          Words(N_("write the date as YYYY-MM-DD, e.g. 2011-07-15")))
             return None
         match = _DATE.fullmatch(raw)
         try:
@@ -416,20 +445,20 @@ class _RowCheck:
                 raise ValueError(raw)
             return dt.date.fromisoformat(match.group(1))
         except ValueError:
-            hint = "" if required else ", or leave it empty"
-            self.fail(column,
-                      f"{_show(raw)} is not a date; write YYYY-MM-DD, e.g. 2011-07-15{hint}")
+            fix = (N_("write YYYY-MM-DD, e.g. 2011-07-15") if required
+                   else N_("write YYYY-MM-DD, e.g. 2011-07-15, or leave it empty"))
+            self.wrong(column, raw, N_("%(value)s is not a date"), Words(fix))
             return None
 
     def modality(self, column: str) -> str | None:
-        raw = self.required(column, f"write one of {', '.join(MODALITIES)}")
+        one_of = Words.of(N_("write one of %(modalities)s"), modalities=", ".join(MODALITIES))
+        raw = self.required(column, one_of)
         if raw is None:
             return None
         word = re.sub(r"^licencia\s+(de\s+)?", "", _fold(raw)).strip(" .")
         modality = _MODALITY_SPELLINGS.get(word)
         if modality is None:
-            self.fail(column,
-                      f"{_show(raw)} is not a modality; write one of {', '.join(MODALITIES)}")
+            self.wrong(column, raw, N_("%(value)s is not a modality"), one_of)
         return modality
 
     def users(self, column: str) -> int | None:
@@ -437,20 +466,21 @@ class _RowCheck:
         if not raw:
             return None
         if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
-            self.fail(column, f"{_show(raw)} is not a number of users; write a whole number "
-                              "such as 5, or leave it empty")
+            self.wrong(column, raw, N_("%(value)s is not a number of users"),
+                       Words(N_("write a whole number such as 5, or leave it empty")))
             return None
         return int(raw)
 
     def key(self, column: str) -> str | None:
-        raw = self.required(column, "write the key, or remove the row")
+        raw = self.required(column, Words(N_("write the key, or remove the row")))
         if raw is None:
             return None
         if _CONTROL.search(raw):
-            self.fail(column,
-                      f"{_show(raw)} contains a tab or line break; write the key on one line")
+            self.wrong(column, raw, N_("%(value)s contains a tab or line break"),
+                       Words(N_("write the key on one line")))
             return None
         if len(raw) > _MAX_KEY_LENGTH:
-            self.fail(column, f"{len(raw)} characters long; a key has at most {_MAX_KEY_LENGTH}")
+            self.fail(column, Words.of(N_("%(length)s characters long"), length=len(raw)),
+                      Words.of(N_("a key has at most %(limit)s"), limit=_MAX_KEY_LENGTH))
             return None
         return raw

@@ -26,14 +26,10 @@ from fastapi.responses import HTMLResponse
 
 from mailbot.ops.timefmt import operator_time
 from mailbot.ops.web.i18n import DEFAULT_LOCALE, html_lang
+from mailbot.ops.wording import N_ as N_  # the one marker; views import it from here
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-def N_(message: str) -> str:
-    """Marks a message for the catalog where it is translated later (a page's title)."""
-    return message
 
 
 class Renderer:

@@ -169,9 +169,23 @@ def _preview_page(request: Request, kind: str, tipo: str, name: str,
             "error": _("The file cannot be imported: %(reason)s", reason=str(exc))}, 422)
     sha = _keep(web, payload) if not result.blocked else result.sha256
     return _render(request, "admin_registry_preview.html", {
-        "title": _("Import preview"), "preview": result.to_json(limit=SHOWN_ROWS),
+        "title": _("Import preview"), "preview": preview_json(result, _, limit=SHOWN_ROWS),
         "tipo": tipo, "sha256": sha, "name": name, "shown": SHOWN_ROWS,
         "error": None}, 422 if result.blocked else 200)
+
+
+def preview_json(result: engine.Preview, gettext: Any, *,
+                 limit: int | None = None) -> dict[str, Any]:
+    """The engine's JSON (the CLI's `--dry-run --json`: `reason` and `fix` in English) with each
+    refused row also in the console's words: `header`, its column as the file wrote it, and
+    `reason_es`, `fix_es`, the same Words through the catalogue. The page shows these; the JSON
+    twin returns them beside the English, so a script that matched the English keeps working."""
+    out = result.to_json(limit=limit)
+    out["refuse"] = [{**r.to_json(), "header": result.heading(r.column),
+                      "reason_es": r.reason_words.say(gettext),
+                      "fix_es": r.fix_words.say(gettext)}
+                     for r in result.refuse[:len(out["refuse"])]]
+    return out
 
 
 @router.post(BASE + "/confirmar")
@@ -262,4 +276,4 @@ async def api_preview(request: Request, file: UploadFile,
                                          _clean_name(file.filename), payload)
     except ImportError_ as exc:
         raise HTTPException(422, str(exc)) from None
-    return result.to_json()
+    return preview_json(result, _words(request))
