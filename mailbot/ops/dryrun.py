@@ -211,10 +211,7 @@ def _print_changes(changes: Sequence[Change], total: int, args: argparse.Namespa
                    zone: dt.tzinfo, now: dt.datetime) -> None:
     if args.json:
         for c in changes:
-            key = "reference" if c.before.stored else "file"
-            print(json.dumps({key: c.before.label, "before": c.before.to_json(show=args.show),
-                              "after": c.after.to_json(show=args.show)},
-                             ensure_ascii=False, default=str))
+            print(json.dumps(change_json(c, show=args.show), ensure_ascii=False, default=str))
         return
     print(_header(args, zone, now, f"{len(changes)} of {total} mail(s) would change with "
                                    f"{args.against}"))
@@ -228,6 +225,14 @@ def _print_changes(changes: Sequence[Change], total: int, args: argparse.Namespa
         for a, b in _aligned(left, right):
             mark = " " if a == b else "*"
             print(f"{_cut(a, width):<{width}}{mark}| {b}")
+
+
+def change_json(change: Change, *, show: bool = False) -> dict[str, Any]:
+    """One line of `--against --json` (and an item of the console's twin): the mail, and
+    what it gets with each side."""
+    key = "reference" if change.before.stored else "file"
+    return {key: change.before.label, "before": change.before.to_json(show=show),
+            "after": change.after.to_json(show=show)}
 
 
 def _aligned(left: list[str], right: list[str]) -> list[tuple[str, str]]:

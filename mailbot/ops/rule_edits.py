@@ -369,37 +369,28 @@ def preview(config: Any, store: Store, rules: Ruleset, templates: Path,
     blocks nobody; on PostgreSQL it holds row locks on the mails it decides again (and the
     keys it takes) until it ends, so a running pass that touches one of those rows waits for
     it: the bounds (MAX_PREVIEW_DAYS, MAX_PREVIEW_MAILS) keep that to seconds."""
-    from mailbot.answer.render import Renderer
+    from mailbot.ops.rehearsal import console_app, recent
     from mailbot.ruleset import load_rules
-    from mailbot.run.app import App
-    from mailbot.run.dryrun import CapturingSink, compare, dry_app, stored_mails
-    from mailbot.run.wiring import open_source
+    from mailbot.run.dryrun import compare, dry_app
 
-    days = max(1, min(days, MAX_PREVIEW_DAYS))
-    source = open_source(config)
-    try:
-        with folder_edits.staged(files, KIND) as root:
-            proposed = load_rules(root)
-            app = App(config=config, rules=rules, store=store, renderer=Renderer(templates),
-                      source=source, sink=CapturingSink(), read_workers=0)
-            found = stored_mails(app, since=dt.timedelta(days=days), limit=limit + 1)
-            over = max(0, len(found) - limit)
-            found = found[over:]
-            mails = [m for m in found if m.problem is None]
-            before = dry_app(app)
-            changes = compare(before, dry_app(before, rules=proposed), mails)
-    finally:
-        source.close()
+    with console_app(config, store, rules, templates) as app, \
+            folder_edits.staged(files, KIND) as root:
+        proposed = load_rules(root)
+        found, over = recent(app, days, limit)
+        mails = [m for m in found if m.problem is None]
+        before = dry_app(app)
+        changes = compare(before, dry_app(before, rules=proposed), mails)
     gone = set(rules.catalogue.names) - set(proposed.catalogue.names)
     with store.transaction() as conn:
         pool = store.pool_counts(conn)
-    return Preview(days, len(mails), over + len(found) - len(mails),
-                   [_changed(c) for c in changes],
+    return Preview(max(1, min(days, MAX_PREVIEW_DAYS)), len(mails), over + len(found) - len(mails),
+                   [changed(c) for c in changes],
                    [f"{m.label}: {m.problem}" for m in found if m.problem],
                    [(name, *pool[name]) for name in sorted(gone) if name in pool])
 
 
-def _changed(change: Any) -> Changed:
+def changed(change: Any) -> Changed:
+    """A change as the rules page and the dry-run page show it: outcomes, replies, text diff."""
     a, b = change.before, change.after
 
     def shown(result: Any) -> tuple[ReplyShown, ...]:

@@ -157,21 +157,15 @@ def mail_preview(config: Any, store: Store, rules: Ruleset, directory: Path,
     """What the stored mail `reference` would be answered now with the templates of
     `directory`: the dry run's engine (mailbot.run.dryrun) on a snapshot of the store, nothing
     stored, bound, sent or filed; its replies carry the rendered text and HTML."""
-    from mailbot.run.app import App
-    from mailbot.run.dryrun import CapturingSink, dry_app, dry_run, stored_mails
-    from mailbot.run.wiring import open_source
+    from mailbot.ops.rehearsal import console_app
+    from mailbot.run.dryrun import dry_app, dry_run, stored_mails
 
-    source = open_source(config)
-    try:
-        app = App(config=config, rules=rules, store=store, renderer=Renderer(directory),
-                  source=source, sink=CapturingSink(), read_workers=0)
+    with console_app(config, store, rules, directory) as app:
         mails = stored_mails(app, references=[reference])
         problem = next((m.problem for m in mails if m.problem), None)
         if problem:
             raise EditRefused(f"{reference}: {problem}", code="mail")
         [result] = dry_run(dry_app(app), mails)
-    finally:
-        source.close()
     return {"reference": reference, "outcome": result.outcome, "error": result.error,
             "replies": [{"template": r.template, "to": list(r.to), "subject": r.subject,
                          "text": r.text, "html": r.html} for r in result.replies]}

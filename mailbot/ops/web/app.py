@@ -31,6 +31,7 @@ from mailbot.ops.web.i18n import load_translations
 from mailbot.ops.web.pages import STATIC_DIR, Renderer, render
 from mailbot.ops.web.views import (
     admin,
+    admin_dry_run,
     admin_registry,
     admin_rules,
     admin_templates,
@@ -65,7 +66,7 @@ def create_app(config: Config, *, store: Store | None = None, rules: Ruleset | N
     app.state.renderer = Renderer(load_translations(), zone)
     app.state.metrics = health.metrics_registry(web)
     for module in (login, health, panel, admin, admin_templates, admin_rules,
-                   admin_registry):
+                   admin_registry, admin_dry_run):
         app.include_router(module.router)
         if hasattr(module, "api"):
             app.include_router(module.api)  # the admin pages' JSON twins, admins only

@@ -47,6 +47,14 @@ def sanitised_html(html: str) -> str:
             f"<meta charset=\"utf-8\">{clean}")
 
 
+def framed(html: str | None) -> str | None:
+    """A rendered reply's HTML (ours: a template's) for `<iframe sandbox="" srcdoc>`, its own
+    policy first: the templates and dry-run pages show previews in such frames."""
+    if html is None:
+        return None
+    return f'<meta http-equiv="Content-Security-Policy" content="{FRAME_POLICY}">{html}'
+
+
 # --- attachments ------------------------------------------------------------------------------
 
 _BIDI_AND_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u206f\u061c\ufeff]")

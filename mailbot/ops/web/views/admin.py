@@ -1,6 +1,7 @@
 """The admin home (`/admin`): only admins reach it (`auth.guard` refuses operators with 403 for
 the whole prefix). It links to the admin pages: the templates (views/admin_templates.py) and the
-rules (views/admin_rules.py) and the registry and key pool (views/admin_registry.py)."""
+rules (views/admin_rules.py), the registry and key pool (views/admin_registry.py) and the
+dry run (views/admin_dry_run.py)."""
 
 from __future__ import annotations
 

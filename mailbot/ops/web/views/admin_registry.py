@@ -108,9 +108,10 @@ def _kept(web: WebContext, sha: str) -> bytes | None:
     return payload if engine.sha256_of(payload) == sha else None
 
 
-def _clean_name(name: str | None) -> str:
+def clean_name(name: str | None, default: str = "archivo.csv") -> str:
+    """An uploaded file's name as the pages show it: no folder, no odd characters."""
     text = FILE_NAME.sub("_", Path(name or "").name).strip(" .")[:100]
-    return text or "archivo.csv"
+    return text or default
 
 
 def _levels(web: WebContext) -> list[dict[str, Any]]:
@@ -154,7 +155,7 @@ async def preview(request: Request, file: UploadFile, tipo: Kind) -> Response:
 
     payload = await _upload(request, file)
     return await run_in_threadpool(_preview_page, request, KIND_NAMES[tipo], tipo,
-                                   _clean_name(file.filename), payload)
+                                   clean_name(file.filename), payload)
 
 
 def _preview_page(request: Request, kind: str, tipo: str, name: str,
@@ -198,7 +199,7 @@ def confirm(request: Request, tipo: Kind, sha256: Hash, nombre: Name,
     if payload is None:
         raise HTTPException(409, _("This file is not the one previewed, or its preview has "
                                    "expired: upload it again and check its preview."))
-    name = _clean_name(nombre)
+    name = clean_name(nombre)
     try:
         result = engine.commit(web.store, _rules(web), KIND_NAMES[tipo], name, payload,
                                expected=digest, now=web.now())
@@ -273,7 +274,7 @@ async def api_preview(request: Request, file: UploadFile,
     web = context(request)
     try:
         result = await run_in_threadpool(engine.preview, web.store, _rules(web), kind,
-                                         _clean_name(file.filename), payload)
+                                         clean_name(file.filename), payload)
     except ImportError_ as exc:
         raise HTTPException(422, str(exc)) from None
     return preview_json(result, _words(request))

@@ -21,7 +21,7 @@ from mailbot.errors import MailbotError
 from mailbot.ops import template_edits as edits
 from mailbot.ops.web.auth import require_admin
 from mailbot.ops.web.context import WebContext, context
-from mailbot.ops.web.mail_view import FRAME_POLICY
+from mailbot.ops.web.mail_view import framed
 from mailbot.ops.web.pages import N_
 from mailbot.ops.web.views import version_pages
 from mailbot.ruleset import Ruleset
@@ -65,13 +65,6 @@ def _render(request: Request, name: str, values: dict[str, Any], status: int = 2
     from mailbot.ops.web.pages import render
 
     return render(request, name, values, status_code=status, headers=HEADERS)
-
-
-def framed(html: str | None) -> str | None:
-    """The preview's HTML for `<iframe sandbox="" srcdoc>`, its own policy first."""
-    if html is None:
-        return None
-    return f'<meta http-equiv="Content-Security-Policy" content="{FRAME_POLICY}">{html}'
 
 
 def _submitted(folder: edits.Folder, name: str, text: str | None,
