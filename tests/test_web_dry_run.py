@@ -253,3 +253,36 @@ def test_a_days_field_out_of_bounds_is_refused_next_to_it(fresh_desk):
                      answer.text)
     empty = client.post(PAGE, data={"csrf_token": _csrf(client)})
     assert empty.status_code == 422 and 'id="error-files"' in empty.text
+
+
+def test_against_a_stored_templates_version_lists_exactly_the_mails_it_words_otherwise(
+        fresh_desk):
+    """The JSON twin's `against`: a templates version whose keys_issued text ends otherwise
+    changes the mails that get keys_issued, and only those; nothing is kept."""
+    console, files = fresh_desk
+    templates = folder_files(ROOT / "templates", ".j2")
+    text = templates["keys_issued.txt.j2"].decode("utf-8")
+    changed = dict(templates, **{"keys_issued.txt.j2": text.replace(
+        "{% endblock %}", "Gracias por su preferencia.\n{% endblock %}").encode("utf-8")})
+    assert changed != templates
+    number = stored.record(console.store, "templates", content_hash(changed), changed)
+    console.add_user("root", "admin")
+    headers = {"authorization": f"Bearer {console.token('root')}"}
+    rows = _rows(console.store)
+    plain = console.client().post("/api/v1/admin/dry-run", headers=headers,
+                                  files=_emls(files)).json()
+    expected = sorted(r["file"] for r in plain["results"]
+                      if any(m["template"] == "keys_issued" for m in r["replies"]))
+    assert expected and len(expected) < len(files.mails)
+    versus = console.client().post("/api/v1/admin/dry-run", headers=headers,
+                                   data={"against": f"templates-{number}", "show": "1"},
+                                   files=_emls(files))
+    assert versus.status_code == 200, versus.text
+    body = versus.json()
+    assert body["against"] == f"templates-{number}" and "results" not in body
+    assert sorted(c["file"] for c in body["changes"]) == expected
+    for change in body["changes"]:
+        [after] = [m for m in change["after"]["replies"] if m["template"] == "keys_issued"]
+        assert "Gracias por su preferencia." in after["text"]
+        assert change["before"]["decisions"] == change["after"]["decisions"]
+    assert _rows(console.store) == rows
