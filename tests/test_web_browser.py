@@ -418,3 +418,43 @@ def test_an_admin_changes_a_price_sees_the_answers_it_changes_saves_and_reverts(
         assert prices.read_text(encoding="utf-8") == original
         keep(page, "admin-rules-reverted.png", tmp_path, capsys)
     assert "rules v2" in mailbot("--config", config, "rules", "versions")
+
+
+def test_an_admin_dry_runs_a_stored_mail_from_its_page_and_an_upload_from_the_dry_run_page(
+        tmp_path_factory, browser, tmp_path, capsys):
+    """From a mail's page, "Ensayar de nuevo con las reglas en uso": the dry run's page with its
+    banner, the decision and the reply, its text behind "ver texto"; then an upload that is no
+    mail, named. Chromium's own multipart upload under the page's strict policy."""
+    demo = tmp_path_factory.mktemp("browser-dry-run") / "demo"
+    mailbot("demo", "--dir", str(demo))
+    config = str(demo / "config.toml")
+    mailbot("--config", config, "users", "add", "root", "--role", "admin",
+            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    not_a_mail = tmp_path / "nota.txt"
+    not_a_mail.write_text("solo una nota, sin encabezados\n", encoding="utf-8")
+    with serving(config) as base:
+        page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/correos")
+        page.get_by_label("Nombre de la cuenta").fill("root")
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Iniciar sesión").click()
+        page.locator('input[name="serial"]').fill("AAAA-BBBB-CCCC-DDDD")
+        page.locator('form.filters button[type="submit"]').click()
+        page.locator("table tbody tr").first.get_by_role("link").first.click()
+        page.get_by_role("button", name="Ensayar de nuevo con las reglas en uso").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Ensayo")
+        expect(page.locator("#banner")).to_have_text(
+            "Ensayo: nada se guardó, no se asignó ninguna clave, no se envió ni se archivó nada.")
+        mail = page.locator("article.dry-mail").first
+        expect(mail.locator("strong.outcome").first).to_have_text("issued")
+        text = mail.locator("article.reply pre.text").first
+        expect(text).to_be_hidden()
+        mail.get_by_text("ver texto").first.click()
+        expect(text).to_contain_text("AAAA-BBBB-CCCC-DDDD")
+        expect(mail.locator('iframe[sandbox=""]').first).to_be_visible()
+        keep(page, "admin-dry-run.png", tmp_path, capsys)
+
+        page.get_by_label("Archivos .eml (uno o varios)").set_input_files(str(not_a_mail))
+        page.get_by_role("button", name="Ensayar", exact=True).click()
+        expect(page.locator("#input-problems")).to_contain_text(
+            "nota.txt: este archivo no es un correo (.eml)")
