@@ -10,7 +10,8 @@ decision, and reverts.
 Log in, find a mail by its serial with the log's filter, open it, open the review queue,
 approve a task, see its reply queued ("en cola"), log out. And an admin: edit a template, preview it on the
 sample cases and on a stored mail, save it, see the new version (on a copy of the templates); and
-upload a key file for a system with no keys, see its preview, confirm it, see the levels change.
+upload a key file for a system with no keys, see its preview, confirm it, see the levels change;
+and dry-run a stored mail from its page, its reply's text behind "ver texto".
 Screenshots of the panel and of a
 mail page are kept as artifacts in tests/artifacts/browser/ (not committed), their paths
 printed in the test output.

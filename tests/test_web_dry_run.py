@@ -139,7 +139,7 @@ def test_stored_mails_by_reference_are_decided_again_as_their_pass_did(mail_desk
         assert "keys_issued" in block
 
 
-def test_the_mail_page_button_runs_it_and_operators_never_see_it(mail_desk):
+def test_operators_see_no_dry_run_button_on_a_mail_page(mail_desk):
     console = mail_desk.console
     with console.store.transaction() as conn:
         reference = conn.execute(sa.text(

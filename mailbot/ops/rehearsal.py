@@ -129,6 +129,11 @@ def rehearse(config: Any, store: Store, rules: Ruleset, templates: Path, *,
     snapshot of the store, nothing stored, bound, sent or filed; with `against` (kind, number)
     decide them also with that stored version and keep only the mails that change.
 
+    As the rules page's preview (rule_edits.preview), each run is one transaction: on
+    PostgreSQL it holds row locks on the stored mails it decides again (and the keys it takes)
+    until it ends, so a pass touching those rows waits; the bounds (MAX_PREVIEW_DAYS,
+    MAX_PREVIEW_MAILS, MAX_UPLOADS) keep that to seconds.
+
     A stored version that does not exist raises folder_edits.EditRefused (code "unknown"); one
     that does not load, the rules loader's MailbotError."""
     with console_app(config, store, rules, templates) as app:

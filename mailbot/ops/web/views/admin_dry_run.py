@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -29,7 +29,7 @@ from mailbot.ops.rule_edits import MAX_PREVIEW_DAYS, MAX_PREVIEW_MAILS, changed
 from mailbot.ops.web.auth import require_admin
 from mailbot.ops.web.context import WebContext, context
 from mailbot.ops.web.mail_view import framed
-from mailbot.ops.web.views.admin_registry import clean_name
+from mailbot.ops.web.views.admin_registry import clean_name, read_upload
 from mailbot.ops.web.views.admin_templates import HEADERS
 
 router = APIRouter(include_in_schema=False)
@@ -101,14 +101,9 @@ async def _asked(request: Request) -> Asked:
     text = str(form.get("references") or "")
     asked = Asked(references=text[:MAX_TEXT], days=str(form.get("days") or "").strip(),
                   against=str(form.get("against") or "").strip())
-    limit = context(request).max_upload_bytes
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
     for upload in files[:rehearsal.MAX_UPLOADS + 1]:
-        data = await upload.read(limit + 1)
-        if len(data) > limit:
-            raise HTTPException(413, _("The file is larger than %(megabytes)s MB: split it "
-                                       "and upload each part.",
-                                       megabytes=limit // 1_000_000 or 1))
+        data = await read_upload(request, upload)
         asked.uploads.append(rehearsal.Upload(clean_name(upload.filename, "correo.eml"), data))
     if len(files) > rehearsal.MAX_UPLOADS:
         asked.errors["files"] = _("Upload at most %(most)s files at a time.",

@@ -136,7 +136,7 @@ def page(request: Request, hecho: str | None = None, archivo: str | None = None,
         "error": None})
 
 
-async def _upload(request: Request, upload: UploadFile) -> bytes:
+async def read_upload(request: Request, upload: UploadFile) -> bytes:
     """The uploaded file's bytes; 413 past the console's bound (the guard already refused a
     body declared larger)."""
     limit = context(request).max_upload_bytes
@@ -153,7 +153,7 @@ async def preview(request: Request, file: UploadFile, tipo: Kind) -> Response:
     """Check the uploaded file and show what importing it would do; nothing is imported."""
     from starlette.concurrency import run_in_threadpool
 
-    payload = await _upload(request, file)
+    payload = await read_upload(request, file)
     return await run_in_threadpool(_preview_page, request, KIND_NAMES[tipo], tipo,
                                    clean_name(file.filename), payload)
 
@@ -270,7 +270,7 @@ async def api_preview(request: Request, file: UploadFile,
                       kind: Annotated[str, Form(pattern=r"^(registry|keys)$")]) -> Any:
     from starlette.concurrency import run_in_threadpool
 
-    payload = await _upload(request, file)
+    payload = await read_upload(request, file)
     web = context(request)
     try:
         result = await run_in_threadpool(engine.preview, web.store, _rules(web), kind,
