@@ -231,8 +231,8 @@ def test_the_preview_lists_exactly_the_stored_answers_a_new_eligibility_date_cha
     assert sorted(re.findall(r'href="/correos/([^"]+)"', section)) == sorted([newly, dated])
     rows = {re.search(r'href="/correos/([^"]+)"', row).group(1): row
             for row in re.findall(r"<tr>\s*<td><a.*?</tr>", section, re.S)}
-    before, after = re.findall(r"<td>([a-z_,]+)<br>", rows[newly])
-    assert before == "issued" and "not_eligible" in after.split(",")
+    before, after = re.findall(r"<td>([^<]+)<br>", html.unescape(rows[newly]))
+    assert before == "clave emitida" and "no aplica" in after.split(", ")
     assert "+   partir del 23 de agosto de 2011" in html.unescape(section)
     with console.store.transaction() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar() == outbox

@@ -447,7 +447,7 @@ def test_an_admin_dry_runs_a_stored_mail_from_its_page_and_an_upload_from_the_dr
         expect(page.locator("#banner")).to_have_text(
             "Ensayo: nada se guardó, no se asignó ninguna clave, no se envió ni se archivó nada.")
         mail = page.locator("article.dry-mail").first
-        expect(mail.locator("strong.outcome").first).to_have_text("issued")
+        expect(mail.locator("strong.outcome").first).to_have_text("clave emitida")
         text = mail.locator("article.reply pre.text").first
         expect(text).to_be_hidden()
         mail.get_by_text("ver texto").first.click()

@@ -83,7 +83,7 @@ def test_uploaded_demo_mails_are_decided_and_shown_and_no_row_changes(fresh_desk
     assert BANNER in answer.text
     articles = _articles(answer.text)
     assert len(articles) == len(files.mails) == 12
-    issued = [a for a in articles.values() if re.search(r'<strong class="outcome">issued<', a)]
+    issued = [a for a in articles.values() if re.search(r'<strong class="outcome">clave emitida<', a)]
     assert issued
     block = issued[0]
     assert "<code>registry.known</code>" in block and "<code>keys.assign</code>" in block
@@ -135,7 +135,7 @@ def test_stored_mails_by_reference_are_decided_again_as_their_pass_did(mail_desk
     assert sorted(articles) == sorted(issued[:2])
     for reference, block in articles.items():
         assert f'href="/correos/{reference}"' in block
-        assert re.search(r'<strong class="outcome">issued<', block)
+        assert re.search(r'<strong class="outcome">clave emitida<', block)
         assert "keys_issued" in block
 
 
@@ -190,8 +190,8 @@ def test_against_a_stored_rules_version_lists_exactly_the_answers_it_changes(
     row = answer.text[answer.text.index(f'<a href="/correos/{newly}"'):]
     before = row[row.index('<td class="before">'):row.index('<td class="after">')]
     after = row[row.index('<td class="after">'):row.index('<tr class="change-text">')]
-    assert '<strong class="outcome">issued<' in before
-    assert '<strong class="outcome">not_eligible<' in after
+    assert '<strong class="outcome">clave emitida<' in before
+    assert '<strong class="outcome">no aplica<' in after
     assert "+   partir del 23 de agosto de 2011" in html.unescape(answer.text)
     unknown = client.post(PAGE, data={"csrf_token": _csrf(client), "days": "7",
                                       "against": "rules-999"})

@@ -238,6 +238,24 @@ def test_a_mail_page_shows_the_original_what_was_read_the_rules_and_the_replies(
     assert client.get("/correos/CLV-999999").status_code == 404
 
 
+def test_outcomes_and_kinds_are_shown_in_spanish_while_the_api_keeps_the_codes(mail_desk):
+    """The store and the JSON twins keep codes (`issued`, `free_update`, the CLI's words); the
+    pages are Spanish: they used to print the codes."""
+    store = mail_desk.console.store
+    spreadsheet = next(m for m in rows(store, mails) if "M02" in m.mail_id)
+    client = mail_desk.console.logged_in()
+    html = unescape(client.get(f"/correos/{spreadsheet.reference}").text)
+    assert "<strong>clave emitida</strong>" in html
+    assert "<dd>actualización sin costo" in html
+    assert "<strong>issued</strong>" not in html and "<dd>free_update" not in html
+    log = unescape(client.get("/correos").text)
+    assert '<option value="not_eligible">no aplica</option>' in log
+    assert '<option value="unlock">desbloqueo</option>' in log
+    assert "<td>clave emitida</td>" in log and "<td>en cuarentena</td>" in log
+    assert "<td>issued</td>" not in log
+    assert api(mail_desk, f"/api/v1/mails/{spreadsheet.reference}").json()["outcome"] == "issued"
+
+
 def test_an_operator_sees_the_keys_masked_in_the_decisions_and_the_replies(mail_desk):
     store = mail_desk.console.store
     first = next(m for m in rows(store, mails) if "M01" in m.mail_id)

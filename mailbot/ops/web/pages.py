@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse
 
 from mailbot.ops.timefmt import operator_time
 from mailbot.ops.web.i18n import DEFAULT_LOCALE, html_lang
+from mailbot.ops.web.outcome_words import kind_words, outcome_words
 from mailbot.ops.wording import N_ as N_  # the one marker; views import it from here
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -46,6 +47,8 @@ class Renderer:
         self.env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
         self.env.filters["when"] = lambda moment: operator_time(moment, zone)
         self.env.filters["number"] = lambda n: format_decimal(n, locale=locale)
+        self.env.filters["outcome"] = outcome_words(translations.gettext)
+        self.env.filters["kind"] = kind_words(translations.gettext)
         self.env.globals["html_lang"] = html_lang(locale)
 
     def gettext(self, message: str, **values: Any) -> str:
