@@ -497,9 +497,9 @@ class Breakdown:
         real_transaction = app.store.transaction
 
         @contextlib.contextmanager
-        def counted_transaction():
+        def counted_transaction(**kwargs):
             self.transactions += 1
-            with real_transaction() as conn:
+            with real_transaction(**kwargs) as conn:
                 yield conn
 
         app.store.transaction = counted_transaction

@@ -53,6 +53,8 @@ def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) ->
     copy_many = app.after_send_many if app.after_send is not None else None
     copies: list[tuple[int, bytes]] = []  # sent, copy for the Sent folder still to make
     renew_at = app.now() + claims.CLAIM_LEASE / 2
+    if due:  # the decisions these replies come from on the disk first (Store.transaction)
+        app.store.sync()
     for msg in due:
         if msg.mail is None:  # an operator alert: whoever claims it first sends it
             with app.store.transaction() as conn:

@@ -58,12 +58,13 @@ class SnapshotStore(Store):
         self.url = str(engine.url)
         self.engine = engine
         self._conn = conn
+        self._wal = None  # nothing written here is ever acted on: nothing to sync
 
     def migrate(self, revision: str = "head") -> None:
         raise RuntimeError("a dry run's snapshot is never migrated")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, sync_later: bool = False) -> Iterator[Connection]:
         with store_faults(self.engine.url), self._conn.begin_nested():
             yield self._conn
 
