@@ -439,6 +439,7 @@ class Breakdown:
         self.sql_statements = 0
         self.sql_seconds = 0.0
         self.transactions = 0
+        self.synced_later = 0  # of them, committed without their own fsync (the decisions)
         self.per_mail: list[float] = []  # wall time per mail of pipeline.process_batch(), in order
 
     def timed(self, stage: str, fn: Callable) -> Callable:
@@ -497,9 +498,10 @@ class Breakdown:
         real_transaction = app.store.transaction
 
         @contextlib.contextmanager
-        def counted_transaction():
+        def counted_transaction(**kwargs):
             self.transactions += 1
-            with real_transaction() as conn:
+            self.synced_later += bool(kwargs.get("sync_later"))
+            with real_transaction(**kwargs) as conn:
                 yield conn
 
         app.store.transaction = counted_transaction
@@ -536,7 +538,7 @@ class Breakdown:
         tenth = max(1, len(self.per_mail) // 10)
         return {"seconds": stages, "calls": {s: self.calls.get(s, 0) for s in self.STAGES},
                 "sql_statements": self.sql_statements, "sql_seconds": round(self.sql_seconds, 4),
-                "transactions": self.transactions,
+                "transactions": self.transactions, "synced_later": self.synced_later,
                 # growth with the store's size: the first and last tenth of the mails
                 "ms_per_mail_first_tenth": 1000 * statistics.fmean(self.per_mail[:tenth])
                 if self.per_mail else None,
@@ -832,7 +834,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(the rest in-process: parse_extract below)")
         say("    where the time went (main process): " + ", ".join(
             f"{k} {v:.2f} s" for k, v in b["seconds"].items())
-            + f"; {b['transactions']} transactions, {b['sql_statements']} SQL statements "
+            + f"; {b['transactions']} transactions ({b['synced_later']} of them synced later, "
+              f"together), {b['sql_statements']} SQL statements "
               f"({b['sql_seconds']:.2f} s in the driver)")
         say(f"    CPU of this process (mailbot, and the SMTP server's thread): "
             f"{e2e['cpu_s']:.2f} s of {e2e['seconds']:.2f} s")

@@ -4,10 +4,13 @@ customer's program would read it."""
 from __future__ import annotations
 
 import io
+import random
 
 import openpyxl
+import pytest
 
-from mailbot.answer.xlsx_writer import column_letter, xlsx
+from mailbot.answer.results_sheet import WIDTHS
+from mailbot.answer.xlsx_writer import _fast_xlsx, column_letter, xlsx, xlsxwriter_xlsx
 
 TEXTS = ["plain", "a & b <c> \"d\" 'e'", "\r=2*3", "  espacios  ", "línea\nsegunda", "\ttab",
          "日本語 ñ 😀", "", "=SUM(A1)", "x" * 5000]
@@ -45,3 +48,38 @@ def test_column_letters():
 def test_the_same_cells_make_the_same_bytes():
     rows = [[("a", False), ("=b", True)]]
     assert xlsx("S", rows) == xlsx("S", rows)
+
+
+PIECES = ["a", "B", " ", "\n", "\r", "\r\n", "&", "<", ">", '"', "'", "=", "+", "ñ", "😀",
+          "_x0041_", "\t", "<r>", "</r>", "x" * 40, "-", "@"]
+
+
+def _random_text(rng: random.Random) -> str:
+    if rng.random() < 0.15:
+        return ""
+    return "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 8)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_bytes_are_the_ones_xlsxwriter_writes_for_the_same_cells(seed):
+    """`xlsx` writes only the cells and strings itself (the constant parts once per shape):
+    byte for byte what XlsxWriter writes, on sheets of every shape, with empty rows and
+    cells, repeated strings, quote prefixes, blocks of more than 16 rows, and the texts
+    XlsxWriter escapes or takes for rich text (those fall back to it)."""
+    rng = random.Random(seed)
+    for _ in range(40):
+        rows = [[(_random_text(rng), rng.random() < 0.2) for _ in range(rng.randint(0, 12))]
+                for _ in range(rng.randint(0, 40))]
+        widths = rng.choice([(), WIDTHS, (10, 20.5)])
+        freeze = rng.random() < 0.5
+        title = rng.choice(["Resultados", "S", "Resultados & <más>", "x" * 40])
+        assert xlsx(title, rows, widths=widths, freeze_first_row=freeze) == xlsxwriter_xlsx(
+            title, rows, widths=widths, freeze_first_row=freeze)
+
+
+def test_a_results_sheet_is_written_by_the_fast_path_and_matches_xlsxwriter():
+    rows = [[(f"Empresa {i} & hijos", False), (f"=HYPERLINK({i})", True), ("", True),
+             ("Nóminas", False), (f"SERIE-{i:04d}", False)] for i in range(40)]
+    assert _fast_xlsx("Resultados", rows, WIDTHS, True) is not None
+    assert xlsx("Resultados", rows, widths=WIDTHS, freeze_first_row=True) == xlsxwriter_xlsx(
+        "Resultados", rows, widths=WIDTHS, freeze_first_row=True)

@@ -76,7 +76,8 @@ def decide_mail(app: App, rec: MailRecord, raw: RawMail,
     """
     parsed, extraction = read if read is not None else read_raw(app, raw)
     store = app.store
-    with store.transaction() as conn:
+    # Synced to the disk before any reply of it goes out (the batch's sends: Store.sync).
+    with store.transaction(sync_later=True) as conn:
         reading = reading_of(app, conn, parsed, extraction)
         thread = completion.complete_from_thread(app, conn, rec, parsed, reading)
         reading = thread.reading

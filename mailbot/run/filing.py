@@ -28,6 +28,7 @@ def file_mails(app: App, mail_ids: Sequence[int], report: RunReport) -> None:
         return
     for _ in ready:
         app.hook("before_file")
+    store.sync()  # their decisions on the disk before they leave the inbox (Store.transaction)
     by_folder: dict[str, list[MailRecord]] = {}
     for rec in ready:
         by_folder.setdefault(rec.folder or REVIEW, []).append(rec)

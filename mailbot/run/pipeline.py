@@ -12,6 +12,14 @@ until its answers are out). The only window no design can close is between the S
 accepting a reply and the store marking it sent: then the same bytes, with the same
 Message-ID, go out once more.
 
+A power cut is a crash too, as long as nothing left the process on the strength of a commit
+the disk does not have yet. Every commit is synced before it returns (SQLite: WAL with
+synchronous=FULL), except the decisions of step 2 (`Store.transaction(sync_later=True)`):
+they are synced together, with one fsync of the WAL (`Store.sync`), before the first reply
+of the batch is sent and before any mail is filed. A power cut can only undo a suffix of the
+commits, so it leaves the store as a crash before the first undone decision would have, with
+none of its replies out and its mail still in the inbox.
+
 Mails go through in batches (BATCH_SIZE), which changes no step of any single mail, only how
 steps of different mails interleave: the new mails of each group of LOOK_AGAIN are recorded
 together in one commit before any of them is read, each attempt counted before its mail is read

@@ -28,6 +28,7 @@ from mailbot.store.schema_version import is_current as schema_is_current
 from mailbot.store.throttle_counts import BOTH_COUNTS as _BOTH_COUNTS
 from mailbot.store.throttle_counts import COMPANY_COUNTS as _COMPANY_COUNTS
 from mailbot.store.throttle_counts import SERIAL_COUNTS as _SERIAL_COUNTS
+from mailbot.store.wal import fsync_wal, synced_later, wal_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -108,6 +109,7 @@ class Store:
             raise ConfigError(f"[store] url {url!r} is not usable: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._wal = wal_path(self.engine)  # what `sync()` syncs; None: nothing by hand
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -145,11 +147,31 @@ class Store:
             getattr(command, verb)(cfg, revision)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, sync_later: bool = False) -> Iterator[Connection]:
         """One atomic unit of work; a damaged or full store raises StoreError (store.faults)
-        naming the file and the fix, and the unit is rolled back whole."""
-        with store_faults(self.engine.url), self.engine.begin() as conn:
-            yield conn
+        naming the file and the fix, and the unit is rolled back whole.
+
+        `sync_later` (SQLite files only; elsewhere ignored): the commit returns before it is
+        on the disk (WAL with synchronous=NORMAL for this one commit). A killed process keeps
+        it (it is in the WAL the moment the commit returns); a power cut may undo it, and with
+        it every later commit, never an earlier one: the same state as a crash just before it.
+        So whoever acts outside the store on what such a commit says (sends a reply, moves a
+        mail) calls `sync()` first. The pipeline's decisions commit this way, one per mail,
+        and the batch's first send syncs them all with one fsync instead of one each."""
+        if not sync_later or self._wal is None:
+            with store_faults(self.engine.url), self.engine.begin() as conn:
+                yield conn
+            return
+        with store_faults(self.engine.url), self.engine.connect() as conn, synced_later(conn):
+            with conn.begin():
+                yield conn
+
+    def sync(self) -> None:
+        """Every commit so far on the disk, also those made with `sync_later` (by this or any
+        other process): one fsync of the WAL."""
+        if self._wal is not None:
+            with store_faults(self.engine.url):
+                fsync_wal(self._wal)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -665,7 +687,9 @@ def _hits_json(hits: Sequence[Any]) -> str:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL, so readers never wait for the writer; synchronous=FULL, so a commit is on the disk
     when it returns: in WAL mode NORMAL syncs only at checkpoints, and a power cut could undo a
-    decision whose reply the SMTP server already took (the next run would answer again)."""
+    decision whose reply the SMTP server already took (the next run would answer again). The
+    one exception, `Store.transaction(sync_later=True)`, is synced by `Store.sync()` before
+    anything acts on it."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -68,12 +68,13 @@ class SnapshotStore(Store):
         self._live = live
         self._given: dict[str, BoundKey] = {}  # serial -> the key this dry run gave it
         self._given_ids: set[int] = set()
+        self._wal = None  # nothing written here is ever acted on: nothing to sync
 
     def migrate(self, revision: str = "head") -> None:
         raise RuntimeError("a dry run's snapshot is never migrated")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, sync_later: bool = False) -> Iterator[Connection]:
         with store_faults(self.engine.url), self._conn.begin_nested():
             yield self._conn
 
