@@ -16,6 +16,8 @@ from mailbot.ops.web.i18n import catalog_path, load_translations
 from mailbot.store import panel, reviews
 
 OPS = Path(__file__).resolve().parent.parent / "mailbot" / "ops"
+# Where rule hits are written with N_() templates the console translates (mailbot.wording).
+HIT_FOLDERS = [OPS.parent / "decide", OPS.parent / "run"]
 
 
 def add_mail(store, n: int, outcome: str | None, received_at: dt.datetime) -> int:
@@ -100,12 +102,18 @@ def test_the_panel_with_an_empty_store_says_so(console):
 
 def test_every_message_of_the_console_has_a_spanish_translation_and_none_is_unused():
     # The console's templates and Python, and the N_() templates of mailbot/ops it shows (the
-    # reasons an import refuses a row, mailbot.ops.wording): outside ops/web only the console
-    # translates, so any N_ there is a console message.
+    # reasons an import refuses a row, mailbot.wording): outside ops/web only the console
+    # translates, so any N_ there is a console message. The same for the rule hits' reasons
+    # written in decide/ and run/ (RuleHit.said): a hit template without its Spanish fails here.
     method_map = [("web/templates/**.html", "jinja2"), ("**.py", "python")]
     options = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     used = {message for _, _, message, _, _ in extract_from_dir(str(OPS), method_map=method_map,
                                                                 options_map=options)}
+    hit_templates = {message for folder in HIT_FOLDERS
+                     for _, _, message, _, _ in extract_from_dir(
+                         str(folder), method_map=[("**.py", "python")], keywords={"N_": None})}
+    assert "serial %(serial)s is registered" in hit_templates  # the scan reaches decide/
+    used |= hit_templates
     with catalog_path().open("rb") as po:
         catalog = read_po(po, locale="es_MX")
     translated = {m.id: m.string for m in catalog if m.id}

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse
 from mailbot.ops.timefmt import operator_time
 from mailbot.ops.web.i18n import DEFAULT_LOCALE, html_lang
 from mailbot.ops.web.outcome_words import kind_words, outcome_words
-from mailbot.ops.wording import N_ as N_  # the one marker; views import it from here
+from mailbot.wording import N_ as N_  # the one marker; views import it from here
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
