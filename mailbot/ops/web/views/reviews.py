@@ -26,6 +26,7 @@ from mailbot.ops import review_actions
 from mailbot.ops.review_actions import EDITABLE, REJECTION_TEMPLATES, ActionResult, ReviewError
 from mailbot.ops.web.auth import Principal, current_user
 from mailbot.ops.web.context import WebContext, context
+from mailbot.ops.web.hit_words import shown_hits
 from mailbot.ops.web.pages import N_, page, render
 from mailbot.ops.web.review_words import (
     DONE,
@@ -100,7 +101,8 @@ class Problem(BaseModel):
 
 class Hit(BaseModel):
     rule: str
-    reason: str
+    reason: str  # English, as the CLI prints it
+    reason_es: str  # what the page shows (mailbot.ops.web.hit_words)
 
 
 class HistoryLine(BaseModel):
@@ -263,8 +265,7 @@ def task_detail(request: Request, task_id: int) -> dict[str, Any]:
                       "source": p.get("source"), "detail": str(p.get("detail", ""))}
                      for p in extraction.get("problems") or []],
         "documents": [str(d) for d in reading.get("documents") or []],
-        "hits": [{"rule": str(h.get("rule", "")), "reason": str(h.get("reason", ""))}
-                 for h in hits],
+        "hits": shown_hits(hits, request.app.state.renderer.hit_reason),
         "unlock": None if entry is None else {
             "id": entry.id, "serial": entry.serial, "status": entry.status,
             "number": entry.number, "modality": entry.modality,
