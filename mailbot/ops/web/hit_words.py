@@ -36,3 +36,13 @@ def shown_hits(hits: Iterable[Mapping[str, Any]], said: HitReason) -> list[dict[
     """Stored hits as the JSON twins give them: rule, `reason` (English) and `reason_es`."""
     return [{"rule": str(h.get("rule") or ""), "reason": str(h.get("reason") or ""),
              "reason_es": said(h)} for h in hits]
+
+
+def task_reason(reason_text: str, snapshot: Mapping[str, Any], said: HitReason) -> str:
+    """A review task's `reason_text` (the English reason of the hit that sent it to review) in
+    the console's language: the hit of the task's snapshot that gave it, else the text."""
+    hits = snapshot.get("hits") or snapshot.get("sender_checks") or []
+    for hit in reversed(hits):
+        if isinstance(hit, Mapping) and hit.get("reason") == reason_text:
+            return said(hit)
+    return reason_text

@@ -31,7 +31,7 @@ from mailbot.ops.logview import used_versions
 from mailbot.ops.resend import resend_reply
 from mailbot.ops.web.auth import Principal, current_user, is_api
 from mailbot.ops.web.context import WebContext, context
-from mailbot.ops.web.hit_words import HitReason, shown_hits
+from mailbot.ops.web.hit_words import HitReason, shown_hits, task_reason
 from mailbot.ops.web.mail_view import (
     DOWNLOAD_HEADERS,
     PAGE_POLICY,
@@ -193,9 +193,12 @@ def _stored(web: WebContext, mail: Any, user: Principal, said: HitReason) -> dic
         } for u, role in unlocks],
         "reviews": [{
             "id": t.id, "kind": t.kind, "reason": t.reason, "reason_text": t.reason_text,
+            "reason_text_es": task_reason(t.reason_text, t.snapshot, said),
             "status": t.status, "due_at": iso(t.due_at), "closed_by": t.closed_by,
             "history": [{"at": iso(h["at"]), "action": h["action"], "operator": h["operator"],
-                         "note": h["note"]} for h in history],
+                         "note": h["note"],
+                         "note_es": h["note"] and task_reason(h["note"], t.snapshot, said)}
+                        for h in history],
         } for t, history in tasks],
         "events": [{"at": iso(e.at), "event": e.event,
                     "detail": {k: str(v) for k, v in json.loads(e.detail or "{}").items()}}
