@@ -129,3 +129,24 @@ def test_the_catalog_compiles_in_memory_at_start():
     translations = load_translations()
     assert translations.gettext("Sign in") == "Iniciar sesión"
     assert translations.gettext("Wrong name or password.") == "Nombre o contraseña incorrectos."
+
+
+def test_a_stored_hit_is_said_through_the_catalogue_and_an_old_row_as_it_was_stored():
+    from mailbot.model import RuleHit
+    from mailbot.ops.web.hit_words import hit_reason
+    from mailbot.wording import N_
+
+    said = hit_reason(load_translations().gettext)
+    hit = RuleHit.said("registry.known", N_("serial %(serial)s is registered"), serial="S-1")
+    assert hit.reason == "serial S-1 is registered"  # the English of the CLI and the store
+    assert hit == RuleHit("registry.known", "serial S-1 is registered")  # words do not compare
+    stored = hit.to_json()
+    assert stored == {"rule": "registry.known", "reason": "serial S-1 is registered",
+                      "template": "serial %(serial)s is registered",
+                      "values": {"serial": "S-1"}}
+    assert RuleHit.from_json(stored).words == hit.words
+    assert said(stored) == "la serie S-1 está registrada"
+    old = {"rule": "registry.known", "reason": "serial S-1 is registered"}  # before templates
+    assert RuleHit.from_json(old).words is None and said(old) == "serial S-1 is registered"
+    broken = {**stored, "values": {}}  # a value missing: the stored reason, not an error
+    assert said(broken) == "serial S-1 is registered"

@@ -120,12 +120,18 @@ def requester_is_registered_contact(f: UnlockFacts) -> str | None:
               serial=f.request.serial)
         return f.review(REVIEW_NO_REGISTERED_ADDRESS)
     f.recipient = registered
-    if not (f.requester and addresses_match(f.requester, registered)):  # after IDNA normalisation
+    if not f.requester:
+        f.hit("registry.address", N_("the sender (unknown) is not the registered contact "
+                                     "%(registered)s; an unlock cannot be redirected to the "
+                                     "registered address the way keys are, so an operator "
+                                     "must confirm it"), registered=registered)
+        return f.review(REVIEW_OTHER_REQUESTER)
+    if not addresses_match(f.requester, registered):  # after IDNA normalisation
         f.hit("registry.address", N_("the sender %(sender)s is not the registered contact "
                                      "%(registered)s; an unlock cannot be redirected to the "
                                      "registered address the way keys are, so an operator "
                                      "must confirm it"),
-              sender=f.requester or "(unknown)", registered=registered)
+              sender=f.requester, registered=registered)
         return f.review(REVIEW_OTHER_REQUESTER)
     f.hit("registry.address", N_("the sender %(sender)s is the registered contact"),
           sender=f.requester)

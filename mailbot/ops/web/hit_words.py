@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mailbot.wording import Words
-
 HitReason = Callable[[Mapping[str, Any]], str]
 
 
@@ -25,9 +23,9 @@ def hit_reason(gettext: Callable[[str], str]) -> HitReason:
         if not template:
             return stored
         values = hit.get("values") or {}
-        try:
-            return Words(str(template), tuple(values.items())).say(gettext)
-        except (KeyError, TypeError, ValueError):  # a value missing from an edited row
+        try:  # always filled, so a placeholder whose value is missing is caught, not shown
+            return gettext(str(template)) % dict(values)
+        except (KeyError, TypeError, ValueError, AttributeError):  # a row edited by hand
             return stored
     return reason
 
