@@ -7,8 +7,10 @@ Every value here is frozen: a step never changes what an earlier step produced.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from mailbot.wording import Words
 
 # The fields of one request, in the order customers are asked to write them (seed 004).
 FIELDS: tuple[str, ...] = ("company", "contact_name", "contact_email", "system", "serial")
@@ -135,10 +137,39 @@ class Extraction:
 
 @dataclass(frozen=True)
 class RuleHit:
-    """A rule that fired: its name and the reason a person can read."""
+    """A rule that fired: its name and the reason a person can read.
+
+    `reason` is the English text the CLI prints and the store has always kept. A rule that
+    writes its reason with `RuleHit.said` also keeps `words` (the N_() template and its
+    values, mailbot.wording), so the console can say the same reason in Spanish. Two hits with
+    the same rule and reason are equal whether or not they carry words.
+    """
 
     rule: str
     reason: str
+    words: Words | None = field(default=None, compare=False)
+
+    @classmethod
+    def said(cls, rule: str, template: str, **values: str | int | float) -> RuleHit:
+        """A hit whose reason is `template` % `values` (an N_() template; JSON-safe values)."""
+        words = Words.of(template, **values)
+        return cls(rule, words.say(), words)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the store keeps: rule and English reason, plus template and values if any."""
+        out: dict[str, Any] = {"rule": self.rule, "reason": self.reason}
+        if self.words is not None:
+            out["template"] = self.words.template
+            out["values"] = dict(self.words.values)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RuleHit:
+        """A stored hit back (rows written before hits kept their template have none)."""
+        template = data.get("template")
+        words = (Words(template, tuple((data.get("values") or {}).items()))
+                 if template else None)
+        return cls(str(data.get("rule", "")), str(data.get("reason", "")), words)
 
 
 # Outcomes of a decision on one request.
@@ -171,7 +202,7 @@ class Decision:
         return {
             "request": self.request.to_json(),
             "outcome": self.outcome,
-            "hits": [asdict(h) for h in self.hits],
+            "hits": [{"rule": h.rule, "reason": h.reason} for h in self.hits],
             "key": self.key,
             "recipient": self.recipient,
         }

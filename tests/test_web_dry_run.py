@@ -215,7 +215,13 @@ def test_the_json_twin_gives_the_objects_of_the_cli(mail_desk, capsys):
     assert body["mails"] == len(references) and body["problems"] == []
     assert main(["--config", str(console.config_path), "dry-run", "--json", *references]) == 0
     cli = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # The CLI's objects, each hit with its Spanish (reason_es) beside the English reason.
+    spanish = [h.pop("reason_es") for r in body["results"] for d in r["decisions"]
+               for h in d["hits"]]
     assert body["results"] == cli
+    assert spanish and all(spanish)
+    english = [h["reason"] for r in cli for d in r["decisions"] for h in d["hits"]]
+    assert any(es != en for es, en in zip(spanish, english, strict=True))
     for result in body["results"]:
         assert {"reference", "kind", "requests", "decisions", "replies"} <= set(result)
         for d in result["decisions"]:

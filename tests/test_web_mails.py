@@ -594,3 +594,25 @@ def test_every_page_and_api_route_here_is_refused_without_a_session_or_token(mai
         if method == "POST":  # a session without the form's CSRF token
             assert logged.post(path, data={"csrf_token": "otro"}).status_code == 403
     assert len(rows(mail_desk.console.store, outbox)) == outbox_before
+
+
+def test_the_rules_reasons_are_shown_in_spanish_while_the_api_and_the_cli_keep_the_english(
+        mail_desk):
+    """A hit's reason is stored as English text plus its template and values; the mail page
+    says it through the catalogue (it used to print the English), the JSON twin gives both."""
+    store = mail_desk.console.store
+    spreadsheet = next(m for m in rows(store, mails) if "M02" in m.mail_id)
+    detail = api(mail_desk, f"/api/v1/mails/{spreadsheet.reference}").json()
+    seed = next(r for r in detail["requests"] if r["serial"] == SEED_SERIAL)
+    hits = {h["rule"]: h for h in seed["hits"]}
+    known, eligible = hits["registry.known"], hits["free_update.eligible"]
+    assert known["reason"].startswith(f"serial {SEED_SERIAL} is registered")
+    assert known["reason_es"].startswith(f"la serie {SEED_SERIAL} está registrada")
+    assert eligible["reason"].endswith(": eligible") and "bought on" in eligible["reason"]
+    assert eligible["reason_es"].startswith("comprado el ")
+    assert eligible["reason_es"].endswith(": sí aplica")
+    assert all(h["reason_es"] != h["reason"] for h in seed["hits"])  # every rule has words
+    html = unescape(mail_desk.console.logged_in().get(f"/correos/{spreadsheet.reference}").text)
+    for h in seed["hits"]:
+        assert f"<code>{h['rule']}</code>: {h['reason_es']}</li>" in html
+        assert h["reason"] not in html  # no English reason left on the page

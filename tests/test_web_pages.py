@@ -16,6 +16,8 @@ from mailbot.ops.web.i18n import catalog_path, load_translations
 from mailbot.store import panel, reviews
 
 OPS = Path(__file__).resolve().parent.parent / "mailbot" / "ops"
+# Where rule hits are written with N_() templates the console translates (mailbot.wording).
+HIT_FOLDERS = [OPS.parent / "decide", OPS.parent / "run"]
 
 
 def add_mail(store, n: int, outcome: str | None, received_at: dt.datetime) -> int:
@@ -100,12 +102,18 @@ def test_the_panel_with_an_empty_store_says_so(console):
 
 def test_every_message_of_the_console_has_a_spanish_translation_and_none_is_unused():
     # The console's templates and Python, and the N_() templates of mailbot/ops it shows (the
-    # reasons an import refuses a row, mailbot.ops.wording): outside ops/web only the console
-    # translates, so any N_ there is a console message.
+    # reasons an import refuses a row, mailbot.wording): outside ops/web only the console
+    # translates, so any N_ there is a console message. The same for the rule hits' reasons
+    # written in decide/ and run/ (RuleHit.said): a hit template without its Spanish fails here.
     method_map = [("web/templates/**.html", "jinja2"), ("**.py", "python")]
     options = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     used = {message for _, _, message, _, _ in extract_from_dir(str(OPS), method_map=method_map,
                                                                 options_map=options)}
+    hit_templates = {message for folder in HIT_FOLDERS
+                     for _, _, message, _, _ in extract_from_dir(
+                         str(folder), method_map=[("**.py", "python")], keywords={"N_": None})}
+    assert "serial %(serial)s is registered" in hit_templates  # the scan reaches decide/
+    used |= hit_templates
     with catalog_path().open("rb") as po:
         catalog = read_po(po, locale="es_MX")
     translated = {m.id: m.string for m in catalog if m.id}
@@ -121,3 +129,24 @@ def test_the_catalog_compiles_in_memory_at_start():
     translations = load_translations()
     assert translations.gettext("Sign in") == "Iniciar sesión"
     assert translations.gettext("Wrong name or password.") == "Nombre o contraseña incorrectos."
+
+
+def test_a_stored_hit_is_said_through_the_catalogue_and_an_old_row_as_it_was_stored():
+    from mailbot.model import RuleHit
+    from mailbot.ops.web.hit_words import hit_reason
+    from mailbot.wording import N_
+
+    said = hit_reason(load_translations().gettext)
+    hit = RuleHit.said("registry.known", N_("serial %(serial)s is registered"), serial="S-1")
+    assert hit.reason == "serial S-1 is registered"  # the English of the CLI and the store
+    assert hit == RuleHit("registry.known", "serial S-1 is registered")  # words do not compare
+    stored = hit.to_json()
+    assert stored == {"rule": "registry.known", "reason": "serial S-1 is registered",
+                      "template": "serial %(serial)s is registered",
+                      "values": {"serial": "S-1"}}
+    assert RuleHit.from_json(stored).words == hit.words
+    assert said(stored) == "la serie S-1 está registrada"
+    old = {"rule": "registry.known", "reason": "serial S-1 is registered"}  # before templates
+    assert RuleHit.from_json(old).words is None and said(old) == "serial S-1 is registered"
+    broken = {**stored, "values": {}}  # a value missing: the stored reason, not an error
+    assert said(broken) == "serial S-1 is registered"

@@ -165,7 +165,8 @@ def test_a_task_page_shows_the_mail_what_was_read_the_rules_and_the_history(mail
     text = text_of(page.text)
     assert f"Tarea #{task.id}: El registro no tiene correo de contacto para la serie" in text
     assert "Papelería La Esperanza" in text and "Lucía Herrera" in text and NO_CONTACT in text
-    assert "registry.address" in text and "keys go only to a registered address" in text
+    assert "registry.address" in text and "keys go only to a registered address" not in text
+    assert "las claves solo se envían a una dirección registrada" in text  # reason and hit
     assert "created por mailbot" in text  # the history, with who
     assert "under_review" in text and "enviado" in text  # the reply the pipeline sent
     assert f'href="/correos/{task.reference}"' in page.text  # the whole mail, one click away
@@ -176,6 +177,11 @@ def test_a_task_page_shows_the_mail_what_was_read_the_rules_and_the_history(mail
     assert api["task"]["reason"] == "no_registered_address"
     assert api["requests"][0]["serial"] == NO_CONTACT and api["request_outcome"] == "review"
     assert [h["rule"] for h in api["hits"]][-1] == "registry.address"
+    assert api["hits"][-1]["reason"].endswith("keys go only to a registered address")
+    assert api["hits"][-1]["reason_es"].endswith("las claves solo se envían a una dirección "
+                                                 "registrada")
+    assert api["task"]["reason_text"] == api["hits"][-1]["reason"]
+    assert api["task"]["reason_text_es"] == api["hits"][-1]["reason_es"]
     assert api["actions"] == ["approve", "reject", "edit", "assign", "close"]
     assert "done" not in api and "template_words" not in api
 

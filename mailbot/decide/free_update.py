@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from mailbot.addresses import addresses_match
 from mailbot.model import ISSUED, NOT_ELIGIBLE, PENDING, REVIEW, Decision, Request, RuleHit
 from mailbot.ruleset import Installation, Ruleset
+from mailbot.wording import N_
 
 
 class Licence(Protocol):
@@ -55,8 +56,9 @@ class Facts:
     key: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
-    def hit(self, rule: str, reason: str) -> None:
-        self.hits.append(RuleHit(rule, reason))
+    def hit(self, rule: str, template: str, **values: str | int | float) -> None:
+        """A rule fired: its reason as an N_() template and values (the console's Spanish)."""
+        self.hits.append(RuleHit.said(rule, template, **values))
 
     def review(self, why: str) -> str:
         self.facts["review_reason"] = why
@@ -73,7 +75,7 @@ class RegistryFacts(Protocol):
     request: Request
     licence: Any
 
-    def hit(self, rule: str, reason: str) -> None: ...
+    def hit(self, rule: str, template: str, **values: str | int | float) -> None: ...
 
     def review(self, why: str) -> str: ...
 
@@ -85,23 +87,29 @@ REVIEW_SYSTEM_MISMATCH = "system_mismatch"
 
 def registry_knows_serial(f: RegistryFacts) -> str | None:
     if f.licence is None:
-        f.hit("registry.known", f"serial {f.request.serial} is not in the licence registry; "
-                                "an operator must check it (typo, or a registry not yet updated)")
+        f.hit("registry.known", N_("serial %(serial)s is not in the licence registry; an "
+                                   "operator must check it (typo, or a registry not yet "
+                                   "updated)"), serial=f.request.serial)
         return f.review(REVIEW_UNKNOWN_SERIAL)
     company = getattr(f.licence, "company", None)
-    f.hit("registry.known", f"serial {f.request.serial} is registered"
-                            f"{f' to {company}' if company else ''}")
+    if company:
+        f.hit("registry.known", N_("serial %(serial)s is registered to %(company)s"),
+              serial=f.request.serial, company=company)
+    else:
+        f.hit("registry.known", N_("serial %(serial)s is registered"), serial=f.request.serial)
     return None
 
 
 def registry_system_matches(f: RegistryFacts) -> str | None:
     assert f.licence is not None
     if f.licence.system != f.request.system:
-        f.hit("registry.system", f"serial {f.request.serial} is registered for "
-                                 f"{f.licence.system!r}, but the request names "
-                                 f"{f.request.system!r}")
+        f.hit("registry.system", N_("serial %(serial)s is registered for %(registered)s, but "
+                                    "the request names %(requested)s"),
+              serial=f.request.serial, registered=repr(f.licence.system),
+              requested=repr(f.request.system))
         return f.review(REVIEW_SYSTEM_MISMATCH)
-    f.hit("registry.system", f"the registry holds the same system, {f.licence.system}")
+    f.hit("registry.system", N_("the registry holds the same system, %(system)s"),
+          system=f.licence.system)
     return None
 
 
@@ -109,15 +117,22 @@ def registered_address(f: Facts) -> str | None:
     assert f.licence is not None
     registered = (f.licence.contact_email or "").strip().lower()
     if not registered:
-        f.hit("registry.address", f"the registry has no contact address for {f.request.serial}; "
-                                  "keys go only to a registered address")
+        f.hit("registry.address", N_("the registry has no contact address for %(serial)s; "
+                                     "keys go only to a registered address"),
+              serial=f.request.serial)
         return REVIEW
     f.recipient = registered
     if f.requester and addresses_match(f.requester, registered):  # after IDNA normalisation
-        f.hit("registry.address", f"the sender {f.requester} is the registered contact")
+        f.hit("registry.address", N_("the sender %(sender)s is the registered contact"),
+              sender=f.requester)
+    elif f.requester:
+        f.hit("registry.address", N_("keys go to the registered contact %(registered)s, not to "
+                                     "the sender %(sender)s; the sender is told where"),
+              registered=registered, sender=f.requester)
     else:
-        f.hit("registry.address", f"keys go to the registered contact {registered}, not to the "
-                                  f"sender {f.requester or '(unknown)'}; the sender is told where")
+        f.hit("registry.address", N_("keys go to the registered contact %(registered)s, not to "
+                                     "the sender (unknown); the sender is told where"),
+              registered=registered)
     return None
 
 
@@ -127,11 +142,12 @@ def purchased_after_eligibility_date(f: Facts) -> str | None:
     bought = f.licence.purchase_date
     f.facts["purchase_date"] = bought
     if bought < start:
-        f.hit("free_update.eligible", f"bought on {bought.isoformat()}, before "
-                                      f"{start.isoformat()}: not eligible for the free update")
+        f.hit("free_update.eligible", N_("bought on %(bought)s, before %(start)s: not "
+                                         "eligible for the free update"),
+              bought=bought.isoformat(), start=start.isoformat())
         return NOT_ELIGIBLE
-    f.hit("free_update.eligible", f"bought on {bought.isoformat()}, on or after "
-                                  f"{start.isoformat()}: eligible")
+    f.hit("free_update.eligible", N_("bought on %(bought)s, on or after %(start)s: eligible"),
+          bought=bought.isoformat(), start=start.isoformat())
     return None
 
 
@@ -139,18 +155,23 @@ def key_from_pool(f: Facts) -> str | None:
     existing = f.pool.existing(f.request.serial)
     if existing is not None:
         f.key, when = existing
-        since = f" on {when:%Y-%m-%d}" if when else ""
-        f.hit("keys.assign", f"serial {f.request.serial} already has a key (issued{since}); "
-                             "the same key is sent again, nothing is consumed")
+        if when:
+            f.hit("keys.assign", N_("serial %(serial)s already has a key (issued on %(issued)s); "
+                                    "the same key is sent again, nothing is consumed"),
+                  serial=f.request.serial, issued=f"{when:%Y-%m-%d}")
+        else:
+            f.hit("keys.assign", N_("serial %(serial)s already has a key (issued); the same key "
+                                    "is sent again, nothing is consumed"),
+                  serial=f.request.serial)
         return ISSUED
     key = f.pool.assign(f.request.system, f.request.serial)
     if key is None:
-        f.hit("keys.assign", f"no free key left for {f.request.system}; the request waits and "
-                             "is fulfilled when keys are imported")
+        f.hit("keys.assign", N_("no free key left for %(system)s; the request waits and is "
+                                "fulfilled when keys are imported"), system=f.request.system)
         return PENDING
     f.key = key
-    f.hit("keys.assign", f"a new key from the {f.request.system} pool is bound to "
-                         f"{f.request.serial}")
+    f.hit("keys.assign", N_("a new key from the %(system)s pool is bound to %(serial)s"),
+          system=f.request.system, serial=f.request.serial)
     return ISSUED
 
 
@@ -175,7 +196,7 @@ def decide_free_update(request: Request, *, requester: str | None, licence: Lice
     f = Facts(request=request, requester=requester, licence=licence, today=today, rules=rules,
               pool=pool)
     for note in request.notes:
-        f.hit("extract.note", note)
+        f.hits.append(RuleHit("extract.note", note))  # read/'s note, English only
     outcome = None
     for rule in FREE_UPDATE_CHAIN:
         outcome = rule(f)
@@ -186,11 +207,12 @@ def decide_free_update(request: Request, *, requester: str | None, licence: Lice
         offer = installation_offer(rules.free_update.installation, licence, today)
         f.facts["installation"] = offer
         if offer["has_support"]:
-            f.hit("installation.support", f"support policy valid until "
-                                          f"{offer['support_until']:%Y-%m-%d}: installation "
-                                          "is included, the customer is asked to call")
+            f.hit("installation.support", N_("support policy valid until %(until)s: "
+                                             "installation is included, the customer is asked "
+                                             "to call"),
+                  until=f"{offer['support_until']:%Y-%m-%d}")
         else:
-            f.hit("installation.support", "no valid support policy: the answer offers renewal "
-                                          "and per-event prices")
+            f.hit("installation.support", N_("no valid support policy: the answer offers "
+                                             "renewal and per-event prices"))
     return Decision(request=request, outcome=outcome, hits=tuple(f.hits), key=f.key,
                     recipient=f.recipient, facts=dict(f.facts))

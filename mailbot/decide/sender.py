@@ -33,6 +33,7 @@ from mailbot.addresses import (
     undeliverable_reason,
 )
 from mailbot.model import ParsedMail, RuleHit
+from mailbot.wording import N_, Words
 
 # Put this in the trusted authserv-ids to trust the topmost Authentication-Results header when
 # it has no authserv-id (Microsoft 365 / Exchange Online). Only for mailboxes hosted there.
@@ -345,26 +346,30 @@ def check_sender(mail: ParsedMail, *, require_authentication: bool,
     """
     from_headers = mail.headers.get("from", ())
     if len(from_headers) != 1:
-        return _refuse(None, FROM_HEADERS,
-                       f"the mail has {len(from_headers)} From headers; exactly one is needed "
-                       "to know who sent it")
+        return _refuse(None, FROM_HEADERS, Words.of(
+            N_("the mail has %(count)s From headers; exactly one is needed to know who sent it"),
+            count=len(from_headers)))
     if len(mail.from_addresses) != 1:
-        found = ", ".join(mail.from_addresses) or "no address"
-        return _refuse(None, FROM_MAILBOXES,
-                       f"From must hold exactly one mailbox, found {len(mail.from_addresses)} "
-                       f"({found})")
+        if not mail.from_addresses:
+            return _refuse(None, FROM_MAILBOXES, Words.of(
+                N_("From must hold exactly one mailbox, found 0 (no address)")))
+        return _refuse(None, FROM_MAILBOXES, Words.of(
+            N_("From must hold exactly one mailbox, found %(count)s (%(found)s)"),
+            count=len(mail.from_addresses), found=", ".join(mail.from_addresses)))
     raw = mail.from_addresses[0]
     address = normalise_address(raw)
     if address is None:
-        return _refuse(None, ADDRESS_INVALID, f"From address {raw!r} is not a usable address")
+        return _refuse(None, ADDRESS_INVALID, Words.of(
+            N_("From address %(address)s is not a usable address"), address=repr(raw)))
     undeliverable = undeliverable_reason(raw)
     if undeliverable:
-        return _refuse(address, UNDELIVERABLE,
-                       f"no reply can be sent to the From address: {undeliverable}")
+        return _refuse(address, UNDELIVERABLE, Words.of(
+            N_("no reply can be sent to the From address: %(why)s"), why=undeliverable))
     domain = address.rpartition("@")[2]
     suspicion = suspicious_domain(domain)
     if suspicion:
-        return _refuse(address, DOMAIN_SUSPICIOUS, f"From domain looks deceptive: {suspicion}")
+        return _refuse(address, DOMAIN_SUSPICIOUS, Words.of(
+            N_("From domain looks deceptive: %(why)s"), why=suspicion))
     if not require_authentication:
         return SenderVerdict(True, (), address)
 
@@ -372,7 +377,7 @@ def check_sender(mail: ParsedMail, *, require_authentication: bool,
                                         trusted_authserv_ids)
     passed = _authentication_pass(auth, domain)
     if passed:
-        return SenderVerdict(True, (RuleHit(AUTHENTICATED, passed),), address)
+        return SenderVerdict(True, (RuleHit(AUTHENTICATED, passed.say(), passed),), address)
     return _refuse(address, NOT_AUTHENTICATED,
                    _authentication_failure(auth, domain, trusted_authserv_ids))
 
@@ -385,36 +390,63 @@ def reply_to_differs(mail: ParsedMail) -> RuleHit | None:
     others = [a for a in addresses if sender is None or not addresses_match(a, sender)]
     if not others:
         return None
-    return RuleHit(REPLY_TO_DIFFERS,
-                   f"Reply-To ({', '.join(others)}) differs from From ({sender or 'unknown'}); "
-                   "answers and keys go only to the registered address, never to Reply-To")
+    if sender is None:
+        return RuleHit.said(REPLY_TO_DIFFERS, N_(
+            "Reply-To (%(reply_to)s) differs from From (unknown); answers and keys go only to "
+            "the registered address, never to Reply-To"), reply_to=", ".join(others))
+    return RuleHit.said(REPLY_TO_DIFFERS, N_(
+        "Reply-To (%(reply_to)s) differs from From (%(sender)s); answers and keys go only to "
+        "the registered address, never to Reply-To"), reply_to=", ".join(others), sender=sender)
 
 
-def _refuse(address: str | None, rule: str, reason: str) -> SenderVerdict:
-    return SenderVerdict(False, (RuleHit(rule, reason),), address)
+def _refuse(address: str | None, rule: str, reason: Words) -> SenderVerdict:
+    return SenderVerdict(False, (RuleHit(rule, reason.say(), reason),), address)
 
 
-def _authentication_pass(auth: AuthResults, domain: str) -> str | None:
+def _authentication_pass(auth: AuthResults, domain: str) -> Words | None:
     for d in auth.dmarc:
         if d.result == "pass" and d.header_from and normalise_domain(d.header_from) == domain:
-            return f"DMARC pass for {domain} ({d.authserv_id or 'topmost header'})"
+            if d.authserv_id:
+                return Words.of(N_("DMARC pass for %(domain)s (%(server)s)"), domain=domain,
+                                server=d.authserv_id)
+            return Words.of(N_("DMARC pass for %(domain)s (topmost header)"), domain=domain)
     from_org = organisational_domain(domain)
     for k in auth.dkim:
         if (k.result == "pass" and k.domain and from_org is not None
                 and organisational_domain(k.domain) == from_org):
-            return (f"DKIM pass for d={k.domain}, aligned with {domain} "
-                    f"({k.authserv_id or 'topmost header'})")
+            if k.authserv_id:
+                return Words.of(N_("DKIM pass for d=%(signer)s, aligned with %(domain)s "
+                                   "(%(server)s)"),
+                                signer=k.domain, domain=domain, server=k.authserv_id)
+            return Words.of(N_("DKIM pass for d=%(signer)s, aligned with %(domain)s (topmost "
+                               "header)"), signer=k.domain, domain=domain)
     return None
 
 
 def _authentication_failure(auth: AuthResults, domain: str,
-                            trusted_authserv_ids: Sequence[str]) -> str:
+                            trusted_authserv_ids: Sequence[str]) -> Words:
     if not auth.trusted:
-        ignored = f"; ignored headers from {', '.join(auth.ignored)}" if auth.ignored else ""
-        return (f"no Authentication-Results header from a trusted server "
-                f"({', '.join(trusted_authserv_ids) or 'none configured'}){ignored}")
+        trusted = ", ".join(trusted_authserv_ids)
+        ignored = ", ".join(auth.ignored)
+        if not trusted:
+            template = (N_("no Authentication-Results header from a trusted server (none "
+                           "configured); ignored headers from %(ignored)s") if ignored else
+                        N_("no Authentication-Results header from a trusted server (none "
+                           "configured)"))
+        else:
+            template = (N_("no Authentication-Results header from a trusted server "
+                           "(%(trusted)s); ignored headers from %(ignored)s") if ignored else
+                        N_("no Authentication-Results header from a trusted server "
+                           "(%(trusted)s)"))
+        values = {**({"trusted": trusted} if trusted else {}),
+                  **({"ignored": ignored} if ignored else {})}
+        return Words.of(template, **values)
     seen = [f"DMARC {d.result} for {d.header_from or 'an unnamed domain'}" for d in auth.dmarc]
     seen += [f"DKIM {k.result} for d={k.domain or '?'}" for k in auth.dkim]
-    summary = "; ".join(seen) or "no DMARC or DKIM result"
-    return (f"the receiving server did not authenticate {domain}: needs DMARC pass, or DKIM "
-            f"pass aligned with {domain}; found {summary}")
+    if not seen:
+        return Words.of(N_("the receiving server did not authenticate %(domain)s: needs DMARC "
+                           "pass, or DKIM pass aligned with %(domain)s; found no DMARC or DKIM "
+                           "result"), domain=domain)
+    return Words.of(N_("the receiving server did not authenticate %(domain)s: needs DMARC pass, "
+                       "or DKIM pass aligned with %(domain)s; found %(found)s"),
+                    domain=domain, found="; ".join(seen))

@@ -38,6 +38,7 @@ from mailbot.ruleset import (
     UnlockModality,
     UnlockPolicy,
 )
+from mailbot.wording import N_
 
 # Outcomes of an unlock decision, besides model.REVIEW (due time in the facts).
 UNLOCK_OUTCOMES: tuple[str, ...] = (UNLOCKED, REVIEW, DOCUMENTS_NEEDED)
@@ -83,8 +84,9 @@ class UnlockFacts:
     modality: UnlockModality | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
-    def hit(self, rule: str, reason: str) -> None:
-        self.hits.append(RuleHit(rule, reason))
+    def hit(self, rule: str, template: str, **values: str | int | float) -> None:
+        """A rule fired: its reason as an N_() template and values (the console's Spanish)."""
+        self.hits.append(RuleHit.said(rule, template, **values))
 
     def review(self, why: str) -> str:
         """End the chain in review, due `review_due_hours` business hours from receipt."""
@@ -113,17 +115,26 @@ def requester_is_registered_contact(f: UnlockFacts) -> str | None:
     assert f.licence is not None
     registered = (f.licence.contact_email or "").strip().lower()
     if not registered:
-        f.hit("registry.address", f"the registry has no contact address for {f.request.serial}; "
-                                  "unlocks are granted only to a registered contact")
+        f.hit("registry.address", N_("the registry has no contact address for %(serial)s; "
+                                     "unlocks are granted only to a registered contact"),
+              serial=f.request.serial)
         return f.review(REVIEW_NO_REGISTERED_ADDRESS)
     f.recipient = registered
-    if not (f.requester and addresses_match(f.requester, registered)):  # after IDNA normalisation
-        f.hit("registry.address", f"the sender {f.requester or '(unknown)'} is not the registered "
-                                  f"contact {registered}; an unlock cannot be redirected to the "
-                                  "registered address the way keys are, so an operator must "
-                                  "confirm it")
+    if not f.requester:
+        f.hit("registry.address", N_("the sender (unknown) is not the registered contact "
+                                     "%(registered)s; an unlock cannot be redirected to the "
+                                     "registered address the way keys are, so an operator "
+                                     "must confirm it"), registered=registered)
         return f.review(REVIEW_OTHER_REQUESTER)
-    f.hit("registry.address", f"the sender {f.requester} is the registered contact")
+    if not addresses_match(f.requester, registered):  # after IDNA normalisation
+        f.hit("registry.address", N_("the sender %(sender)s is not the registered contact "
+                                     "%(registered)s; an unlock cannot be redirected to the "
+                                     "registered address the way keys are, so an operator "
+                                     "must confirm it"),
+              sender=f.requester, registered=registered)
+        return f.review(REVIEW_OTHER_REQUESTER)
+    f.hit("registry.address", N_("the sender %(sender)s is the registered contact"),
+          sender=f.requester)
     return None
 
 
@@ -132,13 +143,14 @@ def modality_from_registry(f: UnlockFacts) -> str | None:
     modality = f.unlock.modalities.get(f.licence.modality)
     f.facts["modality"] = f.licence.modality
     if modality is None:
-        f.hit("unlock.modality", f"the registry gives the modality {f.licence.modality!r}, which "
-                                 "has no unlock policy in the rules; an operator must decide")
+        f.hit("unlock.modality", N_("the registry gives the modality %(modality)s, which has "
+                                    "no unlock policy in the rules; an operator must decide"),
+              modality=repr(f.licence.modality))
         return f.review(REVIEW_UNKNOWN_MODALITY)
     f.modality = modality
     f.facts["modality_label"] = modality.label
-    f.hit("unlock.modality", f"the registry gives the modality {modality.id} "
-                             f"({modality.label})")
+    f.hit("unlock.modality", N_("the registry gives the modality %(modality)s (%(label)s)"),
+          modality=modality.id, label=modality.label)
     return None
 
 
@@ -150,12 +162,14 @@ def unlock_number(f: UnlockFacts) -> str | None:
     f.facts["previous_unlocks"] = f.previous_unlocks
     configured = len(f.modality.policies)
     if f.modality.policy(number) is None:
-        f.hit("unlock.count", f"this would be unlock {number} of {f.request.serial} "
-                              f"({f.previous_unlocks} before); the rules for {f.modality.id} go "
-                              f"up to unlock {configured}, so an operator must decide")
+        f.hit("unlock.count", N_("this would be unlock %(number)s of %(serial)s (%(before)s "
+                                 "before); the rules for %(modality)s go up to unlock "
+                                 "%(configured)s, so an operator must decide"),
+              number=number, serial=f.request.serial, before=f.previous_unlocks,
+              modality=f.modality.id, configured=configured)
         return f.review(REVIEW_BEYOND_CONFIGURED)
-    f.hit("unlock.count", f"unlock {number} of {f.request.serial} "
-                          f"({f.previous_unlocks} before)")
+    f.hit("unlock.count", N_("unlock %(number)s of %(serial)s (%(before)s before)"),
+          number=number, serial=f.request.serial, before=f.previous_unlocks)
     return None
 
 
@@ -165,11 +179,12 @@ def unlock_rate(f: UnlockFacts) -> str | None:
     f.facts["max_unlocks_per_period"] = cap
     f.facts["period_days"] = days
     if f.unlocks_in_period >= cap:
-        f.hit("unlock.rate", f"{f.request.serial} already had {f.unlocks_in_period} unlock(s) in "
-                             f"the last {days} days, the cap is {cap}; an operator must decide")
+        f.hit("unlock.rate", N_("%(serial)s already had %(count)s unlock(s) in the last "
+                                "%(days)s days, the cap is %(cap)s; an operator must decide"),
+              serial=f.request.serial, count=f.unlocks_in_period, days=days, cap=cap)
         return f.review(REVIEW_RATE_CAP)
-    f.hit("unlock.rate", f"{f.unlocks_in_period} unlock(s) in the last {days} days, under the "
-                         f"cap of {cap}")
+    f.hit("unlock.rate", N_("%(count)s unlock(s) in the last %(days)s days, under the cap of "
+                            "%(cap)s"), count=f.unlocks_in_period, days=days, cap=cap)
     return None
 
 
@@ -179,42 +194,55 @@ def unlock_policy(f: UnlockFacts) -> str | None:
     policy = f.modality.policy(number)
     assert policy is not None, "unlock.count ends the chain when no policy is configured"
     f.facts["policy"] = policy.action
-    what = f"unlock {number} of this {f.modality.id} licence"
+    which = {"number": number, "modality": f.modality.id}  # "unlock 2 of this X licence"
     if policy.action == UNLOCK_AUTO:
         assert policy.min_minutes is not None and policy.max_minutes is not None
         f.facts["min_minutes"] = policy.min_minutes
         f.facts["max_minutes"] = policy.max_minutes
         f.facts["minutes_text"] = _minutes_text(policy)
-        f.hit("unlock.policy", f"{what} is approved automatically: the serial is released and "
-                               "can be re-activated with a new activation code (CDA); the reply "
-                               f"says \"{f.facts['minutes_text']}\"")
+        f.hit("unlock.policy", N_("unlock %(number)s of this %(modality)s licence is approved "
+                                  "automatically: the serial is released and can be "
+                                  "re-activated with a new activation code (CDA); the reply "
+                                  "says \"%(minutes)s\""),
+              **which, minutes=f.facts["minutes_text"])
         return UNLOCKED
     _hours_facts(f, policy)
     if policy.action == UNLOCK_REVIEW:
         start, end = _window(f, policy)
-        f.hit("unlock.policy", f"{what} goes to review within {_span(policy, '-')} business "
-                               "hours: "
-                               f"due between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} "
-                               f"({f.calendar.tz_name})")
+        f.hit("unlock.policy", N_("unlock %(number)s of this %(modality)s licence goes to "
+                                  "review within %(hours)s business hours: due between "
+                                  "%(start)s and %(end)s (%(zone)s)"),
+              **which, hours=_span(policy, "-"), start=f"{start:%Y-%m-%d %H:%M}",
+              end=f"{end:%Y-%m-%d %H:%M}", zone=f.calendar.tz_name)
         return f.review(REVIEW_POLICY)
     assert policy.action == UNLOCK_DOCUMENTS
     f.facts["documents_required"] = f.modality.documents_required
     f.facts["documents"] = f.documents
-    ignored = ""
-    if f.ignored_documents:
-        ignored = (f"; not accepted as documentation: {', '.join(f.ignored_documents)} "
-                   f"(accepted: {', '.join(f.unlock.document_types)})")
+    ignored = {"ignored": ", ".join(f.ignored_documents),
+               "accepted": ", ".join(f.unlock.document_types)} if f.ignored_documents else {}
     if not f.documents:
-        f.hit("unlock.policy", f"{what} needs documentation and none is attached; the reply asks "
-                               f"for it, and the customer's reply carrying it continues this "
-                               f"request{ignored}")
+        f.hit("unlock.policy", N_("unlock %(number)s of this %(modality)s licence needs "
+                                  "documentation and none is attached; the reply asks for it, "
+                                  "and the customer's reply carrying it continues this request; "
+                                  "not accepted as documentation: %(ignored)s (accepted: "
+                                  "%(accepted)s)") if ignored else
+              N_("unlock %(number)s of this %(modality)s licence needs documentation and none "
+                 "is attached; the reply asks for it, and the customer's reply carrying it "
+                 "continues this request"), **which, **ignored)
         return DOCUMENTS_NEEDED
     start, end = _window(f, policy)
-    f.hit("unlock.policy", f"{what} needs documentation; {len(f.documents)} document(s) attached "
-                           f"({', '.join(f.documents)}): an operator checks them within "
-                           f"{_span(policy, '-')} business hours of receipt, due between "
-                           f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} "
-                           f"({f.calendar.tz_name}){ignored}")
+    f.hit("unlock.policy", N_("unlock %(number)s of this %(modality)s licence needs "
+                              "documentation; %(count)s document(s) attached (%(documents)s): an "
+                              "operator checks them within %(hours)s business hours of "
+                              "receipt, due between %(start)s and %(end)s (%(zone)s); not "
+                              "accepted as documentation: %(ignored)s (accepted: %(accepted)s)")
+          if ignored else
+          N_("unlock %(number)s of this %(modality)s licence needs documentation; %(count)s "
+             "document(s) attached (%(documents)s): an operator checks them within %(hours)s "
+             "business hours of receipt, due between %(start)s and %(end)s (%(zone)s)"),
+          **which, count=len(f.documents), documents=", ".join(f.documents),
+          hours=_span(policy, "-"), start=f"{start:%Y-%m-%d %H:%M}",
+          end=f"{end:%Y-%m-%d %H:%M}", zone=f.calendar.tz_name, **ignored)
     return f.review(REVIEW_DOCUMENTS)
 
 
@@ -262,8 +290,9 @@ def decide_unlock(request: Request, *, requester: str | None, licence: UnlockLic
         raise ValueError("unlock counts cannot be negative")
     hits = [RuleHit("extract.note", note) for note in request.notes]
     if rules.unlock is None:
-        hits.append(RuleHit("unlock.rules", "no unlock rules are loaded (rules/unlock.toml is "
-                                            "missing); an operator must decide"))
+        hits.append(RuleHit.said("unlock.rules", N_("no unlock rules are loaded "
+                                                    "(rules/unlock.toml is missing); an "
+                                                    "operator must decide")))
         return Decision(request=request, outcome=REVIEW, hits=tuple(hits),
                         facts={"review_reason": REVIEW_NO_RULES})
     unlock = rules.unlock

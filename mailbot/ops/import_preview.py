@@ -32,11 +32,11 @@ from typing import Any
 
 from mailbot.errors import ImportError_
 from mailbot.ops.imports import Checked, check_keys, check_registry
-from mailbot.ops.wording import N_, Words
 from mailbot.ruleset import Ruleset
 from mailbot.store import Connection, Store
 from mailbot.store import registry as stored
 from mailbot.store.registry import LICENCE_FIELDS
+from mailbot.wording import N_, Words
 
 REGISTRY = "registry"
 KEYS = "keys"

@@ -8,7 +8,7 @@ what is wrong and how to fix it), and a file with any bad row yields no record a
 operator never ends up with half a registry. `check_registry` and `check_keys` return both the
 good rows (with their lines) and the problems, for the import preview
 (mailbot.ops.import_preview) to show what the file would add, change and refuse. A problem's
-reason and fix are Words (mailbot.ops.wording: an N_() template and its values), so the CLI
+reason and fix are Words (mailbot.wording: an N_() template and its values), so the CLI
 prints them in English and the console says the same problem in Spanish.
 
 File layout (both kinds):
@@ -40,10 +40,10 @@ from typing import Any
 
 from mailbot.answer.cells import formula_like
 from mailbot.errors import ImportError_
-from mailbot.ops.wording import N_, Words
 from mailbot.read.fields import SystemMatcher, normalise_serial, parse_email
 from mailbot.read.sheets import SheetError, SheetRow, TooManyRows, iter_rows
 from mailbot.ruleset import Catalogue
+from mailbot.wording import N_, Words
 
 REGISTRY_COLUMNS: tuple[str, ...] = (
     "serial", "system", "company", "contact_email", "purchase_date", "modality", "support_until",

@@ -61,7 +61,8 @@ def query(store: Store, *, sender: str | None = None, serial: str | None = None,
                 "requests": [{
                     "serial": r.serial, "system": r.system, "source": r.source,
                     "outcome": r.outcome, "recipient": r.recipient,
-                    "hits": json.loads(r.hits),
+                    "hits": [{"rule": h["rule"], "reason": h["reason"]}  # English, as printed
+                             for h in json.loads(r.hits)],
                 } for r in reqs],
                 "messages": [{
                     "template": x.template, "to": json.loads(x.recipients), "status": x.status,

@@ -7,7 +7,7 @@ which share `console_app` and `recent` with this module.
 
 Every input is checked on its own: an upload that is not a mail, a reference that is not
 stored, a stored mail its mailbox no longer holds: each is named, with the fix, as a `Problem`
-(English template and values, mailbot.ops.wording: the console says it in Spanish), and the
+(English template and values, mailbot.wording: the console says it in Spanish), and the
 other inputs are still decided.
 """
 
@@ -26,7 +26,6 @@ from typing import Any
 from mailbot.ops import folder_edits
 from mailbot.ops.dryrun import REFERENCE
 from mailbot.ops.rule_edits import MAX_PREVIEW_DAYS, MAX_PREVIEW_MAILS
-from mailbot.ops.wording import N_, Words
 from mailbot.ruleset import Ruleset
 from mailbot.run.app import App
 from mailbot.run.dryrun import (
@@ -40,6 +39,7 @@ from mailbot.run.dryrun import (
     stored_mails,
 )
 from mailbot.store import Store
+from mailbot.wording import N_, Words
 
 MAX_UPLOADS = 100  # .eml files in one run: as many as the last-days preview decides
 MAX_REFERENCES = MAX_PREVIEW_MAILS

@@ -53,6 +53,7 @@ from mailbot.run.reading import Reading
 from mailbot.run.replies import queue_message
 from mailbot.store import Connection, ledger, reviews
 from mailbot.store.database import MailRecord
+from mailbot.wording import N_
 
 # Templates an operator may send with `review reject` (they promise nothing that was not done),
 # the fields `review edit` corrects, and the outcomes an operator's action leaves: in
@@ -161,7 +162,9 @@ def reject(app: App, task_id: int, *, template: str, note: str, operator: str,
         if task.request is not None:
             row = _request_row(app, conn, task.request)
             request = _request(row)
-            hits = (*_hits(row), RuleHit("review.reject", f"rejected by {operator}: {note}"))
+            hits = (*_hits(row), RuleHit.said("review.reject",
+                                              N_("rejected by %(operator)s: %(note)s"),
+                                              operator=operator, note=note))
             app.store.correct_request(conn, row.id, request, outcome=REJECTED, hits=hits,
                             key_id=row.key, recipient=row.recipient)
             rejected = Decision(request, REJECTED, hits, recipient=row.recipient)
@@ -211,7 +214,9 @@ def edit(app: App, task_id: int, changes: Mapping[str, str], *, operator: str,
             raise ReviewError(f"task #{task.id}: nothing changes ({', '.join(values)} already "
                               "read that way)", "nothing_changes")
         said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
-        edit_hit = RuleHit("review.edit", f"{operator} corrected {said}; the rules ran again")
+        edit_hit = RuleHit.said("review.edit",
+                                N_("%(operator)s corrected %(changes)s; the rules ran again"),
+                                operator=operator, changes=said)
         requester = reading.extraction.sender
         licence = app.store.licence(conn, new.serial)
         pool = StoreKeyPool(app.store, conn)
@@ -265,11 +270,16 @@ def close_without_answer(app: App, task_id: int, *, operator: str,
     with app.store.transaction() as conn:
         task, rec, _reading = _load(app, conn, task_id)
         now = app.now()
-        said = f"closed without an answer by {operator}" + (f": {note}" if note else "")
+        closed = (RuleHit.said("review.close", N_("closed without an answer by %(operator)s: "
+                                                  "%(note)s"), operator=operator, note=note)
+                  if note else
+                  RuleHit.said("review.close", N_("closed without an answer by %(operator)s"),
+                               operator=operator))
+        said = closed.reason
         if task.request is not None:
             row = _request_row(app, conn, task.request)
             app.store.correct_request(conn, row.id, _request(row), outcome=CLOSED_UNANSWERED,
-                                      hits=(*_hits(row), RuleHit("review.close", said)),
+                                      hits=(*_hits(row), closed),
                                       key_id=row.key, recipient=row.recipient)
         if task.unlock is not None:
             unlock_flow.reject(conn, task.unlock, operator=operator, now=now,
@@ -316,8 +326,10 @@ def _approve_unlock(app: App, conn: Connection, task: reviews.Task, rec: MailRec
     facts.update(identify_help=_identify_help(app), repeat=False,
                  modality_label=facts.get("modality_label") or (modality.label if modality
                                                                 else None))
-    hit = RuleHit("review.approve", f"unlock approved by {operator}"
-                                    + (f": {note}" if note else ""))
+    hit = (RuleHit.said("review.approve", N_("unlock approved by %(operator)s: %(note)s"),
+                        operator=operator, note=note) if note else
+           RuleHit.said("review.approve", N_("unlock approved by %(operator)s"),
+                        operator=operator))
     hits = (*_hits(row), hit)
     registered = (licence.contact_email or "").strip() if licence is not None else ""
     to = registered or reading.extraction.sender
@@ -343,11 +355,18 @@ def _approve_free_update(app: App, conn: Connection, task: reviews.Task, rec: Ma
     row = _request_row(app, conn, task.request)
     request = _request(row)
     licence = app.store.licence(conn, request.serial)
-    said = f"approved by {operator}" + (f": {note}" if note else "")
+    values: dict[str, str] = {"operator": operator, **({"note": note} if note else {})}
     if licence is not None and licence.system != request.system:
-        said += (f"; the registry's system {licence.system!r} is taken instead of "
-                 f"{request.system!r}")
+        values.update(registered=repr(licence.system), requested=repr(request.system))
+        template = (N_("approved by %(operator)s: %(note)s; the registry's system "
+                       "%(registered)s is taken instead of %(requested)s") if note else
+                    N_("approved by %(operator)s; the registry's system %(registered)s is "
+                       "taken instead of %(requested)s"))
         request = dataclasses.replace(request, system=licence.system)
+    else:
+        template = (N_("approved by %(operator)s: %(note)s") if note else
+                    N_("approved by %(operator)s"))
+    approved = RuleHit.said("review.approve", template, **values)
     pool = StoreKeyPool(app.store, conn)
     decision = decide_free_update(request, requester=reading.extraction.sender,
                                   licence=licence, today=app.today(), rules=app.rules, pool=pool)
@@ -357,7 +376,7 @@ def _approve_free_update(app: App, conn: Connection, task: reviews.Task, rec: Ma
                           f"review edit {task.id} FIELD=VALUE`, fix the registry, or reject it",
                           "rules_cannot_answer")
     decision = dataclasses.replace(decision,
-                                   hits=(RuleHit("review.approve", said), *decision.hits))
+                                   hits=(approved, *decision.hits))
     messages = _answer(app, conn, rec, reading, row.id, decision, pool)
     _close(conn, task, reviews.APPROVED, operator=operator, now=app.now())
     return ActionResult(task.id, reviews.APPROVED, messages,
@@ -438,7 +457,7 @@ def _request(row: Any) -> Request:
 
 
 def _hits(row: Any) -> tuple[RuleHit, ...]:
-    return tuple(RuleHit(**h) for h in json.loads(row.hits or "[]"))
+    return tuple(RuleHit.from_json(h) for h in json.loads(row.hits or "[]"))
 
 
 def _read_changes(app: App, changes: Mapping[str, str]) -> dict[str, str]:

@@ -229,7 +229,7 @@ def request_task(app: App, conn: Connection, rec: MailRecord, reading: Reading, 
 def task_snapshot(reading: Reading, decision: Decision) -> dict[str, Any]:
     return {"reading": reading.to_json(), "request": decision.request.to_json(),
             "outcome": decision.outcome,
-            "hits": [{"rule": h.rule, "reason": h.reason} for h in decision.hits],
+            "hits": [h.to_json() for h in decision.hits],
             "facts": {k: v for k, v in decision.facts.items() if k != "installation"}}
 
 

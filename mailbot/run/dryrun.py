@@ -28,7 +28,7 @@ import email.header
 import email.policy
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,11 +85,20 @@ class DryDecision:
     outcome: str
     recipient: str | None
     hits: tuple[tuple[str, str], ...]  # (rule, reason), in the order they fired
+    # The same hits as stored (with template and values when the rule wrote words), for the
+    # console to say them in its language.
+    stored_hits: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, said: Callable[[Mapping[str, Any]], str] | None = None
+                ) -> dict[str, Any]:
+        """`said`, when given (the console's), adds each hit's `reason_es`."""
+        hits: list[dict[str, Any]] = [{"rule": r, "reason": why} for r, why in self.hits]
+        if said is not None:
+            stored = self.stored_hits if len(self.stored_hits) == len(hits) else hits
+            for out, hit in zip(hits, stored, strict=True):
+                out["reason_es"] = said(hit)
         return {"serial": self.serial, "system": self.system, "outcome": self.outcome,
-                "recipient": self.recipient,
-                "hits": [{"rule": r, "reason": why} for r, why in self.hits]}
+                "recipient": self.recipient, "hits": hits}
 
 
 @dataclass(frozen=True)
@@ -130,14 +139,15 @@ class DryResult:
     error: str | None = None  # the path failed on this mail (a pass would retry it)
     problem: str | None = None  # the mail could not be had at all (an input error)
 
-    def to_json(self, *, show: bool = False) -> dict[str, Any]:
+    def to_json(self, *, show: bool = False,
+                said: Callable[[Mapping[str, Any]], str] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"reference" if self.stored else "file": self.label}
         if not self.stored:
             out["reference"] = self.reference
         out.update(kind=self.kind, ignored=self.ignored, sender=self.sender,
                    subject=self.subject, outcome=self.outcome, folder=self.folder,
                    requests=list(self.requests), problems=list(self.problems),
-                   decisions=[d.to_json() for d in self.decisions],
+                   decisions=[d.to_json(said) for d in self.decisions],
                    replies=[r.to_json(show=show) for r in self.replies],
                    notes=list(self.notes), error=self.error, problem=self.problem)
         return out
@@ -367,8 +377,9 @@ def _result(conn: Connection, mail: DryMail, mail_row_id: int) -> DryResult:
     extraction = json.loads(row.extraction) if row.extraction else {}
     decisions = tuple(
         DryDecision(r.serial, r.system, r.outcome, r.recipient,
-                    tuple((h["rule"], h["reason"]) for h in json.loads(r.hits or "[]")))
-        for r in snapshot.requests_of(conn, row.id))
+                    tuple((h["rule"], h["reason"]) for h in hits), tuple(hits))
+        for r in snapshot.requests_of(conn, row.id)
+        for hits in [json.loads(r.hits or "[]")])
     replies = tuple(_reply(m) for m in snapshot.messages_of(conn, row.id))
     return DryResult(
         mail.label, mail.stored is not None, row.reference, kind=row.kind, ignored=row.ignored,

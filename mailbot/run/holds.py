@@ -17,6 +17,7 @@ from mailbot.run.reading import Reading
 from mailbot.run.replies import queue_message
 from mailbot.store import Connection, MailRecord, reviews
 from mailbot.transport.seams import REVIEW
+from mailbot.wording import N_
 
 log = logging.getLogger("mailbot")
 
@@ -39,7 +40,7 @@ def hold(app: App, conn: Connection, rec: MailRecord, raw: RawMail, parsed: Pars
             verdict = check_sender(parsed, require_authentication=False,
                                    trusted_authserv_ids=())
             hit = (verdict.hits[0] if verdict.hits
-                   else RuleHit(FROM_MAILBOXES, "the mail has no usable From address"))
+                   else RuleHit.said(FROM_MAILBOXES, N_("the mail has no usable From address")))
             mail_task(app, conn, rec, reading, review.SENDER, hit.rule, hit.reason)
             return answer.Plan("sender_check", REVIEW, (), (f"not answered: {hit.reason}",))
         return None
@@ -56,8 +57,7 @@ def hold(app: App, conn: Connection, rec: MailRecord, raw: RawMail, parsed: Pars
         if not verdict.ok:
             hit = verdict.hits[-1]
             mail_task(app, conn, rec, reading, review.SENDER, hit.rule, hit.reason,
-                       sender_checks=[{"rule": h.rule, "reason": h.reason}
-                                      for h in verdict.hits])
+                       sender_checks=[h.to_json() for h in verdict.hits])
             messages: tuple[answer.Planned, ...] = ()
             if extraction.sender and hit.rule not in (FROM_HEADERS, FROM_MAILBOXES) \
                     and undeliverable_reason(extraction.sender) is None \

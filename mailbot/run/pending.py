@@ -23,6 +23,7 @@ from mailbot.run.deciding import StoreKeyPool, request_task
 from mailbot.run.reading import Reading
 from mailbot.run.replies import queue_message
 from mailbot.store import Connection
+from mailbot.wording import N_
 
 log = logging.getLogger("mailbot")
 
@@ -80,9 +81,9 @@ def fulfil_one(app: App, conn: Connection, request_id: int) -> str | None:
                                   today=app.today(), rules=app.rules, pool=pool)
     if decision.outcome != ISSUED:
         return decision.outcome  # the pool of this system is still empty
-    hits = [*stored_hits(req), RuleHit("keys.imported", "keys were imported: the request was "
-                                                        "decided again against the registry "
-                                                        "as it is now"), *decision.hits]
+    hits = [*stored_hits(req), RuleHit.said("keys.imported", N_(
+        "keys were imported: the request was decided again against the registry as it is "
+        "now")), *decision.hits]
     key_id = pool.assigned[req.serial]
     app.store.update_request(conn, req.id, outcome=ISSUED, hits=hits, key_id=key_id)
     app.store.bind_key_to_request(conn, key_id, req.id)
@@ -100,20 +101,22 @@ def send_to_review(app: App, conn: Connection, mail: Any, reading: Reading, req:
     """The registry no longer sends this request's keys where it was promised: an operator
     decides (approving decides it again against the registry of that moment)."""
     if check.outcome in (ISSUED, PENDING):
-        why = (f"the registered contact of {req.serial} is now {check.recipient}, not "
-               f"{req.recipient} as when the request was decided; the keys wait for an "
-               "operator")
-    else:
-        why = (f"the registry changed while the request waited for keys: "
-               f"{check.hits[-1].reason if check.hits else check.outcome}")
-    hits = (*stored_hits(req), RuleHit("keys.imported", why))
+        hit = RuleHit.said("keys.imported", N_(
+            "the registered contact of %(serial)s is now %(now)s, not %(then)s as when the "
+            "request was decided; the keys wait for an operator"),
+            serial=req.serial, now=str(check.recipient), then=str(req.recipient))
+    else:  # the rule's own reason stays in English inside (a value is text, not words)
+        hit = RuleHit.said("keys.imported", N_(
+            "the registry changed while the request waited for keys: %(why)s"),
+            why=check.hits[-1].reason if check.hits else check.outcome)
+    hits = (*stored_hits(req), hit)
     decision = Decision(check.request, REVIEW, hits, recipient=check.recipient,
                         facts={"review_reason": REVIEW_REGISTRY_CHANGED})
     app.store.update_request(conn, req.id, outcome=REVIEW, hits=hits, key_id=None)
     request_task(app, conn, mail, reading, request_id=req.id, entry_id=None, decision=decision,
                  repeat=False)
     app.store.log_event(conn, "alert", mail=mail.id, title="Solicitud para revisión",
-                        detail=f"{mail.reference}: {req.serial}: {why}")
+                        detail=f"{mail.reference}: {req.serial}: {hit.reason}")
     log.info("event=pending_review reference=%s serial=%s", mail.reference, req.serial)
 
 
@@ -126,4 +129,4 @@ def stored_reading(app: App, conn: Connection, mail_id: int) -> Reading:
 
 
 def stored_hits(req: Any) -> list[RuleHit]:
-    return [RuleHit(**h) for h in json.loads(req.hits or "[]")]
+    return [RuleHit.from_json(h) for h in json.loads(req.hits or "[]")]

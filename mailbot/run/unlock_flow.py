@@ -45,6 +45,7 @@ from mailbot.ruleset import UNLOCK_AUTO, Ruleset
 from mailbot.store import Connection, ledger
 from mailbot.store.database import REFERENCE_ALPHABET, REFERENCE_CODE_LENGTH
 from mailbot.store.ledger import APPROVED, AWAITING_DOCUMENTS, IN_REVIEW, OPEN
+from mailbot.wording import N_
 
 STATUS_OF = {UNLOCKED: APPROVED, DOCUMENTS_NEEDED: AWAITING_DOCUMENTS, REVIEW: IN_REVIEW}
 
@@ -138,8 +139,9 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
     if current is not None:
         ref = ledger.reference_of(conn, current)
         if current.status == AWAITING_DOCUMENTS:
-            hit = RuleHit("unlock.repeat", f"continues the unlock request {ref} (waiting for "
-                                           "documents): the same unlock, not counted again")
+            hit = RuleHit.said("unlock.repeat", N_("continues the unlock request %(ref)s "
+                                                   "(waiting for documents): the same unlock, "
+                                                   "not counted again"), ref=ref)
             at = next((i for i, h in enumerate(decision.hits) if h.rule == "unlock.count"),
                       len(decision.hits))
             hits = (*decision.hits[:at], hit, *decision.hits[at:])
@@ -151,10 +153,15 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
                                               if d not in ledger.stored_documents(current))]
         facts.update(documents=docs, reference=ref, repeat=True)
         due = facts.get("due_text") or "(sin fecha)"
-        brought = f"; it brings {', '.join(accepted)}" if accepted else ""
-        hit = RuleHit("unlock.repeat", f"the unlock request {ref} is already in review (due "
-                                       f"{due}); this mail repeats it{brought}: not counted "
-                                       "again")
+        if accepted:
+            hit = RuleHit.said("unlock.repeat", N_(
+                "the unlock request %(ref)s is already in review (due %(due)s); this mail "
+                "repeats it; it brings %(documents)s: not counted again"),
+                ref=ref, due=due, documents=", ".join(accepted))
+        else:
+            hit = RuleHit.said("unlock.repeat", N_(
+                "the unlock request %(ref)s is already in review (due %(due)s); this mail "
+                "repeats it: not counted again"), ref=ref, due=due)
         return UnlockStep(Decision(request, REVIEW, (*identity, hit), recipient=decision.recipient,
                                    facts=facts), REPEAT_OPEN, current, accepted)
     last = ledger.last_approved(conn, request.serial)
@@ -163,11 +170,12 @@ def decide(conn: Connection, request: Request, *, requester: str | None, licence
         ref = ledger.reference_of(conn, last)
         facts = {**ledger.stored_facts(last), **_fresh_facts(decision.facts), "repeat": True,
                  "reference": ref}
-        hit = RuleHit("unlock.repeat", f"{request.serial} was released on "
-                                       f"{last.decided_at:%Y-%m-%d %H:%M} UTC ({ref}), less than "
-                                       f"{repeat_hours} h ago ([security] unlock_repeat_hours): "
-                                       "this repeats that unlock; the confirmation is sent "
-                                       "again, no new unlock is counted")
+        hit = RuleHit.said("unlock.repeat", N_(
+            "%(serial)s was released on %(released)s UTC (%(ref)s), less than %(hours)s h ago "
+            "([security] unlock_repeat_hours): this repeats that unlock; the confirmation is "
+            "sent again, no new unlock is counted"),
+            serial=request.serial, released=f"{last.decided_at:%Y-%m-%d %H:%M}", ref=ref,
+            hours=repeat_hours)
         return UnlockStep(Decision(request, UNLOCKED, (*identity, hit),
                                    recipient=decision.recipient, facts=facts),
                           REPEAT_APPROVED, last, accepted)

@@ -681,7 +681,10 @@ _REPLIES_TO_SINCE = (
 
 
 def _hits_json(hits: Sequence[Any]) -> str:
-    return json.dumps([{"rule": h.rule, "reason": h.reason} for h in hits], ensure_ascii=False)
+    """Each hit as {rule, reason}, plus {template, values} when its reason was written as words
+    (RuleHit.to_json), so the console can say it in Spanish; rows without them still read."""
+    return json.dumps([h.to_json() if hasattr(h, "to_json") else
+                       {"rule": h.rule, "reason": h.reason} for h in hits], ensure_ascii=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -21,7 +21,7 @@ from mailbot.model import (
     UNLOCKED,
 )
 from mailbot.ops.choices import CLOSED_UNANSWERED, REJECTED
-from mailbot.ops.wording import N_
+from mailbot.wording import N_
 
 OUTCOMES: dict[str, str] = {
     ISSUED: N_("key issued"),

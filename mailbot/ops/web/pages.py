@@ -25,9 +25,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from mailbot.ops.timefmt import operator_time
+from mailbot.ops.web.hit_words import hit_reason
 from mailbot.ops.web.i18n import DEFAULT_LOCALE, html_lang
 from mailbot.ops.web.outcome_words import kind_words, outcome_words
-from mailbot.ops.wording import N_ as N_  # the one marker; views import it from here
+from mailbot.wording import N_ as N_  # the one marker; views import it from here
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -49,6 +50,8 @@ class Renderer:
         self.env.filters["number"] = lambda n: format_decimal(n, locale=locale)
         self.env.filters["outcome"] = outcome_words(translations.gettext)
         self.env.filters["kind"] = kind_words(translations.gettext)
+        self.hit_reason = hit_reason(translations.gettext)  # also for the JSON twins
+        self.env.filters["hit_reason"] = self.hit_reason
         self.env.globals["html_lang"] = html_lang(locale)
 
     def gettext(self, message: str, **values: Any) -> str:

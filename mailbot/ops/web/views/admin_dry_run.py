@@ -181,7 +181,8 @@ async def api_run(request: Request) -> Response:
         "problems": [{"input": p.label, "problem": p.words.say(_)}
                      for p in [*asked.problems, *found.problems]]}
     if found.changes is None:
-        body["results"] = [r.to_json(show=show) for r in found.results]
+        said = request.app.state.renderer.hit_reason
+        body["results"] = [r.to_json(show=show, said=said) for r in found.results]
     else:
         body["changes"] = [change_json(c, show=show) for c in found.changes]
     return Response(json.dumps(body, ensure_ascii=False, default=str),

@@ -31,6 +31,7 @@ from mailbot.ops.logview import used_versions
 from mailbot.ops.resend import resend_reply
 from mailbot.ops.web.auth import Principal, current_user, is_api
 from mailbot.ops.web.context import WebContext, context
+from mailbot.ops.web.hit_words import HitReason, shown_hits, task_reason
 from mailbot.ops.web.mail_view import (
     DOWNLOAD_HEADERS,
     PAGE_POLICY,
@@ -140,7 +141,7 @@ def _masked(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _stored(web: WebContext, mail: Any, user: Principal) -> dict[str, Any]:
+def _stored(web: WebContext, mail: Any, user: Principal, said: HitReason) -> dict[str, Any]:
     """Everything the store holds about `mail`; keys masked for anyone but an admin."""
     with web.store.transaction() as conn:
         reqs = mail_log.requests_with_keys(conn, mail.id)
@@ -179,7 +180,7 @@ def _stored(web: WebContext, mail: Any, user: Principal) -> dict[str, Any]:
             "position": r.position, "kind": r.kind, "serial": r.serial, "system": r.system,
             "company": r.company, "contact_name": r.contact_name,
             "contact_email": r.contact_email, "source": r.source, "outcome": r.outcome,
-            "recipient": r.recipient, "hits": json.loads(r.hits or "[]"),
+            "recipient": r.recipient, "hits": shown_hits(json.loads(r.hits or "[]"), said),
             "key": r.key_text if user.is_admin else mask_key(r.key_text),
         } for r in reqs],
         "replies": replies,
@@ -192,9 +193,12 @@ def _stored(web: WebContext, mail: Any, user: Principal) -> dict[str, Any]:
         } for u, role in unlocks],
         "reviews": [{
             "id": t.id, "kind": t.kind, "reason": t.reason, "reason_text": t.reason_text,
+            "reason_text_es": task_reason(t.reason_text, t.snapshot, said),
             "status": t.status, "due_at": iso(t.due_at), "closed_by": t.closed_by,
             "history": [{"at": iso(h["at"]), "action": h["action"], "operator": h["operator"],
-                         "note": h["note"]} for h in history],
+                         "note": h["note"],
+                         "note_es": h["note"] and task_reason(h["note"], t.snapshot, said)}
+                        for h in history],
         } for t, history in tasks],
         "events": [{"at": iso(e.at), "event": e.event,
                     "detail": {k: str(v) for k, v in json.loads(e.detail or "{}").items()}}
@@ -219,7 +223,7 @@ def mail_page(request: Request, reference: Reference,
               ) -> dict[str, Any]:
     web = context(request)
     mail = _mail_row(web, reference)
-    stored = _stored(web, mail, current_user(request))
+    stored = _stored(web, mail, current_user(request), request.app.state.renderer.hit_reason)
     return {**stored, "original": _original_json(mail.reference, read_original(web, mail)),
             "notice": aviso if aviso in NOTICES else ""}
 

@@ -26,6 +26,7 @@ from mailbot.ops import review_actions
 from mailbot.ops.review_actions import EDITABLE, REJECTION_TEMPLATES, ActionResult, ReviewError
 from mailbot.ops.web.auth import Principal, current_user
 from mailbot.ops.web.context import WebContext, context
+from mailbot.ops.web.hit_words import shown_hits, task_reason
 from mailbot.ops.web.pages import N_, page, render
 from mailbot.ops.web.review_words import (
     DONE,
@@ -58,7 +59,8 @@ class TaskItem(BaseModel):
     kind_words: str
     reason: str
     reason_words: str  # the reason in the console's language
-    reason_text: str  # the rule's own reason
+    reason_text: str  # the rule's own reason (English, as the CLI prints it)
+    reason_text_es: str  # the same, as the page shows it
     status: str
     status_words: str
     reference: str
@@ -100,7 +102,8 @@ class Problem(BaseModel):
 
 class Hit(BaseModel):
     rule: str
-    reason: str
+    reason: str  # English, as the CLI prints it
+    reason_es: str  # what the page shows (mailbot.ops.web.hit_words)
 
 
 class HistoryLine(BaseModel):
@@ -108,6 +111,7 @@ class HistoryLine(BaseModel):
     action: str
     operator: str
     note: str | None
+    note_es: str | None  # the page's: the bot's note (a rule's reason) in Spanish
     changes: dict[str, Any]
 
 
@@ -203,7 +207,10 @@ def _item(request: Request, task: reviews.Task, now: Any) -> dict[str, Any]:
     serial = (task.snapshot.get("request") or {}).get("serial")
     return {"id": task.id, "kind": task.kind, "kind_words": _(KINDS.get(task.kind, task.kind)),
             "reason": task.reason, "reason_words": _(reason_words(task.kind, task.reason)),
-            "reason_text": task.reason_text, "status": task.status,
+            "reason_text": task.reason_text,
+            "reason_text_es": task_reason(task.reason_text, task.snapshot,
+                                          request.app.state.renderer.hit_reason),
+            "status": task.status,
             "status_words": _(STATUSES.get(task.status, task.status)),
             "reference": task.reference, "sender": task.sender, "subject": task.subject,
             "serial": serial if isinstance(serial, str) else None,
@@ -249,6 +256,7 @@ def task_detail(request: Request, task_id: int) -> dict[str, Any]:
              else extraction.get("requests") or [])
     requests = [{k: str(r.get(k) or "") for k in ReadRequest.model_fields} for r in shown]
     hits = snapshot.get("hits") or snapshot.get("sender_checks") or []
+    said = request.app.state.renderer.hit_reason
     is_open = task.status == reviews.OPEN
     actions = []
     if is_open:
@@ -263,13 +271,14 @@ def task_detail(request: Request, task_id: int) -> dict[str, Any]:
                       "source": p.get("source"), "detail": str(p.get("detail", ""))}
                      for p in extraction.get("problems") or []],
         "documents": [str(d) for d in reading.get("documents") or []],
-        "hits": [{"rule": str(h.get("rule", "")), "reason": str(h.get("reason", ""))}
-                 for h in hits],
+        "hits": shown_hits(hits, said),
         "unlock": None if entry is None else {
             "id": entry.id, "serial": entry.serial, "status": entry.status,
             "number": entry.number, "modality": entry.modality,
             "documents": ledger.stored_documents(entry), "reason": entry.reason},
-        "history": [{**h, "at": _iso(h["at"])} for h in history],
+        "history": [{**h, "at": _iso(h["at"]),  # the bot's note is a hit's reason: in words
+                     "note_es": h["note"] and task_reason(h["note"], snapshot, said)}
+                    for h in history],
         "replies": [{"template": m.template, "recipients": json.loads(m.recipients or "[]"),
                      "state": m.status, "state_words": _(REPLY_STATES.get(m.status, m.status)),
                      "message_id": m.message_id, "sent_at": _iso(m.sent_at),
