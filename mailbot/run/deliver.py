@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from mailbot.run import claims
@@ -56,144 +55,74 @@ def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) ->
     renew_at = app.now() + claims.CLAIM_LEASE / 2
     if due:  # the decisions these replies come from on the disk first (Store.transaction)
         app.store.sync()
-    marking = MarkingSent(app)
-    try:
-        for msg in due:
-            if msg.mail is None:  # an operator alert: whoever claims it first sends it
-                marking.settle()
-                with app.store.transaction() as conn:
-                    if not claims.claim_alert(app, conn, msg.id):
-                        continue
-            elif app.now() >= renew_at:  # a slow server: keep the claims from lapsing
-                marking.settle()
-                with app.store.transaction() as conn:
-                    held &= claims.claim(app, conn, sorted(held))
-                renew_at = app.now() + claims.CLAIM_LEASE / 2
-            if msg.mail is not None and msg.mail not in held:
-                continue  # its claim lapsed and another run took the mail: that run sends it
-            recipients = json.loads(msg.recipients)
-            try:
-                marking.send(msg.envelope_from, recipients, msg.data, msg.message_id)
-            except SinkUnavailable as exc:
-                # Nothing can go out until an operator fixes the setup: keep every message's
-                # attempts, retry the whole batch later, alert once per pass that sees it.
-                marking.settle()
-                with app.store.transaction() as conn:
-                    app.store.mark_retry(conn, msg.id, error=str(exc), count_attempt=False,
-                                         next_attempt_at=app.now() + dt.timedelta(
-                                             seconds=smtp.retry_base_seconds))
-                log.error("event=sink_unavailable error=%r", str(exc))
-                report.errors.append(f"sink unavailable: {exc}")
-                break
-            except TemporaryDeliveryError as exc:
-                marking.settle()
-                with app.store.transaction() as conn:
-                    if msg.attempts + 1 >= smtp.max_attempts:
-                        app.store.mark_failed(conn, msg.id, error=str(exc))
-                        delivery_failed(app, conn, msg, str(exc))
-                        report.failed += 1
-                    else:
-                        delay = min(dt.timedelta(
-                            seconds=smtp.retry_base_seconds * 2 ** msg.attempts),
-                            MAX_RETRY_DELAY)
-                        app.store.mark_retry(conn, msg.id, error=str(exc),
-                                             next_attempt_at=app.now() + delay)
-                log.warning("event=delivery_deferred message_id=%s error=%r", msg.message_id,
-                            str(exc))
-                continue
-            except PartiallyDelivered as exc:
-                # Delivered to some recipients: resending would duplicate it for them.
-                marking.settle()
-                with app.store.transaction() as conn:
-                    app.store.mark_sent(conn, msg.id, error=str(exc))
-                    delivery_failed(app, conn, msg, str(exc))
-                log.error("event=delivery_partial message_id=%s error=%r", msg.message_id,
-                          str(exc))
-                continue
-            except PermanentDeliveryError as exc:
-                marking.settle()
-                with app.store.transaction() as conn:
+    for msg in due:
+        if msg.mail is None:  # an operator alert: whoever claims it first sends it
+            with app.store.transaction() as conn:
+                if not claims.claim_alert(app, conn, msg.id):
+                    continue
+        elif app.now() >= renew_at:  # a slow server: keep the claims from lapsing
+            with app.store.transaction() as conn:
+                held &= claims.claim(app, conn, sorted(held))
+            renew_at = app.now() + claims.CLAIM_LEASE / 2
+        if msg.mail is not None and msg.mail not in held:
+            continue  # its claim lapsed and another run took the mail: that run sends it
+        recipients = json.loads(msg.recipients)
+        try:
+            app.sink.send(msg.envelope_from, recipients, msg.data, msg.message_id)
+        except SinkUnavailable as exc:
+            # Nothing can go out until an operator fixes the setup: keep every message's
+            # attempts, retry the whole batch later, alert once per pass that sees it.
+            with app.store.transaction() as conn:
+                app.store.mark_retry(conn, msg.id, error=str(exc), count_attempt=False,
+                                     next_attempt_at=app.now() + dt.timedelta(
+                                         seconds=smtp.retry_base_seconds))
+            log.error("event=sink_unavailable error=%r", str(exc))
+            report.errors.append(f"sink unavailable: {exc}")
+            break
+        except TemporaryDeliveryError as exc:
+            with app.store.transaction() as conn:
+                if msg.attempts + 1 >= smtp.max_attempts:
                     app.store.mark_failed(conn, msg.id, error=str(exc))
                     delivery_failed(app, conn, msg, str(exc))
-                report.failed += 1
-                log.error("event=delivery_failed message_id=%s error=%r", msg.message_id,
-                          str(exc))
-                continue
-            app.hook("after_smtp_accept")
-            copy = app.after_send is not None and msg.purpose != "alert"
-            if copy and copy_many is None:
-                try:
-                    app.after_send(msg.data)  # type: ignore[misc]
-                except Exception as exc:  # the copy in Sent is a courtesy, never a reason
-                    log.warning("could not keep a copy of %s: %s", msg.message_id, exc)
-            pending = copy and copy_many is not None
-            marking.mark(msg.id, copy_pending=pending)
-            if pending:
-                copies.append((msg.id, msg.data))
-            report.sent += 1
-            log.info("event=reply_sent message_id=%s template=%s to=%s", msg.message_id,
-                     msg.template, ",".join(recipients))
-    finally:
-        marking.close()
+                    report.failed += 1
+                else:
+                    delay = min(dt.timedelta(seconds=smtp.retry_base_seconds * 2 ** msg.attempts),
+                                MAX_RETRY_DELAY)
+                    app.store.mark_retry(conn, msg.id, error=str(exc),
+                                         next_attempt_at=app.now() + delay)
+            log.warning("event=delivery_deferred message_id=%s error=%r", msg.message_id, str(exc))
+            continue
+        except PartiallyDelivered as exc:
+            # Delivered to some recipients: resending would duplicate it for them.
+            with app.store.transaction() as conn:
+                app.store.mark_sent(conn, msg.id, error=str(exc))
+                delivery_failed(app, conn, msg, str(exc))
+            log.error("event=delivery_partial message_id=%s error=%r", msg.message_id, str(exc))
+            continue
+        except PermanentDeliveryError as exc:
+            with app.store.transaction() as conn:
+                app.store.mark_failed(conn, msg.id, error=str(exc))
+                delivery_failed(app, conn, msg, str(exc))
+            report.failed += 1
+            log.error("event=delivery_failed message_id=%s error=%r", msg.message_id, str(exc))
+            continue
+        app.hook("after_smtp_accept")
+        copy = app.after_send is not None and msg.purpose != "alert"
+        if copy and copy_many is None:
+            try:
+                app.after_send(msg.data)  # type: ignore[misc]
+            except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
+                log.warning("could not keep a copy of %s: %s", msg.message_id, exc)
+        pending = copy and copy_many is not None
+        with app.store.transaction() as conn:
+            app.store.mark_sent(conn, msg.id, copy_pending=pending)
+        if pending:
+            copies.append((msg.id, msg.data))
+        report.sent += 1
+        log.info("event=reply_sent message_id=%s template=%s to=%s", msg.message_id,
+                 msg.template, ",".join(recipients))
     if copies:
         make_copies(app, copies)
-
-
-
-class MarkingSent:
-    """Marks each reply sent as soon as the server took it, overlapping that commit's disk
-    wait with the next reply's round trips, and never letting the next one be taken first.
-
-    With a sink that can hold a message back before the server may accept it (SmtpSink's
-    `before_accept`: envelope and bytes sent, the final "." not yet), the commit that marks
-    reply k sent runs on a worker thread while reply k+1's MAIL FROM, RCPT TO and DATA go
-    over; the "." of k+1 is sent only once that commit returned. So the window in which a
-    crash makes a reply go out twice is what it was, from the server taking the reply to
-    its mark's commit, and at most one reply is in it. Anything else that writes to the store
-    waits for the mark first (`settle`); a mark that fails is raised there, and the reply held
-    back is dropped unsent. Other sinks are marked in line, as before.
-    """
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.overlaps = bool(getattr(app.sink, "takes_before_accept", False))
-        self._worker: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
-
-    def send(self, envelope_from: str, recipients: Sequence[str], data: bytes,
-             message_id: str) -> None:
-        if not self.overlaps:
-            self.settle()
-            self.app.sink.send(envelope_from, recipients, data, message_id)
-            return
-        self.app.sink.send(envelope_from, recipients, data, message_id,  # type: ignore[call-arg]
-                           before_accept=self.settle)
-
-    def mark(self, message: int, *, copy_pending: bool) -> None:
-        self.settle()
-        if not self.overlaps:
-            self._mark(message, copy_pending)
-            return
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbot-sent")
-        self._pending = self._worker.submit(self._mark, message, copy_pending)
-
-    def _mark(self, message: int, copy_pending: bool) -> None:
-        with self.app.store.transaction() as conn:
-            self.app.store.mark_sent(conn, message, copy_pending=copy_pending)
-
-    def settle(self) -> None:
-        """The last mark committed (or its failure raised)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.settle()
-        finally:
-            if self._worker is not None:
-                self._worker.shutdown(wait=True)
 
 
 

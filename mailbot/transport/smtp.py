@@ -34,7 +34,6 @@ How failures map onto the Sink contract (the outbox retries temporary ones with 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import smtplib
@@ -42,7 +41,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from mailbot.config import SmtpConfig, check_transport
@@ -64,50 +63,16 @@ _LINE_ENDING = re.compile(rb"\r?\n")
 RECHECK_AFTER_SECONDS = 5.0  # a connection idle longer than this is checked with RSET
 
 
-class _BeforeAcceptFailed(Exception):
-    """`before_accept` raised: the message was not ended, so the server cannot accept it."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
 class _Tracking:
-    """Remembers whether the server answered MAIL FROM of the transaction under way, and
-    runs `before_end` (when set) after the message's bytes and before the "." that ends them."""
+    """Remembers whether the server answered MAIL FROM of the transaction under way."""
 
     mail_answered = False
-    before_end: Callable[[], None] | None = None
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         self.mail_answered = False
         reply = super().mail(sender, options)  # type: ignore[misc]
         self.mail_answered = True
         return reply
-
-    def data(self, msg: bytes) -> tuple[int, bytes]:
-        """smtplib's `data`, with the final "." held back until `before_end` returned."""
-        hook = self.before_end
-        if hook is None:
-            return super().data(msg)  # type: ignore[misc]
-        self.putcmd("data")  # type: ignore[attr-defined]
-        code, reply = self.getreply()  # type: ignore[attr-defined]
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
-        quoted = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
-        if quoted[-2:] != b"\r\n":
-            quoted += b"\r\n"
-        # The "." goes alone, after the bytes: without TCP_NODELAY, Nagle would hold it until
-        # the server's delayed ACK of the bytes (40 ms on Linux).
-        with contextlib.suppress(OSError, AttributeError):
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore
-        self.send(quoted)  # type: ignore[attr-defined]
-        try:
-            hook()
-        except BaseException as exc:
-            raise _BeforeAcceptFailed(exc) from exc
-        self.send(b".\r\n")  # type: ignore[attr-defined]
-        return self.getreply()  # type: ignore[attr-defined,no-any-return]
 
 
 class _SMTP(_Tracking, smtplib.SMTP):
@@ -150,8 +115,6 @@ def _text(raw: bytes | str) -> str:
 
 class SmtpSink:
     """Sink that delivers replies over SMTP with an explicit envelope."""
-
-    takes_before_accept = True  # `send` holds a message back for its caller (see there)
 
     def __init__(self, config: SmtpConfig, base_dir: Path, default_envelope_from: str) -> None:
         self.config = config
@@ -344,18 +307,12 @@ class SmtpSink:
     # --- the Sink --------------------------------------------------------------------------------
 
     def send(self, envelope_from: str, recipients: Sequence[str], message: bytes,
-             message_id: str, *, before_accept: Callable[[], None] | None = None) -> None:
+             message_id: str) -> None:
         """Deliver `message` to exactly `recipients`.
 
         The envelope sender is [smtp] envelope_from when set (a provider may require it to be
         the authenticated mailbox), else `envelope_from`, else the default given at
         construction. Bare LF line endings become CRLF, as SMTP requires.
-
-        `before_accept` runs after the envelope and the bytes went over and before the "."
-        that lets the server accept the message: what the caller must finish before this
-        message can be delivered (the outbox marking the previous one sent) overlaps the
-        round trips. If it raises, the connection is dropped without the ".", so the server
-        never takes the message, and its exception is raised as it is.
         """
         if not recipients:
             raise ValueError("a reply needs at least one recipient")
@@ -364,11 +321,7 @@ class SmtpSink:
         with self._lock:
             connection, unchecked = self._reusable_connection()
             try:
-                refused = self._sendmail(connection, sender, recipients, data, message_id,
-                                         before_accept)
-            except _BeforeAcceptFailed as exc:
-                self._discard()  # no "." was sent: the server drops the message
-                raise exc.cause from None
+                refused = self._sendmail(connection, sender, recipients, data, message_id)
             except Exception as exc:
                 self._discard()
                 if not (unchecked and _dead_at_mail(connection, exc)):
@@ -378,11 +331,7 @@ class SmtpSink:
                           self.where, message_id)
                 connection, _ = self._reusable_connection()
                 try:
-                    refused = self._sendmail(connection, sender, recipients, data, message_id,
-                                             before_accept)
-                except _BeforeAcceptFailed as exc2:
-                    self._discard()
-                    raise exc2.cause from None
+                    refused = self._sendmail(connection, sender, recipients, data, message_id)
                 except Exception as exc2:
                     self._discard()
                     raise self._delivery_failure(exc2, message_id) from exc2
@@ -394,14 +343,9 @@ class SmtpSink:
         log.debug("smtp %s accepted %s", self.where, message_id)
 
     def _sendmail(self, connection: smtplib.SMTP, sender: str, recipients: Sequence[str],
-                  data: bytes, message_id: str,
-                  before_accept: Callable[[], None] | None = None) -> dict:
+                  data: bytes, message_id: str) -> dict:
         options = self._mail_options(connection, sender, recipients, data, message_id)
-        connection.before_end = before_accept  # type: ignore[attr-defined]
-        try:
-            return connection.sendmail(sender, list(recipients), data, mail_options=options)
-        finally:
-            connection.before_end = None  # type: ignore[attr-defined]
+        return connection.sendmail(sender, list(recipients), data, mail_options=options)
 
     def _mail_options(self, connection: smtplib.SMTP, sender: str, recipients: Sequence[str],
                       data: bytes, message_id: str) -> list[str]:
@@ -499,4 +443,3 @@ class SmtpSink:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
