@@ -25,20 +25,6 @@ def _config(args: argparse.Namespace) -> Config:
     return config_module.load(args.config)
 
 
-def _read(file: str) -> bytes:
-    from mailbot.errors import ImportError_
-
-    path = Path(file)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImportError_(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImportError_(f"{path}: is a directory, not a CSV or XLSX file") from None
-    except OSError as exc:
-        raise ImportError_(f"{path}: cannot read: {exc.strerror or exc}") from None
-
-
 def _import(args: argparse.Namespace, kind: str) -> int:
     from mailbot.ops import import_preview as engine
     from mailbot.run.wiring import open_rules, open_store
@@ -46,7 +32,9 @@ def _import(args: argparse.Namespace, kind: str) -> int:
 
     config = _config(args)
     rules = open_rules(config)
-    payload = _read(args.file)
+    from mailbot.ops.imports import read_file
+
+    payload = read_file(Path(args.file))
     store = open_store(config)
     try:
         if args.dry_run:

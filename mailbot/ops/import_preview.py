@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailbot.errors import ImportError_
-from mailbot.ops.imports import Checked, check_keys, check_registry
+from mailbot.ops.imports import Checked, Worded, check_keys, check_registry
 from mailbot.ruleset import Ruleset
 from mailbot.store import Connection, Store
 from mailbot.store import registry as stored
@@ -69,7 +69,7 @@ class Planned:
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Refusal(Worded):
     """A row the import will not take: with `blocking`, the file as a whole is refused.
     `reason` and `fix` are English (the CLI's); the console says the Words in Spanish."""
 
@@ -78,19 +78,6 @@ class Refusal:
     reason_words: Words
     fix_words: Words
     blocking: bool
-
-    @property
-    def reason(self) -> str:
-        return self.reason_words.say()
-
-    @property
-    def fix(self) -> str:
-        return self.fix_words.say()
-
-    @property
-    def text(self) -> str:
-        return f"line {self.line}: {self.column}: {self.reason}" + (
-            f"; {self.fix}" if self.fix else "")
 
     def to_json(self) -> dict[str, Any]:
         return {"line": self.line, "column": self.column, "reason": self.reason,

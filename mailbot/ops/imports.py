@@ -93,16 +93,15 @@ class KeyRecord:
     key: str
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One bad cell: its line in the file, its column (canonical name), what is wrong and how to
-    fix it, as Words: `reason` and `fix` in English for the CLI, the console says them through
-    its catalogue."""
+class Worded:
+    """What a bad row says: `line`, `column` and the Words of its reason and fix, in English
+    for the CLI (`reason`, `fix`, `text`); the console says the Words through its catalogue.
+    Shared by a row's check (Problem) and an import's refusal (import_preview.Refusal)."""
 
     line: int
     column: str
     reason_words: Words
-    fix_words: Words = Words("")
+    fix_words: Words
 
     @property
     def reason(self) -> str:
@@ -117,6 +116,19 @@ class Problem:
         """"line N: column: reason; fix", the one line the CLI prints."""
         return f"line {self.line}: {self.column}: {self.reason}" + (
             f"; {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class Problem(Worded):
+    """One bad cell: its line in the file, its column (canonical name), what is wrong and how to
+    fix it, as Words: `reason` and `fix` in English for the CLI, the console says them through
+    its catalogue."""
+
+    line: int
+    column: str
+    reason_words: Words
+    fix_words: Words = Words("")
+
 
 
 @dataclass(frozen=True)
@@ -167,7 +179,7 @@ def read_registry(path: Path, catalogue: Catalogue, *,
     to add one.
     """
     path = Path(path)
-    return check_registry(str(path), _read_file(path), catalogue, catalogue_file=catalogue_file,
+    return check_registry(str(path), read_file(path), catalogue, catalogue_file=catalogue_file,
                           max_rows=max_rows).records()
 
 
@@ -180,7 +192,7 @@ def read_keys(path: Path, catalogue: Catalogue, *,
     the store's business, not this reader's.
     """
     path = Path(path)
-    return check_keys(str(path), _read_file(path), catalogue, catalogue_file=catalogue_file,
+    return check_keys(str(path), read_file(path), catalogue, catalogue_file=catalogue_file,
                       max_rows=max_rows).records()
 
 
@@ -251,7 +263,8 @@ def check_keys(name: str, payload: bytes, catalogue: Catalogue, *,
 
 # --- reading the table -------------------------------------------------------------------------
 
-def _read_file(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
+    """The bytes of an import file, or an ImportError_ naming it and what is wrong."""
     try:
         return path.read_bytes()
     except FileNotFoundError:

@@ -31,6 +31,10 @@ from mailbot.ops.web.outcome_words import kind_words, outcome_words
 from mailbot.wording import N_ as N_  # the one marker; views import it from here
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+# The policy of an admin page that shows no mail and no preview: our stylesheet and our own
+# forms, nothing else (no script, no frame, no image).
+FORMS_ONLY_POLICY = ("default-src 'none'; style-src 'self'; form-action 'self'; "
+                     "frame-ancestors 'none'; base-uri 'none'")
 STATIC_DIR = Path(__file__).parent / "static"
 
 

@@ -31,6 +31,7 @@ from mailbot.ops.pool_levels import levels
 from mailbot.ops.web.auth import require_admin
 from mailbot.ops.web.context import WebContext, context, secret_key_path
 from mailbot.ops.web.mail_view import DOWNLOAD_HEADERS, content_disposition
+from mailbot.ops.web.pages import FORMS_ONLY_POLICY
 from mailbot.ruleset import Ruleset
 
 router = APIRouter(include_in_schema=False)
@@ -39,9 +40,7 @@ router = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/v1/admin/registry", dependencies=[Depends(require_admin)])
 
 BASE = "/admin/registro"
-PAGE_POLICY = ("default-src 'none'; style-src 'self'; form-action 'self'; "
-               "frame-ancestors 'none'; base-uri 'none'")
-HEADERS = {"Content-Security-Policy": PAGE_POLICY}
+HEADERS = {"Content-Security-Policy": FORMS_ONLY_POLICY}
 SHOWN_ROWS = 200  # rows of each kind on the page; the counts are always whole
 KEEP_UPLOADS_SECONDS = 24 * 3600
 KIND_NAMES = {"registro": engine.REGISTRY, "claves": engine.KEYS}

@@ -26,7 +26,7 @@ from mailbot.ops.folder_edits import EditRefused, is_shipped
 from mailbot.ops.web import rules_form
 from mailbot.ops.web.auth import require_admin
 from mailbot.ops.web.context import WebContext, context
-from mailbot.ops.web.pages import N_
+from mailbot.ops.web.pages import FORMS_ONLY_POLICY, N_
 from mailbot.ops.web.views import version_pages
 from mailbot.ruleset import check_rules
 from mailbot.run.versions import content_hash
@@ -35,9 +35,7 @@ router = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/v1/admin/rules", dependencies=[Depends(require_admin)])
 
 BASE = "/admin/reglas"
-PAGE_POLICY = ("default-src 'none'; style-src 'self'; form-action 'self'; "
-               "frame-ancestors 'none'; base-uri 'none'")
-HEADERS = {"Content-Security-Policy": PAGE_POLICY}
+HEADERS = {"Content-Security-Policy": FORMS_ONLY_POLICY}
 Number = Annotated[int, Path(ge=1, le=2**31 - 1)]
 DEFAULT_DAYS = 7
 
