@@ -187,26 +187,40 @@ def serving(config: str):
 ADMIN_MARK = "Gracias por escribirnos, revisamos su solicitud con cuidado."
 
 
+def admin_demo(tmp_path_factory, name: str, own: str | None = None) -> tuple[Path, str]:
+    """The demo with an admin account `root`; `own` ("rules", "templates"): the demo gets a
+    copy of that folder of its own and its config points there (the console writes into it,
+    never into the project's). Returns the demo's folder and its config file."""
+    demo = tmp_path_factory.mktemp(name) / "demo"
+    mailbot("demo", "--dir", str(demo))
+    config = str(demo / "config.toml")
+    if own is not None:
+        shutil.copytree(ROOT / own, demo / own)
+        written = Path(config).read_text(encoding="utf-8")
+        setting = f'{own}_dir = "{ROOT / own}"'
+        assert setting in written
+        Path(config).write_text(written.replace(setting, f'{own}_dir = "{demo / own}"'),
+                                encoding="utf-8")
+    mailbot("--config", config, "users", "add", "root", "--role", "admin",
+            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    return demo, config
+
+
+def log_in(page, url: str, name: str = "root") -> None:
+    """Open `url` and log in as `name` on the login page it sends to."""
+    page.goto(url)
+    page.get_by_label("Nombre de la cuenta").fill(name)
+    page.get_by_label("Contraseña").fill(PASSWORD)
+    page.get_by_role("button", name="Iniciar sesión").click()
+
+
 def test_an_admin_edits_a_template_previews_it_saves_it_and_sees_the_new_version(
         tmp_path_factory, browser, tmp_path, capsys):
     # The demo with a templates folder of its own (the console writes into it) and an admin.
-    demo = tmp_path_factory.mktemp("browser-admin") / "demo"
-    mailbot("demo", "--dir", str(demo))
-    shutil.copytree(ROOT / "templates", demo / "templates")
-    config = str(demo / "config.toml")
-    written = Path(config).read_text(encoding="utf-8")
-    assert f'templates_dir = "{ROOT / "templates"}"' in written  # never edit the project's
-    Path(config).write_text(written.replace(f'templates_dir = "{ROOT / "templates"}"',
-                                            f'templates_dir = "{demo / "templates"}"'),
-                            encoding="utf-8")
-    mailbot("--config", config, "users", "add", "root", "--role", "admin",
-            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    demo, config = admin_demo(tmp_path_factory, "browser-admin", own="templates")
     with serving(config) as base:
         page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
-        page.goto(f"{base}/admin")
-        page.get_by_label("Nombre de la cuenta").fill("root")
-        page.get_by_label("Contraseña").fill(PASSWORD)
-        page.get_by_role("button", name="Iniciar sesión").click()
+        log_in(page, f"{base}/admin")
         expect(page).to_have_url(f"{base}/admin")
         page.get_by_role("link", name="Plantillas").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Plantillas")
@@ -260,21 +274,14 @@ def test_an_admin_edits_a_template_previews_it_saves_it_and_sees_the_new_version
 
 def test_an_admin_uploads_keys_for_an_empty_system_previews_confirms_and_sees_the_levels(
         tmp_path_factory, browser, tmp_path, capsys):
-    demo = tmp_path_factory.mktemp("browser-registry") / "demo"
-    mailbot("demo", "--dir", str(demo))
-    config = str(demo / "config.toml")
-    mailbot("--config", config, "users", "add", "root", "--role", "admin",
-            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    demo, config = admin_demo(tmp_path_factory, "browser-registry")
     empty = "CONTPAQ i Punto de venta"  # the demo's pool has no key for it
     keys_file = tmp_path / "claves-punto-de-venta.csv"
     keys_file.write_text("system,key\nPunto de venta,PV-2026-0001\n"
                          "Punto de venta,PV-2026-0002\n", encoding="utf-8")
     with serving(config) as base:
         page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
-        page.goto(f"{base}/admin")
-        page.get_by_label("Nombre de la cuenta").fill("root")
-        page.get_by_label("Contraseña").fill(PASSWORD)
-        page.get_by_role("button", name="Iniciar sesión").click()
+        log_in(page, f"{base}/admin")
         page.get_by_role("link", name="Registro y claves").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Registro y claves")
         row = page.locator("table.levels tr", has_text=empty)
@@ -335,17 +342,7 @@ def test_an_admin_changes_a_price_sees_the_answers_it_changes_saves_and_reverts(
     """The issue's "done when" for the rules: change a price in the browser, see which real
     answers change before saving, save, see the new version used by the next pass and recorded
     on its decision, revert."""
-    demo = tmp_path_factory.mktemp("browser-rules") / "demo"
-    mailbot("demo", "--dir", str(demo))
-    shutil.copytree(ROOT / "rules", demo / "rules")
-    config = str(demo / "config.toml")
-    written = Path(config).read_text(encoding="utf-8")
-    assert f'rules_dir = "{ROOT / "rules"}"' in written  # never edit the project's
-    Path(config).write_text(written.replace(f'rules_dir = "{ROOT / "rules"}"',
-                                            f'rules_dir = "{demo / "rules"}"'),
-                            encoding="utf-8")
-    mailbot("--config", config, "users", "add", "root", "--role", "admin",
-            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    demo, config = admin_demo(tmp_path_factory, "browser-rules", own="rules")
     prices = demo / "rules" / "free_update.toml"
     original = prices.read_text(encoding="utf-8")
     # What the CLI's dry run says the same change alters: the console must list these.
@@ -360,10 +357,7 @@ def test_an_admin_changes_a_price_sees_the_answers_it_changes_saves_and_reverts(
     assert expected  # the demo has answers that quote the renewal prices
     with serving(config) as base:
         page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
-        page.goto(f"{base}/admin")
-        page.get_by_label("Nombre de la cuenta").fill("root")
-        page.get_by_label("Contraseña").fill(PASSWORD)
-        page.get_by_role("button", name="Iniciar sesión").click()
+        log_in(page, f"{base}/admin")
         page.get_by_role("link", name="Reglas").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Reglas")
         expect(page.locator("#version-in-use")).to_contain_text("Versión en uso: 1")
@@ -426,19 +420,12 @@ def test_an_admin_dry_runs_a_stored_mail_from_its_page_and_an_upload_from_the_dr
     """From a mail's page, "Ensayar de nuevo con las reglas en uso": the dry run's page with its
     banner, the decision and the reply, its text behind "ver texto"; then an upload that is no
     mail, named. Chromium's own multipart upload under the page's strict policy."""
-    demo = tmp_path_factory.mktemp("browser-dry-run") / "demo"
-    mailbot("demo", "--dir", str(demo))
-    config = str(demo / "config.toml")
-    mailbot("--config", config, "users", "add", "root", "--role", "admin",
-            "--password-stdin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    demo, config = admin_demo(tmp_path_factory, "browser-dry-run")
     not_a_mail = tmp_path / "nota.txt"
     not_a_mail.write_text("solo una nota, sin encabezados\n", encoding="utf-8")
     with serving(config) as base:
         page = browser.new_page(locale="es-MX", viewport={"width": 1400, "height": 900})
-        page.goto(f"{base}/correos")
-        page.get_by_label("Nombre de la cuenta").fill("root")
-        page.get_by_label("Contraseña").fill(PASSWORD)
-        page.get_by_role("button", name="Iniciar sesión").click()
+        log_in(page, f"{base}/correos")
         page.locator('input[name="serial"]').fill("AAAA-BBBB-CCCC-DDDD")
         page.locator('form.filters button[type="submit"]').click()
         page.locator("table tbody tr").first.get_by_role("link").first.click()
