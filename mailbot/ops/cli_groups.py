@@ -21,22 +21,35 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+Add = Callable[[str, str, str], argparse.ArgumentParser]
+
+
+def _group(sub: argparse._SubParsersAction, name: str, *, help_: str, description: str,
+           module: str, parents: Sequence[argparse.ArgumentParser]) -> Add:
+    """`mailbot NAME ACTION`: the group's parser, and a function that adds one ACTION whose
+    function (`func`, in mailbot.ops.`module`) is imported only when it runs; `parents` (the
+    global options) go on the group and on each action."""
+    parser = sub.add_parser(name, help=help_, description=description, parents=list(parents))
+    actions = parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    actions.required = True
+
+    def add(action: str, func: str, action_help: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(action, help=action_help, description=action_help,
+                               parents=list(parents))
+        p.set_defaults(func=_lazy(module, func))
+        return p
+    return add
+
+
 def add_review_commands(sub: argparse._SubParsersAction,
                         parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register `mailbot review ...` on the main parser's subcommands; `parents` (the global
     options) go on `review` and on each of its actions."""
-    parser = sub.add_parser("review", help="work the review queue: list, show, approve, reject, "
-                                           "close, edit",
-                            description="Work the review queue: everything the rules would not "
-                                        "decide alone. Every action is recorded with the "
-                                        "operator's name and time.", parents=list(parents))
-    actions = parser.add_subparsers(dest="review_command", metavar="ACTION")
-    actions.required = True
-
-    def add(name: str, func: str, help_: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_, description=help_, parents=list(parents))
-        p.set_defaults(func=_lazy("cli_review", func))
-        return p
+    add = _group(sub, "review", help_="work the review queue: list, show, approve, reject, "
+                                      "close, edit",
+                 description="Work the review queue: everything the rules would not decide "
+                             "alone. Every action is recorded with the operator's name and "
+                             "time.", module="cli_review", parents=parents)
 
     def operator(p: argparse.ArgumentParser) -> None:
         p.add_argument("--operator", metavar="NAME",
@@ -85,18 +98,11 @@ def add_review_commands(sub: argparse._SubParsersAction,
 def add_users_commands(sub: argparse._SubParsersAction,
                        parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register `mailbot users ...`; `parents` (the global options) go on every action."""
-    parser = sub.add_parser("users", help="the console's accounts: add, list, disable, token, "
-                                          "revoke",
-                            description="Manage who may use the web console and its API. "
-                                        "Passwords are stored as argon2 hashes, API tokens as "
-                                        "SHA-256 hashes.", parents=list(parents))
-    actions = parser.add_subparsers(dest="users_command", metavar="ACTION")
-    actions.required = True
-
-    def add(name: str, func: str, help_: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_, description=help_, parents=list(parents))
-        p.set_defaults(func=_lazy("cli_users", func))
-        return p
+    add = _group(sub, "users", help_="the console's accounts: add, list, disable, token, "
+                                     "revoke",
+                 description="Manage who may use the web console and its API. Passwords are "
+                             "stored as argon2 hashes, API tokens as SHA-256 hashes.",
+                 module="cli_users", parents=parents)
 
     p = add("add", "cmd_users_add", "add an account; the password is asked twice")
     p.add_argument("name", metavar="NAME")
@@ -132,18 +138,9 @@ def add_registry_commands(sub: argparse._SubParsersAction,
                           parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register `mailbot registry import|export` and `mailbot keys import|levels|export`
     (mailbot.ops.cli_registry runs them)."""
-    def group(name: str, help_: str, description: str) -> argparse._SubParsersAction:
-        parser = sub.add_parser(name, help=help_, description=description,
-                                parents=list(parents))
-        actions = parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
-        actions.required = True
-        return actions
-
-    def add(actions: argparse._SubParsersAction, name: str, func: str,
-            help_: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_, description=help_, parents=list(parents))
-        p.set_defaults(func=_lazy("cli_registry", func))
-        return p
+    def group(name: str, help_: str, description: str) -> Add:
+        return _group(sub, name, help_=help_, description=description, module="cli_registry",
+                      parents=parents)
 
     def import_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("file", metavar="FILE", help="a CSV or XLSX file")
@@ -161,25 +158,25 @@ def add_registry_commands(sub: argparse._SubParsersAction,
 
     registry = group("registry", "the licence registry: import, export",
                      "Manage the licence registry.")
-    import_options(add(registry, "import", "cmd_registry_import",
-                       "import licences from CSV or XLSX (serial, system, company, "
-                       "contact_email, purchase_date, modality, support_until, users); all or "
-                       "nothing: a registered serial gets the file's fields, an unchanged one "
-                       "is not written"))
-    export_options(add(registry, "export", "cmd_registry_export",
-                       "write the whole registry with the import's columns (it imports back "
-                       "unchanged); cells that start like a formula are neutralised"))
+    import_options(registry("import", "cmd_registry_import",
+                            "import licences from CSV or XLSX (serial, system, company, "
+                            "contact_email, purchase_date, modality, support_until, users); all or "
+                            "nothing: a registered serial gets the file's fields, an unchanged one "
+                            "is not written"))
+    export_options(registry("export", "cmd_registry_export",
+                            "write the whole registry with the import's columns (it imports back "
+                            "unchanged); cells that start like a formula are neutralised"))
 
     keys = group("keys", "the key pool: import, levels, export", "Manage the key pool.")
-    import_options(add(keys, "import", "cmd_keys_import",
-                       "import keys from CSV or XLSX (system, key); a key already in the pool "
-                       "or issued is skipped, a file with bad rows imports nothing"))
-    p = add(keys, "levels", "cmd_keys_levels",
-            "keys available and issued for every system of the catalogue, empty ones too")
+    import_options(keys("import", "cmd_keys_import",
+                        "import keys from CSV or XLSX (system, key); a key already in the pool "
+                        "or issued is skipped, a file with bad rows imports nothing"))
+    p = keys("levels", "cmd_keys_levels",
+             "keys available and issued for every system of the catalogue, empty ones too")
     p.add_argument("--json", action="store_true", help="one JSON object per system")
-    p = add(keys, "export", "cmd_keys_export",
-            "write the issued keys: system, key, serial, recipient, date issued (business "
-            "time zone), reference")
+    p = keys("export", "cmd_keys_export",
+             "write the issued keys: system, key, serial, recipient, date issued (business "
+             "time zone), reference")
     p.add_argument("--issued", action="store_true", required=True,
                    help="the keys issued so far (the only export of keys)")
     export_options(p)
