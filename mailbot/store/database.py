@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from mailbot.store.schema_version import is_current as schema_is_current
 from mailbot.store.throttle_counts import BOTH_COUNTS as _BOTH_COUNTS
 from mailbot.store.throttle_counts import COMPANY_COUNTS as _COMPANY_COUNTS
 from mailbot.store.throttle_counts import SERIAL_COUNTS as _SERIAL_COUNTS
-from mailbot.store.wal import fsync_wal, synced_later, wal_path
+from mailbot.store.wal import Turns, fsync_wal, synced_later, wal_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -110,6 +110,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._wal = wal_path(self.engine)  # what `sync()` syncs; None: nothing by hand
+        self._turns: Turns | None = None  # shared with a decider process (take_turns)
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -158,13 +159,39 @@ class Store:
         So whoever acts outside the store on what such a commit says (sends a reply, moves a
         mail) calls `sync()` first. The pipeline's decisions commit this way, one per mail,
         and the batch's first send syncs them all with one fsync instead of one each."""
-        if not sync_later or self._wal is None:
-            with store_faults(self.engine.url), self.engine.begin() as conn:
-                yield conn
-            return
-        with store_faults(self.engine.url), self.engine.connect() as conn, synced_later(conn):
-            with conn.begin():
-                yield conn
+        with self._turns.turn() if self._turns is not None else nullcontext():
+            if not sync_later or self._wal is None:
+                with store_faults(self.engine.url), self.engine.begin() as conn:
+                    yield conn
+                return
+            with store_faults(self.engine.url), self.engine.connect() as conn, \
+                    synced_later(conn):
+                with conn.begin():
+                    yield conn
+
+    def take_turns(self) -> str | None:
+        """From now on, this store's transactions take turns with those of the other processes
+        that share the file this returns (`share_turns`): a pass and its decider (store.wal.
+        Turns says why). None: not a SQLite file, whose own locks queue writers fairly."""
+        if self._wal is None:
+            return None
+        self.share_turns(self._wal[:-len("-wal")] + "-turns")
+        return self._turns.path if self._turns is not None else None
+
+    def share_turns(self, path: str | None) -> None:
+        """Take turns through `path` (None: stop taking turns)."""
+        if self._turns is not None:
+            self._turns.close()
+            self._turns = None
+        if path is not None:
+            self._turns = Turns(path)
+
+    @property
+    def shareable(self) -> bool:
+        """Another process can open this store from its URL (not an in-memory SQLite)."""
+        if self.engine.dialect.name != "sqlite":
+            return True
+        return self.engine.url.database not in (None, "", ":memory:")
 
     def sync(self) -> None:
         """Every commit so far on the disk, also those made with `sync_later` (by this or any
@@ -174,6 +201,7 @@ class Store:
                 fsync_wal(self._wal)
 
     def close(self) -> None:
+        self.share_turns(None)
         self.engine.dispose()
 
     # -- mails ----------------------------------------------------------------------------
