@@ -31,7 +31,7 @@ from mailbot.store.wal import Turns
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import imap_throughput as bench  # its realistic mail generator
 
-SMALL_BATCH = 8  # so that 24 mails are three batches: one here, two for the decider
+SMALL_BATCH, SMALL_PART = 8, 4  # 24 mails: 4 decided here, then 5 parts for the decider
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,11 @@ def bot(tmp_path, imap_server, smtp_server, dataset):
     app.store.close()
 
 
+def small_batches(monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "BATCH_SIZE", SMALL_BATCH)
+    monkeypatch.setattr(pipeline, "DECIDER_PART", SMALL_PART)
+
+
 def customer_replies(smtp_server) -> list[email.message.Message]:
     return [email.message_from_bytes(m.data) for m in smtp_server.messages
             if "operadores@example.com" not in m.rcpt_tos]
@@ -86,14 +91,14 @@ def test_a_pass_of_several_batches_is_decided_by_a_decider_and_answered_once(
     app = open_bot(tmp_path, imap_server, smtp_server, dataset, store.url)  # each back-end
     try:
         assert app.decider
-        monkeypatch.setattr(pipeline, "BATCH_SIZE", SMALL_BATCH)
+        small_batches(monkeypatch)
         imap_server.append_many("INBOX", (m.data for m in dataset.mails))
         with caplog.at_level(logging.INFO, logger="mailbot"):
             report = run_once(app)
 
         assert report.errors == []
         assert report.seen == report.decided == len(dataset.mails)
-        assert report.decided_elsewhere == len(dataset.mails) - SMALL_BATCH
+        assert report.decided_elsewhere == len(dataset.mails) - SMALL_PART
         assert report.sent == report.filed == len(dataset.mails)
         assert_each_mail_answered_once(app, imap_server, smtp_server, dataset)
         # The decider's log lines are in this process's log, from the decider's pid.
@@ -133,7 +138,7 @@ def decider_pids() -> list[int]:
 
 def test_a_decider_killed_mid_pass_hands_its_batches_back(bot, imap_server, smtp_server,
                                                           dataset, monkeypatch, caplog):
-    monkeypatch.setattr(pipeline, "BATCH_SIZE", SMALL_BATCH)
+    small_batches(monkeypatch)
     imap_server.append_many("INBOX", (m.data for m in dataset.mails))
     killed: list[int] = []
 
@@ -163,7 +168,7 @@ def test_a_decider_that_cannot_start_leaves_the_pass_to_this_process(bot, imap_s
     from mailbot.run import child
 
     real = child.start
-    monkeypatch.setattr(pipeline, "BATCH_SIZE", SMALL_BATCH)
+    small_batches(monkeypatch)
     monkeypatch.setattr(child, "start", lambda module: real(module) if "readahead" in module
                         else (_ for _ in ()).throw(OSError("no more processes")))
     imap_server.append_many("INBOX", (m.data for m in dataset.mails))
@@ -181,9 +186,9 @@ def backlog():
 
 def test_sigkill_inside_the_decider_then_restart_answers_each_mail_once(
         tmp_path, imap_server, smtp_server, backlog):
-    """MAILBOT_CRASH_AT counts in each process: the parent decides only the first batch, so
-    its 101st decision happens in the decider (the third batch's first), which SIGKILLs the
-    parent, then itself, as a power cut takes both."""
+    """MAILBOT_CRASH_AT counts in each process: the parent decides only the first half batch,
+    so the 101st decision happens in the decider (the 151st mail), which SIGKILLs the parent,
+    then itself, as a power cut takes both."""
     app = open_bot(tmp_path, imap_server, smtp_server, backlog)
     try:
         imap_server.append_many("INBOX", (m.data for m in backlog.mails))

@@ -40,12 +40,13 @@ from mailbot.errors import StoreError
 from mailbot.model import RawMail
 from mailbot.ruleset import Ruleset
 from mailbot.run import child
-from mailbot.run.app import App, RunReport
+from mailbot.run.app import BATCH_SIZE, App, RunReport
 from mailbot.store import MailRecord
 
 log = logging.getLogger("mailbot")
 
-DECIDER_AHEAD = 2  # batches given to the decider beyond the one being answered: it never waits
+DECIDER_PART = BATCH_SIZE // 2  # mails per part the decider is given (pipeline._with_decider)
+DECIDER_AHEAD = 3  # parts given to the decider beyond the one being answered: it never waits
 
 
 class DeciderGone(Exception):

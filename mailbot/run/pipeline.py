@@ -30,11 +30,18 @@ then the batch's replies are sent, each marked sent as soon as the server took i
 copies for the Sent folder are made in one go (a reply whose copy is not made yet is marked so
 in the store, and a crash leaves the copy to the next run); then the mails whose answers are
 all out are filed, one move per folder.
+
+A pass whose first batch is full (a backlog) splits these steps between two processes
+(mailbot.run.decider): a decider records and decides (`decide_batch`), this process sends and
+files (`answer_batch`) each part once the decider has reported it, decided and committed. The
+steps of each mail and their order are the ones above; only the steps of different mails
+overlap more.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +52,13 @@ from mailbot.run import versions
 from mailbot.run.alerts import flag_overdue, send_alerts
 from mailbot.run.app import BATCH_SIZE, App, RunReport
 from mailbot.run.claims import ClaimLost, let_go
-from mailbot.run.decider import DECIDER_AHEAD, Decider, DeciderGone, may_decide_elsewhere
+from mailbot.run.decider import (
+    DECIDER_AHEAD,
+    DECIDER_PART,
+    Decider,
+    DeciderGone,
+    may_decide_elsewhere,
+)
 from mailbot.run.deciding import decide_mail
 from mailbot.run.deliver import deliver_due, finish_copies
 from mailbot.run.filing import file_mails, finish_unfiled
@@ -131,25 +144,29 @@ def handle_inbox(app: App, report: RunReport, readahead: ReadAhead) -> None:
 
 def _with_decider(app: App, report: RunReport, readahead: ReadAhead, decider: Decider,
                   first: list[RawMail], batches: Iterator[list[RawMail]]) -> None:
-    """The first batch decided here; then each batch goes to the decider, and the oldest one
-    decided is answered while the decider works on the next (at most DECIDER_AHEAD batches
-    wait for it). A decider that is gone hands its batches back: they are handled here."""
+    """The head of the first batch decided here while the decider starts; then the rest, in
+    parts of DECIDER_PART, goes to the decider, and the oldest part decided is answered while
+    the decider works on the next ones (at most DECIDER_AHEAD parts wait for it). Parts half
+    a batch long keep the pipeline short at both ends: the decider starts sooner, and the last
+    part it decides is answered sooner. A decider that is gone hands its parts back: they are
+    handled here."""
     claimed: list[int] = []
-    try:
-        handled = decide_batch(app, first, report, readahead, claimed, refile=app.source.file)
+    head, rest = first[:DECIDER_PART], first[DECIDER_PART:]
+    try:  # read here: the decider's readers take over, a worker of our own would not pay
+        handled = decide_batch(app, head, report, None, claimed, refile=app.source.file)
     except BaseException:
         let_go(app, claimed)
         raise
     here: tuple[list[MailRecord], list[int]] | None = (handled, claimed)
     waiting: collections.deque[list[RawMail]] = collections.deque()  # given to the decider
     helper: Decider | None = decider
-    for batch in batches:
+    for part in _parts(rest, batches):
         if helper is None:
-            process_batch(app, batch, report, readahead)
+            process_batch(app, part, report, readahead)
             continue
-        helper.submit(batch)
-        waiting.append(batch)
-        if here is not None:  # the first batch, now that the decider has work
+        helper.submit(part)
+        waiting.append(part)
+        if here is not None:  # the head, now that the decider has work
             _answer(app, report, *here)
             here = None
         while helper is not None and len(waiting) > DECIDER_AHEAD:
@@ -161,6 +178,13 @@ def _with_decider(app: App, report: RunReport, readahead: ReadAhead, decider: De
             process_batch(app, waiting.popleft(), report, readahead)
         else:
             helper = _answer_next(app, report, helper, waiting)
+
+
+def _parts(rest: list[RawMail], batches: Iterator[list[RawMail]]) -> Iterator[list[RawMail]]:
+    """`rest`, then every further batch, cut in parts of at most DECIDER_PART mails."""
+    for batch in itertools.chain([rest], batches):
+        for start in range(0, len(batch), DECIDER_PART):
+            yield batch[start:start + DECIDER_PART]
 
 
 def _answer_next(app: App, report: RunReport, decider: Decider,
