@@ -240,3 +240,45 @@ def test_turns_let_one_transaction_in_at_a_time_and_wake_the_next_at_once(tmp_pa
     assert order == ["1", "2"]
     first.close()
     second.close()
+
+
+def deciders_in(directory: Path) -> list[int]:
+    """PIDs of decider processes whose working directory is `directory`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            cwd = (proc / "cwd").resolve()
+        except OSError:
+            continue
+        if b"mailbot.run.decider" in cmdline and cwd == directory.resolve():
+            found.append(int(proc.name))
+    return found
+
+
+def test_sigkill_of_the_main_process_while_the_decider_decides_kills_the_decider_too(
+        tmp_path, imap_server, smtp_server, backlog):
+    """The main process dies while it sends the second part (the decider deciding the third or
+    fourth): the decider must not outlive it, and the next run finishes the pass."""
+    app = open_bot(tmp_path, imap_server, smtp_server, backlog)
+    try:
+        imap_server.append_many("INBOX", (m.data for m in backlog.mails))
+        config = tmp_path / "config.toml"
+        killed = run_bot(config, "run", "--once", crash_at="after_smtp_accept:60", timeout=120)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        deadline = time.monotonic() + 10
+        while (deciders_in(tmp_path) or readahead_workers_in(tmp_path)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert deciders_in(tmp_path) == [] and readahead_workers_in(tmp_path) == []
+        finished = run_bot(config, "run", "--once", timeout=120)
+        assert finished.returncode == 0, finished.stderr
+        ids = [r["Message-ID"] for r in customer_replies(smtp_server)]
+        assert len(set(ids)) == len(backlog.mails) and len(ids) - len(set(ids)) <= 1
+        assert imap_server.list_folder("INBOX") == []
+    finally:
+        app.source.close()
+        app.sink.close()
+        app.store.close()
