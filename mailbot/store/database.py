@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,15 +159,21 @@ class Store:
         So whoever acts outside the store on what such a commit says (sends a reply, moves a
         mail) calls `sync()` first. The pipeline's decisions commit this way, one per mail,
         and the batch's first send syncs them all with one fsync instead of one each."""
-        with self._turns.turn() if self._turns is not None else nullcontext():
+        used: list[dict[Any, Any]] = []  # the connection's info, where a turn taken is noted
+        try:
             if not sync_later or self._wal is None:
                 with store_faults(self.engine.url), self.engine.begin() as conn:
+                    used.append(conn.info)
                     yield conn
                 return
             with store_faults(self.engine.url), self.engine.connect() as conn, \
                     synced_later(conn):
+                used.append(conn.info)
                 with conn.begin():
                     yield conn
+        finally:  # after the commit or the rollback: the write lock is free again
+            if used and self._turns is not None:
+                self._turns.give_back(used[0])
 
     def take_turns(self) -> str | None:
         """From now on, this store's transactions take turns with those of the other processes
@@ -179,12 +185,23 @@ class Store:
         return self._turns.path if self._turns is not None else None
 
     def share_turns(self, path: str | None) -> None:
-        """Take turns through `path` (None: stop taking turns)."""
+        """Take turns through `path` (None: stop taking turns). A transaction takes its turn
+        just before its first statement that writes, as SQLite takes its write lock (pysqlite
+        begins a transaction at the first write), and gives it back after its commit: reading
+        needs no turn, in WAL mode readers never wait."""
         if self._turns is not None:
+            sa.event.remove(self.engine, "before_cursor_execute", self._turn_before_writing)
             self._turns.close()
             self._turns = None
         if path is not None:
             self._turns = Turns(path)
+            sa.event.listen(self.engine, "before_cursor_execute", self._turn_before_writing)
+
+    def _turn_before_writing(self, conn: Connection, _cursor: Any, statement: str,
+                             *_args: Any) -> None:
+        turns = self._turns
+        if turns is not None and statement.lstrip()[:6].upper() != "SELECT":
+            turns.take(conn.info)
 
     @property
     def shareable(self) -> bool:

@@ -8,6 +8,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -55,6 +56,9 @@ def fsync_wal(path: str) -> None:
         os.close(fd)
 
 
+_HELD = "mailbot.turn"  # in a connection's info: it holds the turn
+
+
 class Turns:
     """Write transactions taken in turn by the processes of one pass (a pipeline and its
     decider, mailbot.run.decider), through an flock on a file beside the database.
@@ -69,13 +73,25 @@ class Turns:
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
+    def take(self, holder: dict[Any, Any]) -> None:
+        """Wait for the turn, unless `holder` (a connection's info) has it already."""
+        if not holder.get(_HELD):
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            holder[_HELD] = True
+
+    def give_back(self, holder: dict[Any, Any]) -> None:
+        """The turn `holder` took, if any, for the next one."""
+        if holder.pop(_HELD, False):
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
     @contextmanager
     def turn(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        holder: dict[Any, Any] = {}
+        self.take(holder)
         try:
             yield
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self.give_back(holder)
 
     def close(self) -> None:
         os.close(self._fd)
