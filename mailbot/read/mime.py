@@ -94,12 +94,10 @@ def _parse(data: bytes, cuts: Cuts) -> ParsedMail:
     if not data or data.isspace():  # not data.strip(): a 25 MB copy to learn one thing
         defects.append("empty message")
     message: Message | None = None
-    known_from: dict[str, list[tuple[str, str]]] = {}
     try:
         parser = mailparser.MailParser.from_bytes(data)
         message = parser.message
         defects.extend(_mailparser_defects(parser.defects))
-        known_from = _mailparser_from(parser)
         del parser  # its own decoded copies of every body and file: not ours to keep
     except Exception as exc:  # mail-parser gave up: the stdlib parser is more forgiving
         defects.append(f"mail-parser failed ({type(exc).__name__}); read with the email package")
@@ -110,7 +108,7 @@ def _parse(data: bytes, cuts: Cuts) -> ParsedMail:
             defects.append(f"email package failed ({type(exc2).__name__}); headers read raw")
     if message is not None:
         try:
-            return _from_message(message, data, defects, cuts, known_from)
+            return _from_message(message, data, defects, cuts)
         except Exception as exc:
             defects.append(f"MIME structure unreadable ({type(exc).__name__}); headers read raw")
     return _salvage(data, defects, cuts)
@@ -119,28 +117,8 @@ def _parse(data: bytes, cuts: Cuts) -> ParsedMail:
 # --- The message ------------------------------------------------------------------------------
 
 
-def _mailparser_from(parser: Any) -> dict[str, list[tuple[str, str]]]:
-    """The mailboxes mail-parser read from the first From, by the text it read them from.
-
-    mail-parser runs `get_addresses(value, decode_names=True)` on every address header while
-    it parses; `_addresses` makes the same call on the same From, so when its text is the very
-    text mail-parser read, its answer is taken rather than computed again (a fifth of what
-    reading a plain mail costs beyond mail-parser). Empty when this mail-parser keeps no such
-    answer: `_addresses` then reads the From itself, as it always could.
-    """
-    try:
-        values = parser._header_index.get("from") or []
-        pairs = parser._address_headers.get("from")
-    except Exception:
-        return {}
-    if values and isinstance(values[0], str) and isinstance(pairs, list) and all(
-            isinstance(p, tuple) and len(p) == 2 for p in pairs):
-        return {values[0]: pairs}
-    return {}
-
-
 def _from_message(message: Message, data: bytes, defects: list[str], cuts: Cuts,
-                  known_from: dict[str, list[tuple[str, str]]] | None = None) -> ParsedMail:
+                  ) -> ParsedMail:
     headers: dict[str, list[str]] = {}
     raw_from: list[str] = []
     for name, raw in message.raw_items():
@@ -165,8 +143,7 @@ def _from_message(message: Message, data: bytes, defects: list[str], cuts: Cuts,
         text = text[:cuts.limits.max_body_chars]
         cuts.body_cut(f"the text of the mail is longer than "
                       f"{cuts.limits.max_body_chars:,} characters", "max_body_chars")
-    return _parsed(headers, raw_from, text, html, tuple(body.attachments), defects, len(data),
-                   known_from)
+    return _parsed(headers, raw_from, text, html, tuple(body.attachments), defects, len(data))
 
 
 def _parsed(
@@ -177,9 +154,8 @@ def _parsed(
     attachments: tuple[Attachment, ...],
     defects: list[str],
     size: int,
-    known_from: dict[str, list[tuple[str, str]]] | None = None,
 ) -> ParsedMail:
-    from_addresses = _addresses(raw_from, known_from or {})
+    from_addresses = _addresses(raw_from)
 
     def first(name: str) -> str:
         return headers.get(name, [""])[0]
@@ -207,16 +183,12 @@ def _parsed(
     )
 
 
-def _addresses(raw_from: list[str], known: dict[str, list[tuple[str, str]]]) -> tuple[str, ...]:
-    """Every addr-spec in the From headers, lower case, once each; `known` holds what
-    mail-parser already read, by the text it read it from (see `_mailparser_from`)."""
+def _addresses(raw_from: list[str]) -> tuple[str, ...]:
+    """Every addr-spec in the From headers, lower case, once each."""
     found: dict[str, None] = {}
     for raw in raw_from:
         try:
-            text = _address_text(_FOLD.sub(" ", raw))
-            pairs = known.get(text)
-            if pairs is None:
-                pairs = get_addresses(text, decode_names=True)
+            pairs = get_addresses(_address_text(_FOLD.sub(" ", raw)), decode_names=True)
         except Exception:
             pairs = []
         for _, address in pairs:
