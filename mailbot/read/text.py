@@ -152,8 +152,81 @@ def _mark_quoted_blocks(tree: HtmlElement) -> None:
 
 
 def _cell_lines(cell: HtmlElement) -> list[str]:
-    text = _tidy(_render(cell))
+    rendered = _plain_cell_text(cell)
+    text = _tidy(_render(cell) if rendered is None else rendered)
     return [" ".join(line.split()) for line in text.split("\n") if line.strip()]
+
+
+# A table cell made only of these (Outlook's <td><p class=MsoNormal><b>Empresa<o:p>, Gmail's
+# <td><div><span>...) renders, line by line, as `_plain_cell_text` writes it; Inscriptis
+# builds a whole document per cell, a tenth of what converting a one-table mail costs.
+_PLAIN_INLINE = frozenset({"a", "abbr", "b", "big", "em", "font", "i", "o:p", "s", "small",
+                           "span", "strike", "strong", "sub", "sup", "u"})
+_PLAIN_BLOCKS = frozenset({"div", "p"})  # display:block in the strict profile, no bullet
+_PLAIN_CELLS = frozenset({"td", "th"})  # inline outside a table, as a cell is rendered
+_PLAIN_DEPTH = 20  # deeper cells go to Inscriptis, recursion and all
+# Style keys Inscriptis acts on that change text, not only blank lines and indentation.
+_TEXT_STYLES = frozenset({"display", "white_space", "style"})
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def _plain_cell_text(cell: HtmlElement) -> str | None:
+    """What Inscriptis renders for `cell`, up to blank lines and runs of spaces (which
+    `_cell_lines` drops and joins), when the cell holds only the elements above with no style
+    that hides text or keeps its whitespace; None for any other cell.
+
+    As Inscriptis does: a block element or a <br> starts a new line, a comment is skipped but
+    not its tail, the cell's own tail is written too, every other node (a processing
+    instruction) is left out with its tail (here: None, Inscriptis decides), and each piece of
+    text has its whitespace collapsed to spaces and is then unescaped on its own (a character
+    reference may make a line break; a run of spaces never does).
+    """
+    lines: list[list[str]] = [[]]
+
+    def walk(element: HtmlElement, depth: int) -> bool:
+        tag = element.tag
+        if not isinstance(tag, str):
+            if tag is not etree.Comment:
+                return False
+            if element.tail:
+                lines[-1].append(element.tail)
+            return True
+        if depth > _PLAIN_DEPTH or not (tag in _PLAIN_INLINE or tag in _PLAIN_BLOCKS
+                                        or tag == "br" or (depth == 0 and tag in _PLAIN_CELLS)):
+            return False
+        if not _style_keeps_text(element.get("style")):
+            return False
+        if tag in _PLAIN_BLOCKS or tag == "br":
+            lines.append([])
+        if element.text:
+            lines[-1].append(element.text)
+        for child in element:
+            if not walk(child, depth + 1):
+                return False
+        if tag in _PLAIN_BLOCKS:
+            lines.append([])
+        if element.tail:
+            lines[-1].append(element.tail)
+        return True
+
+    if not walk(cell, 0):
+        return None
+    return "\n".join("".join(html_lib.unescape(_WHITESPACE_RUN.sub(" ", piece))
+                              for piece in line) for line in lines)
+
+
+def _style_keeps_text(style: str | None) -> bool:
+    """Whether a style attribute holds no key Inscriptis reads as display, white-space or a
+    nested style (read the way inscriptis.model.css.CssParse.attr_style reads them)."""
+    if not style:
+        return True
+    for directive in style.lower().split(";"):
+        if ":" not in directive:
+            continue
+        key = directive.split(":", 1)[0].strip().replace("-webkit-", "").replace("-", "_")
+        if key in _TEXT_STYLES:
+            return False
+    return True
 
 
 def _flatten_tables(tree: HtmlElement) -> None:
