@@ -37,18 +37,31 @@ def _fold_char(char: str) -> str:
 
 class _FoldTable(dict):
     """`_fold_char` by code point, for `str.translate`: filled as characters are met, the
-    ASCII ones up front, and bounded (past the limit a character is folded, not kept)."""
+    ASCII ones up front, and bounded (past the limit a character is folded, not kept).
+    With `single`, a character that does not fold to exactly one is deleted instead."""
 
     LIMIT = 8192
 
-    def __missing__(self, code: int) -> str:
+    def __init__(self, *, single: bool = False) -> None:
+        super().__init__()
+        self.single = single
+        for code in range(128):
+            self[code] = self._fold(code)
+
+    def _fold(self, code: int) -> str:
         folded = _fold_char(chr(code))
+        return "" if self.single and len(folded) != 1 else folded
+
+    def __missing__(self, code: int) -> str:
+        folded = self._fold(code)
         if len(self) < self.LIMIT:
             self[code] = folded
         return folded
 
 
-_FOLD_TABLE = _FoldTable({code: _fold_char(chr(code)) for code in range(128)})
+_FOLD_TABLE = _FoldTable()
+_FOLD_ONE_TABLE = _FoldTable(single=True)
+_NOT_SPACES = re.compile(r"[^ ]+")
 
 
 def _fold_chars(text: str) -> list[tuple[str, int]]:
@@ -250,6 +263,11 @@ def _words(text: str) -> list[tuple[str, int, int]]:
     """Folded words of `text` with the start and end index of each in the original."""
     if text.isascii():
         return [(m.group().lower(), m.start(), m.end()) for m in _ASCII_WORD.finditer(text)]
+    folded = text.translate(_FOLD_ONE_TABLE)
+    if len(folded) == len(text):
+        # Every character folds to one (accented letters do): a word's characters are where
+        # its folded ones are, and runs of spaces are what `_fold_chars` collapses.
+        return [(m.group(), m.start(), m.end()) for m in _NOT_SPACES.finditer(folded)]
     words: list[tuple[str, int, int]] = []
     current: list[str] = []
     start = end = 0
