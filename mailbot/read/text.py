@@ -437,7 +437,7 @@ def _scan_quoted(text: str, forwarded: bool, markers: MarkerReader | None = None
     starts: list[_Start] = [_Start(0, ())]
     forward_used = not forwarded
     history = False
-    reply_starts = _reply_header_starts("\n".join(line[:500] for line in bare))
+    reply_starts = _ReplyStarts(list(bare))  # of the lines as written, before any unquoting
 
     i = 0
     while i < cut:
@@ -524,7 +524,23 @@ def _reply_header_starts(joined: str) -> set[int]:
     return starts
 
 
-def _opens_header_block(bare: list[str], i: int, reply_starts: set[int]) -> bool:
+class _ReplyStarts:
+    """`_reply_header_starts` of a body's lines, found the first time a header block needs
+    it: most bodies have no "De:" line with a date under it, and the expression runs over
+    the whole body."""
+
+    def __init__(self, bare: list[str]) -> None:
+        self._bare: list[str] | None = bare
+        self._starts: set[int] = set()
+
+    def __contains__(self, number: object) -> bool:
+        if self._bare is not None:
+            self._starts = _reply_header_starts("\n".join(line[:500] for line in self._bare))
+            self._bare = None
+        return number in self._starts
+
+
+def _opens_header_block(bare: list[str], i: int, reply_starts: _ReplyStarts) -> bool:
     """Whether line i starts the header block of a quoted mail (Outlook's way of quoting).
 
     The block must name a sender and a date: a memo-style "De: ... / Para: ... / Asunto: ..."
