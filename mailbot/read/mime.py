@@ -53,6 +53,7 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _ADDR_SPEC = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
 _FOLD = re.compile(r"\r?\n[ \t]*|\r[ \t]*")
+_FOLD_OR_NUL = re.compile(r"[\r\n\x00]")
 # Python codec names (codecs.lookup(...).name) of single-byte charsets, where valid UTF-8 is a
 # sure sign of a wrong label; and of the charsets where ASCII bytes mean ASCII text.
 _SINGLE_BYTE = ("ascii", "iso8859", "cp125", "latin", "mac-", "koi8", "cp437", "cp850", "tis-620")
@@ -584,6 +585,8 @@ def decode_header_text(raw: str) -> str:
     Windows-1252.
     """
     try:
+        if raw.isascii() and "=?" not in raw and not _FOLD_OR_NUL.search(raw):
+            return raw.strip()  # nothing to unfold, decode or normalise: most header fields
         text = _FOLD.sub(" ", raw)
         # (charset, [bytes of adjacent words]) or (None, [text]); a list each, so that 100,000
         # words in one charset are joined once, not copied 100,000 times.
