@@ -510,6 +510,8 @@ def _headers_between(bare: list[str], start: int, end: int) -> tuple[str, ...]:
 
 
 def _bare(line: str) -> str:
+    if line.isascii():
+        return line.strip()  # no no-break space, no zero-width character: most lines
     return line.replace("\xa0", " ").translate(_ZERO_WIDTH).strip()
 
 
@@ -599,7 +601,8 @@ def _attribution(bare: list[str], i: int) -> tuple[int, int] | None:
             return None
         if end > i and _ATTRIBUTION_START.match(bare[end]):
             return None  # a nearer start: the attribution begins there, not at line i
-        if _ATTRIBUTION_END.search(bare[end]):
+        # The expression ends in "escribió:" and blanks: a line that ends otherwise is none.
+        if bare[end].rstrip().endswith(":") and _ATTRIBUTION_END.search(bare[end]):
             if end > i and not _ATTRIBUTION_START.match(bare[i]):
                 return None
             if len(" ".join(bare[i:end + 1])) > 300:
