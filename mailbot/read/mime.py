@@ -441,7 +441,7 @@ def _quoted(depth: int, content: str) -> str:
 
 def _filename(part: Message) -> str:
     try:
-        name = part.get_filename()
+        name = part.get_filename() if _may_name_a_file(part) else None
     except Exception:
         name = None
     if not name:
@@ -449,6 +449,16 @@ def _filename(part: Message) -> str:
     name = decode_header_text(_header_raw_text(name))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]  # never a path, only a name
     return "".join(ch for ch in name if ch >= " ").strip()
+
+
+def _may_name_a_file(part: Message) -> bool:
+    """False when `get_filename` surely finds nothing: neither a "filename" parameter of
+    Content-Disposition nor a "name" of Content-Type can be in fields without those letters
+    (the common text and container parts, asked on every part walked)."""
+    fields = [part.get("content-disposition", ""), part.get("content-type", "")]
+    if not all(isinstance(f, str) for f in fields):
+        return True  # a field the parser kept as a Header: let get_filename read it
+    return "name" in (fields[0] + fields[1]).lower()
 
 
 def _payload_bytes(part: Message, notes: list[str] | None = None) -> bytes:
