@@ -232,7 +232,7 @@ def sender_text(text: str, marks: OwnMarks, *, forwarded: bool,
 
     def part_text(part: Part) -> str:
         if part.text == kept and nearby == kept_nearby:
-            return own.text  # the same text asked the same way (a body of one part): no twice
+            return own.text  # the very call made above (a body of one part): its answer
         return remove_own_text(part.text, ours_nearby=nearby).text
 
     kept_parts = tuple(dataclasses.replace(p, text=part_text(p))

@@ -159,7 +159,7 @@ def _cell_lines(cell: HtmlElement) -> list[str]:
 
 # A table cell made only of these (Outlook's <td><p class=MsoNormal><b>Empresa<o:p>, Gmail's
 # <td><div><span>...) renders, line by line, as `_plain_cell_text` writes it; Inscriptis
-# builds a whole document per cell, a tenth of what converting a one-table mail costs.
+# builds a whole document per cell (the benchmark's 4,000 cells: 115 ms, this way 45 ms).
 _PLAIN_INLINE = frozenset({"a", "abbr", "b", "big", "em", "font", "i", "o:p", "s", "small",
                            "span", "strike", "strong", "sub", "sup", "u"})
 _PLAIN_BLOCKS = frozenset({"div", "p"})  # display:block in the strict profile, no bullet
