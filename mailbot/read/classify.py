@@ -8,6 +8,7 @@ text) and strict otherwise: a near miss is filed for operators rather than guess
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -54,6 +55,20 @@ _LIST_HEADERS = ("x-mailing-list", "mailing-list", "x-list", "x-beenthere")  # b
 def normalise_subject(subject: str) -> str:
     """A subject as words only: ``"RE: RV: [EXTERNO] Solicitud de desbloqueo."`` ->
     ``"solicitud de desbloqueo"`` (case folded, accents and any number of prefixes gone)."""
+    if len(subject or "") <= _CACHED_CHARS:
+        return _normalised(subject or "")  # the rules' subjects, for every mail
+    return _normalise(subject)
+
+
+_CACHED_CHARS = 400  # what is cached must stay small, whatever a mail's subject holds
+
+
+@functools.lru_cache(maxsize=256)
+def _normalised(subject: str) -> str:
+    return _normalise(subject)
+
+
+def _normalise(subject: str) -> str:
     text = _fold(subject or "")
     while True:
         stripped = _PREFIX.sub("", text, count=1)
@@ -174,14 +189,31 @@ def _subject_starts(subject: str, phrases: Sequence[str], colon: bool = False) -
     """The subject (tags like "[EXTERNAL]" aside) begins with one of `phrases` as whole words,
     followed by a colon when `colon` is set."""
     text = re.sub(r"^\s*(?:\[[^\]]{0,40}\]\s*)+", "", _fold(subject or ""))
+    return any(pattern.match(text) for pattern in _phrase_patterns(tuple(phrases), colon))
+
+
+@functools.lru_cache(maxsize=16)
+def _phrase_patterns(phrases: tuple[str, ...], colon: bool) -> tuple[re.Pattern[str], ...]:
+    """One expression per phrase, compiled once: three lists are tried on every mail."""
+    patterns = []
     for phrase in phrases:
         words = r"[\W_]+".join(re.escape(w) for w in phrase.split())
         end = r"\s*:" if colon else r"(?:[\W_]|$)"
-        if re.match(rf"^[\W_]*{words}{end}", text):
-            return True
-    return False
+        patterns.append(re.compile(rf"^[\W_]*{words}{end}"))
+    return tuple(patterns)
 
 
 def _fold(text: str) -> str:
+    # A subject is folded for its kind, for a forward and for three lists of automatic
+    # subjects: folded once.
+    return _folded(text) if len(text) <= _CACHED_CHARS else _fold_text(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _folded(text: str) -> str:
+    return _fold_text(text)
+
+
+def _fold_text(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

@@ -35,6 +35,35 @@ def _fold_char(char: str) -> str:
                    if not unicodedata.combining(c))
 
 
+class _FoldTable(dict):
+    """`_fold_char` by code point, for `str.translate`: filled as characters are met, the
+    ASCII ones up front, and bounded (past the limit a character is folded, not kept).
+    With `single`, a character that does not fold to exactly one is deleted instead."""
+
+    LIMIT = 8192
+
+    def __init__(self, *, single: bool = False) -> None:
+        super().__init__()
+        self.single = single
+        for code in range(128):
+            self[code] = self._fold(code)
+
+    def _fold(self, code: int) -> str:
+        folded = _fold_char(chr(code))
+        return "" if self.single and len(folded) != 1 else folded
+
+    def __missing__(self, code: int) -> str:
+        folded = self._fold(code)
+        if len(self) < self.LIMIT:
+            self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+_FOLD_ONE_TABLE = _FoldTable(single=True)
+_NOT_SPACES = re.compile(r"[^ ]+")
+
+
 def _fold_chars(text: str) -> list[tuple[str, int]]:
     """Folded characters, each with the index of the original character it came from.
 
@@ -43,12 +72,17 @@ def _fold_chars(text: str) -> list[tuple[str, int]]:
     original text.
     """
     out: list[tuple[str, int]] = []
+    append = out.append
+    after_space = True  # nothing yet, or a space last: a space here would be dropped
+    table = _FOLD_TABLE
     for index, char in enumerate(text):
-        for c in _fold_char(char):
+        for c in table[ord(char)]:
             if c != " ":
-                out.append((c, index))
-            elif out and out[-1][0] != " ":
-                out.append((" ", index))
+                append((c, index))
+                after_space = False
+            elif not after_space:
+                append((" ", index))
+                after_space = True
     if out and out[-1][0] == " ":
         out.pop()
     return out
@@ -63,7 +97,9 @@ def fold(text: str) -> str:
     """
     if text.isascii():
         return " ".join(_ASCII_WORD.findall(text)).lower()
-    return "".join(c for c, _ in _fold_chars(text))
+    # `_fold_chars` without the indices: each character folds to letters, digits and spaces
+    # only (never other whitespace), so splitting on whitespace joins its runs of spaces.
+    return " ".join(text.translate(_FOLD_TABLE).split())
 
 
 # --- serials ----------------------------------------------------------------------------------
@@ -227,6 +263,11 @@ def _words(text: str) -> list[tuple[str, int, int]]:
     """Folded words of `text` with the start and end index of each in the original."""
     if text.isascii():
         return [(m.group().lower(), m.start(), m.end()) for m in _ASCII_WORD.finditer(text)]
+    folded = text.translate(_FOLD_ONE_TABLE)
+    if len(folded) == len(text):
+        # Every character folds to one (accented letters do): a word's characters are where
+        # its folded ones are, and runs of spaces are what `_fold_chars` collapses.
+        return [(m.group(), m.start(), m.end()) for m in _NOT_SPACES.finditer(folded)]
     words: list[tuple[str, int, int]] = []
     current: list[str] = []
     start = end = 0

@@ -53,6 +53,7 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _ADDR_SPEC = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
 _FOLD = re.compile(r"\r?\n[ \t]*|\r[ \t]*")
+_FOLD_OR_NUL = re.compile(r"[\r\n\x00]")
 # Python codec names (codecs.lookup(...).name) of single-byte charsets, where valid UTF-8 is a
 # sure sign of a wrong label; and of the charsets where ASCII bytes mean ASCII text.
 _SINGLE_BYTE = ("ascii", "iso8859", "cp125", "latin", "mac-", "koi8", "cp437", "cp850", "tis-620")
@@ -440,7 +441,7 @@ def _quoted(depth: int, content: str) -> str:
 
 def _filename(part: Message) -> str:
     try:
-        name = part.get_filename()
+        name = part.get_filename() if _may_name_a_file(part) else None
     except Exception:
         name = None
     if not name:
@@ -448,6 +449,16 @@ def _filename(part: Message) -> str:
     name = decode_header_text(_header_raw_text(name))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]  # never a path, only a name
     return "".join(ch for ch in name if ch >= " ").strip()
+
+
+def _may_name_a_file(part: Message) -> bool:
+    """False when `get_filename` surely finds nothing: neither a "filename" parameter of
+    Content-Disposition nor a "name" of Content-Type can be in fields without those letters
+    (the common text and container parts, asked on every part walked)."""
+    fields = [part.get("content-disposition", ""), part.get("content-type", "")]
+    if not all(isinstance(f, str) for f in fields):
+        return True  # a field the parser kept as a Header: let get_filename read it
+    return "name" in (fields[0] + fields[1]).lower()
 
 
 def _payload_bytes(part: Message, notes: list[str] | None = None) -> bytes:
@@ -570,7 +581,7 @@ def _header_raw_text(raw: Any) -> str:
         except Exception:
             raw = str(raw)
     text = str(raw)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not text.isascii() and any("\udc80" <= ch <= "\udcff" for ch in text):
         data = text.encode("utf-8", "surrogateescape")
         text = _try(data, "utf-8") or _try(data, "cp1252") or data.decode("latin-1")
     return text
@@ -584,6 +595,8 @@ def decode_header_text(raw: str) -> str:
     Windows-1252.
     """
     try:
+        if raw.isascii() and "=?" not in raw and not _FOLD_OR_NUL.search(raw):
+            return raw.strip()  # nothing to unfold, decode or normalise: most header fields
         text = _FOLD.sub(" ", raw)
         # (charset, [bytes of adjacent words]) or (None, [text]); a list each, so that 100,000
         # words in one charset are joined once, not copied 100,000 times.

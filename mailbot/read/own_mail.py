@@ -222,14 +222,21 @@ def sender_text(text: str, marks: OwnMarks, *, forwarded: bool,
     else:
         kept = parts[0].text if len(parts) == 1 else strip_quoted(text, forwarded=forwarded,
                                                                    markers=markers)
-    own = remove_own_text(kept, ours_nearby=bool(notes))
+    kept_nearby = bool(notes)
+    own = remove_own_text(kept, ours_nearby=kept_nearby)
     if own.replies:
         notes.append("a reply of ours in the body (its greeting to its sign-off) was not read")
     if own.examples:
         notes.append("the example request of our answers' template was not read as a request")
-    kept_parts = tuple(
-        dataclasses.replace(p, text=remove_own_text(p.text, ours_nearby=bool(notes)).text)
-        for p, reason in zip(parts, reasons, strict=True) if not reason)
+    nearby = bool(notes)
+
+    def part_text(part: Part) -> str:
+        if part.text == kept and nearby == kept_nearby:
+            return own.text  # the very call made above (a body of one part): its answer
+        return remove_own_text(part.text, ours_nearby=nearby).text
+
+    kept_parts = tuple(dataclasses.replace(p, text=part_text(p))
+                       for p, reason in zip(parts, reasons, strict=True) if not reason)
     return SenderText(own.text, tuple(notes), kept_parts, scan.history)
 
 
