@@ -18,7 +18,9 @@ synchronous=FULL), except the decisions of step 2 (`Store.transaction(sync_later
 they are synced together, with one fsync of the WAL (`Store.sync`), before the first reply
 of the batch is sent and before any mail is filed. A power cut can only undo a suffix of the
 commits, so it leaves the store as a crash before the first undone decision would have, with
-none of its replies out and its mail still in the inbox.
+none of its replies out and its mail still in the inbox. A reply's mark (step 3) commits the
+same way and is synced by itself right after, before the next reply goes out: as durable as
+a synced commit, with the fsync made once the write lock is free for others.
 
 Mails go through in batches (BATCH_SIZE), which changes no step of any single mail, only how
 steps of different mails interleave: the new mails of each group of LOOK_AGAIN are recorded
