@@ -440,7 +440,9 @@ class Breakdown:
         self.sql_statements = 0
         self.sql_seconds = 0.0
         self.transactions = 0
-        self.synced_later = 0  # of them, committed without their own fsync (the decisions)
+        # of them, committed without their own fsync (the decisions, the marks of replies sent)
+        # and synced by one fsync of the WAL before anything acts on them
+        self.synced_later = 0
         # Wall time per mail of each batch, from the end of the batch answered before it (or
         # the start) to the end of its answer_batch, in order; in a pass with a decider process
         # batches overlap, so this is the pace at which answered batches come out.
@@ -848,11 +850,12 @@ def main(argv: list[str] | None = None) -> int:
             + f"; mails read by worker processes: {e2e['read_by_workers']} "
               f"(the rest in-process: parse_extract below); mails decided by the decider "
               f"process: {e2e['decided_by_decider']} (the rest in this one)")
-        say("    where the time went (main process): " + ", ".join(
+        say("    where the time went (main process; the decider's decisions are not in it): "
+            + ", ".join(
             f"{k} {v:.2f} s" for k, v in b["seconds"].items())
-            + f"; {b['transactions']} transactions ({b['synced_later']} of them synced later, "
-              f"together), {b['sql_statements']} SQL statements "
-              f"({b['sql_seconds']:.2f} s in the driver)")
+            + f"; {b['transactions']} transactions ({b['synced_later']} of them synced after the "
+              f"commit, by an fsync of the WAL), {b['sql_statements']} SQL statements "
+              f"({b['sql_seconds']:.2f} s in the driver, waits for the write lock included)")
         say(f"    CPU of this process (mailbot, and the SMTP server's thread): "
             f"{e2e['cpu_s']:.2f} s of {e2e['seconds']:.2f} s; of the helper processes (decider, "
             f"readers): {e2e['helpers_cpu_s']:.2f} s")
