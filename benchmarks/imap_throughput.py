@@ -760,6 +760,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="[imap] poll_interval_seconds of the service in the latency run "
                          "(default 60, the tests' setting)")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    ap.add_argument("--no-decider", action="store_true",
+                    help="decide every mail in the main process, as before the decider "
+                         "(mailbot.run.decider), to compare")
     args = ap.parse_args(argv)
     if args.mails < 1 or args.latency_mails < 0:
         ap.error("--mails must be >= 1 and --latency-mails >= 0")
@@ -816,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["floor_read"] = read_floor
 
         app = open_app(config)
+        app.decider = app.decider and not args.no_decider
         try:
             import_registry(app, registry_csv, keys_csv)
             e2e = measure_end_to_end(app, imap, smtp, arrivals, len(bulk), args.profile,

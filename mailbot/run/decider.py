@@ -98,6 +98,7 @@ class Decider:
         self._closed = False
         self._out: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._results: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.ready = threading.Event()  # the decider has set itself up
         self._out.put(("setup", setup))
         # Two threads, so that neither side ever waits on a full pipe: one writes the batches,
         # one reads the answers as soon as they come.
@@ -180,7 +181,9 @@ class Decider:
                 code = self._proc.poll()
                 self._results.put(("gone", f"the decider process ended ({exc}; exit {code})"))
                 return
-            if status == "ok":
+            if status == "ready":  # set up: the parent may hand it the next mails
+                self.ready.set()
+            elif status == "ok":
                 self._results.put(("ok", payload))
             else:
                 _replay(payload[1])
@@ -288,7 +291,7 @@ def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
         child.send_frame(answers, pickle.dumps(("error", (f"{type(exc).__name__}: {exc}",
                                                            collect.take()))))
         return
-    log.debug("event=decider_ready pid=%d", os.getpid())
+    child.send_frame(answers, pickle.dumps(("ready", None)))
     with ReadAhead(app.rules, app.config.limits, app.own_addresses,
                    reference_prefix=app.config.bot.reference_prefix,
                    workers=app.read_workers) as readahead:

@@ -146,19 +146,25 @@ def handle_inbox(app: App, report: RunReport, readahead: ReadAhead) -> None:
 
 def _with_decider(app: App, report: RunReport, readahead: ReadAhead, decider: Decider,
                   first: list[RawMail], batches: Iterator[list[RawMail]]) -> None:
-    """The head of the first batch decided here while the decider starts; then the rest, in
-    parts of DECIDER_PART, goes to the decider, and the oldest part decided is answered while
-    the decider works on the next ones (at most DECIDER_AHEAD parts wait for it). Parts half
-    a batch long keep the pipeline short at both ends: the decider starts sooner, and the last
-    part it decides is answered sooner. A decider that is gone hands its parts back: they are
-    handled here."""
+    """The first batch decided here, a group of LOOK_AGAIN at a time, until the decider has
+    started; then the rest, in parts of DECIDER_PART, goes to the decider, and the oldest part
+    decided is answered while the decider works on the next ones (at most DECIDER_AHEAD parts
+    wait for it). Parts half a batch long keep the pipeline short: the last part the decider
+    decides is answered sooner. A decider that is gone hands its parts back: they are handled
+    here."""
     claimed: list[int] = []
-    head, rest = first[:DECIDER_PART], first[DECIDER_PART:]
+    handled: list[MailRecord] = []
+    done = 0
     try:  # read here: the decider's readers take over, a worker of our own would not pay
-        handled = decide_batch(app, head, report, None, claimed, refile=app.source.file)
+        while done < len(first) and (done == 0 or not decider.ready.is_set()):
+            group = first[done:done + LOOK_AGAIN]
+            handled.extend(decide_batch(app, group, report, None, claimed,
+                                        refile=app.source.file))
+            done += len(group)
     except BaseException:
         let_go(app, claimed)
         raise
+    rest = first[done:]
     here: tuple[list[MailRecord], list[int]] | None = (handled, claimed)
     waiting: collections.deque[list[RawMail]] = collections.deque()  # given to the decider
     helper: Decider | None = decider
