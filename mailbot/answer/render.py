@@ -257,17 +257,22 @@ class Renderer:
     def _render_file(self, env: jinja2.Environment, file: str,
                      context: Mapping[str, Any]) -> str:
         """`env` is the part's (`make_environment`): the HTML part escapes every file it uses."""
+        max_output = self.max_output
         with limits(time_limit=self.time_limit, max_steps=self.max_steps,
-                    max_value=self.max_output):
+                    max_value=max_output):
             try:
                 template = env.get_template(file)
                 chunks: list[str] = []
+                append = chunks.append
                 size = 0
-                for chunk in template.generate(dict(context)):
-                    size += len(chunk)
-                    if size > self.max_output:
-                        raise LimitExceeded(f"output larger than {self.max_output} characters")
-                    chunks.append(chunk)
+                try:  # jinja's Template.generate, without its generator around every chunk
+                    for chunk in template.root_render_func(template.new_context(dict(context))):
+                        size += len(chunk)
+                        if size > max_output:
+                            raise LimitExceeded(f"output larger than {max_output} characters")
+                        append(chunk)
+                except Exception:
+                    env.handle_exception()  # raises it again, with the templates' lines
                 return "".join(chunks)
             except TemplateError:
                 raise

@@ -29,14 +29,19 @@ import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.visitor import NodeTransformer
-from markupsafe import Markup
+from markupsafe import Markup, escape
+
+try:  # markupsafe 3: the C function `escape` wraps in a Markup (see `_escape_output`)
+    from markupsafe import _escape_inner as _escape_str
+except ImportError:  # markupsafe 2: `escape` is the C function itself, nothing to gain
+    _escape_str = None
 
 
 class LimitExceeded(SecurityError):
     """A template ran too long or built too large a value."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Budget:
     """What is left of one render's allowance; every loop item, call and operator spends a step."""
 
@@ -47,9 +52,13 @@ class _Budget:
     def step(self) -> None:
         self.steps_left -= 1
         if self.steps_left < 0:
-            raise LimitExceeded("template loops too long (too many steps)")
+            raise LimitExceeded(_TOO_MANY_STEPS)
         if time.monotonic() > self.deadline:
-            raise LimitExceeded("template takes too long to render")
+            raise LimitExceeded(_TOO_LONG)
+
+
+_TOO_MANY_STEPS = "template loops too long (too many steps)"
+_TOO_LONG = "template takes too long to render"
 
 
 _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("mailbot_render_budget",
@@ -82,9 +91,15 @@ def _step() -> None:
 
 
 def _guarded_iter(iterable: Any) -> Iterable[Any]:
-    """Every `for` loop in a template iterates through this: one step per item."""
+    """Every `for` loop in a template iterates through this: one step per item (the budget is
+    looked up once per loop: a loop runs inside one render, whose budget does not change)."""
+    budget = _budget.get()
+    if budget is None:
+        yield from iterable
+        return
+    step = budget.step
     for item in iterable:
-        _step()
+        step()
         yield item
 
 
@@ -184,7 +199,11 @@ def _size_checked(func: Callable[..., Any]) -> Callable[..., Any]:
         budget = _budget.get()  # once per call: filters run thousands of times per reply
         if budget is None:
             return func(*args, **kwargs)
-        budget.step()
+        budget.steps_left -= 1  # budget.step(), inlined: the most frequent step of a render
+        if budget.steps_left < 0:
+            raise LimitExceeded(_TOO_MANY_STEPS)
+        if time.monotonic() > budget.deadline:
+            raise LimitExceeded(_TOO_LONG)
         value = func(*args, **kwargs)
         if isinstance(value, (str, list, tuple)) and len(value) > budget.max_value:
             raise LimitExceeded(f"template builds a value of more than {budget.max_value} "
@@ -292,10 +311,61 @@ class _RefuseUnescaped(NodeTransformer):
 _MARKUP_FROM_VALUES = ("urlize", "tojson", "xmlattr")
 
 
+def _escape_output(value: Any) -> Any:
+    """What ``{{ value }}`` prints in an HTML rendering: markupsafe's `escape`, the same
+    characters, without building a Markup object around a plain string's escaped text.
+
+    Compiled templates call ``escape`` only on what they print, and what they print is only
+    joined into the output (or into a macro's, block's or ``set``'s buffer, which jinja marks
+    as Markup itself), never used as a value: so only the characters matter, and a Markup
+    object per printed value (half the cost of printing it) buys nothing."""
+    if type(value) is str:
+        return _escape_str(value)  # type: ignore[misc]  # only installed with markupsafe 3
+    if type(value) is Markup:
+        return value  # escape(m) is Markup(m.__html__()): the same characters
+    return escape(value)
+
+
+class _Template(jinja2.Template):
+    """A compiled template whose printed values go through `_escape_output`."""
+
+    @classmethod
+    def from_code(cls, environment: jinja2.Environment, code: Any,
+                  globals: Any, uptodate: Any = None) -> jinja2.Template:
+        template = super().from_code(environment, code, globals, uptodate)
+        if _escape_str is not None:  # the module the compiled code runs in: its ``escape``
+            template.root_render_func.__globals__["escape"] = _escape_output
+        return template
+
+
+# The names a plain dict has as attributes (from its class and object; instances have no
+# __dict__, and builtin types cannot gain attributes): any other name is an item or nothing.
+_DICT_ATTRIBUTES = frozenset(name for cls in dict.__mro__ for name in vars(cls))
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox plus step, time and size limits (a hostile or buggy template cannot hang us)."""
 
     intercepted_binops = frozenset(_BINOPS)
+    template_class = _Template
+
+    def make_globals(self, d: Any) -> dict[str, Any]:
+        """A template's globals as a plain dict, not jinja's ChainMap over the environment's:
+        every render copies them into its context, and a ChainMap is copied key by key in
+        Python (a few percent of a reply). The environment's globals are final when
+        `make_environment` returns, so the copy has the same names and values."""
+        return {**self.globals, **(d or {})}
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``row.serial`` on a plain dict (every context value is one) decided as jinja does,
+        without the AttributeError jinja's getattr raises and catches first: a dict has the
+        attributes in `_DICT_ATTRIBUTES` (those still go through the sandbox) and no other."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = _GuardLoops().visit(super()._parse(source, name, filename))
@@ -312,6 +382,14 @@ class _Environment(ImmutableSandboxedEnvironment):
         _step()
         _precheck_str_method(__obj, args)
         return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+
+def _synchronous(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The synchronous function behind a jinja filter written for both modes (``list``,
+    ``map``, ``selectattr``...), which is what that filter calls in a synchronous environment."""
+    sync = getattr(func, "__wrapped__", None) if getattr(func, "jinja_async_variant", False) \
+        else None
+    return sync if callable(sync) and not getattr(sync, "jinja_async_variant", False) else func
 
 
 def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., Any]], *,
@@ -333,9 +411,14 @@ def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., An
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,  # compiled once; `Renderer.refresh` picks up edits between passes
+        cache_size=-1,  # a plain dict of the compiled files: jinja's LRU locks on every lookup
     )
     env.globals.pop("lipsum", None)  # generates unbounded text; templates have no use for it
-    hardened = dict(env.filters)
+    # jinja's async-capable filters ask on every call whether the environment is async; this
+    # one never is, so they are their synchronous functions (``slice`` keeps its wrapper:
+    # `_capped_width` below counts its arguments with the wrapper's eval context first).
+    hardened = {name: func if name == "slice" else _synchronous(func)
+                for name, func in env.filters.items()}
     hardened["center"] = _capped_width(hardened["center"], 1, "width")
     hardened["indent"] = _capped_width(hardened["indent"], 1, "width")
     hardened["slice"] = _capped_width(hardened["slice"], 1, "slices")
