@@ -366,9 +366,23 @@ def _wrapped(line: str, width: int) -> tuple[str, ...]:
     mark = _LIST_MARK.match(line) or _COLUMN.match(line)
     indent = line[: len(line) - len(line.lstrip())]
     hanging = " " * len(mark.group(0)) if mark else indent
-    return tuple(textwrap.wrap(line.strip(), width=width, initial_indent=indent,
+    return tuple(textwrap.wrap(_munged(line.strip()), width=width, initial_indent=indent,
                                subsequent_indent=hanging, break_long_words=False,
-                               break_on_hyphens=False))
+                               break_on_hyphens=False, expand_tabs=False,
+                               replace_whitespace=False))
+
+
+_WRAP_WHITESPACE = "\t\n\x0b\x0c\r "  # textwrap's, which it turns into spaces
+_TO_SPACES = str.maketrans(_WRAP_WHITESPACE, " " * len(_WRAP_WHITESPACE))
+_OTHER_WHITESPACE = re.compile("[\n\x0b\x0c\r]")
+
+
+def _munged(text: str) -> str:
+    """TextWrapper._munge_whitespace (tabs expanded, whitespace made spaces), skipping its
+    str.translate when there is nothing to translate, as in a line from splitlines(): that
+    translate is three quarters of wrapping a line (a dict lookup per character)."""
+    text = text.expandtabs()
+    return text.translate(_TO_SPACES) if _OTHER_WHITESPACE.search(text) else text
 
 
 def _one_line(text: str, limit: int = 500) -> str:
