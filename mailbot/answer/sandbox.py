@@ -26,6 +26,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
+from jinja2.runtime import Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
@@ -397,7 +398,8 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
-        _precheck_str_method(__obj, args)
+        if type(__obj) is not Macro:  # a template's macro is no str method (nor str.format)
+            _precheck_str_method(__obj, args)
         return _check_size(super().call(__context, __obj, *args, **kwargs))
 
 
