@@ -171,3 +171,13 @@ def test_html_part_prints_every_kind_of_value_as_markupsafe_escapes_it(tmp_path)
     html = Renderer(tmp_path).render("x", {"values": values}).html
     shown = "".join(f"[{escape(v)}]" for v in values) + "".join(f"({escape(v)})" for v in values)
     assert html == shown  # (trim_blocks eats the newline after the last tag)
+
+
+def test_naming_one_file_many_ways_keeps_the_compiled_templates_bounded(tmp_path):
+    """Each name of a file is compiled and kept: a template cannot grow that without bound."""
+    (tmp_path / "_x.txt.j2").write_text("x")
+    (tmp_path / "x.txt.j2").write_text(
+        '{% for i in range(450) %}{% include "./" * i ~ "_x.txt.j2" %}{% endfor %}\n')
+    renderer = Renderer(tmp_path, time_limit=60)
+    assert renderer.render("x", {}).text == "x" * 450 + "\n"
+    assert len(renderer._text_env.cache) <= 400  # type: ignore[arg-type]

@@ -403,6 +403,21 @@ class _Environment(ImmutableSandboxedEnvironment):
         return _check_size(super().call(__context, __obj, *args, **kwargs))
 
 
+class _TemplateCache(dict):  # type: ignore[type-arg]
+    """The compiled templates by name, as jinja's default cache holds them: at most `capacity`
+    (jinja's default cache size), since a template can name one file many ways
+    (``include "./" * i ~ "x.txt.j2"``) and each name is compiled and kept. A dict to read,
+    because jinja's LRU cache takes a lock and reorders itself on every lookup (seven per
+    reply); when full it is emptied rather than pruned, which costs only recompiling."""
+
+    capacity = 400  # jinja's Environment(cache_size=400); jinja's overlay() reads it
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self and len(self) >= self.capacity:
+            self.clear()
+        super().__setitem__(key, value)
+
+
 def _synchronous(func: Callable[..., Any]) -> Callable[..., Any]:
     """The synchronous function behind a jinja filter written for both modes (``list``,
     ``map``, ``selectattr``...), which is what that filter calls in a synchronous environment."""
@@ -430,8 +445,8 @@ def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., An
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,  # compiled once; `Renderer.refresh` picks up edits between passes
-        cache_size=-1,  # a plain dict of the compiled files: jinja's LRU locks on every lookup
     )
+    env.cache = _TemplateCache()  # type: ignore[assignment]
     env.globals.pop("lipsum", None)  # generates unbounded text; templates have no use for it
     # jinja's async-capable filters ask on every call whether the environment is async; this
     # one never is, so they are their synchronous functions (``slice`` keeps its wrapper:
