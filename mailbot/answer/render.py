@@ -380,7 +380,7 @@ _OTHER_WHITESPACE = re.compile("[\n\x0b\x0c\r]")
 def _munged(text: str) -> str:
     """TextWrapper._munge_whitespace (tabs expanded, whitespace made spaces), skipping its
     str.translate when there is nothing to translate, as in a line from splitlines(): that
-    translate is three quarters of wrapping a line (a dict lookup per character)."""
+    translate (a dict lookup per character) was a quarter of wrapping a line."""
     text = text.expandtabs()
     return text.translate(_TO_SPACES) if _OTHER_WHITESPACE.search(text) else text
 
