@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbot.answer.preview import preview
-from mailbot.answer.render import Renderer, tidy_text
+from mailbot.answer.render import _COLUMN, _LIST_MARK, Renderer, _wrapped, tidy_text
 from mailbot.answer.samples import sample_context, sample_contexts, sample_installation
 from mailbot.errors import TemplateError
 from mailbot.ruleset import Ruleset, load_rules
@@ -59,6 +62,22 @@ def test_tidy_text_wraps_long_lines_with_a_hanging_indent():
     assert all(len(line) <= 76 for line in lines)
     assert lines[1].startswith("    palabra")
     assert "\n\n\n" not in text
+
+
+@settings(max_examples=400, deadline=None, database=None, derandomize=True)
+@given(st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\xa0\u2003-*•1.aéZ$,"), max_size=200),
+       st.sampled_from(["", "  ", "\t", "  - ", " 2. "]))
+def test_wrapping_a_line_is_what_textwrap_makes_of_it(words, start):
+    """`_wrapped` hands textwrap the line with its whitespace already made spaces: the same
+    lines as textwrap doing it itself, under the line's list mark or column."""
+    line = start + words
+    for width in (5, 20, 76):
+        mark = _LIST_MARK.match(line) or _COLUMN.match(line)
+        indent = line[: len(line) - len(line.lstrip())]
+        hanging = " " * len(mark.group(0)) if mark else indent
+        assert _wrapped.__wrapped__(line, width) == tuple(textwrap.wrap(
+            line.strip(), width=width, initial_indent=indent, subsequent_indent=hanging,
+            break_long_words=False, break_on_hyphens=False))
 
 
 # --- every template ------------------------------------------------------------------------

@@ -111,3 +111,73 @@ def test_time_limit_stops_a_slow_template(tmp_path):
     renderer = Renderer(tmp_path, max_steps=10**12, time_limit=0.2)
     with pytest.raises(TemplateError, match="takes too long"):
         renderer.render("slow", {})
+
+
+def test_every_loop_item_filter_operator_and_call_spends_one_step(tmp_path):
+    """The budget is exact: 3 loop items + 3 filters, 4 filters, one `*` and one call = 12."""
+    (tmp_path / "x.txt.j2").write_text(
+        "{% for r in rows %}{{ r.n|abs }}{% endfor %} "
+        "{{ rows|selectattr('n')|map(attribute='n')|list|length }} {{ (2 * 3) ~ 'x'.upper() }}\n")
+    context = {"rows": [{"n": 1}, {"n": 0}, {"n": 3}]}
+    assert Renderer(tmp_path, max_steps=12).render("x", context).text == "103 2 6X\n"
+    with pytest.raises(TemplateError, match="too many steps"):
+        Renderer(tmp_path, max_steps=11).render("x", context)
+
+
+def test_dict_values_are_read_as_items_and_dict_methods_stay_sandboxed(tmp_path):
+    """`row.serial` reads the item; a name dict has as an attribute is that attribute, and the
+    sandbox still refuses the ones that modify the dict."""
+    (tmp_path / "x.txt.j2").write_text(
+        "{{ d.a }} {{ d['items'] }} {{ d.items()|list|length }} {{ d.nothing is undefined }}"
+        " {{ d.__dict__ is undefined }}\n")
+    (tmp_path / "y.txt.j2").write_text("{{ d.pop }}\n")
+    (tmp_path / "z.txt.j2").write_text("{{ d.nothing }}\n")
+    renderer = Renderer(tmp_path)
+    d = {"a": 1, "items": 2, "pop": 3}
+    assert renderer.render("x", {"d": d}).text == "1 2 3 True True\n"
+    with pytest.raises(TemplateError, match="not allowed in templates: access to attribute 'pop'"):
+        renderer.render("y", {"d": d})
+    with pytest.raises(TemplateError, match="'dict object' has no attribute 'nothing'"):
+        renderer.render("z", {"d": d})
+
+
+def test_the_attributes_a_dict_has_are_the_ones_the_sandbox_looks_up():
+    from mailbot.answer.sandbox import _DICT_ATTRIBUTES
+
+    for name in [*dir(dict), *dir(object), "a", "serial", "__dict__", "__name__", "mro"]:
+        assert hasattr({}, name) == (name in _DICT_ATTRIBUTES), name
+
+
+def test_html_part_prints_every_kind_of_value_as_markupsafe_escapes_it(tmp_path):
+    from markupsafe import Markup, escape
+
+    class Shown:
+        def __str__(self) -> str:
+            return "<shown & 'q'>"
+
+    class Html:
+        def __html__(self) -> str:
+            return "<i>own markup</i>"
+
+    class Text(str):
+        pass
+
+    values = ["<a & 'b' \"c\">", "", "plain", Markup("<b>kept</b>"), 42, 2.5, None, True,
+              Shown(), Html(), Text("<sub & class>")]
+    (tmp_path / "x.txt.j2").write_text("-\n")
+    (tmp_path / "x.html.j2").write_text(
+        "{% for v in values %}[{{ v }}]{% endfor %}{% macro m(v) %}({{ v }}){% endmacro %}"
+        "{% for v in values %}{{ m(v) }}{% endfor %}\n")
+    html = Renderer(tmp_path).render("x", {"values": values}).html
+    shown = "".join(f"[{escape(v)}]" for v in values) + "".join(f"({escape(v)})" for v in values)
+    assert html == shown  # (trim_blocks eats the newline after the last tag)
+
+
+def test_naming_one_file_many_ways_keeps_the_compiled_templates_bounded(tmp_path):
+    """Each name of a file is compiled and kept: a template cannot grow that without bound."""
+    (tmp_path / "_x.txt.j2").write_text("x")
+    (tmp_path / "x.txt.j2").write_text(
+        '{% for i in range(450) %}{% include "./" * i ~ "_x.txt.j2" %}{% endfor %}\n')
+    renderer = Renderer(tmp_path, time_limit=60)
+    assert renderer.render("x", {}).text == "x" * 450 + "\n"
+    assert len(renderer._text_env.cache) <= 400  # type: ignore[arg-type]

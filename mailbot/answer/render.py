@@ -257,17 +257,22 @@ class Renderer:
     def _render_file(self, env: jinja2.Environment, file: str,
                      context: Mapping[str, Any]) -> str:
         """`env` is the part's (`make_environment`): the HTML part escapes every file it uses."""
+        max_output = self.max_output
         with limits(time_limit=self.time_limit, max_steps=self.max_steps,
-                    max_value=self.max_output):
+                    max_value=max_output):
             try:
                 template = env.get_template(file)
                 chunks: list[str] = []
+                append = chunks.append
                 size = 0
-                for chunk in template.generate(dict(context)):
-                    size += len(chunk)
-                    if size > self.max_output:
-                        raise LimitExceeded(f"output larger than {self.max_output} characters")
-                    chunks.append(chunk)
+                try:  # jinja's Template.generate, without its generator around every chunk
+                    for chunk in template.root_render_func(template.new_context(dict(context))):
+                        size += len(chunk)
+                        if size > max_output:
+                            raise LimitExceeded(f"output larger than {max_output} characters")
+                        append(chunk)
+                except Exception:
+                    env.handle_exception()  # raises it again, with the templates' lines
                 return "".join(chunks)
             except TemplateError:
                 raise
@@ -361,9 +366,23 @@ def _wrapped(line: str, width: int) -> tuple[str, ...]:
     mark = _LIST_MARK.match(line) or _COLUMN.match(line)
     indent = line[: len(line) - len(line.lstrip())]
     hanging = " " * len(mark.group(0)) if mark else indent
-    return tuple(textwrap.wrap(line.strip(), width=width, initial_indent=indent,
+    return tuple(textwrap.wrap(_munged(line.strip()), width=width, initial_indent=indent,
                                subsequent_indent=hanging, break_long_words=False,
-                               break_on_hyphens=False))
+                               break_on_hyphens=False, expand_tabs=False,
+                               replace_whitespace=False))
+
+
+_WRAP_WHITESPACE = "\t\n\x0b\x0c\r "  # textwrap's, which it turns into spaces
+_TO_SPACES = str.maketrans(_WRAP_WHITESPACE, " " * len(_WRAP_WHITESPACE))
+_OTHER_WHITESPACE = re.compile("[\n\x0b\x0c\r]")
+
+
+def _munged(text: str) -> str:
+    """TextWrapper._munge_whitespace (tabs expanded, whitespace made spaces), skipping its
+    str.translate when there is nothing to translate, as in a line from splitlines(): that
+    translate (a dict lookup per character) was a quarter of wrapping a line."""
+    text = text.expandtabs()
+    return text.translate(_TO_SPACES) if _OTHER_WHITESPACE.search(text) else text
 
 
 def _one_line(text: str, limit: int = 500) -> str:
