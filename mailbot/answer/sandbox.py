@@ -449,11 +449,10 @@ def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., An
     env.cache = _TemplateCache()  # type: ignore[assignment]
     env.globals.pop("lipsum", None)  # generates unbounded text; templates have no use for it
     # jinja's async-capable filters ask on every call whether the environment is async; this
-    # one never is, so they are their synchronous functions. ``slice`` is left as it was: with
-    # its wrapper's eval context first, position 1 that `_capped_width` reads below is the
-    # value, not the number of slices (a fix of its own, not a speed-up).
-    hardened = {name: func if name == "slice" else _synchronous(func)
-                for name, func in env.filters.items()}
+    # one never is, so they are their synchronous functions. That also puts the number of
+    # slices of ``slice`` at position 1, where `_capped_width` looks (jinja's dual-mode wrapper
+    # takes an eval context first, so the cap used to read the value and let any count by).
+    hardened = {name: _synchronous(func) for name, func in env.filters.items()}
     hardened["center"] = _capped_width(hardened["center"], 1, "width")
     hardened["indent"] = _capped_width(hardened["indent"], 1, "width")
     hardened["slice"] = _capped_width(hardened["slice"], 1, "slices")
