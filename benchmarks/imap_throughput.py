@@ -51,7 +51,6 @@ import json
 import logging
 import os
 import random
-import resource
 import shutil
 import statistics
 import sys
@@ -440,14 +439,8 @@ class Breakdown:
         self.sql_statements = 0
         self.sql_seconds = 0.0
         self.transactions = 0
-        # of them, committed without their own fsync (the decisions, the marks of replies sent)
-        # and synced by one fsync of the WAL before anything acts on them
-        self.synced_later = 0
-        # Wall time per mail of each batch, from the end of the batch answered before it (or
-        # the start) to the end of its answer_batch, in order; in a pass with a decider process
-        # batches overlap, so this is the pace at which answered batches come out.
-        self.per_mail: list[float] = []
-        self.started = time.perf_counter()
+        self.synced_later = 0  # of them, committed without their own fsync (the decisions)
+        self.per_mail: list[float] = []  # wall time per mail of pipeline.process_batch(), in order
 
     def timed(self, stage: str, fn: Callable) -> Callable:
         def wrapper(*args, **kwargs):
@@ -488,23 +481,20 @@ class Breakdown:
             app.after_send_many = self.timed("sent_append", real_many)
         app.renderer.render = self.timed("render", app.renderer.render)
         # Each step's module looks its helpers up by name, so timing one means patching it there.
-        homes = {"read_mail": reading, "build_reply": replies, "answer_batch": pipeline}
+        homes = {"read_mail": reading, "build_reply": replies, "process_batch": pipeline}
         real = {name: getattr(module, name) for name, module in homes.items()}
         reading.read_mail = self.timed("parse_extract", real["read_mail"])
         replies.build_reply = self.timed("build_reply", real["build_reply"])
 
-        last = [self.started]
-
-        def answer_batch(app, handled, *args, **kwargs):
+        def process_batch(app, raws, *args, **kwargs):
+            t = time.perf_counter()
             try:
-                return real["answer_batch"](app, handled, *args, **kwargs)
+                return real["process_batch"](app, raws, *args, **kwargs)
             finally:
-                now = time.perf_counter()
-                each = (now - last[0]) / max(1, len(handled))
-                last[0] = now
-                self.per_mail.extend([each] * len(handled))
+                each = (time.perf_counter() - t) / max(1, len(raws))
+                self.per_mail.extend([each] * len(raws))
 
-        pipeline.answer_batch = answer_batch
+        pipeline.process_batch = process_batch
         real_transaction = app.store.transaction
 
         @contextlib.contextmanager
@@ -591,12 +581,9 @@ def measure_end_to_end(app, imap: DovecotServer, smtp: SmtpTestServer, arrivals:
         t0 = time.perf_counter()
         if profiler:
             profiler.start()
-        breakdown.started = time.perf_counter()
         cpu0 = time.process_time()
-        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         report = run_once(app)
         cpu = time.process_time() - cpu0
-        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if profiler:
             profiler.stop()
         elapsed = time.perf_counter() - t0
@@ -629,10 +616,6 @@ def measure_end_to_end(app, imap: DovecotServer, smtp: SmtpTestServer, arrivals:
               "inbox_left": inbox_left, "request_outcomes": outcomes, "mail_folders": folders,
               "mail_statuses": statuses, "errors": len(report.errors), "problems": problems,
               "read_by_workers": report.read_ahead,
-              "decided_by_decider": report.decided_elsewhere,
-              # the decider and the reading workers (and the decider's), once they have ended
-              "helpers_cpu_s": (children1.ru_utime + children1.ru_stime
-                                - children0.ru_utime - children0.ru_stime),
               "breakdown": breakdown.as_dict(elapsed), "profiled": bool(profile),
               "cpu_s": cpu}
     if profiler:
@@ -760,9 +743,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="[imap] poll_interval_seconds of the service in the latency run "
                          "(default 60, the tests' setting)")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
-    ap.add_argument("--no-decider", action="store_true",
-                    help="decide every mail in the main process, as before the decider "
-                         "(mailbot.run.decider), to compare")
     args = ap.parse_args(argv)
     if args.mails < 1 or args.latency_mails < 0:
         ap.error("--mails must be >= 1 and --latency-mails >= 0")
@@ -819,7 +799,6 @@ def main(argv: list[str] | None = None) -> int:
         figures["floor_read"] = read_floor
 
         app = open_app(config)
-        app.decider = app.decider and not args.no_decider
         try:
             import_registry(app, registry_csv, keys_csv)
             e2e = measure_end_to_end(app, imap, smtp, arrivals, len(bulk), args.profile,
@@ -852,17 +831,14 @@ def main(argv: list[str] | None = None) -> int:
         say("    requests: " + ", ".join(f"{k} {v}" for k, v in
                                         sorted(e2e["request_outcomes"].items()))
             + f"; mails read by worker processes: {e2e['read_by_workers']} "
-              f"(the rest in-process: parse_extract below); mails decided by the decider "
-              f"process: {e2e['decided_by_decider']} (the rest in this one)")
-        say("    where the time went (main process; the decider's decisions are not in it): "
-            + ", ".join(
+              f"(the rest in-process: parse_extract below)")
+        say("    where the time went (main process): " + ", ".join(
             f"{k} {v:.2f} s" for k, v in b["seconds"].items())
-            + f"; {b['transactions']} transactions ({b['synced_later']} of them synced after the "
-              f"commit, by an fsync of the WAL), {b['sql_statements']} SQL statements "
-              f"({b['sql_seconds']:.2f} s in the driver, waits for the write lock included)")
+            + f"; {b['transactions']} transactions ({b['synced_later']} of them synced later, "
+              f"together), {b['sql_statements']} SQL statements "
+              f"({b['sql_seconds']:.2f} s in the driver)")
         say(f"    CPU of this process (mailbot, and the SMTP server's thread): "
-            f"{e2e['cpu_s']:.2f} s of {e2e['seconds']:.2f} s; of the helper processes (decider, "
-            f"readers): {e2e['helpers_cpu_s']:.2f} s")
+            f"{e2e['cpu_s']:.2f} s of {e2e['seconds']:.2f} s")
         say(f"    per mail: {1000 * e2e['seconds'] / max(1, e2e['mails']):.1f} ms; first tenth "
             f"{b['ms_per_mail_first_tenth']:.1f} ms, last tenth "
             f"{b['ms_per_mail_last_tenth']:.1f} ms "

@@ -123,9 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     app = open_app(config)
     import_registry(app, registry_csv, keys_csv)
     app.source, app.sink, app.after_send = MemorySource(datas), MemorySink(), None
-    # Every decision in this process, as a pass of one batch makes them: what this measures is
-    # the CPU a mail costs, not how a backlog spreads it over a decider process.
-    app.decider = False
     statements = commits = 0
 
     def counted(*_args) -> None:

@@ -63,10 +63,6 @@ class App:
     # Worker processes that read mails ahead in large batches (mailbot.run.readahead): None picks
     # as many as the machine has cores to spare, 0 reads every mail in this process.
     read_workers: int | None = None
-    # A decider process may decide the batches after the first of a big pass (mailbot.run.
-    # decider): True for an App opened from its config (wiring.open_app), which the decider
-    # rebuilds; a hand-made App (tests, a dry run) decides in-process.
-    decider: bool = False
     # This run's name in the claims of the mails it works on (mailbot.run.claims): one per App.
     run_id: str = field(default_factory=new_run_id)
     _calendar: BusinessCalendar | None = field(default=None, repr=False, compare=False)
@@ -107,7 +103,6 @@ class RunReport:
     filed: int = 0
     failed: int = 0
     read_ahead: int = 0  # mails read by worker processes (mailbot.run.readahead)
-    decided_elsewhere: int = 0  # of `decided`, by a decider process (mailbot.run.decider)
     errors: list[str] = field(default_factory=list)
 
 

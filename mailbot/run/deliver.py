@@ -114,12 +114,8 @@ def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) ->
             except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
                 log.warning("could not keep a copy of %s: %s", msg.message_id, exc)
         pending = copy and copy_many is not None
-        # On the disk before anything else goes out, so a power cut can resend this one reply
-        # at most (the one window): the commit, then one fsync of the WAL once the write lock
-        # is free again, so that a decider deciding meanwhile never waits for our disk.
-        with app.store.transaction(sync_later=True) as conn:
+        with app.store.transaction() as conn:
             app.store.mark_sent(conn, msg.id, copy_pending=pending)
-        app.store.sync()
         if pending:
             copies.append((msg.id, msg.data))
         report.sent += 1

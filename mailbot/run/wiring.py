@@ -98,7 +98,7 @@ def open_app(config: Config) -> App:
     if callable(append_sent):
         after_send = append_sent
     app = App(config=config, rules=rules, store=store, renderer=renderer, source=source,
-              sink=sink, after_send=after_send, decider=store.shareable)
+              sink=sink, after_send=after_send)
     from mailbot.run import versions
 
     versions.remember(app)  # the folders' content as loaded: the versions this App uses

@@ -28,7 +28,7 @@ from mailbot.store.schema_version import is_current as schema_is_current
 from mailbot.store.throttle_counts import BOTH_COUNTS as _BOTH_COUNTS
 from mailbot.store.throttle_counts import COMPANY_COUNTS as _COMPANY_COUNTS
 from mailbot.store.throttle_counts import SERIAL_COUNTS as _SERIAL_COUNTS
-from mailbot.store.wal import Turns, fsync_wal, synced_later, wal_path
+from mailbot.store.wal import fsync_wal, synced_later, wal_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -110,7 +110,6 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._wal = wal_path(self.engine)  # what `sync()` syncs; None: nothing by hand
-        self._turns: Turns | None = None  # shared with a decider process (take_turns)
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -159,56 +158,13 @@ class Store:
         So whoever acts outside the store on what such a commit says (sends a reply, moves a
         mail) calls `sync()` first. The pipeline's decisions commit this way, one per mail,
         and the batch's first send syncs them all with one fsync instead of one each."""
-        used: list[dict[Any, Any]] = []  # the connection's info, where a turn taken is noted
-        try:
-            if not sync_later or self._wal is None:
-                with store_faults(self.engine.url), self.engine.begin() as conn:
-                    used.append(conn.info)
-                    yield conn
-                return
-            with store_faults(self.engine.url), self.engine.connect() as conn, \
-                    synced_later(conn):
-                used.append(conn.info)
-                with conn.begin():
-                    yield conn
-        finally:  # after the commit or the rollback: the write lock is free again
-            if used and self._turns is not None:
-                self._turns.give_back(used[0])
-
-    def take_turns(self) -> str | None:
-        """From now on, this store's transactions take turns with those of the other processes
-        that share the file this returns (`share_turns`): a pass and its decider (store.wal.
-        Turns says why). None: not a SQLite file, whose own locks queue writers fairly."""
-        if self._wal is None:
-            return None
-        self.share_turns(self._wal[:-len("-wal")] + "-turns")
-        return self._turns.path if self._turns is not None else None
-
-    def share_turns(self, path: str | None) -> None:
-        """Take turns through `path` (None: stop taking turns). A transaction takes its turn
-        just before its first statement that writes, as SQLite takes its write lock (pysqlite
-        begins a transaction at the first write), and gives it back after its commit: reading
-        needs no turn, in WAL mode readers never wait."""
-        if self._turns is not None:
-            sa.event.remove(self.engine, "before_cursor_execute", self._turn_before_writing)
-            self._turns.close()
-            self._turns = None
-        if path is not None:
-            self._turns = Turns(path)
-            sa.event.listen(self.engine, "before_cursor_execute", self._turn_before_writing)
-
-    def _turn_before_writing(self, conn: Connection, _cursor: Any, statement: str,
-                             *_args: Any) -> None:
-        turns = self._turns
-        if turns is not None and statement.lstrip()[:6].upper() != "SELECT":
-            turns.take(conn.info)
-
-    @property
-    def shareable(self) -> bool:
-        """Another process can open this store from its URL (not an in-memory SQLite)."""
-        if self.engine.dialect.name != "sqlite":
-            return True
-        return self.engine.url.database not in (None, "", ":memory:")
+        if not sync_later or self._wal is None:
+            with store_faults(self.engine.url), self.engine.begin() as conn:
+                yield conn
+            return
+        with store_faults(self.engine.url), self.engine.connect() as conn, synced_later(conn):
+            with conn.begin():
+                yield conn
 
     def sync(self) -> None:
         """Every commit so far on the disk, also those made with `sync_later` (by this or any
@@ -218,7 +174,6 @@ class Store:
                 fsync_wal(self._wal)
 
     def close(self) -> None:
-        self.share_turns(None)
         self.engine.dispose()
 
     # -- mails ----------------------------------------------------------------------------
@@ -743,5 +698,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
