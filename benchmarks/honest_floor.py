@@ -30,10 +30,30 @@ from mailbot.store.database import outbox
 FLOOR_BATCH = 200  # as DOVECOT.md's floor figure and ImapSource's default batch_size
 
 
+def read_spreadsheets(mail: Any) -> tuple[int, int]:
+    """The floor's spreadsheet part for one mail parsed by mail-parser: every .xlsx attached,
+    read by openpyxl read-only, every row iterated. Returns (spreadsheets, rows)."""
+    import openpyxl
+
+    sheets = rows = 0
+    for att in mail.attachments:
+        if not str(att.get("filename", "")).lower().endswith(".xlsx"):
+            continue
+        payload = att["payload"]
+        payload = base64.b64decode(payload) if att.get("binary") else payload.encode()
+        book = openpyxl.load_workbook(io.BytesIO(payload), read_only=True, data_only=True)
+        try:
+            for sheet in book.worksheets:
+                rows += sum(1 for _ in sheet.iter_rows(values_only=True))
+        finally:
+            book.close()
+        sheets += 1
+    return sheets, rows
+
+
 def measure_floor(imap: DovecotServer, expected: int) -> dict[str, Any]:
     """Raw imapclient fetch + mail-parser + openpyxl of every mail in the INBOX (read-only)."""
     import mailparser
-    import openpyxl
     from imapclient import IMAPClient
 
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)
@@ -57,18 +77,8 @@ def measure_floor(imap: DovecotServer, expected: int) -> dict[str, Any]:
     t2 = time.perf_counter()
     sheets = rows = 0
     for mail in parsed:
-        for att in mail.attachments:
-            if not str(att.get("filename", "")).lower().endswith(".xlsx"):
-                continue
-            payload = att["payload"]
-            payload = base64.b64decode(payload) if att.get("binary") else payload.encode()
-            book = openpyxl.load_workbook(io.BytesIO(payload), read_only=True, data_only=True)
-            try:
-                for sheet in book.worksheets:
-                    rows += sum(1 for _ in sheet.iter_rows(values_only=True))
-            finally:
-                book.close()
-            sheets += 1
+        found, read = read_spreadsheets(mail)
+        sheets, rows = sheets + found, rows + read
     t3 = time.perf_counter()
     total = t3 - t0
     return {"mails": len(bodies), "bytes": sum(map(len, bodies)),

@@ -28,9 +28,7 @@ a miss.
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
-import io
 import logging
 import sys
 import tempfile
@@ -44,6 +42,7 @@ for _path in (ROOT, ROOT / "benchmarks", ROOT / "tests"):
 
 import sqlalchemy as sa  # noqa: E402
 from botconfig import local_sections, write_config  # noqa: E402
+from honest_floor import read_spreadsheets  # noqa: E402
 from imap_throughput import import_registry, make_dataset, write_imports  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
@@ -90,21 +89,11 @@ class MemorySink:
 def floor_cpu(datas: list[bytes]) -> float:
     """CPU seconds of mail-parser + openpyxl (read-only) over `datas`."""
     import mailparser
-    import openpyxl
 
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)
     start = time.process_time()
     for data in datas:
-        mail = mailparser.parse_from_bytes(data)
-        for att in mail.attachments:
-            if str(att.get("filename", "")).lower().endswith(".xlsx"):
-                payload = att["payload"]
-                payload = base64.b64decode(payload) if att.get("binary") else payload.encode()
-                book = openpyxl.load_workbook(io.BytesIO(payload), read_only=True,
-                                              data_only=True)
-                for sheet in book.worksheets:
-                    sum(1 for _ in sheet.iter_rows(values_only=True))
-                book.close()
+        read_spreadsheets(mailparser.parse_from_bytes(data))
     return time.process_time() - start
 
 

@@ -25,9 +25,7 @@ Run: `PYTHONPATH=. .venv/bin/python benchmarks/reading_cpu.py [--mails N] [--rou
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
-import io
 import json
 import logging
 import statistics
@@ -41,6 +39,7 @@ for _path in (ROOT, ROOT / "tests", ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from honest_floor import read_spreadsheets  # noqa: E402
 from imap_throughput import KINDS, OUR_ADDRESS, make_dataset  # noqa: E402
 
 from mailbot.config import BotConfig, LimitsConfig  # noqa: E402
@@ -51,20 +50,8 @@ from mailbot.shipped import shipped  # noqa: E402
 def floor_one(data: bytes) -> None:
     """What honest_floor.measure_floor does with one fetched mail."""
     import mailparser
-    import openpyxl
 
-    mail = mailparser.parse_from_bytes(data)
-    for att in mail.attachments:
-        if not str(att.get("filename", "")).lower().endswith(".xlsx"):
-            continue
-        payload = att["payload"]
-        payload = base64.b64decode(payload) if att.get("binary") else payload.encode()
-        book = openpyxl.load_workbook(io.BytesIO(payload), read_only=True, data_only=True)
-        try:
-            for sheet in book.worksheets:
-                sum(1 for _ in sheet.iter_rows(values_only=True))
-        finally:
-            book.close()
+    read_spreadsheets(mailparser.parse_from_bytes(data))
 
 
 def main(argv: list[str] | None = None) -> int:
