@@ -50,6 +50,7 @@ from imap_throughput import (  # noqa: E402
     import_registry,
     make_dataset,
     write_imports,
+    write_maildir,
 )
 from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
 
@@ -74,13 +75,7 @@ def _check(report, expected: int) -> list[str]:
 def run_maildir(work: Path, data: Dataset, size: int, imports: tuple[Path, Path]) -> dict:
     """The embedded defaults in `work`: var/inbox, var/outbox, var/mailbot.db."""
     config = config_module.from_mapping({}, base_dir=work)
-    new = config.resolve(config.source.path) / "new"
-    new.mkdir(parents=True, exist_ok=True)
-    for number, mail in enumerate(data.mails[:size]):
-        # Maildir names are unique per delivery; mtimes in delivery order (fetch_new sorts by it)
-        path = new / f"{1_700_000_000 + number}.M{number}P1.bench"
-        path.write_bytes(mail.data)
-        os.utime(path, ns=(path.stat().st_atime_ns, 1_700_000_000_000_000_000 + number * 1000))
+    new = write_maildir(config, data.mails[:size])
     app = open_app(config)
     try:
         import_registry(app, *imports)

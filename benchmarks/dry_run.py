@@ -42,7 +42,7 @@ for _path in (ROOT, ROOT / "benchmarks", ROOT / "tests"):
 
 import sqlalchemy as sa  # noqa: E402
 from botconfig import local_sections, write_config  # noqa: E402
-from imap_throughput import close_app, import_registry, make_dataset, write_imports  # noqa: E402
+from imap_throughput import close_app, import_registry, make_dataset, write_imports, write_maildir  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
 from mailbot.run.pipeline import run_once  # noqa: E402
@@ -81,14 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         imports = write_imports(work, data)
         config_path = write_config(work, local_sections(args.postgres or "sqlite:///mailbot.db"))
         config = config_module.load(config_path)
-        new = config.resolve(config.source.path) / "new"
-        for sub in ("new", "cur", "tmp"):
-            (new.parent / sub).mkdir(parents=True, exist_ok=True)
-        for number, mail in enumerate(data.mails):
-            path = new / f"{1_700_000_000 + number}.M{number}P1.bench"
-            path.write_bytes(mail.data)
-            os.utime(path, ns=(path.stat().st_atime_ns,
-                               1_700_000_000_000_000_000 + number * 1000))
+        write_maildir(config, data.mails)
         figures["generate_s"] = time.perf_counter() - t
         say(f"mailbot dry-run benchmark: {args.mails} mails generated in "
             f"{figures['generate_s']:.1f} s; {os.cpu_count()} cores; "

@@ -347,6 +347,20 @@ def _spreadsheet(gen: _Gen, licences: list[Licence]) -> bytes:
     return buffer.getvalue()
 
 
+def write_maildir(config, mails: list[BenchMail]) -> Path:
+    """`mails` delivered into the config's Maildir inbox (created if need be), as an MTA would:
+    names unique per delivery, mtimes in delivery order (the Maildir source reads in that
+    order). Returns its new/ folder."""
+    new = config.resolve(config.source.path) / "new"
+    for sub in ("new", "cur", "tmp"):
+        (new.parent / sub).mkdir(parents=True, exist_ok=True)
+    for number, mail in enumerate(mails):
+        path = new / f"{1_700_000_000 + number}.M{number}P1.bench"
+        path.write_bytes(mail.data)
+        os.utime(path, ns=(path.stat().st_atime_ns, 1_700_000_000_000_000_000 + number * 1000))
+    return new
+
+
 def write_imports(directory: Path, data: Dataset) -> tuple[Path, Path]:
     registry_csv, keys_csv = directory / "registry.csv", directory / "keys.csv"
     with registry_csv.open("w", newline="", encoding="utf-8") as f:

@@ -40,7 +40,7 @@ for _path in (ROOT, ROOT / "benchmarks", ROOT / "tests"):
 
 from botconfig import local_sections, write_config  # noqa: E402
 from dry_run import row_counts  # noqa: E402
-from imap_throughput import close_app, import_registry, make_dataset, write_imports  # noqa: E402
+from imap_throughput import close_app, import_registry, make_dataset, write_imports, write_maildir  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
 from mailbot.ops import rule_edits  # noqa: E402
@@ -72,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         imports = write_imports(work, data)
         config_path = write_config(work, local_sections(args.postgres or "sqlite:///mailbot.db"))
         config = config_module.load(config_path)
-        new = config.resolve(config.source.path) / "new"
-        for sub in ("new", "cur", "tmp"):
-            (new.parent / sub).mkdir(parents=True, exist_ok=True)
-        for number, mail in enumerate(data.mails):
-            (new / f"{1_700_000_000 + number}.M{number}P1.bench").write_bytes(mail.data)
+        write_maildir(config, data.mails)
         app = open_app(config)
         try:
             import_registry(app, *imports)
