@@ -151,8 +151,9 @@ def test_a_crash_after_the_sends_leaves_the_copies_to_the_next_run(bot, imap_ser
     assert imap_server.list_folder("INBOX") == []
 
 
-def readahead_workers_in(directory: Path) -> list[int]:
-    """PIDs of read-ahead workers whose working directory is `directory`."""
+def readahead_workers_in(directory: Path, module: bytes = b"mailbot.run.readahead") -> list[int]:
+    """PIDs of read-ahead workers (or of another helper `module`) whose working directory is
+    `directory`."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -162,7 +163,7 @@ def readahead_workers_in(directory: Path) -> list[int]:
             cwd = (proc / "cwd").resolve()
         except OSError:
             continue
-        if b"mailbot.run.readahead" in cmdline and cwd == directory.resolve():
+        if module in cmdline and cwd == directory.resolve():
             found.append(int(proc.name))
     return found
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mailbot.run import claims
@@ -31,13 +32,7 @@ def deliver_due(app: App, report: RunReport, *, mail: int | None = None,
     Only the run that holds a mail's claim sends its messages, so two runs never send one
     message; the claims taken here are let go at the end, unless `keep_claims` (the batch that
     decided the mails holds them, and files the mails next)."""
-    with app.store.transaction() as conn:
-        due = app.store.due_messages(conn, now=app.now(), mail=mail, mail_ids=mail_ids)
-        held = claims.claim(app, conn, sorted({m.mail for m in due if m.mail is not None}))
-        # Again, now that they are ours: another run may have sent some meanwhile.
-        due = sorted([*(m for m in due if m.mail is None),
-                      *(app.store.due_messages(conn, now=app.now(), mail_ids=sorted(held))
-                        if held else ())], key=lambda m: m.id)
+    due, held = claim_due(app, mail=mail, mail_ids=mail_ids)
     try:
         send_due(app, report, due, held)
     finally:
@@ -45,16 +40,100 @@ def deliver_due(app: App, report: RunReport, *, mail: int | None = None,
             claims.let_go(app, sorted(held))
 
 
+def claim_due(app: App, *, mail: int | None = None, mail_ids: Sequence[int] | None = None
+              ) -> tuple[list[Any], set[int]]:
+    """The queued messages whose time has come (all, or those of `mail` or of `mail_ids`) of
+    the mails this run holds once it has claimed them, and the operator alerts; and the mails
+    held."""
+    with app.store.transaction() as conn:
+        due = app.store.due_messages(conn, now=app.now(), mail=mail, mail_ids=mail_ids)
+        held = claims.claim(app, conn, sorted({m.mail for m in due if m.mail is not None}))
+        # Again, now that they are ours: another run may have sent some meanwhile.
+        due = sorted([*(m for m in due if m.mail is None),
+                      *(app.store.due_messages(conn, now=app.now(), mail_ids=sorted(held))
+                        if held else ())], key=lambda m: m.id)
+    return due, held
+
+
+
+# What a sink may raise for one message; the delivery steps decide what each means.
+DELIVERY_OUTCOMES = (SinkUnavailable, TemporaryDeliveryError, PartiallyDelivered,
+                     PermanentDeliveryError)
+
+
+
+@dataclass(frozen=True)
+class Send:
+    """One message for the sink (`Sink.send`'s arguments), and whether the store's last commits
+    go to the disk first (`Store.sync`): the batch's decisions before its first reply, the last
+    reply's "sent" mark before the next. Whoever sends does it, so that a courier waits for
+    that fsync, not the pass."""
+
+    envelope_from: str
+    recipients: list[str]
+    data: bytes
+    message_id: str
+    sync_first: bool = False
+
+    def go(self, sink: Any, sync: Callable[[], None]) -> None:
+        if self.sync_first:
+            sync()
+        sink.send(self.envelope_from, self.recipients, self.data, self.message_id)
+
+
+# What the sink's send came to: None (the server took it) or one of DELIVERY_OUTCOMES.
+Outcome = Exception | None
+
 
 def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) -> None:
     """Send `due` (messages of the mails in `held`, which this run holds, and operator alerts,
-    each claimed just before it goes out)."""
+    each claimed just before it goes out), one after the other."""
+    send_each(app, delivery_steps(app, report, due, held))
+
+
+def send_each(app: App, steps: Generator[Send, Outcome, None], job: Send | None = None
+              ) -> None:
+    """Run `steps` here and now: each message through the app's sink, its outcome handed back
+    before the next one goes; `job`: the next message, when the steps were started elsewhere
+    (mailbot.run.courier runs the same steps with the sending in a helper process)."""
+    try:
+        if job is None:
+            job = next(steps, None)
+        while job is not None:
+            try:
+                job.go(app.sink, app.store.sync)
+            except DELIVERY_OUTCOMES as exc:
+                job = next_send(steps, exc)
+            else:
+                job = next_send(steps, None)
+    finally:
+        steps.close()  # an unexpected failure of the sink ends the steps where they stand
+
+
+def next_send(steps: Generator[Send, Outcome, None], outcome: Outcome) -> Send | None:
+    """Hand `outcome` of the last send to `steps`; the next message to send, None when done."""
+    try:
+        return steps.send(outcome)
+    except StopIteration:
+        return None
+
+
+def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[int]
+                   ) -> Generator[Send, Outcome, None]:
+    """Everything a delivery does in the store and the log, one message at a time: yields each
+    message to send and is handed back what came of it (`send_each`, or a Courier).
+
+    Why a generator: the steps (claims, marks, the copies for Sent) stay on the thread that
+    owns the store and the mailbox, in this order, whoever does the sending; every reply is
+    marked sent before the next one is handed out, so at most one accepted reply is ever
+    unmarked (the one window pipeline.py's docstring names)."""
     smtp = app.config.smtp
     copy_many = app.after_send_many if app.after_send is not None else None
     copies: list[tuple[int, bytes]] = []  # sent, copy for the Sent folder still to make
     renew_at = app.now() + claims.CLAIM_LEASE / 2
-    if due:  # the decisions these replies come from on the disk first (Store.transaction)
-        app.store.sync()
+    # What the next send syncs first: the decisions these replies come from
+    # (Store.transaction), then each time the last reply's "sent" mark.
+    unsynced = bool(due)
     for msg in due:
         if msg.mail is None:  # an operator alert: whoever claims it first sends it
             with app.store.transaction() as conn:
@@ -67,44 +146,48 @@ def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) ->
         if msg.mail is not None and msg.mail not in held:
             continue  # its claim lapsed and another run took the mail: that run sends it
         recipients = json.loads(msg.recipients)
-        try:
-            app.sink.send(msg.envelope_from, recipients, msg.data, msg.message_id)
-        except SinkUnavailable as exc:
+        outcome = yield Send(msg.envelope_from, recipients, msg.data, msg.message_id,
+                             sync_first=unsynced)
+        unsynced = False
+        if isinstance(outcome, SinkUnavailable):
             # Nothing can go out until an operator fixes the setup: keep every message's
             # attempts, retry the whole batch later, alert once per pass that sees it.
             with app.store.transaction() as conn:
-                app.store.mark_retry(conn, msg.id, error=str(exc), count_attempt=False,
+                app.store.mark_retry(conn, msg.id, error=str(outcome), count_attempt=False,
                                      next_attempt_at=app.now() + dt.timedelta(
                                          seconds=smtp.retry_base_seconds))
-            log.error("event=sink_unavailable error=%r", str(exc))
-            report.errors.append(f"sink unavailable: {exc}")
+            log.error("event=sink_unavailable error=%r", str(outcome))
+            report.errors.append(f"sink unavailable: {outcome}")
             break
-        except TemporaryDeliveryError as exc:
+        if isinstance(outcome, TemporaryDeliveryError):
             with app.store.transaction() as conn:
                 if msg.attempts + 1 >= smtp.max_attempts:
-                    app.store.mark_failed(conn, msg.id, error=str(exc))
-                    delivery_failed(app, conn, msg, str(exc))
+                    app.store.mark_failed(conn, msg.id, error=str(outcome))
+                    delivery_failed(app, conn, msg, str(outcome))
                     report.failed += 1
                 else:
                     delay = min(dt.timedelta(seconds=smtp.retry_base_seconds * 2 ** msg.attempts),
                                 MAX_RETRY_DELAY)
-                    app.store.mark_retry(conn, msg.id, error=str(exc),
+                    app.store.mark_retry(conn, msg.id, error=str(outcome),
                                          next_attempt_at=app.now() + delay)
-            log.warning("event=delivery_deferred message_id=%s error=%r", msg.message_id, str(exc))
+            log.warning("event=delivery_deferred message_id=%s error=%r", msg.message_id,
+                        str(outcome))
             continue
-        except PartiallyDelivered as exc:
+        if isinstance(outcome, PartiallyDelivered):
             # Delivered to some recipients: resending would duplicate it for them.
             with app.store.transaction() as conn:
-                app.store.mark_sent(conn, msg.id, error=str(exc))
-                delivery_failed(app, conn, msg, str(exc))
-            log.error("event=delivery_partial message_id=%s error=%r", msg.message_id, str(exc))
+                app.store.mark_sent(conn, msg.id, error=str(outcome))
+                delivery_failed(app, conn, msg, str(outcome))
+            log.error("event=delivery_partial message_id=%s error=%r", msg.message_id,
+                      str(outcome))
             continue
-        except PermanentDeliveryError as exc:
+        if isinstance(outcome, PermanentDeliveryError):
             with app.store.transaction() as conn:
-                app.store.mark_failed(conn, msg.id, error=str(exc))
-                delivery_failed(app, conn, msg, str(exc))
+                app.store.mark_failed(conn, msg.id, error=str(outcome))
+                delivery_failed(app, conn, msg, str(outcome))
             report.failed += 1
-            log.error("event=delivery_failed message_id=%s error=%r", msg.message_id, str(exc))
+            log.error("event=delivery_failed message_id=%s error=%r", msg.message_id,
+                      str(outcome))
             continue
         app.hook("after_smtp_accept")
         copy = app.after_send is not None and msg.purpose != "alert"
@@ -114,13 +197,19 @@ def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) ->
             except Exception as exc:  # the copy in Sent is a courtesy, never a reason to resend
                 log.warning("could not keep a copy of %s: %s", msg.message_id, exc)
         pending = copy and copy_many is not None
-        with app.store.transaction() as conn:
+        # On the disk before the next reply goes (its Send syncs it) or the steps end: at most
+        # one reply the server took is ever without its mark on the disk, after a crash or a
+        # power cut alike.
+        with app.store.transaction(sync_later=True) as conn:
             app.store.mark_sent(conn, msg.id, copy_pending=pending)
+        unsynced = True
         if pending:
             copies.append((msg.id, msg.data))
         report.sent += 1
         log.info("event=reply_sent message_id=%s template=%s to=%s", msg.message_id,
                  msg.template, ",".join(recipients))
+    if unsynced:
+        app.store.sync()
     if copies:
         make_copies(app, copies)
 

@@ -44,6 +44,7 @@ from mailbot.run import versions
 from mailbot.run.alerts import flag_overdue, send_alerts
 from mailbot.run.app import BATCH_SIZE, App, RunReport
 from mailbot.run.claims import ClaimLost, let_go
+from mailbot.run.courier import Deliveries
 from mailbot.run.deciding import decide_mail
 from mailbot.run.deliver import deliver_due, finish_copies
 from mailbot.run.filing import file_mails, finish_unfiled
@@ -78,16 +79,16 @@ def run_once(app: App) -> RunReport:
     finish_unfiled(app, report)
     with ReadAhead(app.rules, app.config.limits, app.own_addresses,
                    reference_prefix=app.config.bot.reference_prefix,
-                   workers=app.read_workers) as readahead:
+                   workers=app.read_workers) as readahead, Deliveries(app, report) as out:
         batch: list[RawMail] = []
         for raw in app.source.fetch_new():
             report.seen += 1
             batch.append(raw)
             if len(batch) >= BATCH_SIZE:
-                process_batch(app, batch, report, readahead)
+                process_batch(app, batch, report, readahead, out)
                 batch = []
         if batch:
-            process_batch(app, batch, report, readahead)
+            process_batch(app, batch, report, readahead, out)
         report.read_ahead += readahead.read_by_workers
     flag_overdue(app)
     send_alerts(app)
@@ -100,7 +101,8 @@ def run_once(app: App) -> RunReport:
 
 
 def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
-                  readahead: ReadAhead | None = None) -> list[MailRecord]:
+                  readahead: ReadAhead | None = None,
+                  deliveries: Deliveries | None = None) -> list[MailRecord]:
     """Handle a batch of fetched mails, keeping the order of commits of every single mail.
 
     The new mails of each group of LOOK_AGAIN are recorded and claimed (one commit; the others
@@ -111,16 +113,46 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     A store or mailbox fault on one mail leaves it for the next run and the others go on.
     With `readahead`, worker processes read the mails that will need reading while this
     process records and decides the ones before them (see mailbot.run.readahead).
+    With `deliveries`, the batch's replies go out on the courier's thread while the next
+    batch is decided, and it is filed once that one is (see mailbot.run.courier); the batch
+    before this one is finished first.
     """
     claimed: list[int] = []  # the mails this run holds, let go whatever happens
+    handed_over = False
     try:
-        return _process_batch(app, raws, report, readahead, claimed)
+        handled = _process_batch(app, raws, report, readahead, claimed, deliveries)
+        if handled and deliveries is not None and deliveries.overlaps:
+            deliveries.settle()  # the batch before: its last replies, then filed
+            deliveries.send([rec.id for rec in handled], claimed, handled[0].reference,
+                            more_to_come=len(raws) >= BATCH_SIZE)
+            handed_over = True  # its claims are let go once it is filed
+        elif handled:
+            answer_and_file(app, handled, report)
+        return handled
     finally:
-        let_go(app, claimed)
+        if not handed_over:
+            let_go(app, claimed)
+
+
+def answer_and_file(app: App, handled: Sequence[MailRecord], report: RunReport) -> None:
+    """Send the batch's replies, each marked sent as the server takes it, then file its mails
+    whose answers are all out. A fault other than the store's leaves the mails in the inbox;
+    the next run finishes them."""
+    ids = [rec.id for rec in handled]
+    try:
+        deliver_due(app, report, mail_ids=ids, keep_claims=True)
+        file_mails(app, ids, report)
+    except StoreError:
+        raise
+    except Exception as exc:  # the mails stay in the inbox; the next run finishes them
+        log.exception("batch of %d mails: %s", len(ids), exc)
+        report.errors.append(f"{len(ids)} mails from {handled[0].reference}: {exc}")
 
 
 def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
-                   readahead: ReadAhead | None, claimed: list[int]) -> list[MailRecord]:
+                   readahead: ReadAhead | None, claimed: list[int],
+                   deliveries: Deliveries | None = None) -> list[MailRecord]:
+    """Record, claim and decide the batch's mails (process_batch); the records decided."""
     store = app.store
     with store.transaction() as conn:  # the look-ups of the whole batch, in a few queries
         known: dict[tuple[str, str], MailRecord] = {}
@@ -135,6 +167,8 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     elsewhere: set[tuple[str, str]] = set()
     attempts = Attempts()  # the mails a group recorded (mailbot.run.record_group)
     for position, raw in enumerate(raws):
+        if deliveries is not None:
+            deliveries.poll()  # the batch before's reply out: marked, and the next one given
         try:
             if position % LOOK_AGAIN == 0:
                 group = raws[position:position + LOOK_AGAIN]
@@ -194,15 +228,4 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
         except Exception as exc:  # a store or mailbox fault: the mail stays for the next run
             log.exception("mail %s: %s", raw.mail_id, exc)
             report.errors.append(f"{raw.mail_id}: {exc}")
-    if not handled:
-        return handled
-    ids = [rec.id for rec in handled]
-    try:
-        deliver_due(app, report, mail_ids=ids, keep_claims=True)
-        file_mails(app, ids, report)
-    except StoreError:
-        raise
-    except Exception as exc:  # the mails stay in the inbox; the next run finishes them
-        log.exception("batch of %d mails: %s", len(ids), exc)
-        report.errors.append(f"{len(ids)} mails from {handled[0].reference}: {exc}")
     return handled

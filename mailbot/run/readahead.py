@@ -14,26 +14,16 @@ mail) turns reading back in-process for the rest of the run; a mail that killed 
 then read in the main process, after its attempt was counted, and is quarantined as before if
 it keeps failing.
 
-Workers are plain subprocesses (`python -m mailbot.run.readahead PARENT_PID`) that talk
-length-prefixed pickles over their stdin/stdout: nothing of the parent is inherited (no lock
-another thread of a running service holds) and nothing of it is re-imported (unlike
-multiprocessing's spawn, which re-runs the parent's main script). They live for one run of the
-pipeline, and never longer than their parent: a worker exits at the end of its input, and on
-Linux the kernel kills it the moment the parent dies (PR_SET_PDEATHSIG), even by SIGKILL and
-even while it is busy or stopped. (The kernel watches the thread that started the worker; a
-ReadAhead is opened and closed by one pass, in one thread, so that thread outlives it.)
+Workers are helper processes of the pass (mailbot.run.child: plain subprocesses talking
+pickles over pipes, never outliving their parent).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pickle
-import signal
-import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -41,6 +31,7 @@ from typing import Any, BinaryIO
 
 from mailbot.config import BotConfig
 from mailbot.model import Extraction, ParsedMail, RawMail
+from mailbot.run.child import child_streams, receive_frame, send_frame, start_child, stop_child
 
 log = logging.getLogger("mailbot")
 
@@ -155,7 +146,7 @@ class ReadAhead:
         for thread in self._threads:
             thread.join(timeout=30)
         for proc in self._procs:
-            _stop(proc)
+            stop_child(proc)
         self._threads.clear()
         self._procs.clear()
 
@@ -175,15 +166,9 @@ class ReadAhead:
         except Exception as exc:  # rules a worker cannot get: read in-process
             self._give_up(exc)
             return
-        # The worker imports mailbot from where this process did, installed or not.
-        home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": home + (os.pathsep + path if path else "")}
         for number in range(self.workers):
             try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "mailbot.run.readahead", str(os.getpid())],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env)
+                proc = start_child("mailbot.run.readahead")
             except OSError as exc:
                 if not self._procs:
                     self._give_up(exc)
@@ -199,7 +184,7 @@ class ReadAhead:
         """Feed one worker chunk after chunk until the run closes (a thread of the parent)."""
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            _send(proc.stdin, self._init)
+            send_frame(proc.stdin, self._init)
         except OSError as exc:
             self._give_up(exc)
             return
@@ -212,8 +197,8 @@ class ReadAhead:
                 chunk = self._queue.pop(0)
                 chunk.state = _TAKEN
             try:
-                _send(proc.stdin, pickle.dumps(chunk.datas, protocol=pickle.HIGHEST_PROTOCOL))
-                status, payload = pickle.loads(_receive(proc.stdout))
+                send_frame(proc.stdin, pickle.dumps(chunk.datas, protocol=pickle.HIGHEST_PROTOCOL))
+                status, payload = pickle.loads(receive_frame(proc.stdout))
                 if status != "ok":
                     raise RuntimeError(f"worker failed: {payload}")
                 chunk.results = payload
@@ -242,68 +227,18 @@ def _key(raw: RawMail) -> tuple[str, str]:
     return raw.source, raw.mail_id
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        if proc.stdin is not None:
-            proc.stdin.close()  # end of input: the worker exits
-        proc.wait(timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        proc.kill()
-        proc.wait()
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-_LENGTH = struct.Struct(">Q")
-
-
-def _send(stream: BinaryIO, payload: bytes) -> None:
-    stream.write(_LENGTH.pack(len(payload)) + payload)
-    stream.flush()
-
-
-def _receive(stream: BinaryIO) -> bytes:
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        raise EOFError("the worker closed its output")
-    (size,) = _LENGTH.unpack(head)
-    payload = stream.read(size)
-    if len(payload) < size:
-        raise EOFError("the worker closed its output mid-answer")
-    return payload
-
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_parent(parent: int) -> bool:
-    """Have the kernel SIGKILL this process when `parent` dies (Linux), and check that it has
-    not died already, before the request took effect. False: the parent is gone, exit now.
-
-    Done first thing in the worker rather than in a preexec_fn, which is not safe in a parent
-    that runs threads."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl: the end of input still stops us
-            pass
-    return os.getppid() == parent
-
-
 def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
     """The worker process: read the setup, then answer chunk after chunk until end of input."""
     from mailbot.read.extract import read_mail
 
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)  # its warnings are noise here
     try:
-        rules, limits, own, prefix = pickle.loads(_receive(requests))
+        rules, limits, own, prefix = pickle.loads(receive_frame(requests))
     except EOFError:
         return
     while True:
         try:
-            datas = pickle.loads(_receive(requests))
+            datas = pickle.loads(receive_frame(requests))
         except EOFError:
             return
         try:
@@ -312,16 +247,8 @@ def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
                                                 for d in datas])
         except Exception as exc:  # read_mail guards itself; belt and braces
             answer = ("error", f"{type(exc).__name__}: {exc}")
-        _send(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        send_frame(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and not die_with_parent(int(sys.argv[1])):
-        sys.exit(0)
-    # Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop
-    # (it closes our input). The answers go to the original stdout; anything a library
-    # prints goes to stderr.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    _worker(sys.stdin.buffer, answers)
+    _worker(*child_streams())

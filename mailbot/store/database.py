@@ -166,6 +166,12 @@ class Store:
             with conn.begin():
                 yield conn
 
+    @property
+    def wal_file(self) -> str | None:
+        """The WAL `sync()` syncs (None: every commit is synced when it returns), for a helper
+        process that syncs it itself (mailbot.run.courier)."""
+        return self._wal
+
     def sync(self) -> None:
         """Every commit so far on the disk, also those made with `sync_later` (by this or any
         other process): one fsync of the WAL."""

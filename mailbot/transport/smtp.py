@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mailbot.config import SmtpConfig, check_transport
 from mailbot.errors import ConfigError, MailbotError
@@ -120,6 +121,7 @@ class SmtpSink:
         self.config = config
         self.where = f"{config.host}:{config.port}"
         self.envelope_from = config.envelope_from or default_envelope_from
+        self._default_envelope_from = default_envelope_from
         self._base_dir = Path(base_dir)
         self._validate()
         self._context = self._tls_context() if config.security != "none" else None
@@ -132,6 +134,13 @@ class SmtpSink:
         self.recheck_after = RECHECK_AFTER_SECONDS
         self._clock = time.monotonic
         self._last_used = 0.0  # when the connection last completed a command
+
+    courier_ready = True  # mailbot.run.courier may send through a copy of it (__reduce__)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """The same sink in another process (the courier, mailbot.run.courier): the settings
+        travel; the connection, its lock and any token fetched stay here."""
+        return (type(self), (self.config, self._base_dir, self._default_envelope_from))
 
     # --- configuration -------------------------------------------------------------------------
 

@@ -1,0 +1,240 @@
+"""A pass's replies go out on the courier while the next batch is decided (mailbot.run.courier).
+
+Real parts: a Maildir inbox of 250 realistic request mails (the benchmark's generator; three
+batches), the test aiosmtpd server, a SQLite store, `run_once` in this process or `mailbot run
+--once` in a process of its own. What must hold is what holds without the courier: every mail
+answered once (a reply the server took just as its sender died may go once more, with the
+same bytes and Message-ID), its reply marked sent, the mail filed; a delivery failure treated
+exactly as when the pass sends itself; and no courier left behind, whatever dies.
+"""
+
+from __future__ import annotations
+
+import collections
+import email
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from botconfig import ROOT, write_config
+from test_batching import readahead_workers_in
+from test_concurrency import bench, import_registry
+
+from mailbot import config as config_module
+from mailbot.run import courier
+from mailbot.run.app import BATCH_SIZE
+from mailbot.run.pipeline import run_once
+from mailbot.run.wiring import open_app
+from mailbot.store.schema import mails, outbox
+
+MAILS = 250  # three batches: the first two go out on the courier
+COURIER = b"mailbot.run.courier"
+
+
+@pytest.fixture(scope="module")
+def dataset() -> bench.Dataset:
+    return bench.make_dataset(MAILS)
+
+
+def smtp_bot(directory: Path, dataset: bench.Dataset, smtp_server) -> Path:
+    """A Maildir inbox holding the dataset, replies over SMTP to the test server."""
+    inbox = directory / "inbox"
+    for sub in ("cur", "new", "tmp"):
+        (inbox / sub).mkdir(parents=True)
+    for number, mail in enumerate(dataset.mails):
+        (inbox / "new" / f"{1_000_000 + number}.M{number}.test").write_bytes(mail.data)
+    store_url = f"sqlite:///{directory / 'mailbot.db'}"
+    import_registry(store_url, directory, dataset)
+    smtp = smtp_server.config("none")
+    return write_config(directory, f"""
+[source]
+type = "maildir"
+path = "inbox"
+[sink]
+type = "smtp"
+[store]
+url = "{store_url}"
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "none"
+allow_plaintext = true
+timeout_seconds = 10
+retry_base_seconds = 1
+""")
+
+
+def stored(config: Path) -> tuple[list, list]:
+    app = open_app(config_module.load(config))
+    try:
+        with app.store.transaction() as conn:
+            return (conn.execute(sa.select(mails)).all(),
+                    conn.execute(sa.select(outbox).where(outbox.c.purpose != "alert")).all())
+    finally:
+        app.store.close()
+
+
+def replies_of(smtp_server) -> list[email.message.Message]:
+    return [email.message_from_bytes(m.data) for m in smtp_server.messages
+            if m.rcpt_tos != ("operadores@example.com",)]
+
+
+def replies_to(config: Path, sent: list) -> set[str]:
+    """The Message-IDs of the replies queued for these mails."""
+    records, queued = stored(config)
+    ids = {r.id for r in records if r.message_id in {m.message_id for m in sent}}
+    return {m.message_id for m in queued if m.mail in ids}
+
+
+def assert_each_answered_once(config: Path, dataset: bench.Dataset, smtp_server, *,
+                              resends: int = 0) -> None:
+    """Every mail done and filed with one reply, marked sent, at the server; at most `resends`
+    replies there twice (the same bytes, the same Message-ID)."""
+    records, queued = stored(config)
+    assert collections.Counter((r.status, r.filed) for r in records) == {("done", True): MAILS}
+    assert all(r.claimed_by is None for r in records)
+    assert collections.Counter(m.status for m in queued) == {"sent": MAILS}
+    got = replies_of(smtp_server)
+    ids = collections.Counter(m["Message-ID"] for m in got)
+    assert sorted(ids) == sorted(m.message_id for m in queued)
+    assert sum(n - 1 for n in ids.values()) <= resends
+    answered = {m["In-Reply-To"] for m in got}
+    assert answered == {mail.message_id for mail in dataset.mails}
+    assert list((config.parent / "inbox" / "new").iterdir()) == []
+
+
+def test_a_pass_of_several_batches_sends_through_the_courier_and_answers_each_once(
+        tmp_path, dataset, smtp_server, monkeypatch):
+    config = smtp_bot(tmp_path, dataset, smtp_server)
+    handed: list[str] = []
+    real = courier.Courier._hand_out
+
+    def hand_out(self):  # count what the courier process is given, not how it sends it
+        handed.append(self._next.message_id)
+        return real(self)
+
+    monkeypatch.setattr(courier.Courier, "_hand_out", hand_out)
+    app = open_app(config_module.load(config))
+    try:
+        assert courier.can_overlap(app)
+        report = run_once(app)
+    finally:
+        app.store.close()
+    assert report.errors == [] and report.decided == MAILS
+    assert_each_answered_once(config, dataset, smtp_server)
+    # The first two batches went out while the next was decided: their replies by the courier
+    # (all, or the first ones, depending on the machine's speed), none of the last batch's.
+    assert handed and set(handed) <= replies_to(config, dataset.mails[:2 * BATCH_SIZE])
+    assert smtp_server.connections >= 2  # the pass's own connection and the courier's
+    assert readahead_workers_in(tmp_path, COURIER) == []
+
+
+def test_a_sink_the_courier_cannot_rebuild_or_a_replaced_send_keeps_sending_in_process(
+        tmp_path, dataset, smtp_server):
+    config = smtp_bot(tmp_path, dataset, smtp_server)
+    app = open_app(config_module.load(config))
+    try:
+        assert courier.can_overlap(app)
+        app.sink.send = app.sink.send  # a wrapper only this process would run
+        assert not courier.can_overlap(app)
+    finally:
+        app.store.close()
+    (tmp_path / "files").mkdir()
+    files = write_config(tmp_path / "files", """
+[source]
+type = "maildir"
+path = "../inbox"
+[sink]
+type = "files"
+path = "outbox"
+""")
+    app = open_app(config_module.load(files))
+    try:
+        assert not courier.can_overlap(app)  # reply files: nothing to wait for
+    finally:
+        app.store.close()
+
+
+def test_a_courier_that_dies_mid_pass_leaves_the_rest_to_the_pass(tmp_path, dataset,
+                                                                     smtp_server, monkeypatch):
+    """Killed with a reply out: that reply is sent again by the pass (the server may have
+    taken it: then it arrives twice, same bytes and Message-ID), the rest in-process."""
+    config = smtp_bot(tmp_path, dataset, smtp_server)
+    real = courier.Courier._hand_out
+    handed = [0]
+
+    def hand_out(self):
+        handed[0] += 1
+        real(self)
+        if handed[0] == 20 and self._proc is not None:
+            self._proc.kill()
+
+    monkeypatch.setattr(courier.Courier, "_hand_out", hand_out)
+    app = open_app(config_module.load(config))
+    try:
+        report = run_once(app)
+    finally:
+        app.store.close()
+    assert report.errors == []
+    assert_each_answered_once(config, dataset, smtp_server, resends=1)
+    assert handed[0] >= 20
+    assert readahead_workers_in(tmp_path, COURIER) == []
+
+
+def test_delivery_failures_through_the_courier_are_recorded_as_in_process(
+        tmp_path, dataset, smtp_server, monkeypatch):
+    """A recipient refused for good and one deferred, both in the first batch (sent by the
+    courier): failed and sent to review, and queued to retry, as send_due records them."""
+    config = smtp_bot(tmp_path, dataset, smtp_server)
+    handed: list[str] = []
+    real = courier.Courier._hand_out
+
+    def hand_out(self):
+        handed.append(self._next.message_id)
+        return real(self)
+
+    monkeypatch.setattr(courier.Courier, "_hand_out", hand_out)
+    refused, deferred = dataset.mails[10], dataset.mails[11]
+    refused_to = email.message_from_bytes(refused.data)["From"]
+    deferred_to = email.message_from_bytes(deferred.data)["From"]
+    smtp_server.refuse_recipient(email.utils.parseaddr(refused_to)[1], 550, "5.1.1 no such user")
+    smtp_server.refuse_recipient(email.utils.parseaddr(deferred_to)[1], 451, "4.3.0 try later")
+    app = open_app(config_module.load(config))
+    try:
+        run_once(app)
+    finally:
+        app.store.close()
+    records, queued = stored(config)
+    by_mail = {m.message_id: m for m in records}
+    statuses = collections.Counter(m.status for m in queued)
+    assert statuses == {"sent": MAILS - 2, "failed": 1, "queued": 1}
+    assert by_mail[refused.message_id].folder == "review"
+    assert by_mail[deferred.message_id].filed is False  # its answer is not out yet
+    assert replies_to(config, [refused, deferred]) <= set(handed)  # the courier sent both
+
+
+def test_a_pass_killed_while_the_courier_sends_leaves_no_courier_and_the_next_finishes(
+        tmp_path, dataset, smtp_server):
+    """`mailbot run --once` SIGKILLs itself once the server has taken the 150th reply (one of
+    the second batch, with the courier at work); its courier dies with it; a clean run then
+    answers every mail, once each but for at most one reply taken just before the kill."""
+    config = smtp_bot(tmp_path, dataset, smtp_server)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MAILBOT_CRASH_AT": "after_smtp_accept:150"}
+    crashed = subprocess.run([sys.executable, "-m", "mailbot", "--config", str(config), "run",
+                              "--once"], cwd=tmp_path, env=env, capture_output=True,
+                             timeout=240)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    deadline = time.monotonic() + 10  # the kernel kills the dead pass's helpers
+    while readahead_workers_in(tmp_path, COURIER) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert readahead_workers_in(tmp_path, COURIER) == []
+    env.pop("MAILBOT_CRASH_AT")
+    clean = subprocess.run([sys.executable, "-m", "mailbot", "--config", str(config), "run",
+                            "--once"], cwd=tmp_path, env=env, capture_output=True, timeout=240)
+    assert clean.returncode == 0, clean.stderr.decode()[-2000:]
+    assert_each_answered_once(config, dataset, smtp_server, resends=1)
