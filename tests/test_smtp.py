@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import socket
 import stat
 import time
@@ -13,7 +14,7 @@ from smtp_server import SmtpTestServer
 
 from mailbot.errors import ConfigError
 from mailbot.transport.seams import PermanentDeliveryError, TemporaryDeliveryError
-from mailbot.transport.smtp import RecipientsRefused, SmtpSetupError, SmtpSink
+from mailbot.transport.smtp import Abandoned, RecipientsRefused, SmtpSetupError, SmtpSink
 
 MakeSink = Callable[..., SmtpSink]
 
@@ -496,3 +497,56 @@ def test_a_send_without_recipients_is_a_programming_error(make_smtp_sink: MakeSi
     with pytest.raises(ValueError):
         make_smtp_sink().send(USER, [], REPLY, MESSAGE_ID)
 
+
+
+# --- a final dot held (the courier, mailbot.run.courier) ----------------------------------------
+
+def test_a_held_message_is_taken_only_once_hold_says_so(smtp_server: SmtpTestServer,
+                                                         make_smtp_sink: MakeSink) -> None:
+    seen_before_dot: list[int] = []
+
+    def hold() -> bool:
+        time.sleep(0.05)  # the server has all of it but the dot, and must not have taken it
+        seen_before_dot.append(len(smtp_server.messages))
+        return True
+
+    make_smtp_sink().send(USER, [CUSTOMER], REPLY, MESSAGE_ID, hold=hold)
+
+    assert seen_before_dot == [0]
+    [received] = smtp_server.messages
+    assert received.data == REPLY  # byte for byte, the dot-stuffed line too
+
+
+def test_a_held_message_dropped_never_reaches_anyone_and_the_next_goes_on_a_new_connection(
+        smtp_server: SmtpTestServer, make_smtp_sink: MakeSink) -> None:
+    sink = make_smtp_sink()
+    with pytest.raises(Abandoned):
+        sink.send(USER, [CUSTOMER], REPLY, MESSAGE_ID, hold=lambda: False)
+    time.sleep(0.2)  # the server has seen the connection close mid-DATA
+    assert smtp_server.messages == []
+
+    send(sink)
+
+    assert [m.data for m in smtp_server.messages] == [REPLY]
+    assert smtp_server.connections == 2
+
+
+def test_a_failure_before_the_dot_is_the_send_s_own_and_hold_is_never_asked(
+        smtp_server: SmtpTestServer, make_smtp_sink: MakeSink) -> None:
+    smtp_server.refuse_recipient(CUSTOMER, 550, "5.1.1 No such user")
+    asked: list[bool] = []
+
+    with pytest.raises(PermanentDeliveryError, match="every recipient refused"):
+        make_smtp_sink().send(USER, [CUSTOMER], REPLY, MESSAGE_ID,
+                              hold=lambda: asked.append(True) or True)
+
+    assert asked == []
+
+
+def test_recipients_refused_survives_pickling_from_the_courier() -> None:
+    refused = RecipientsRefused(MESSAGE_ID, {"nadie@example.org": (550, "no")}, [CUSTOMER])
+
+    again = pickle.loads(pickle.dumps(refused))
+
+    assert (type(again), str(again), again.refused, again.accepted) == (
+        RecipientsRefused, str(refused), refused.refused, refused.accepted)

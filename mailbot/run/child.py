@@ -25,15 +25,17 @@ _LENGTH = struct.Struct(">Q")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def start_child(module: str) -> subprocess.Popen:
+def start_child(module: str, *, buffered: bool = True) -> subprocess.Popen:
     """Start `python -m module PARENT_PID`, importing mailbot from where this process did,
-    installed or not. Raises OSError when no process can be started."""
+    installed or not; `buffered=False`: its pipes unbuffered on this side (a parent that
+    `select`s on the helper's output must not have answers sitting in a buffer). Raises
+    OSError when no process can be started."""
     home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": home + (os.pathsep + path if path else "")}
     return subprocess.Popen([sys.executable, "-m", module, str(os.getpid())],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
-                            env=env)
+                            env=env, bufsize=-1 if buffered else 0)
 
 
 def stop_child(proc: subprocess.Popen) -> None:
@@ -51,19 +53,28 @@ def stop_child(proc: subprocess.Popen) -> None:
 
 
 def send_frame(stream: BinaryIO, payload: bytes) -> None:
-    stream.write(_LENGTH.pack(len(payload)) + payload)
+    """One frame, whole (an unbuffered pipe may take part of a write)."""
+    view = memoryview(_LENGTH.pack(len(payload)) + payload)
+    while view:
+        view = view[stream.write(view) or 0:]
     stream.flush()
 
 
 def receive_frame(stream: BinaryIO) -> bytes:
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        raise EOFError("the helper closed its output")
-    (size,) = _LENGTH.unpack(head)
-    payload = stream.read(size)
-    if len(payload) < size:
-        raise EOFError("the helper closed its output mid-answer")
-    return payload
+    (size,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size, "the helper closed its output"))
+    return _read_exactly(stream, size, "the helper closed its output mid-answer")
+
+
+def _read_exactly(stream: BinaryIO, size: int, closed: str) -> bytes:
+    """`size` bytes (an unbuffered pipe gives what has arrived so far); EOFError if it ends."""
+    parts, left = [], size
+    while left:
+        part = stream.read(left)
+        if not part:
+            raise EOFError(closed)
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def die_with_parent(parent: int) -> bool:

@@ -21,6 +21,8 @@ ends (`settle`). A pass of one batch never starts a courier: there is nothing to
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
 import pickle
 import select
@@ -39,7 +41,6 @@ from mailbot.run.deliver import (
     claim_due,
     delivery_steps,
     next_send,
-    send_each,
 )
 from mailbot.run.filing import file_mails
 from mailbot.store.wal import fsync_wal
@@ -65,9 +66,17 @@ def can_overlap(app: App) -> bool:
 
 class Courier:
     """Steps whose messages a helper process sends, one at a time; this process hands each
-    outcome back to the steps (`poll`, `finish`). Anything wrong with the helper (it cannot
-    start, it dies) turns sending back in-process for the rest of the pass; a message out when
-    it died is sent again here, the one resend a crash at that moment would cost."""
+    outcome back to the steps (`poll`, `finish`).
+
+    The helper is handed the message after the one it sends (`Send.then`, the next one due)
+    and sends all of it but its final dot meanwhile; once the pass has marked the last one
+    sent, the next is either that one ("go": only the dot and the server's answer are left)
+    or another ("drop": the connection is closed mid-DATA, the server never takes it). So the
+    server takes a message only after the one before is marked, as when the pass sends itself.
+
+    Anything wrong with the helper (it cannot start, it dies) turns sending back in-process
+    for the rest of the pass; a message out when it died is sent again here, the one resend a
+    crash at that moment would cost."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -75,7 +84,9 @@ class Courier:
         self._broken = False
         self._steps: Steps | None = None  # the steps being sent, None when idle
         self._next: Send | None = None  # their next message, not handed out yet
-        self._out: Send | None = None  # handed to the helper, its outcome not read yet
+        self._out: Send | None = None  # told to go, its outcome not read yet
+        self._held: Send | None = None  # handed over to prepare, no go or drop said yet
+        self._answer: tuple[str, Any] | None = None  # the answer about `_out`, read early
 
     @property
     def busy(self) -> bool:
@@ -86,10 +97,9 @@ class Courier:
         if self._proc is not None or self._broken:
             return
         try:
-            self._proc = start_child("mailbot.run.courier")
-            assert self._proc.stdin is not None
-            send_frame(self._proc.stdin, pickle.dumps(
-                (self.app.sink, self.app.store.wal_file), protocol=_PICKLE))
+            # Unbuffered: `select` then sees every answer the helper has written.
+            self._proc = start_child("mailbot.run.courier", buffered=False)
+            self._write(("setup", (self.app.sink, self.app.store.wal_file)))
         except (OSError, pickle.PicklingError, TypeError) as exc:
             self._give_up(exc)
 
@@ -102,7 +112,7 @@ class Courier:
         self._advance(next(steps, None))
 
     def poll(self) -> None:
-        """Hand the outcome of the message out, if it has come, to the steps; hand the helper
+        """Hand the outcome of the message out, if it has come, to the steps; tell the helper
         the next message. Never waits."""
         if self._steps is None:
             return
@@ -114,16 +124,12 @@ class Courier:
             self._hand_out()
 
     def finish(self) -> None:
-        """Wait for the message out, then send the rest of the steps here (nothing is left to
-        overlap them with)."""
-        if self._steps is None:
-            return
-        steps = self._steps
-        if self._out is not None:
-            self._advance(self._take(self._out))
-        job, self._steps, self._next = self._next, None, None
-        if job is not None:
-            send_each(self.app, steps, job)
+        """Send the rest of the steps, waiting for each (nothing is left to overlap them with)."""
+        while self._steps is not None:
+            if self._out is not None:
+                self._advance(self._take(self._out))
+            if self._next is not None:
+                self._hand_out()
 
     def close(self) -> None:
         """Stop the helper. A message out is waited for and what came of it recorded; the steps
@@ -143,44 +149,91 @@ class Courier:
     # -- internals ---------------------------------------------------------------------------
 
     def _advance(self, job: Send | None) -> None:
-        """The steps' next message (None: they are done)."""
+        """The steps' next message (None: they are done, and a message held is dropped)."""
         self._next = job
         if job is None:
             self._steps = None
+            if self._held is not None:
+                self._held = None
+                self._tell(("drop", None))
 
     def _hand_out(self) -> None:
         job, self._next = self._next, None
         assert job is not None
         if self._proc is None:
             self.warm_up()
-        if self._broken or self._proc is None:
-            self._advance(self._record(self._send_here(job)))  # the helper is gone: here
+        if self._broken:
+            self._advance(self._record(self._send_here(job)))
             return
+        held, self._held = self._held, None
         try:
-            assert self._proc.stdin is not None
-            send_frame(self._proc.stdin, pickle.dumps(job, protocol=_PICKLE))
-        except OSError as exc:  # it died before taking it: nothing of it went out
+            if held is not None and held.message_id == job.message_id:
+                self._write(("go", None))  # prepared already: the dot is all that is left
+            else:
+                if held is not None:
+                    self._write(("drop", None))
+                self._write(("job", dataclasses.replace(job, then=None)))
+                self._write(("go", None))
+        except OSError as exc:  # it died before taking the go: nothing of it went out
             self._give_up(exc)
             self._advance(self._record(self._send_here(job)))
             return
         self._out = job
+        if job.then is not None and self._tell(("job", job.then)):
+            self._held = job.then
+
+    def _tell(self, frame: tuple[str, Any]) -> bool:
+        """A frame the helper may miss: if it has died, the next answer says so."""
+        if self._broken:
+            return False
+        try:
+            self._write(frame)
+        except OSError:
+            return False
+        return True
+
+    def _write(self, frame: tuple[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        send_frame(self._proc.stdin, pickle.dumps(frame, protocol=_PICKLE))
 
     def _answered(self) -> bool:
-        assert self._proc is not None and self._proc.stdout is not None
-        ready, _, _ = select.select([self._proc.stdout], [], [], 0)
-        return bool(ready)
+        """Whether the answer about the message out has come (answers about messages dropped
+        are read past)."""
+        if self._answer is not None or self._broken or self._proc is None:
+            return True  # an answer, or none will come (`_take` knows what to do)
+        stdout = self._proc.stdout
+        assert stdout is not None
+        while select.select([stdout], [], [], 0)[0]:
+            if not self._read() or self._answer is not None:
+                return True  # the answer, or the helper is gone
+        return False
+
+    def _read(self) -> bool:
+        """Read one answer; keep it unless it is about a dropped message. False: the helper is
+        gone."""
+        if self._proc is None or self._proc.stdout is None:
+            self._give_up(RuntimeError("the courier is gone"))
+            return False
+        try:
+            kind, detail = pickle.loads(receive_frame(self._proc.stdout))
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            self._give_up(exc)
+            return False
+        if kind != "dropped":
+            self._answer = (kind, detail)
+        return True
 
     def _take(self, job: Send) -> Send | None:
         """Wait for the helper's answer about `job`; hand it to the steps; their next message."""
         self._out = None
-        try:
-            assert self._proc is not None and self._proc.stdout is not None
-            kind, detail = pickle.loads(receive_frame(self._proc.stdout))
-        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        while self._answer is None and not self._broken:
+            self._read()
+        answer, self._answer = self._answer, None
+        if answer is None:
             # It died with the message out: the server may or may not have taken it. Sent
             # again here, with the same bytes and Message-ID: the one resend a crash costs.
-            self._give_up(exc)
             return self._record(self._send_here(job))
+        kind, detail = answer
         if kind == "unsynced":  # the helper could not fsync the store: let the store say why
             self.app.store.sync()
             return self._record(self._send_here(job))
@@ -215,6 +268,7 @@ class Courier:
         if not self._broken:
             log.warning("event=courier_off error=%r: replies are sent in-process", str(exc))
         self._broken = True
+        self._held = None
         if self._proc is not None:
             proc, self._proc = self._proc, None
             try:
@@ -223,20 +277,36 @@ class Courier:
                 pass
 
 
-class Deliveries:
-    """The pipeline's batch whose replies are out on the courier, until it is filed.
+@dataclasses.dataclass
+class _Batch:
+    """A decided batch whose replies are to go out: its mails, the claims on them (held until
+    it is filed), the reference of its first mail (for the report)."""
 
-    A pass hands each decided batch over (`send`), with the claims on its mails; looks in
-    between two mails of the next batch (`poll`); and, once that batch is decided, finishes
-    the one out (`settle`: its last replies, then the mails filed, then the claims let go)
-    before the next goes out. A fault of a delivery is the batch's alone, as when the pass
-    sends itself: logged, counted in the report, and its mails stay for the next run."""
+    mail_ids: list[int]
+    claimed: list[int]
+    reference: str | None
+    started: bool = False
+
+
+class Deliveries:
+    """The pipeline's decided batches whose replies go out on the courier, oldest first, each
+    filed once its replies are out.
+
+    A pass hands each decided batch over (`send`), with the claims on its mails, and looks in
+    between two mails of the next (`poll`): the courier's answer is handed to the steps, the
+    next reply handed out; a batch whose replies are all out is filed and its claims let go,
+    and the next batch's replies start. A batch whose replies are not all out when a second
+    one is waiting behind it is finished there and then; the pass's end finishes every one
+    (`settle`). A fault of a delivery is the batch's alone, as when the pass sends itself:
+    logged, counted in the report, and its mails stay for the next run."""
+
+    WAITING = 1  # batches decided and waiting behind the one going out
 
     def __init__(self, app: App, report: RunReport) -> None:
         self.app, self.report = app, report
         self.courier = Courier(app)
         self.overlaps = can_overlap(app)  # else the pass sends each batch itself, in turn
-        self._out: tuple[list[int], list[int], str | None] | None = None  # ids, claims, ref
+        self._batches: collections.deque[_Batch] = collections.deque()
 
     def __enter__(self) -> Deliveries:
         return self
@@ -254,49 +324,75 @@ class Deliveries:
         except Exception as close_exc:
             log.error("event=delivery_stopped error=%r", str(close_exc))
         finally:
-            out, self._out = self._out, None
-            if out is not None:
-                let_go(self.app, out[1])
+            batches, self._batches = self._batches, collections.deque()
+            for batch in batches:
+                let_go(self.app, batch.claimed)
 
     def send(self, mail_ids: Sequence[int], claimed: list[int], reference: str | None,
              *, more_to_come: bool) -> None:
         """The replies of these decided mails go out while the next batch is decided; their
         claims are held here until they are filed. `more_to_come`: the batch was full, so the
         courier is started now, to be ready for the next one."""
-        self.settle()
-        self._out = (list(mail_ids), claimed, reference)
+        self._batches.append(_Batch(list(mail_ids), claimed, reference))
         if more_to_come:
             self.courier.warm_up()
-        self._guard(lambda: self.courier.start(
-            delivery_steps(self.app, self.report, *claim_due(self.app, mail_ids=mail_ids))))
+        while len(self._batches) > 1 + self.WAITING:
+            self._finish_oldest()
+        self._go_on()
 
     def poll(self) -> None:
-        if self._out is not None and self.courier.busy:
-            self._guard(self.courier.poll)
+        """Between two mails: the courier's answer to the steps, the next reply out; a batch
+        done is filed and the next one's replies begin. Never waits for the courier."""
+        if not self._batches:
+            return
+        self._guard(self._batches[0], self.courier.poll)
+        self._go_on()
 
     def settle(self) -> None:
-        """The batch out: its last replies sent here, then its mails filed, its claims let go."""
-        if self._out is None:
-            return
-        mail_ids, claimed, _ = self._out
-        try:
-            if self._guard(self.courier.finish):
-                self._guard(lambda: file_mails(self.app, mail_ids, self.report))
-        finally:
-            self._out = None
-            let_go(self.app, claimed)
+        """Every batch: its last replies sent, waiting for each, then filed."""
+        while self._batches:
+            self._finish_oldest()
 
-    def _guard(self, step: Any) -> bool:
-        """Run a step of the batch out; a fault other than the store's is the batch's alone
-        (its mails stay in the inbox; the next run finishes them). False after a fault."""
+    def _go_on(self) -> None:
+        """File the oldest batch if its replies are all out, and start the next one's."""
+        while self._batches and not self.courier.busy:
+            batch = self._batches[0]
+            if not batch.started and self._start(batch):
+                continue  # sending (or nothing to send: filed at the next turn)
+            self._file_oldest()
+
+    def _finish_oldest(self) -> None:
+        batch = self._batches[0]
+        if batch.started or self._start(batch):
+            self._guard(batch, self.courier.finish)
+        self._file_oldest()
+
+    def _start(self, batch: _Batch) -> bool:
+        """Its replies due, claimed again, handed to the courier's steps. False after a fault."""
+        batch.started = True
+        return self._guard(batch, lambda: self.courier.start(delivery_steps(
+            self.app, self.report, *claim_due(self.app, mail_ids=batch.mail_ids))))
+
+    def _file_oldest(self) -> None:
+        """Its replies are out (or stopped by a fault): the mails whose answers are all out
+        leave the inbox; the claims are let go."""
+        batch = self._batches.popleft()
+        try:
+            self._guard(batch, lambda: file_mails(self.app, batch.mail_ids, self.report))
+        finally:
+            let_go(self.app, batch.claimed)
+
+    def _guard(self, batch: _Batch, step: Any) -> bool:
+        """Run a step of a batch's delivery; a fault other than the store's is the batch's
+        alone (its mails stay in the inbox; the next run finishes them). False after one."""
         try:
             step()
         except StoreError:
             raise  # a damaged or full store ends the pass; every mail stays where it is
         except Exception as exc:
-            count, reference = (len(self._out[0]), self._out[2]) if self._out else (0, None)
-            log.exception("batch of %d mails: %s", count, exc)
-            self.report.errors.append(f"{count} mails from {reference}: {exc}")
+            log.exception("batch of %d mails: %s", len(batch.mail_ids), exc)
+            self.report.errors.append(f"{len(batch.mail_ids)} mails from {batch.reference}: "
+                                      f"{exc}")
             return False
         return True
 
@@ -304,37 +400,70 @@ class Deliveries:
 # -- the helper process ---------------------------------------------------------------------------
 
 def _courier(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The courier: the sink and the store's WAL first, then one message after another until
-    end of input; each answered ("sent", outcome) or ("failed", text) or ("unsynced", text)."""
+    """The courier: the sink and the store's WAL first; then, for each message handed over
+    ("job"), all of it sent but its final dot, which waits for the pass's word: "go" (sync the
+    WAL, send the dot) or "drop" (close the connection). Each answered ("sent", outcome),
+    ("failed", text), ("unsynced", text) or ("dropped", None), until end of input."""
+
+    def receive() -> tuple[str, Any]:
+        return pickle.loads(receive_frame(requests))
+
     try:
-        sink, wal = pickle.loads(receive_frame(requests))
+        _, (sink, wal) = receive()
     except EOFError:
         return
+    from mailbot.transport.smtp import Abandoned
+
     try:
         while True:
             try:
-                job: Send = pickle.loads(receive_frame(requests))
+                _, job = receive()
             except EOFError:
                 return
+            word: list[str] = []  # the pass's "go" or "drop" for this job
+            unsynced: list[str] = []
+
+            def hold(job: Send = job, word: list[str] = word,
+                     unsynced: list[str] = unsynced) -> bool:
+                try:
+                    word.append(receive()[0])
+                except EOFError:
+                    word.append("end")
+                    return False
+                if word[0] != "go":
+                    return False
+                try:
+                    if job.sync_first and wal is not None:
+                        fsync_wal(wal)
+                except OSError as exc:
+                    unsynced.append(str(exc))
+                    return False
+                return True
+
             answer: tuple[str, Any]
             try:
-                if job.sync_first and wal is not None:
-                    fsync_wal(wal)
-            except OSError as exc:
-                answer = ("unsynced", str(exc))
-            else:
+                sink.send(job.envelope_from, job.recipients, job.data, job.message_id,
+                          hold=hold)
+                answer = ("sent", None)
+            except Abandoned:
+                answer = ("unsynced", unsynced[0]) if unsynced else ("dropped", None)
+            except DELIVERY_OUTCOMES as exc:
+                answer = ("sent", exc)
+            except Exception as exc:
+                answer = ("failed", f"{type(exc).__name__}: {exc}")
+            if not word:  # it failed before its dot: the pass's word is still to come
                 try:
-                    sink.send(job.envelope_from, job.recipients, job.data, job.message_id)
-                    answer = ("sent", None)
-                except DELIVERY_OUTCOMES as exc:
-                    answer = ("sent", exc)
-                except Exception as exc:
-                    answer = ("failed", f"{type(exc).__name__}: {exc}")
+                    word.append(receive()[0])
+                except EOFError:
+                    return
+                if word[0] != "go":
+                    answer = ("dropped", None)
+            if word[0] == "end":
+                return
             try:
                 payload = pickle.dumps(answer, protocol=_PICKLE)
             except Exception:  # an outcome that does not pickle: its class and text
-                outcome = answer[1]
-                payload = pickle.dumps((answer[0], type(outcome)(str(outcome))),
+                payload = pickle.dumps((answer[0], type(answer[1])(str(answer[1]))),
                                        protocol=_PICKLE)
             send_frame(answers, payload)
     finally:

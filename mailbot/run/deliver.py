@@ -74,6 +74,9 @@ class Send:
     data: bytes
     message_id: str
     sync_first: bool = False
+    # The message likely to come next (the next one due), which a courier may prepare while
+    # this one is marked sent: all of it but its final dot (mailbot.run.courier).
+    then: Send | None = None
 
     def go(self, sink: Any, sync: Callable[[], None]) -> None:
         if self.sync_first:
@@ -134,7 +137,7 @@ def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[in
     # What the next send syncs first: the decisions these replies come from
     # (Store.transaction), then each time the last reply's "sent" mark.
     unsynced = bool(due)
-    for msg in due:
+    for index, msg in enumerate(due):
         if msg.mail is None:  # an operator alert: whoever claims it first sends it
             with app.store.transaction() as conn:
                 if not claims.claim_alert(app, conn, msg.id):
@@ -146,8 +149,11 @@ def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[in
         if msg.mail is not None and msg.mail not in held:
             continue  # its claim lapsed and another run took the mail: that run sends it
         recipients = json.loads(msg.recipients)
+        after = due[index + 1] if index + 1 < len(due) else None
+        then = (Send(after.envelope_from, json.loads(after.recipients), after.data,
+                     after.message_id, sync_first=True) if after is not None else None)
         outcome = yield Send(msg.envelope_from, recipients, msg.data, msg.message_id,
-                             sync_first=unsynced)
+                             sync_first=unsynced, then=then)
         unsynced = False
         if isinstance(outcome, SinkUnavailable):
             # Nothing can go out until an operator fixes the setup: keep every message's

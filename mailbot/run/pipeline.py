@@ -113,16 +113,14 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     A store or mailbox fault on one mail leaves it for the next run and the others go on.
     With `readahead`, worker processes read the mails that will need reading while this
     process records and decides the ones before them (see mailbot.run.readahead).
-    With `deliveries`, the batch's replies go out on the courier's thread while the next
-    batch is decided, and it is filed once that one is (see mailbot.run.courier); the batch
-    before this one is finished first.
+    With `deliveries`, the batch's replies go out from the courier process while the next
+    batch is decided, and it is filed once they are all out (see mailbot.run.courier).
     """
     claimed: list[int] = []  # the mails this run holds, let go whatever happens
     handed_over = False
     try:
         handled = _process_batch(app, raws, report, readahead, claimed, deliveries)
         if handled and deliveries is not None and deliveries.overlaps:
-            deliveries.settle()  # the batch before: its last replies, then filed
             deliveries.send([rec.id for rec in handled], claimed, handled[0].reference,
                             more_to_come=len(raws) >= BATCH_SIZE)
             handed_over = True  # its claims are let go once it is filed

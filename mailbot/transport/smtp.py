@@ -41,7 +41,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +61,43 @@ from mailbot.transport.tls import client_context
 log = logging.getLogger(__name__)
 
 _LINE_ENDING = re.compile(rb"\r?\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")  # dot-stuffing (RFC 5321 §4.5.2), as smtplib does it
 RECHECK_AFTER_SECONDS = 5.0  # a connection idle longer than this is checked with RSET
 
 
+class Abandoned(Exception):
+    """The message was dropped before its final dot (`SmtpSink.send` with `hold`): the
+    connection was closed mid-DATA, so the server never took it (RFC 5321 §4.1.1.4)."""
+
+
 class _Tracking:
-    """Remembers whether the server answered MAIL FROM of the transaction under way."""
+    """Remembers whether the server answered MAIL FROM of the transaction under way, and holds
+    a message's final dot while `hold` decides (SmtpSink.send)."""
 
     mail_answered = False
+    hold: Callable[[], bool] | None = None
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         self.mail_answered = False
         reply = super().mail(sender, options)  # type: ignore[misc]
         self.mail_answered = True
         return reply
+
+    def data(self, msg: bytes) -> tuple[int, bytes]:
+        """smtplib's DATA, with the message sent whole but for its final dot, which waits for
+        `hold()`: True sends it (the server takes the message), False abandons it."""
+        if self.hold is None:
+            return super().data(msg)  # type: ignore[misc]
+        self.putcmd("data")  # type: ignore[attr-defined]
+        code, reply = self.getreply()  # type: ignore[attr-defined]
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        body = _LEADING_DOT.sub(b"..", msg)
+        self.send(body if body.endswith(b"\r\n") else body + b"\r\n")  # type: ignore[attr-defined]
+        if not self.hold():
+            raise Abandoned("dropped before its final dot")
+        self.send(b".\r\n")  # type: ignore[attr-defined]
+        return self.getreply()  # type: ignore[attr-defined]
 
 
 class _SMTP(_Tracking, smtplib.SMTP):
@@ -99,6 +123,9 @@ class RecipientsRefused(PartiallyDelivered):
         listed = "; ".join(f"{address}: {code} {text}" for address, (code, text) in refused.items())
         super().__init__(f"message {message_id} delivered to {', '.join(self.accepted)} "
                          f"but refused for {listed}")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # from the courier (mailbot.run.courier)
+        return (type(self), (self.message_id, self.refused, self.accepted))
 
 
 def _dead_at_mail(connection: smtplib.SMTP, exc: BaseException) -> bool:
@@ -186,6 +213,9 @@ class SmtpSink:
         except Exception as exc:
             raise self._setup_failure(exc) from exc
         try:
+            # Each write goes at once: a held message's final dot (`send`'s hold), a few bytes
+            # after the body, would otherwise wait for the server's delayed ACK (Nagle).
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.ehlo_or_helo_if_needed()
             if c.security == "starttls":
                 if not connection.has_extn("starttls"):
@@ -316,12 +346,17 @@ class SmtpSink:
     # --- the Sink --------------------------------------------------------------------------------
 
     def send(self, envelope_from: str, recipients: Sequence[str], message: bytes,
-             message_id: str) -> None:
+             message_id: str, *, hold: Callable[[], bool] | None = None) -> None:
         """Deliver `message` to exactly `recipients`.
 
         The envelope sender is [smtp] envelope_from when set (a provider may require it to be
         the authenticated mailbox), else `envelope_from`, else the default given at
         construction. Bare LF line endings become CRLF, as SMTP requires.
+
+        `hold`: called once the whole message but its final dot has gone; the dot goes when it
+        returns True. False closes the connection instead and raises Abandoned: the server
+        never took the message. (The courier prepares the next reply so while the pass marks
+        the last one sent: mailbot.run.courier.)
         """
         if not recipients:
             raise ValueError("a reply needs at least one recipient")
@@ -330,17 +365,18 @@ class SmtpSink:
         with self._lock:
             connection, unchecked = self._reusable_connection()
             try:
-                refused = self._sendmail(connection, sender, recipients, data, message_id)
+                refused = self._sendmail(connection, sender, recipients, data, message_id, hold)
             except Exception as exc:
                 self._discard()
-                if not (unchecked and _dead_at_mail(connection, exc)):
+                if isinstance(exc, Abandoned) or not (unchecked and _dead_at_mail(connection, exc)):
                     raise self._delivery_failure(exc, message_id) from exc
                 # The connection died while idle: nothing of this message reached the server.
                 log.debug("smtp connection to %s went away; sending %s on a new one",
                           self.where, message_id)
                 connection, _ = self._reusable_connection()
                 try:
-                    refused = self._sendmail(connection, sender, recipients, data, message_id)
+                    refused = self._sendmail(connection, sender, recipients, data, message_id,
+                                             hold)
                 except Exception as exc2:
                     self._discard()
                     raise self._delivery_failure(exc2, message_id) from exc2
@@ -352,9 +388,13 @@ class SmtpSink:
         log.debug("smtp %s accepted %s", self.where, message_id)
 
     def _sendmail(self, connection: smtplib.SMTP, sender: str, recipients: Sequence[str],
-                  data: bytes, message_id: str) -> dict:
+                  data: bytes, message_id: str, hold: Callable[[], bool] | None = None) -> dict:
         options = self._mail_options(connection, sender, recipients, data, message_id)
-        return connection.sendmail(sender, list(recipients), data, mail_options=options)
+        connection.hold = hold  # type: ignore[attr-defined]
+        try:
+            return connection.sendmail(sender, list(recipients), data, mail_options=options)
+        finally:
+            connection.hold = None  # type: ignore[attr-defined]
 
     def _mail_options(self, connection: smtplib.SMTP, sender: str, recipients: Sequence[str],
                       data: bytes, message_id: str) -> list[str]:
@@ -374,6 +414,8 @@ class SmtpSink:
         where = f"SMTP {self.where}, message {message_id}"
         if isinstance(exc, DeliveryError):
             return exc
+        if isinstance(exc, Abandoned):
+            raise exc
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             listed = "; ".join(f"{address}: {code} {_text(text)}"
                                for address, (code, text) in exc.recipients.items())
