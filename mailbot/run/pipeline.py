@@ -14,11 +14,13 @@ Message-ID, go out once more.
 
 A power cut is a crash too, as long as nothing left the process on the strength of a commit
 the disk does not have yet. Every commit is synced before it returns (SQLite: WAL with
-synchronous=FULL), except the decisions of step 2 (`Store.transaction(sync_later=True)`):
-they are synced together, with one fsync of the WAL (`Store.sync`), before the first reply
-of the batch is sent and before any mail is filed. A power cut can only undo a suffix of the
-commits, so it leaves the store as a crash before the first undone decision would have, with
-none of its replies out and its mail still in the inbox.
+synchronous=FULL), except the decisions of step 2 and the "sent" marks of step 3
+(`Store.transaction(sync_later=True)`): the decisions are synced together, with one fsync of
+the WAL (`Store.sync`), before the first reply of the batch is sent; each mark before the
+next reply is sent (`deliver.Send.sync_first`); all of them before any mail is filed. A power
+cut can only undo a suffix of the commits, so it leaves the store as a crash would have: the
+decisions it undoes have no reply out and their mails are still in the inbox, and the one
+mark it may undo is the last reply's, which then goes out once more, as after a crash.
 
 Mails go through in batches (BATCH_SIZE), which changes no step of any single mail, only how
 steps of different mails interleave: the new mails of each group of LOOK_AGAIN are recorded
@@ -29,7 +31,9 @@ next ones meanwhile: mailbot.run.readahead);
 then the batch's replies are sent, each marked sent as soon as the server took it; then the
 copies for the Sent folder are made in one go (a reply whose copy is not made yet is marked so
 in the store, and a crash leaves the copy to the next run); then the mails whose answers are
-all out are filed, one move per folder.
+all out are filed, one move per folder. In a pass of several batches the replies are sent by
+the courier process while the next batch is decided (mailbot.run.courier); the order of each
+mail's commits, and of the sends, is the same.
 """
 
 from __future__ import annotations
