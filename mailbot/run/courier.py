@@ -25,8 +25,10 @@ import collections
 import dataclasses
 import logging
 import pickle
+import queue
 import select
 import subprocess
+import threading
 from collections.abc import Generator, Sequence
 from typing import Any, BinaryIO
 
@@ -399,75 +401,112 @@ class Deliveries:
 
 # -- the helper process ---------------------------------------------------------------------------
 
+CONNECTIONS = 2  # the message going out on one, the next one prepared on the other
+
+
+class _Line:
+    """One of the courier's SMTP connections, on a thread of its own: sends the messages it is
+    given, each held before its final dot until its word comes."""
+
+    def __init__(self, sink: Any, wal: str | None, answer: Any) -> None:
+        self.sink, self.wal, self.answer = sink, wal, answer
+        self.jobs: queue.SimpleQueue[tuple[Send, queue.SimpleQueue[str]] | None] = (
+            queue.SimpleQueue())
+        self.thread = threading.Thread(target=self._run, daemon=True, name="courier-line")
+        self.thread.start()
+
+    def _run(self) -> None:
+        from mailbot.transport.smtp import Abandoned
+
+        try:
+            while (item := self.jobs.get()) is not None:
+                job, words = item
+                word: list[str] = []  # the pass's "go", "drop" or "end" for this job
+                unsynced: list[str] = []
+
+                def hold(job: Send = job, words: queue.SimpleQueue[str] = words,
+                         word: list[str] = word, unsynced: list[str] = unsynced) -> bool:
+                    word.append(words.get())
+                    if word[0] != "go":
+                        return False
+                    try:
+                        if job.sync_first and self.wal is not None:
+                            fsync_wal(self.wal)
+                    except OSError as exc:
+                        unsynced.append(str(exc))
+                        return False
+                    return True
+
+                answer: tuple[str, Any]
+                try:
+                    self.sink.send(job.envelope_from, job.recipients, job.data, job.message_id,
+                                   hold=hold)
+                    answer = ("sent", None)
+                except Abandoned:
+                    answer = ("unsynced", unsynced[0]) if unsynced else ("dropped", None)
+                except DELIVERY_OUTCOMES as exc:
+                    answer = ("sent", exc)
+                except Exception as exc:
+                    answer = ("failed", f"{type(exc).__name__}: {exc}")
+                if not word:  # it failed before its dot: the pass's word is still to come
+                    word.append(words.get())
+                    if word[0] != "go":
+                        answer = ("dropped", None)
+                if word[0] == "end":
+                    return
+                self.answer(answer)
+        finally:
+            self.sink.close()
+
+
 def _courier(requests: BinaryIO, answers: BinaryIO) -> None:
     """The courier: the sink and the store's WAL first; then, for each message handed over
     ("job"), all of it sent but its final dot, which waits for the pass's word: "go" (sync the
     WAL, send the dot) or "drop" (close the connection). Each answered ("sent", outcome),
-    ("failed", text), ("unsynced", text) or ("dropped", None), until end of input."""
+    ("failed", text), ("unsynced", text) or ("dropped", None), until end of input.
 
-    def receive() -> tuple[str, Any]:
-        return pickle.loads(receive_frame(requests))
-
+    The messages take turns on CONNECTIONS connections, each on a thread of its own, so the
+    next message is prepared while the one before goes (the pass tells at most one to go at a
+    time, and hands over the next before that one's answer is back)."""
     try:
-        _, (sink, wal) = receive()
+        _, (sink, wal) = pickle.loads(receive_frame(requests))
     except EOFError:
         return
-    from mailbot.transport.smtp import Abandoned
+    lock = threading.Lock()
 
+    def answer(payload: tuple[str, Any]) -> None:
+        try:
+            frame = pickle.dumps(payload, protocol=_PICKLE)
+        except Exception:  # an outcome that does not pickle: its class and text
+            frame = pickle.dumps((payload[0], type(payload[1])(str(payload[1]))),
+                                 protocol=_PICKLE)
+        with lock:
+            send_frame(answers, frame)
+
+    lines = [_Line(sink if n == 0 else pickle.loads(pickle.dumps(sink)), wal, answer)
+             for n in range(CONNECTIONS)]
+    waiting: collections.deque[queue.SimpleQueue[str]] = collections.deque()  # no word yet
+    turn = 0
     try:
         while True:
             try:
-                _, job = receive()
+                kind, job = pickle.loads(receive_frame(requests))
             except EOFError:
                 return
-            word: list[str] = []  # the pass's "go" or "drop" for this job
-            unsynced: list[str] = []
-
-            def hold(job: Send = job, word: list[str] = word,
-                     unsynced: list[str] = unsynced) -> bool:
-                try:
-                    word.append(receive()[0])
-                except EOFError:
-                    word.append("end")
-                    return False
-                if word[0] != "go":
-                    return False
-                try:
-                    if job.sync_first and wal is not None:
-                        fsync_wal(wal)
-                except OSError as exc:
-                    unsynced.append(str(exc))
-                    return False
-                return True
-
-            answer: tuple[str, Any]
-            try:
-                sink.send(job.envelope_from, job.recipients, job.data, job.message_id,
-                          hold=hold)
-                answer = ("sent", None)
-            except Abandoned:
-                answer = ("unsynced", unsynced[0]) if unsynced else ("dropped", None)
-            except DELIVERY_OUTCOMES as exc:
-                answer = ("sent", exc)
-            except Exception as exc:
-                answer = ("failed", f"{type(exc).__name__}: {exc}")
-            if not word:  # it failed before its dot: the pass's word is still to come
-                try:
-                    word.append(receive()[0])
-                except EOFError:
-                    return
-                if word[0] != "go":
-                    answer = ("dropped", None)
-            if word[0] == "end":
-                return
-            try:
-                payload = pickle.dumps(answer, protocol=_PICKLE)
-            except Exception:  # an outcome that does not pickle: its class and text
-                payload = pickle.dumps((answer[0], type(answer[1])(str(answer[1]))),
-                                       protocol=_PICKLE)
-            send_frame(answers, payload)
+            if kind == "job":
+                words: queue.SimpleQueue[str] = queue.SimpleQueue()
+                waiting.append(words)
+                lines[turn].jobs.put((job, words))
+                turn = (turn + 1) % len(lines)
+            else:  # "go" or "drop", for the oldest message without its word
+                waiting.popleft().put(kind)
     finally:
-        sink.close()
+        for words in waiting:
+            words.put("end")
+        for line in lines:
+            line.jobs.put(None)
+        for line in lines:
+            line.thread.join(10)
 
 
 if __name__ == "__main__":
