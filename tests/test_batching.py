@@ -19,6 +19,7 @@ from mailbot.model import RawMail
 from mailbot.ops.imports import read_keys, read_registry
 from mailbot.read.extract import read_mail
 from mailbot.ruleset import load_rules
+from mailbot.run import readahead as readahead_module
 from mailbot.run.pipeline import run_once
 from mailbot.run.readahead import MIN_MAILS, ReadAhead
 from mailbot.run.wiring import open_app
@@ -68,6 +69,17 @@ def test_worker_readings_are_the_in_process_readings(rules, dataset):
             got = readahead.take(raw)
             assert got == read_mail(raw.data, rules, limits, OWN)
         assert readahead.read_by_workers == len(mails_)
+
+
+def test_workers_read_at_a_lower_priority_than_the_pass(rules, dataset):
+    """Reading ahead yields the core to the pass's courier and whatever else wakes to answer."""
+    with ReadAhead(rules, LimitsConfig(), OWN, workers=1) as readahead:
+        readahead.submit(raws(dataset))
+        assert readahead.settle()
+        workers = readahead_workers_in(Path.cwd())
+        assert workers
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + readahead_module.NICENESS)
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in workers} == {expected}
 
 
 def test_few_mails_are_read_in_process(rules, dataset):

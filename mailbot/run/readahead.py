@@ -250,5 +250,16 @@ def _worker(requests: BinaryIO, answers: BinaryIO) -> None:
         send_frame(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+# Reading ahead is background work: when a core is short, the kernel runs the pass's courier
+# (and anything else that wakes up to answer) before it. The pass steals what is not read in
+# time, so a worker left behind costs nothing but the work it did not do.
+NICENESS = 10
+
+
 if __name__ == "__main__":
-    _worker(*child_streams())
+    streams = child_streams()
+    try:
+        os.nice(NICENESS)
+    except OSError:  # not allowed here: read at the same priority
+        pass
+    _worker(*streams)
