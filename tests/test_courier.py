@@ -282,3 +282,22 @@ def test_a_prepared_reply_the_steps_do_not_take_next_never_reaches_anyone(
     assert sorted(m.rcpt_tos for m in smtp_server.messages) == [
         ("c1@example.org",), ("c3@example.org",), ("c4@example.org",)]
     assert readahead_workers_in(tmp_path, COURIER) == []
+
+
+def test_a_pass_of_one_batch_starts_no_courier(tmp_path, dataset, smtp_server, monkeypatch):
+    """Nothing to overlap its sends with: the pass sends them itself, on its own connection,
+    without waiting for a helper to start (the IDLE path: a mail or two per pass)."""
+    config = smtp_bot(tmp_path, bench.Dataset(dataset.mails[:20], dataset.registry,
+                                              dataset.keys), smtp_server)
+    started: list[str] = []
+    real = courier.start_child
+    monkeypatch.setattr(courier, "start_child",
+                        lambda module, **kw: started.append(module) or real(module, **kw))
+    app = open_app(config_module.load(config))
+    try:
+        report = run_once(app)
+    finally:
+        app.store.close()
+    assert report.errors == [] and report.sent == 20
+    assert started == [] and smtp_server.connections == 1
+    assert len(replies_of(smtp_server)) == 20

@@ -3,20 +3,22 @@
 Why: sending a reply is mostly waiting, for the SMTP server to take MAIL, RCPT, DATA and the
 message, one round trip after another (about 1.5 ms a reply on loopback, tens of milliseconds
 against a real provider). Done in turn with the decisions, a pass waits for every one of them.
-The courier is a helper process (mailbot.run.child) holding its own SMTP connection: it sends
+The courier is a helper process (mailbot.run.child) with SMTP connections of its own: it sends
 what it is handed, one message at a time, and answers what came of it. A process rather than a
 thread, because a thread would need this process's GIL for each of those round trips while the
 pass is busy deciding, and would wait for it every time.
 
 Everything that touches the store or the mailbox (claims, "sent" marks, copies for Sent,
 filing) stays in the pass, in the order `deliver.delivery_steps` gives it, which hands out
-the next message only once the last one is marked: at most one accepted reply is ever
-unmarked, as when the pass sends them itself. The fsync that puts the last mark on the disk is
-the courier's, before it sends the next message (`Send.sync_first`).
+the next message only once the last one is marked. The courier is handed that next message
+early and sends all of it but its final dot, on its other connection; the dot goes only when
+the pass says so, after the mark (and after the courier's fsync of the WAL, which puts the mark
+on the disk: `Send.sync_first`). So at most one accepted reply is ever unmarked, as when the
+pass sends them itself, and what is left after the pass's word is one short round trip.
 
-`Deliveries` is the pipeline's side: the batch whose replies are out, which the pass looks in
-on between two mails (`poll`) and finishes before the next batch's replies go, or the pass
-ends (`settle`). A pass of one batch never starts a courier: there is nothing to overlap.
+`Deliveries` is the pipeline's side: the decided batches whose replies are to go, oldest
+first, which the pass looks in on between two mails (`poll`); a batch is filed once its
+replies are out. A pass of one batch starts no courier: there is nothing to overlap.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ class Courier:
         return self._steps is not None
 
     def warm_up(self) -> None:
-        """Start the helper now (it imports and connects while the pass goes on)."""
+        """Start the helper now (it imports and connects while the pass goes on). Without it
+        the steps are sent here: a pass of one batch has nothing to overlap its sends with,
+        and would only wait for a helper to start."""
         if self._proc is not None or self._broken:
             return
         try:
@@ -162,9 +166,7 @@ class Courier:
     def _hand_out(self) -> None:
         job, self._next = self._next, None
         assert job is not None
-        if self._proc is None:
-            self.warm_up()
-        if self._broken:
+        if self._broken or self._proc is None:  # no helper (gone, or none worth starting)
             self._advance(self._record(self._send_here(job)))
             return
         held, self._held = self._held, None
