@@ -46,7 +46,6 @@ import collections
 import contextlib
 import csv
 import datetime as dt
-import email.parser
 import io
 import json
 import logging
@@ -81,7 +80,7 @@ from honest_floor import (  # noqa: E402
     measure_floor_send,
     sent_replies,
 )
-from smtp_process import SmtpServerProcess  # noqa: E402
+from smtp_process import SmtpServerProcess, on_accepted  # noqa: E402
 from smtp_server import SmtpTestServer, make_tls_files  # noqa: E402
 
 from mailbot import config as config_module  # noqa: E402
@@ -401,20 +400,8 @@ class Arrivals:
         arrivals = cls()
         if isinstance(smtp, SmtpServerProcess):
             smtp.on_accept(arrivals.add)
-            return arrivals
-        handler = smtp.handler
-        original = handler.handle_DATA
-        parser = email.parser.BytesHeaderParser(policy=policy.compat32)
-
-        async def handle_data(server, session, envelope):
-            result = await original(server, session, envelope)
-            now = time.monotonic()
-            if isinstance(result, str) and result.startswith("250"):
-                headers = parser.parsebytes(envelope.original_content or b"")
-                arrivals.add(now, (headers.get("In-Reply-To") or "").strip())
-            return result
-
-        handler.handle_DATA = handle_data  # type: ignore[method-assign]
+        else:
+            on_accepted(smtp, arrivals.add)
         return arrivals
 
     def add(self, at: float, in_reply_to: str) -> None:

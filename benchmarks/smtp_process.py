@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -72,13 +71,10 @@ class SmtpServerProcess:
         return int(self._ports[listener])
 
     def config(self, security: str = "starttls", **overrides: Any):
-        from mailbot.config import SmtpConfig
+        from smtp_server import listener_config
 
-        listener = {"none": "plain", "starttls": "starttls", "tls": "tls"}[security]
-        base = SmtpConfig(host=self.host, port=self.port(listener), security=security,
-                          allow_plaintext=security == "none", ca_file=self._ports["ca_file"],
-                          timeout_seconds=5)
-        return replace(base, **overrides)
+        return listener_config(self.host, self.port, self._ports["ca_file"], security,
+                               **overrides)
 
     def stop(self) -> None:
         if self._proc is None:
@@ -95,6 +91,25 @@ class SmtpServerProcess:
         self._proc = None
 
 
+def on_accepted(server: Any, report: Callable[[float, str], None]) -> None:
+    """Wrap the DATA hook of `server` (a `SmtpTestServer`) so that each message it accepts is
+    reported as (CLOCK_MONOTONIC time, its In-Reply-To). aiosmtpd looks hooks up when a session
+    opens, so this goes before the first connection."""
+    handler = server.handler
+    original = handler.handle_DATA
+    parser = email.parser.BytesHeaderParser(policy=policy.compat32)
+
+    async def handle_data(smtp, session, envelope):
+        result = await original(smtp, session, envelope)
+        now = time.monotonic()
+        if isinstance(result, str) and result.startswith("250"):
+            headers = parser.parsebytes(envelope.original_content or b"")
+            report(now, (headers.get("In-Reply-To") or "").strip())
+        return result
+
+    handler.handle_DATA = handle_data  # type: ignore[method-assign]
+
+
 def _serve(tls_dir: Path) -> None:
     """The child: start the server, report each accepted message, stop when stdin closes."""
     for path in (ROOT, ROOT / "tests"):
@@ -102,25 +117,16 @@ def _serve(tls_dir: Path) -> None:
     from smtp_server import SmtpTestServer, make_tls_files
 
     server = SmtpTestServer(make_tls_files(tls_dir))
-    handler = server.handler
-    original = handler.handle_DATA
-    parser = email.parser.BytesHeaderParser(policy=policy.compat32)
     out = threading.Lock()
 
-    async def handle_data(smtp, session, envelope):
-        result = await original(smtp, session, envelope)
-        now = time.monotonic()
-        if isinstance(result, str) and result.startswith("250"):
-            headers = parser.parsebytes(envelope.original_content or b"")
-            in_reply_to = (headers.get("In-Reply-To") or "").strip()
-            with handler.lock:  # the recording is not needed here: a long run keeps no copies
-                handler.messages.clear()
-            with out:
-                sys.stdout.write(json.dumps([now, in_reply_to]) + "\n")
-                sys.stdout.flush()
-        return result
+    def report(at: float, in_reply_to: str) -> None:
+        with server.handler.lock:  # the recording is not needed here: a long run keeps none
+            server.handler.messages.clear()
+        with out:
+            sys.stdout.write(json.dumps([at, in_reply_to]) + "\n")
+            sys.stdout.flush()
 
-    handler.handle_DATA = handle_data  # type: ignore[method-assign]
+    on_accepted(server, report)
     server.start()
     try:
         sys.stdout.write(json.dumps({name: server.port(name) for name in

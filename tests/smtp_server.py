@@ -310,6 +310,17 @@ class _Listener(Controller):
         done.wait(5)
 
 
+def listener_config(host: str, port_of: Any, ca_file: str, security: str = "starttls", /,
+                    **overrides: Any) -> SmtpConfig:
+    """An SmtpConfig for the listener that speaks `security` ("none" -> plain), whose port
+    `port_of(listener)` gives (a SmtpTestServer here, or one in a process of its own:
+    benchmarks/smtp_process.py); `overrides` (any SmtpConfig field, ca_file too) win."""
+    listener = {"none": "plain", "starttls": "starttls", "tls": "tls"}[security]
+    base = SmtpConfig(host=host, port=port_of(listener), security=security,
+                      allow_plaintext=security == "none", ca_file=ca_file, timeout_seconds=5)
+    return replace(base, **overrides)
+
+
 class SmtpTestServer:
     """Three loopback listeners (plain, starttls, tls) over one recording, scriptable handler."""
 
@@ -352,11 +363,8 @@ class SmtpTestServer:
 
     def config(self, security: str = "starttls", **overrides: Any) -> SmtpConfig:
         """An SmtpConfig pointing at the listener that speaks `security` ("none" -> plain)."""
-        listener = {"none": "plain", "starttls": "starttls", "tls": "tls"}[security]
-        base = SmtpConfig(host=self.host, port=self.port(listener), security=security,
-                          allow_plaintext=security == "none", ca_file=str(self.tls_files.ca_file),
-                          timeout_seconds=5)
-        return replace(base, **overrides)
+        return listener_config(self.host, self.port, str(self.tls_files.ca_file), security,
+                               **overrides)
 
     # --- what it received ------------------------------------------------------------------------
 

@@ -550,3 +550,13 @@ def test_recipients_refused_survives_pickling_from_the_courier() -> None:
 
     assert (type(again), str(again), again.refused, again.accepted) == (
         RecipientsRefused, str(refused), refused.refused, refused.accepted)
+
+
+def test_the_connection_sends_each_write_at_once(smtp_server: SmtpTestServer,
+                                                 make_smtp_sink: MakeSink) -> None:
+    """A held message's final dot is a few bytes after the body: with Nagle's algorithm it would
+    wait for the server's delayed ACK (40 ms here) before leaving."""
+    sink = make_smtp_sink()
+    send(sink)
+
+    assert sink._connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
