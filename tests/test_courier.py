@@ -26,14 +26,14 @@ from test_batching import readahead_workers_in
 from test_concurrency import bench, import_registry
 
 from mailbot import config as config_module
-from mailbot.run import courier
-from mailbot.run.deliver import Send
+from mailbot.run import courier, courier_lines
+from mailbot.run.sending import Send
 from mailbot.run.pipeline import run_once
 from mailbot.run.wiring import open_app
 from mailbot.store.schema import mails, outbox
 
 MAILS = 250  # three batches: the first two go out on the courier
-COURIER = b"mailbot.run.courier"
+COURIER = b"mailbot.run.courier_lines"
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_a_pass_of_several_batches_sends_through_the_courier_and_answers_each_on
     assert sorted(handed) == sorted(replies_to(config, dataset.mails))
     # The courier's (the next reply prepared on one while the last goes on the other); the
     # pass never needed one of its own.
-    assert smtp_server.connections == courier.CONNECTIONS
+    assert smtp_server.connections == courier_lines.CONNECTIONS
     assert readahead_workers_in(tmp_path, COURIER) == []
 
 

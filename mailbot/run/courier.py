@@ -3,10 +3,10 @@
 Why: sending a reply is mostly waiting, for the SMTP server to take MAIL, RCPT, DATA and the
 message, one round trip after another (about 1.5 ms a reply on loopback, tens of milliseconds
 against a real provider). Done in turn with the decisions, a pass waits for every one of them.
-The courier is a helper process (mailbot.run.child) with SMTP connections of its own: it sends
-what it is handed, one message at a time, and answers what came of it. A process rather than a
-thread, because a thread would need this process's GIL for each of those round trips while the
-pass is busy deciding, and would wait for it every time.
+The courier is a helper process (mailbot.run.courier_lines) with SMTP connections of its own:
+it sends what it is handed, one message at a time, and answers what came of it. A process
+rather than a thread, because a thread would need this process's GIL for each of those round
+trips while the pass is busy deciding, and would wait for it every time.
 
 Everything that touches the store or the mailbox (claims, "sent" marks, copies for Sent,
 filing) stays in the pass, in the order `deliver.delivery_steps` gives it, which hands out
@@ -27,27 +27,18 @@ import collections
 import dataclasses
 import logging
 import pickle
-import queue
 import select
 import subprocess
-import threading
 from collections.abc import Generator, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
 from mailbot.errors import StoreError
 from mailbot.run.app import App, RunReport
-from mailbot.run.child import child_streams, receive_frame, send_frame, start_child, stop_child
+from mailbot.run.child import receive_frame, send_frame, start_child, stop_child
 from mailbot.run.claims import let_go
-from mailbot.run.deliver import (
-    DELIVERY_OUTCOMES,
-    Outcome,
-    Send,
-    claim_due,
-    delivery_steps,
-    next_send,
-)
+from mailbot.run.deliver import claim_due, delivery_steps, next_send
 from mailbot.run.filing import file_mails
-from mailbot.store.wal import fsync_wal
+from mailbot.run.sending import DELIVERY_OUTCOMES, Outcome, Send
 
 log = logging.getLogger("mailbot")
 
@@ -104,7 +95,7 @@ class Courier:
             return
         try:
             # Unbuffered: `select` then sees every answer the helper has written.
-            self._proc = start_child("mailbot.run.courier", buffered=False)
+            self._proc = start_child("mailbot.run.courier_lines", buffered=False)
             self._write(("setup", (self.app.sink, self.app.store.wal_file)))
         except (OSError, pickle.PicklingError, TypeError) as exc:
             self._give_up(exc)
@@ -399,117 +390,3 @@ class Deliveries:
                                       f"{exc}")
             return False
         return True
-
-
-# -- the helper process ---------------------------------------------------------------------------
-
-CONNECTIONS = 2  # the message going out on one, the next one prepared on the other
-
-
-class _Line:
-    """One of the courier's SMTP connections, on a thread of its own: sends the messages it is
-    given, each held before its final dot until its word comes."""
-
-    def __init__(self, sink: Any, wal: str | None, answer: Any) -> None:
-        self.sink, self.wal, self.answer = sink, wal, answer
-        self.jobs: queue.SimpleQueue[tuple[Send, queue.SimpleQueue[str]] | None] = (
-            queue.SimpleQueue())
-        self.thread = threading.Thread(target=self._run, daemon=True, name="courier-line")
-        self.thread.start()
-
-    def _run(self) -> None:
-        from mailbot.transport.smtp import Abandoned
-
-        try:
-            while (item := self.jobs.get()) is not None:
-                job, words = item
-                word: list[str] = []  # the pass's "go", "drop" or "end" for this job
-                unsynced: list[str] = []
-
-                def hold(job: Send = job, words: queue.SimpleQueue[str] = words,
-                         word: list[str] = word, unsynced: list[str] = unsynced) -> bool:
-                    word.append(words.get())
-                    if word[0] != "go":
-                        return False
-                    try:
-                        if job.sync_first and self.wal is not None:
-                            fsync_wal(self.wal)
-                    except OSError as exc:
-                        unsynced.append(str(exc))
-                        return False
-                    return True
-
-                answer: tuple[str, Any]
-                try:
-                    self.sink.send(job.envelope_from, job.recipients, job.data, job.message_id,
-                                   hold=hold)
-                    answer = ("sent", None)
-                except Abandoned:
-                    answer = ("unsynced", unsynced[0]) if unsynced else ("dropped", None)
-                except DELIVERY_OUTCOMES as exc:
-                    answer = ("sent", exc)
-                except Exception as exc:
-                    answer = ("failed", f"{type(exc).__name__}: {exc}")
-                if not word:  # it failed before its dot: the pass's word is still to come
-                    word.append(words.get())
-                    if word[0] != "go":
-                        answer = ("dropped", None)
-                if word[0] == "end":
-                    return
-                self.answer(answer)
-        finally:
-            self.sink.close()
-
-
-def _courier(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The courier: the sink and the store's WAL first; then, for each message handed over
-    ("job"), all of it sent but its final dot, which waits for the pass's word: "go" (sync the
-    WAL, send the dot) or "drop" (close the connection). Each answered ("sent", outcome),
-    ("failed", text), ("unsynced", text) or ("dropped", None), until end of input.
-
-    The messages take turns on CONNECTIONS connections, each on a thread of its own, so the
-    next message is prepared while the one before goes (the pass tells at most one to go at a
-    time, and hands over the next before that one's answer is back)."""
-    try:
-        _, (sink, wal) = pickle.loads(receive_frame(requests))
-    except EOFError:
-        return
-    lock = threading.Lock()
-
-    def answer(payload: tuple[str, Any]) -> None:
-        try:
-            frame = pickle.dumps(payload, protocol=_PICKLE)
-        except Exception:  # an outcome that does not pickle: its class and text
-            frame = pickle.dumps((payload[0], type(payload[1])(str(payload[1]))),
-                                 protocol=_PICKLE)
-        with lock:
-            send_frame(answers, frame)
-
-    lines = [_Line(sink if n == 0 else pickle.loads(pickle.dumps(sink)), wal, answer)
-             for n in range(CONNECTIONS)]
-    waiting: collections.deque[queue.SimpleQueue[str]] = collections.deque()  # no word yet
-    turn = 0
-    try:
-        while True:
-            try:
-                kind, job = pickle.loads(receive_frame(requests))
-            except EOFError:
-                return
-            if kind == "job":
-                words: queue.SimpleQueue[str] = queue.SimpleQueue()
-                waiting.append(words)
-                lines[turn].jobs.put((job, words))
-                turn = (turn + 1) % len(lines)
-            else:  # "go" or "drop", for the oldest message without its word
-                waiting.popleft().put(kind)
-    finally:
-        for words in waiting:
-            words.put("end")
-        for line in lines:
-            line.jobs.put(None)
-        for line in lines:
-            line.thread.join(10)
-
-
-if __name__ == "__main__":
-    _courier(*child_streams())

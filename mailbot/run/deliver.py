@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from mailbot.run import claims
 from mailbot.run.app import MAX_RETRY_DELAY, App, RunReport
+from mailbot.run.sending import DELIVERY_OUTCOMES, Outcome, Send
 from mailbot.store import Connection
 from mailbot.transport.seams import (
     REVIEW,
@@ -54,38 +54,6 @@ def claim_due(app: App, *, mail: int | None = None, mail_ids: Sequence[int] | No
                         if held else ())], key=lambda m: m.id)
     return due, held
 
-
-
-# What a sink may raise for one message; the delivery steps decide what each means.
-DELIVERY_OUTCOMES = (SinkUnavailable, TemporaryDeliveryError, PartiallyDelivered,
-                     PermanentDeliveryError)
-
-
-
-@dataclass(frozen=True)
-class Send:
-    """One message for the sink (`Sink.send`'s arguments), and whether the store's last commits
-    go to the disk first (`Store.sync`): the batch's decisions before its first reply, the last
-    reply's "sent" mark before the next. Whoever sends does it, so that a courier waits for
-    that fsync, not the pass."""
-
-    envelope_from: str
-    recipients: list[str]
-    data: bytes
-    message_id: str
-    sync_first: bool = False
-    # The message likely to come next (the next one due), which a courier may prepare while
-    # this one is marked sent: all of it but its final dot (mailbot.run.courier).
-    then: Send | None = None
-
-    def go(self, sink: Any, sync: Callable[[], None]) -> None:
-        if self.sync_first:
-            sync()
-        sink.send(self.envelope_from, self.recipients, self.data, self.message_id)
-
-
-# What the sink's send came to: None (the server took it) or one of DELIVERY_OUTCOMES.
-Outcome = Exception | None
 
 
 def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) -> None:

@@ -17,7 +17,7 @@ the disk does not have yet. Every commit is synced before it returns (SQLite: WA
 synchronous=FULL), except the decisions of step 2 and the "sent" marks of step 3
 (`Store.transaction(sync_later=True)`): the decisions are synced together, with one fsync of
 the WAL (`Store.sync`), before the first reply of the batch is sent; each mark before the
-next reply is sent (`deliver.Send.sync_first`); all of them before any mail is filed. A power
+next reply is sent (`sending.Send.sync_first`); all of them before any mail is filed. A power
 cut can only undo a suffix of the commits, so it leaves the store as a crash would have: the
 decisions it undoes have no reply out and their mails are still in the inbox, and the one
 mark it may undo is the last reply's, which then goes out once more, as after a crash.

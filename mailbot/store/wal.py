@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Connection, Engine
+if TYPE_CHECKING:  # the courier's helper imports this module and nothing of SQLAlchemy
+    from sqlalchemy.engine import Connection, Engine
 
 
 def wal_path(engine: Engine) -> str | None:
