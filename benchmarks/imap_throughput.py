@@ -96,8 +96,8 @@ from mailbot.ops.demo import (  # noqa: E402
 from mailbot.ops.imports import read_keys, read_registry  # noqa: E402
 from mailbot.run import pipeline, reading, replies  # noqa: E402
 from mailbot.run.courier import Courier  # noqa: E402
-from mailbot.run.sending import Send  # noqa: E402
 from mailbot.run.pipeline import run_once  # noqa: E402
+from mailbot.run.sending import Send  # noqa: E402
 from mailbot.run.service import serve  # noqa: E402
 from mailbot.run.wiring import open_app  # noqa: E402
 from mailbot.store.database import mails as mails_table  # noqa: E402

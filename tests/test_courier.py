@@ -27,8 +27,8 @@ from test_concurrency import bench, import_registry
 
 from mailbot import config as config_module
 from mailbot.run import courier, courier_lines
-from mailbot.run.sending import Send
 from mailbot.run.pipeline import run_once
+from mailbot.run.sending import Send
 from mailbot.run.wiring import open_app
 from mailbot.store.schema import mails, outbox
 
