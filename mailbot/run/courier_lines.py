@@ -24,12 +24,35 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 CONNECTIONS = 2  # the message going out on one, the next one prepared on the other
 
 
+class _Quiet:
+    """Whether a message is going out (its dot sent, its answer not yet given to the pass).
+
+    Why: the pass waits for that answer, and a message prepared meanwhile on the other
+    connection competes with it for this process's GIL and for the SMTP server, which takes in
+    the prepared message before it answers the dot. So a line prepares its next message only
+    once no message is going; the pass decides a mail (milliseconds) between two answers, time
+    enough to prepare the next one."""
+
+    def __init__(self) -> None:
+        self._going = 0
+        self._changed = threading.Condition()
+
+    def wait(self) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._going == 0)
+
+    def going(self, delta: int) -> None:
+        with self._changed:
+            self._going += delta
+            self._changed.notify_all()
+
+
 class _Line:
     """One of the courier's SMTP connections, on a thread of its own: sends the messages it is
     given, each held before its final dot until its word comes."""
 
-    def __init__(self, sink: Any, wal: str | None, answer: Any) -> None:
-        self.sink, self.wal, self.answer = sink, wal, answer
+    def __init__(self, sink: Any, wal: str | None, answer: Any, quiet: _Quiet) -> None:
+        self.sink, self.wal, self.answer, self.quiet = sink, wal, answer, quiet
         self.jobs: queue.SimpleQueue[tuple[Send, queue.SimpleQueue[str]] | None] = (
             queue.SimpleQueue())
         self.thread = threading.Thread(target=self._run, daemon=True, name="courier-line")
@@ -43,12 +66,17 @@ class _Line:
                 job, words = item
                 word: list[str] = []  # the pass's "go", "drop" or "end" for this job
                 unsynced: list[str] = []
+                going: list[bool] = []  # told to go: the other line waits for its answer
+                self.quiet.wait()
 
                 def hold(job: Send = job, words: queue.SimpleQueue[str] = words,
-                         word: list[str] = word, unsynced: list[str] = unsynced) -> bool:
+                         word: list[str] = word, unsynced: list[str] = unsynced,
+                         going: list[bool] = going) -> bool:
                     word.append(words.get())
                     if word[0] != "go":
                         return False
+                    self.quiet.going(+1)
+                    going.append(True)
                     try:
                         if job.sync_first and self.wal is not None:
                             fsync_wal(self.wal)
@@ -72,9 +100,13 @@ class _Line:
                     word.append(words.get())
                     if word[0] != "go":
                         answer = ("dropped", None)
-                if word[0] == "end":
-                    return
-                self.answer(answer)
+                try:
+                    if word[0] == "end":
+                        return
+                    self.answer(answer)
+                finally:
+                    if going:
+                        self.quiet.going(-1)
         finally:
             self.sink.close()
 
@@ -103,7 +135,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
         with lock:
             send_frame(answers, frame)
 
-    lines = [_Line(sink if n == 0 else pickle.loads(pickle.dumps(sink)), wal, answer)
+    quiet = _Quiet()
+    lines = [_Line(sink if n == 0 else pickle.loads(pickle.dumps(sink)), wal, answer, quiet)
              for n in range(CONNECTIONS)]
     waiting: collections.deque[queue.SimpleQueue[str]] = collections.deque()  # no word yet
     turn = 0
