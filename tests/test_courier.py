@@ -26,7 +26,8 @@ from test_batching import readahead_workers_in
 from test_concurrency import bench, import_registry
 
 from mailbot import config as config_module
-from mailbot.run import courier, courier_lines
+from mailbot.run import courier, courier_lines, pipeline
+from mailbot.run.app import BATCH_SIZE
 from mailbot.run.pipeline import run_once
 from mailbot.run.sending import Send
 from mailbot.run.wiring import open_app
@@ -128,13 +129,49 @@ def test_a_pass_of_several_batches_sends_through_the_courier_and_answers_each_on
         app.store.close()
     assert report.errors == [] and report.decided == MAILS
     assert_each_answered_once(config, dataset, smtp_server)
-    # Every reply by the courier: the first two batches' while the next was decided, the last
-    # one's as the pass ended.
+    # Every reply by the courier, while the next mails were decided (the last few as the pass
+    # ended).
     assert sorted(handed) == sorted(replies_to(config, dataset.mails))
     # The courier's (the next reply prepared on one while the last goes on the other); the
     # pass never needed one of its own.
     assert smtp_server.connections == courier_lines.CONNECTIONS
     assert readahead_workers_in(tmp_path, COURIER) == []
+
+
+def test_replies_go_out_while_their_own_batch_is_still_being_decided(
+        tmp_path, dataset, smtp_server, monkeypatch):
+    """A batch's replies go in groups of Batch.GROUP as its mails are decided, not once all
+    of it is: the first reply is handed to the courier long before the first batch is
+    decided, and the batch is still filed whole, each mail answered once."""
+    config = smtp_bot(tmp_path, dataset, smtp_server)
+    monkeypatch.chdir(tmp_path)
+    decided_at_hand_out: list[int] = []
+    decisions = 0
+    real_decide, real_hand_out = pipeline.decide_mail, courier.Courier._hand_out
+
+    def decide_mail(*args, **kwargs):
+        nonlocal decisions
+        rec = real_decide(*args, **kwargs)
+        decisions += 1
+        return rec
+
+    def hand_out(self):
+        decided_at_hand_out.append(decisions)
+        return real_hand_out(self)
+
+    monkeypatch.setattr(pipeline, "decide_mail", decide_mail)
+    monkeypatch.setattr(courier.Courier, "_hand_out", hand_out)
+    app = open_app(config_module.load(config))
+    try:
+        report = run_once(app)
+    finally:
+        app.store.close()
+    assert report.errors == [] and report.decided == MAILS
+    assert_each_answered_once(config, dataset, smtp_server)
+    # The first group's replies start as soon as its mails are decided (the check runs
+    # between two mails, so by then one more may be).
+    assert decided_at_hand_out[0] <= courier.Batch.GROUP + 1 < BATCH_SIZE
+    assert sum(n < BATCH_SIZE for n in decided_at_hand_out) >= courier.Batch.GROUP
 
 
 def test_a_sink_the_courier_cannot_rebuild_or_a_replaced_send_keeps_sending_in_process(

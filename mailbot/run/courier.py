@@ -29,16 +29,17 @@ import logging
 import pickle
 import select
 import subprocess
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from typing import Any
 
 from mailbot.errors import StoreError
 from mailbot.run.app import App, RunReport
 from mailbot.run.child import receive_frame, send_frame, start_child, stop_child
 from mailbot.run.claims import let_go
-from mailbot.run.deliver import claim_due, delivery_steps, next_send
+from mailbot.run.deliver import claim_due, delivery_steps, make_copies, next_send
 from mailbot.run.filing import file_mails
 from mailbot.run.sending import DELIVERY_OUTCOMES, Outcome, Send
+from mailbot.store import MailRecord
 
 log = logging.getLogger("mailbot")
 
@@ -101,12 +102,15 @@ class Courier:
             self._give_up(exc)
 
     def start(self, steps: Steps) -> None:
-        """Begin `steps`: their store work up to the first message happens here and now; the
-        message goes out at the next `poll`."""
+        """Begin `steps`: their store work up to the first message happens here and now, and
+        the message goes out (a poll is one message: waiting for the next poll to hand it out
+        would cost one at each start)."""
         if self._steps is not None:
             raise RuntimeError("the courier is still sending the last steps")
         self._steps = steps
         self._advance(next(steps, None))
+        if self._next is not None:
+            self._hand_out()
 
     def poll(self) -> None:
         """Hand the outcome of the message out, if it has come, to the steps; tell the helper
@@ -273,35 +277,60 @@ class Courier:
 
 
 @dataclasses.dataclass
-class _Batch:
-    """A decided batch whose replies are to go out: its mails, the claims on them (held until
-    it is filed), the reference of its first mail (for the report)."""
+class Batch:
+    """A batch whose replies are to go out: its mails handled so far, in order (`decided`),
+    the claims on them (the pass's own list, held until the batch is filed), the reference of
+    its first mail (for the report).
 
-    mail_ids: list[int]
+    Its replies go out in groups of GROUP mails as they are decided, not once the whole batch
+    is: each reply goes while the pass decides the next mails, and at the pass's end only the
+    last few are left to send. It is filed once it is `closed` (every mail of it decided) and
+    every group is out; its copies for Sent are made then, all at once."""
+
     claimed: list[int]
-    reference: str | None
-    started: bool = False
+    decided: list[int] = dataclasses.field(default_factory=list)
+    reference: str | None = None
+    closed: bool = False
+    handed: int = 0  # how many of `decided` are in groups handed to the courier
+    faulted: bool = False  # a delivery fault: nothing more of it goes out in this pass
+    copies: list[tuple[int, bytes]] = dataclasses.field(default_factory=list)
+
+    GROUP = 20
+
+    def next_group(self) -> list[int]:
+        """The next mails whose replies may go: GROUP of them, or the rest once it is closed."""
+        left = len(self.decided) - self.handed
+        if self.faulted or left == 0 or (left < self.GROUP and not self.closed):
+            return []
+        group = self.decided[self.handed:self.handed + self.GROUP]
+        self.handed += len(group)
+        return group
+
+    @property
+    def all_handed(self) -> bool:
+        return self.closed and (self.faulted or self.handed == len(self.decided))
 
 
 class Deliveries:
-    """The pipeline's decided batches whose replies go out on the courier, oldest first, each
-    filed once its replies are out.
+    """The pipeline's batches whose replies go out on the courier, oldest first, each filed
+    once its replies are out.
 
-    A pass hands each decided batch over (`send`), with the claims on its mails, and looks in
-    between two mails of the next (`poll`): the courier's answer is handed to the steps, the
-    next reply handed out; a batch whose replies are all out is filed and its claims let go,
-    and the next batch's replies start. A batch whose replies are not all out when a second
-    one is waiting behind it is finished there and then; the pass's end finishes every one
-    (`settle`). A fault of a delivery is the batch's alone, as when the pass sends itself:
-    logged, counted in the report, and its mails stay for the next run."""
+    A pass opens each batch (`open`) with the claims on its mails, says of each mail once it
+    is handled (`decided`) and closes the batch once all are (`close`); between two mails it
+    looks in (`poll`): the courier's answer is handed to the steps, the next reply handed
+    out, the next group of decided mails begun; a closed batch whose replies are all out is
+    filed, its claims let go, and the next batch's replies start. A batch whose replies are
+    not all out when a second one is closed behind it is finished there and then; the pass's
+    end finishes every one (`settle`). A fault of a delivery is the batch's alone, as when the
+    pass sends itself: logged, counted in the report, and its mails stay for the next run."""
 
-    WAITING = 1  # batches decided and waiting behind the one going out
+    WAITING = 1  # closed batches waiting behind the one going out
 
     def __init__(self, app: App, report: RunReport) -> None:
         self.app, self.report = app, report
         self.courier = Courier(app)
         self.overlaps = can_overlap(app)  # else the pass sends each batch itself, in turn
-        self._batches: collections.deque[_Batch] = collections.deque()
+        self._batches: collections.deque[Batch] = collections.deque()
 
     def __enter__(self) -> Deliveries:
         return self
@@ -323,21 +352,32 @@ class Deliveries:
             for batch in batches:
                 let_go(self.app, batch.claimed)
 
-    def send(self, mail_ids: Sequence[int], claimed: list[int], reference: str | None,
-             *, more_to_come: bool) -> None:
-        """The replies of these decided mails go out while the next batch is decided; their
-        claims are held here until they are filed. `more_to_come`: the batch was full, so the
-        courier is started now, to be ready for the next one."""
-        self._batches.append(_Batch(list(mail_ids), claimed, reference))
+    def open(self, claimed: list[int], *, more_to_come: bool) -> Batch:
+        """A batch about to be decided, whose claims (`claimed`, the pass's list, which grows
+        as its mails are recorded) are held here from now on until it is filed.
+        `more_to_come`: the batch is full, so the courier is started now."""
+        batch = Batch(claimed)
+        self._batches.append(batch)
         if more_to_come:
             self.courier.warm_up()
-        while len(self._batches) > 1 + self.WAITING:
+        return batch
+
+    def decided(self, batch: Batch, rec: MailRecord) -> None:
+        """One more mail of `batch` handled: its replies may go out."""
+        if batch.reference is None:
+            batch.reference = rec.reference
+        batch.decided.append(rec.id)
+
+    def close(self, batch: Batch) -> None:
+        """Every mail of `batch` is handled: the rest of its replies go, then it is filed."""
+        batch.closed = True
+        while sum(b.closed for b in self._batches) > 1 + self.WAITING:
             self._finish_oldest()
         self._go_on()
 
     def poll(self) -> None:
-        """Between two mails: the courier's answer to the steps, the next reply out; a batch
-        done is filed and the next one's replies begin. Never waits for the courier."""
+        """Between two mails: the courier's answer to the steps, the next reply out; a group
+        done and the next one begun, a batch done filed. Never waits for the courier."""
         if not self._batches:
             return
         self._guard(self._batches[0], self.courier.poll)
@@ -346,38 +386,53 @@ class Deliveries:
     def settle(self) -> None:
         """Every batch: its last replies sent, waiting for each, then filed."""
         while self._batches:
+            self._batches[0].closed = True  # a pass that stopped early: what it decided goes
             self._finish_oldest()
 
     def _go_on(self) -> None:
-        """File the oldest batch if its replies are all out, and start the next one's."""
+        """Begin the oldest batch's next group when the courier is free; file the oldest batch
+        once its last group is out."""
         while self._batches and not self.courier.busy:
             batch = self._batches[0]
-            if not batch.started and self._start(batch):
-                continue  # sending (or nothing to send: filed at the next turn)
+            group = batch.next_group()
+            if group:
+                self._start(batch, group)
+                continue  # sending (or nothing to send: the next group at the next turn)
+            if not batch.all_handed:
+                return  # waiting for more of its mails to be decided
             self._file_oldest()
 
     def _finish_oldest(self) -> None:
         batch = self._batches[0]
-        if batch.started or self._start(batch):
-            self._guard(batch, self.courier.finish)
+        while True:
+            if self.courier.busy:
+                self._guard(batch, self.courier.finish)
+            group = batch.next_group()
+            if not group:
+                break
+            self._start(batch, group)
         self._file_oldest()
 
-    def _start(self, batch: _Batch) -> bool:
-        """Its replies due, claimed again, handed to the courier's steps. False after a fault."""
-        batch.started = True
-        return self._guard(batch, lambda: self.courier.start(delivery_steps(
-            self.app, self.report, *claim_due(self.app, mail_ids=batch.mail_ids))))
+    def _start(self, batch: Batch, group: list[int]) -> None:
+        """The group's replies due, claimed again, handed to the courier's steps."""
+        if not self._guard(batch, lambda: self.courier.start(delivery_steps(
+                self.app, self.report, *claim_due(self.app, mail_ids=group),
+                copies=batch.copies))):
+            batch.faulted = True
 
     def _file_oldest(self) -> None:
-        """Its replies are out (or stopped by a fault): the mails whose answers are all out
-        leave the inbox; the claims are let go."""
+        """Its replies are out (or stopped by a fault): their copies for Sent made, the mails
+        whose answers are all out leave the inbox; the claims are let go."""
         batch = self._batches.popleft()
         try:
-            self._guard(batch, lambda: file_mails(self.app, batch.mail_ids, self.report))
+            if batch.copies:
+                self._guard(batch, lambda: make_copies(self.app, batch.copies))
+            if batch.decided:
+                self._guard(batch, lambda: file_mails(self.app, batch.decided, self.report))
         finally:
             let_go(self.app, batch.claimed)
 
-    def _guard(self, batch: _Batch, step: Any) -> bool:
+    def _guard(self, batch: Batch, step: Any) -> bool:
         """Run a step of a batch's delivery; a fault other than the store's is the batch's
         alone (its mails stay in the inbox; the next run finishes them). False after one."""
         try:
@@ -385,8 +440,9 @@ class Deliveries:
         except StoreError:
             raise  # a damaged or full store ends the pass; every mail stays where it is
         except Exception as exc:
-            log.exception("batch of %d mails: %s", len(batch.mail_ids), exc)
-            self.report.errors.append(f"{len(batch.mail_ids)} mails from {batch.reference}: "
+            log.exception("batch of %d mails: %s", len(batch.decided), exc)
+            self.report.errors.append(f"{len(batch.decided)} mails from {batch.reference}: "
                                       f"{exc}")
+            batch.faulted = True
             return False
         return True

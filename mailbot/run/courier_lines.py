@@ -15,7 +15,7 @@ import queue
 import threading
 from typing import Any, BinaryIO
 
-from mailbot.run.child import child_streams, receive_frame, send_frame
+from mailbot.run.child import child_streams, exit_at_once, receive_frame, send_frame
 from mailbot.run.sending import DELIVERY_OUTCOMES, Send
 from mailbot.store.wal import fsync_wal
 
@@ -164,3 +164,4 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 if __name__ == "__main__":
     serve(*child_streams())
+    exit_at_once()

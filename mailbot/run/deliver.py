@@ -89,10 +89,14 @@ def next_send(steps: Generator[Send, Outcome, None], outcome: Outcome) -> Send |
         return None
 
 
-def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[int]
+def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[int], *,
+                   copies: list[tuple[int, bytes]] | None = None
                    ) -> Generator[Send, Outcome, None]:
     """Everything a delivery does in the store and the log, one message at a time: yields each
     message to send and is handed back what came of it (`send_each`, or a Courier).
+    `copies`: the copies for Sent are added to it, for the caller to make later, all at once
+    (`make_copies`; until then they are pending in the store); without it they are made at
+    the end.
 
     Why a generator: the steps (claims, marks, the copies for Sent) stay on the thread that
     owns the store and the mailbox, in this order, whoever does the sending; every reply is
@@ -100,7 +104,9 @@ def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[in
     unmarked (the one window pipeline.py's docstring names)."""
     smtp = app.config.smtp
     copy_many = app.after_send_many if app.after_send is not None else None
-    copies: list[tuple[int, bytes]] = []  # sent, copy for the Sent folder still to make
+    made_later = copies is not None
+    if copies is None:
+        copies = []  # sent, copy for the Sent folder still to make
     renew_at = app.now() + claims.CLAIM_LEASE / 2
     # What the next send syncs first: the decisions these replies come from
     # (Store.transaction), then each time the last reply's "sent" mark.
@@ -184,7 +190,7 @@ def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[in
                  msg.template, ",".join(recipients))
     if unsynced:
         app.store.sync()
-    if copies:
+    if copies and not made_later:
         make_copies(app, copies)
 
 

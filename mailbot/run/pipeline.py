@@ -48,7 +48,7 @@ from mailbot.run import versions
 from mailbot.run.alerts import flag_overdue, send_alerts
 from mailbot.run.app import BATCH_SIZE, App, RunReport
 from mailbot.run.claims import ClaimLost, let_go
-from mailbot.run.courier import Deliveries
+from mailbot.run.courier import Batch, Deliveries
 from mailbot.run.deciding import decide_mail
 from mailbot.run.deliver import deliver_due, finish_copies
 from mailbot.run.filing import file_mails, finish_unfiled
@@ -121,18 +121,19 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     batch is decided, and it is filed once they are all out (see mailbot.run.courier).
     """
     claimed: list[int] = []  # the mails this run holds, let go whatever happens
-    handed_over = False
+    batch = None
+    if deliveries is not None and deliveries.overlaps:
+        # Its claims are held there from now on, and let go once it is filed.
+        batch = deliveries.open(claimed, more_to_come=len(raws) >= BATCH_SIZE)
     try:
-        handled = _process_batch(app, raws, report, readahead, claimed, deliveries)
-        if handled and deliveries is not None and deliveries.overlaps:
-            deliveries.send([rec.id for rec in handled], claimed, handled[0].reference,
-                            more_to_come=len(raws) >= BATCH_SIZE)
-            handed_over = True  # its claims are let go once it is filed
+        handled = _process_batch(app, raws, report, readahead, claimed, deliveries, batch)
+        if batch is not None:
+            deliveries.close(batch)  # type: ignore[union-attr]
         elif handled:
             answer_and_file(app, handled, report)
         return handled
     finally:
-        if not handed_over:
+        if batch is None:
             let_go(app, claimed)
 
 
@@ -153,9 +154,19 @@ def answer_and_file(app: App, handled: Sequence[MailRecord], report: RunReport) 
 
 def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                    readahead: ReadAhead | None, claimed: list[int],
-                   deliveries: Deliveries | None = None) -> list[MailRecord]:
-    """Record, claim and decide the batch's mails (process_batch); the records decided."""
+                   deliveries: Deliveries | None = None,
+                   batch: Batch | None = None) -> list[MailRecord]:
+    """Record, claim and decide the batch's mails (process_batch); the records decided.
+    With `batch`, each mail handled is told to `deliveries`, whose replies may go out while
+    the next ones are decided."""
     store = app.store
+    handled: list[MailRecord] = []
+
+    def handle(rec: MailRecord) -> None:
+        handled.append(rec)
+        if batch is not None:
+            deliveries.decided(batch, rec)  # type: ignore[union-attr]
+
     with store.transaction() as conn:  # the look-ups of the whole batch, in a few queries
         known: dict[tuple[str, str], MailRecord] = {}
         for source in dict.fromkeys(r.source for r in raws):
@@ -165,7 +176,6 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
         originals = store.originals_by_fingerprint(conn, list(fps.values())) if fps else {}
     if readahead is not None:
         readahead.submit(to_read(raws, known, fps, originals))
-    handled: list[MailRecord] = []
     elsewhere: set[tuple[str, str]] = set()
     attempts = Attempts()  # the mails a group recorded (mailbot.run.record_group)
     for position, raw in enumerate(raws):
@@ -200,7 +210,9 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                 following = raws[position + 1] if position + 1 < len(raws) else None
                 then = attempts.piggyback(following)
                 try:
-                    read = readahead.take(raw) if readahead is not None else None
+                    read = (readahead.take(raw, meanwhile=deliveries.poll if deliveries
+                                           is not None else None)
+                            if readahead is not None else None)
                     rec = decide_mail(app, rec, raw, read,
                                       count_attempt_of=then.id if then is not None else None)
                     if then is not None:
@@ -218,13 +230,13 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                     reason = will_fail_again(app, exc)
                     failed = quarantine_now(app, rec, exc, reason) if reason else None
                     if failed is not None:  # filed in `failed` with the batch, not retried
-                        handled.append(failed)
+                        handle(failed)
                         continue
                     with store.transaction() as conn:
                         store.update_mail(conn, rec.id, error=f"{type(exc).__name__}: {exc}")
                     continue
                 app.hook("after_decision")
-            handled.append(rec)
+            handle(rec)
         except StoreError:
             raise  # a damaged or full store ends the pass; every mail stays where it is
         except Exception as exc:  # a store or mailbox fault: the mail stays for the next run

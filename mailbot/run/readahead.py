@@ -26,17 +26,26 @@ import pickle
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 from mailbot.config import BotConfig
 from mailbot.model import Extraction, ParsedMail, RawMail
-from mailbot.run.child import child_streams, receive_frame, send_frame, start_child, stop_child
+from mailbot.run.child import (
+    child_streams,
+    exit_at_once,
+    receive_frame,
+    send_frame,
+    start_child,
+    stop_child,
+)
 
 log = logging.getLogger("mailbot")
 
 MIN_MAILS = 16  # fewer mails than this are read in-process: not worth a worker
 CHUNK = 4  # mails per task: small enough to steal, large enough to amortise the round trip
+# How often a pass waiting for a worker looks up from the wait (`take`'s `meanwhile`).
+MEANWHILE_SECONDS = 0.001
 MAX_WORKERS = 3
 
 Read = tuple[ParsedMail, Extraction]
@@ -100,8 +109,10 @@ class ReadAhead:
                     self._pending[_key(raw)] = (chunk, index)
             self._lock.notify_all()
 
-    def take(self, raw: RawMail) -> Read | None:
-        """The reading of `raw`, if a worker made it or is making it; None: read it yourself."""
+    def take(self, raw: RawMail, meanwhile: Callable[[], None] | None = None) -> Read | None:
+        """The reading of `raw`, if a worker made it or is making it; None: read it yourself.
+        `meanwhile`: called every millisecond while the worker is still at it (the pass hands
+        its replies on meanwhile: mailbot.run.courier.Deliveries.poll)."""
         entry = self._pending.pop(_key(raw), None)
         if entry is None:
             return None
@@ -114,7 +125,11 @@ class ReadAhead:
                 return None
             if not chunk.done.is_set() and not self._warm:
                 return None  # the workers are still starting up: do not wait for them
-        chunk.done.wait()
+        if meanwhile is None:
+            chunk.done.wait()
+        else:
+            while not chunk.done.wait(MEANWHILE_SECONDS):
+                meanwhile()
         if chunk.results is None:
             return None  # the worker failed on it (and reading is in-process from now on)
         self.read_by_workers += 1
@@ -263,3 +278,4 @@ if __name__ == "__main__":
     except OSError:  # not allowed here: read at the same priority
         pass
     _worker(*streams)
+    exit_at_once()
