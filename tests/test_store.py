@@ -158,3 +158,40 @@ def test_a_reply_finds_the_mail_it_answers_by_message_id_through_an_index(store)
         store.engine.dispose()
     with store.transaction() as conn:
         assert "ix_mails_message_id" in _thread_lookup_plan(conn, dialect)
+
+
+# --- the free keys of a system (migration 0009) -------------------------------------------------
+
+def _free_key_plan(conn, dialect: str) -> str:
+    """The plan of Store.assign_key's look-up: the first free key of one system."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from mailbot.store.schema import keys
+
+    query = (sa.select(keys.c.id).where(keys.c.system == "CONTPAQ i Nóminas",
+                                        keys.c.serial.is_(None)).order_by(keys.c.id).limit(1))
+    if dialect == "sqlite":
+        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        return " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: ask if it could
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+def test_a_key_is_found_for_any_system_through_one_index_seek(store):
+    """With only an index on `system`, SQLite took the first free key of a system by walking
+    the unique index on `serial` through every free key of every system (0.5 ms an assignment
+    at 8,000 free keys, growing with the pool); 0009 indexes (system, serial), 0008 has not."""
+    dialect = store.engine.dialect.name
+    with store.transaction() as conn:
+        assert "ix_keys_system_serial" in _free_key_plan(conn, dialect)
+    store.downgrade("0008")
+    store.engine.dispose()  # SQLite: a pooled connection may keep the old plan of the query
+    try:
+        with store.transaction() as conn:
+            assert "ix_keys_system_serial" not in _free_key_plan(conn, dialect)
+    finally:
+        store.migrate()
+        store.engine.dispose()
+    with store.transaction() as conn:
+        assert "ix_keys_system_serial" in _free_key_plan(conn, dialect)
