@@ -292,41 +292,56 @@ def _body_encode(body: str, maxlinelen: int) -> str:
     quoting done by one regular expression over the few characters that need it instead of
     str.translate over every character: that translate was nearly all of its time (130 us for
     a 4 KB reply part, against 50). tests/test_reply_equivalence.py checks the bytes against
-    the standard library's own message writer."""
+    the standard library's own message writer.
+
+    Each line is encoded on its own, and remembered (`_encoded_line`): most lines of a reply
+    are the template's own words, the same in every reply. `body` comes from `_qp_lines`,
+    whose only line ends are "\n", so splitting there is what splitlines() did after the
+    quoting (which quotes every other character splitlines() would split at)."""
     if not body:
         return body
-    body = _QP_QUOTED.sub(_qp_quote, body)
+    lines = body.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    encoded = [_encoded_line(line, maxlinelen) for line in lines]
+    if body[-1] in "\r\n":
+        encoded.append("")
+    return "\n".join(encoded)
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_line(line: str, maxlinelen: int) -> str:
+    """One line of `_body_encode`: quoted, and broken into pieces of at most maxlinelen - 1
+    characters (never splitting "=XX") joined by soft breaks."""
+    line = _QP_QUOTED.sub(_qp_quote, line)
     soft_break = "=\n"
     maxlinelen1 = maxlinelen - 1
     encoded: list[str] = []
     append = encoded.append
-    for line in body.splitlines():
-        start = 0
-        laststart = len(line) - 1 - maxlinelen
-        while start <= laststart:  # pieces of at most maxlinelen - 1, never splitting "=XX"
-            stop = start + maxlinelen1
-            if line[stop - 2] == "=":
-                append(line[start:stop - 1])
-                start = stop - 2
-            elif line[stop - 1] == "=":
-                append(line[start:stop])
-                start = stop - 1
-            else:
-                append(line[start:stop] + "=")
-                start = stop
-        if line and line[-1] in " \t":  # whitespace at the end of a line is quoted
-            room = start - laststart
-            if room >= 3:
-                q = quoprimime.quote(line[-1])
-            elif room == 2:
-                q = line[-1] + soft_break
-            else:
-                q = soft_break + quoprimime.quote(line[-1])
-            append(line[start:-1] + q)
+    start = 0
+    laststart = len(line) - 1 - maxlinelen
+    while start <= laststart:  # pieces of at most maxlinelen - 1, never splitting "=XX"
+        stop = start + maxlinelen1
+        if line[stop - 2] == "=":
+            append(line[start:stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            append(line[start:stop])
+            start = stop - 1
         else:
-            append(line[start:])
-    if body[-1] in "\r\n":
-        append("")
+            append(line[start:stop] + "=")
+            start = stop
+    if line and line[-1] in " \t":  # whitespace at the end of a line is quoted
+        room = start - laststart
+        if room >= 3:
+            q = quoprimime.quote(line[-1])
+        elif room == 2:
+            q = line[-1] + soft_break
+        else:
+            q = soft_break + quoprimime.quote(line[-1])
+        append(line[start:-1] + q)
+    else:
+        append(line[start:])
     return "\n".join(encoded)
 
 

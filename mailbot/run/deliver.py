@@ -46,9 +46,14 @@ def claim_due(app: App, *, mail: int | None = None, mail_ids: Sequence[int] | No
     the mails this run holds once it has claimed them, and the operator alerts; and the mails
     held."""
     with app.store.transaction() as conn:
-        due = app.store.due_messages(conn, now=app.now(), mail=mail, mail_ids=mail_ids)
-        held = claims.claim(app, conn, sorted({m.mail for m in due if m.mail is not None}))
-        # Again, now that they are ours: another run may have sent some meanwhile.
+        if mail_ids is not None and mail is None:  # the mails' own messages: no alerts
+            due = []
+            wanting = app.store.mails_with_due(conn, mail_ids, now=app.now())
+        else:
+            due = app.store.due_messages(conn, now=app.now(), mail=mail, mail_ids=mail_ids)
+            wanting = {m.mail for m in due if m.mail is not None}
+        held = claims.claim(app, conn, sorted(wanting))
+        # Read (again) now that they are ours: another run may have sent some meanwhile.
         due = sorted([*(m for m in due if m.mail is None),
                       *(app.store.due_messages(conn, now=app.now(), mail_ids=sorted(held))
                         if held else ())], key=lambda m: m.id)

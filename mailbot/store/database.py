@@ -540,6 +540,18 @@ class Store:
                 list(mail_ids[start:start + _IN_CHUNK])))).all())
         return sorted(rows, key=lambda r: r.id)
 
+    def mails_with_due(self, conn: Connection, mail_ids: Sequence[int], *,
+                       now: dt.datetime) -> set[int]:
+        """Those of `mail_ids` with a message whose time has come (`due_messages`' choice, but
+        only the mails: not the messages' bytes)."""
+        found: set[int] = set()
+        for start in range(0, len(mail_ids), _IN_CHUNK):
+            found.update(conn.execute(sa.select(outbox.c.mail).distinct().where(
+                outbox.c.mail.in_(list(mail_ids[start:start + _IN_CHUNK])),
+                outbox.c.status == "queued", sa.or_(outbox.c.next_attempt_at.is_(None),
+                                                    outbox.c.next_attempt_at <= now))).scalars())
+        return found
+
     def unsent_for_mail(self, conn: Connection, mail: int) -> int:
         return conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
             outbox.c.mail == mail, outbox.c.status == "queued")).scalar_one()
