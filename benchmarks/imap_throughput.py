@@ -394,12 +394,14 @@ class Arrivals:
         self.lock = threading.Lock()
         self.by_reply_to: dict[str, float] = {}
         self.times: list[float] = []
+        self.catch_up: Callable[[], None] = lambda: None  # the reports not read yet, read
 
     @classmethod
     def watch(cls, smtp: SmtpTestServer | SmtpServerProcess) -> Arrivals:
         arrivals = cls()
         if isinstance(smtp, SmtpServerProcess):
             smtp.on_accept(arrivals.add)
+            arrivals.catch_up = smtp.catch_up
         else:
             on_accepted(smtp, arrivals.add)
         return arrivals
@@ -411,10 +413,12 @@ class Arrivals:
                 self.by_reply_to.setdefault(in_reply_to, at)
 
     def get(self, message_id: str) -> float | None:
+        self.catch_up()
         with self.lock:
             return self.by_reply_to.get(message_id)
 
     def count(self) -> int:
+        self.catch_up()
         with self.lock:
             return len(self.times)
 

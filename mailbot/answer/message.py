@@ -281,6 +281,7 @@ def _qp_lines(text: str) -> str:
 # tab, CR and LF; as it quotes them (its own table, "=%02X").
 _QP_QUOTED = re.compile(r"[^\t\n\r -<>-~]")
 _QP_TABLE = quoprimime._QUOPRI_BODY_ENCODE_MAP
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n]")
 
 
 def _qp_quote(match: re.Match[str]) -> str:
@@ -295,12 +296,11 @@ def _body_encode(body: str, maxlinelen: int) -> str:
     the standard library's own message writer.
 
     Each line is encoded on its own, and remembered (`_encoded_line`): most lines of a reply
-    are the template's own words, the same in every reply. `body` comes from `_qp_lines`,
-    whose only line ends are "\n", so splitting there is what splitlines() did after the
-    quoting (which quotes every other character splitlines() would split at)."""
+    are the template's own words, the same in every reply. The quoting leaves no line break
+    but CR and LF, so splitting at those first is what splitlines() did after it."""
     if not body:
         return body
-    lines = body.split("\n")
+    lines = _LINE_BREAKS.split(body)
     if lines[-1] == "":
         lines.pop()
     encoded = [_encoded_line(line, maxlinelen) for line in lines]

@@ -1,4 +1,4 @@
-"""A batch's replies go out while the next batch is decided.
+"""A batch's replies go out while the next mails are decided.
 
 Why: sending a reply is mostly waiting, for the SMTP server to take MAIL, RCPT, DATA and the
 message, one round trip after another (about 1.5 ms a reply on loopback, tens of milliseconds
@@ -16,9 +16,11 @@ the pass says so, after the mark (and after the courier's fsync of the WAL, whic
 on the disk: `Send.sync_first`). So at most one accepted reply is ever unmarked, as when the
 pass sends them itself, and what is left after the pass's word is one short round trip.
 
-`Deliveries` is the pipeline's side: the decided batches whose replies are to go, oldest
-first, which the pass looks in on between two mails (`poll`); a batch is filed once its
-replies are out. A pass of one batch starts no courier: there is nothing to overlap.
+`Deliveries` is the pipeline's side: the batches whose replies are to go, oldest first, each
+sending in groups of mails as they are decided, which the pass looks in on between two mails
+(`poll`); a batch is filed once its replies are out. A pass of one batch starts no courier
+process (it would only be waiting for the helper to start): it sends each group itself,
+between two mails.
 """
 
 from __future__ import annotations

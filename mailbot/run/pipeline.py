@@ -16,7 +16,7 @@ A power cut is a crash too, as long as nothing left the process on the strength 
 the disk does not have yet. Every commit is synced before it returns (SQLite: WAL with
 synchronous=FULL), except the decisions of step 2 and the "sent" marks of step 3
 (`Store.transaction(sync_later=True)`): the decisions are synced together, with one fsync of
-the WAL (`Store.sync`), before the first reply of the batch is sent; each mark before the
+the WAL (`Store.sync`), before the first of their replies is sent; each mark before the
 next reply is sent (`sending.Send.sync_first`); all of them before any mail is filed. A power
 cut can only undo a suffix of the commits, so it leaves the store as a crash would have: the
 decisions it undoes have no reply out and their mails are still in the inbox, and the one
@@ -31,9 +31,11 @@ next ones meanwhile: mailbot.run.readahead);
 then the batch's replies are sent, each marked sent as soon as the server took it; then the
 copies for the Sent folder are made in one go (a reply whose copy is not made yet is marked so
 in the store, and a crash leaves the copy to the next run); then the mails whose answers are
-all out are filed, one move per folder. In a pass of several batches the replies are sent by
-the courier process while the next batch is decided (mailbot.run.courier); the order of each
-mail's commits, and of the sends, is the same.
+all out are filed, one move per folder. Over SMTP (mailbot.run.courier) the replies of a
+batch go in groups of mails as they are decided, while the next ones are decided: from the
+courier process in a pass of several batches, from the pass itself between two mails in a
+pass of one; the order of each mail's commits, and of the sends, is the same, and a batch is
+still filed whole.
 """
 
 from __future__ import annotations
