@@ -70,6 +70,15 @@ retry_base_seconds = 1
 """)
 
 
+def one_pass(config: Path):
+    """`run_once` on a freshly opened app, as `mailbot run --once` does; its report."""
+    app = open_app(config_module.load(config))
+    try:
+        return run_once(app)
+    finally:
+        app.store.close()
+
+
 def stored(config: Path) -> tuple[list, list]:
     app = open_app(config_module.load(config))
     try:
@@ -161,11 +170,7 @@ def test_replies_go_out_while_their_own_batch_is_still_being_decided(
 
     monkeypatch.setattr(pipeline, "decide_mail", decide_mail)
     monkeypatch.setattr(courier.Courier, "_hand_out", hand_out)
-    app = open_app(config_module.load(config))
-    try:
-        report = run_once(app)
-    finally:
-        app.store.close()
+    report = one_pass(config)
     assert report.errors == [] and report.decided == MAILS
     assert_each_answered_once(config, dataset, smtp_server)
     # The first group's replies start as soon as its mails are decided (the check runs
@@ -216,11 +221,7 @@ def test_a_courier_that_dies_mid_pass_leaves_the_rest_to_the_pass(tmp_path, data
             self._proc.kill()
 
     monkeypatch.setattr(courier.Courier, "_hand_out", hand_out)
-    app = open_app(config_module.load(config))
-    try:
-        report = run_once(app)
-    finally:
-        app.store.close()
+    report = one_pass(config)
     assert report.errors == []
     assert_each_answered_once(config, dataset, smtp_server, resends=1)
     assert handed[0] >= 20
@@ -330,11 +331,7 @@ def test_a_pass_of_one_batch_starts_no_courier(tmp_path, dataset, smtp_server, m
     real = courier.start_child
     monkeypatch.setattr(courier, "start_child",
                         lambda module, **kw: started.append(module) or real(module, **kw))
-    app = open_app(config_module.load(config))
-    try:
-        report = run_once(app)
-    finally:
-        app.store.close()
+    report = one_pass(config)
     assert report.errors == [] and report.sent == 20
     assert started == [] and smtp_server.connections == 1
     assert len(replies_of(smtp_server)) == 20

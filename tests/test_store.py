@@ -125,73 +125,55 @@ def test_an_unreachable_database_is_a_clear_error():
         Store("postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=2").migrate()
 
 
-# --- the Message-ID index (migration 0008) ----------------------------------------------------
+# --- indexes the look-ups rely on (migrations 0008, 0009) ---------------------------------------
 
-def _thread_lookup_plan(conn, dialect: str) -> str:
-    """The plan of store.threads' look-up of mails by the Message-IDs a reply names."""
+def _plan(conn, dialect: str, query) -> str:
+    """The database's plan for `query` (PostgreSQL: asked whether it could use an index at all,
+    the tables here being tiny)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    from mailbot.store.schema import mails
-
-    query = sa.select(mails.c.id).where(mails.c.message_id.in_(["<a@x>", "<b@x>"]))
     if dialect == "sqlite":
         sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
         return " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: ask if it could
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
     sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+def _assert_index_only_from(store, index: str, query, revision_before: str) -> None:
+    """`query` goes through `index` at the newest schema, not at `revision_before`, and again
+    once upgraded from it."""
+    dialect = store.engine.dialect.name
+    with store.transaction() as conn:
+        assert index in _plan(conn, dialect, query)
+    store.downgrade(revision_before)
+    store.engine.dispose()  # SQLite: a pooled connection may keep the old plan of the query
+    try:
+        with store.transaction() as conn:
+            assert index not in _plan(conn, dialect, query)
+    finally:
+        store.migrate()
+        store.engine.dispose()
+    with store.transaction() as conn:
+        assert index in _plan(conn, dialect, query)
 
 
 def test_a_reply_finds_the_mail_it_answers_by_message_id_through_an_index(store):
     """Without ix_mails_message_id every reply read the whole mails table (issue 11 §6's
     thread look-up, the unlock ledger); migration 0008 adds it, and 0007 has none."""
-    dialect = store.engine.dialect.name
-    with store.transaction() as conn:
-        assert "ix_mails_message_id" in _thread_lookup_plan(conn, dialect)
-    store.downgrade("0007")
-    store.engine.dispose()  # SQLite: a pooled connection may keep the old plan of the query
-    try:
-        with store.transaction() as conn:
-            assert "ix_mails_message_id" not in _thread_lookup_plan(conn, dialect)
-    finally:
-        store.migrate()
-        store.engine.dispose()
-    with store.transaction() as conn:
-        assert "ix_mails_message_id" in _thread_lookup_plan(conn, dialect)
+    from mailbot.store.schema import mails
 
-
-# --- the free keys of a system (migration 0009) -------------------------------------------------
-
-def _free_key_plan(conn, dialect: str) -> str:
-    """The plan of Store.assign_key's look-up: the first free key of one system."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    from mailbot.store.schema import keys
-
-    query = (sa.select(keys.c.id).where(keys.c.system == "CONTPAQ i Nóminas",
-                                        keys.c.serial.is_(None)).order_by(keys.c.id).limit(1))
-    if dialect == "sqlite":
-        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-        return " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: ask if it could
-    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-    return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+    thread_lookup = sa.select(mails.c.id).where(mails.c.message_id.in_(["<a@x>", "<b@x>"]))
+    _assert_index_only_from(store, "ix_mails_message_id", thread_lookup, "0007")
 
 
 def test_a_key_is_found_for_any_system_through_one_index_seek(store):
     """With only an index on `system`, SQLite took the first free key of a system by walking
     the unique index on `serial` through every free key of every system (0.5 ms an assignment
     at 8,000 free keys, growing with the pool); 0009 indexes (system, serial), 0008 has not."""
-    dialect = store.engine.dialect.name
-    with store.transaction() as conn:
-        assert "ix_keys_system_serial" in _free_key_plan(conn, dialect)
-    store.downgrade("0008")
-    store.engine.dispose()  # SQLite: a pooled connection may keep the old plan of the query
-    try:
-        with store.transaction() as conn:
-            assert "ix_keys_system_serial" not in _free_key_plan(conn, dialect)
-    finally:
-        store.migrate()
-        store.engine.dispose()
-    with store.transaction() as conn:
-        assert "ix_keys_system_serial" in _free_key_plan(conn, dialect)
+    from mailbot.store.schema import keys
+
+    first_free = (sa.select(keys.c.id).where(keys.c.system == "CONTPAQ i Nóminas",
+                                             keys.c.serial.is_(None))
+                  .order_by(keys.c.id).limit(1))  # Store.assign_key's look-up
+    _assert_index_only_from(store, "ix_keys_system_serial", first_free, "0008")
