@@ -281,7 +281,6 @@ def _qp_lines(text: str) -> str:
 # tab, CR and LF; as it quotes them (its own table, "=%02X").
 _QP_QUOTED = re.compile(r"[^\t\n\r -<>-~]")
 _QP_TABLE = quoprimime._QUOPRI_BODY_ENCODE_MAP
-_LINE_BREAKS = re.compile(r"\r\n|[\r\n]")
 
 
 def _qp_quote(match: re.Match[str]) -> str:
@@ -293,55 +292,41 @@ def _body_encode(body: str, maxlinelen: int) -> str:
     quoting done by one regular expression over the few characters that need it instead of
     str.translate over every character: that translate was nearly all of its time (130 us for
     a 4 KB reply part, against 50). tests/test_reply_equivalence.py checks the bytes against
-    the standard library's own message writer.
-
-    Each line is encoded on its own, and remembered (`_encoded_line`): most lines of a reply
-    are the template's own words, the same in every reply. The quoting leaves no line break
-    but CR and LF, so splitting at those first is what splitlines() did after it."""
+    the standard library's own message writer."""
     if not body:
         return body
-    lines = _LINE_BREAKS.split(body)
-    if lines[-1] == "":
-        lines.pop()
-    encoded = [_encoded_line(line, maxlinelen) for line in lines]
-    if body[-1] in "\r\n":
-        encoded.append("")
-    return "\n".join(encoded)
-
-
-@functools.lru_cache(maxsize=4096)
-def _encoded_line(line: str, maxlinelen: int) -> str:
-    """One line of `_body_encode`: quoted, and broken into pieces of at most maxlinelen - 1
-    characters (never splitting "=XX") joined by soft breaks."""
-    line = _QP_QUOTED.sub(_qp_quote, line)
+    body = _QP_QUOTED.sub(_qp_quote, body)
     soft_break = "=\n"
     maxlinelen1 = maxlinelen - 1
     encoded: list[str] = []
     append = encoded.append
-    start = 0
-    laststart = len(line) - 1 - maxlinelen
-    while start <= laststart:  # pieces of at most maxlinelen - 1, never splitting "=XX"
-        stop = start + maxlinelen1
-        if line[stop - 2] == "=":
-            append(line[start:stop - 1])
-            start = stop - 2
-        elif line[stop - 1] == "=":
-            append(line[start:stop])
-            start = stop - 1
+    for line in body.splitlines():
+        start = 0
+        laststart = len(line) - 1 - maxlinelen
+        while start <= laststart:  # pieces of at most maxlinelen - 1, never splitting "=XX"
+            stop = start + maxlinelen1
+            if line[stop - 2] == "=":
+                append(line[start:stop - 1])
+                start = stop - 2
+            elif line[stop - 1] == "=":
+                append(line[start:stop])
+                start = stop - 1
+            else:
+                append(line[start:stop] + "=")
+                start = stop
+        if line and line[-1] in " \t":  # whitespace at the end of a line is quoted
+            room = start - laststart
+            if room >= 3:
+                q = quoprimime.quote(line[-1])
+            elif room == 2:
+                q = line[-1] + soft_break
+            else:
+                q = soft_break + quoprimime.quote(line[-1])
+            append(line[start:-1] + q)
         else:
-            append(line[start:stop] + "=")
-            start = stop
-    if line and line[-1] in " \t":  # whitespace at the end of a line is quoted
-        room = start - laststart
-        if room >= 3:
-            q = quoprimime.quote(line[-1])
-        elif room == 2:
-            q = line[-1] + soft_break
-        else:
-            q = soft_break + quoprimime.quote(line[-1])
-        append(line[start:-1] + q)
-    else:
-        append(line[start:])
+            append(line[start:])
+    if body[-1] in "\r\n":
+        append("")
     return "\n".join(encoded)
 
 
