@@ -177,3 +177,18 @@ def test_a_key_is_found_for_any_system_through_one_index_seek(store):
                                              keys.c.serial.is_(None))
                   .order_by(keys.c.id).limit(1))  # Store.assign_key's look-up
     _assert_index_only_from(store, "ix_keys_system_serial", first_free, "0008")
+
+
+def test_a_sqlite_store_checkpoints_its_wal_every_8000_pages(tmp_path):
+    """A pass rewrites the same pages commit after commit; SQLite's default checkpoint every
+    1,000 pages copied them back about every 40 decisions (WAL_CHECKPOINT_PAGES)."""
+    from mailbot.store.database import WAL_CHECKPOINT_PAGES
+
+    store = Store(f"sqlite:///{tmp_path / 'mailbot.db'}")
+    store.migrate()
+    try:
+        with store.transaction() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == \
+                WAL_CHECKPOINT_PAGES == 8000
+    finally:
+        store.close()

@@ -710,10 +710,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     when it returns: in WAL mode NORMAL syncs only at checkpoints, and a power cut could undo a
     decision whose reply the SMTP server already took (the next run would answer again). The
     one exception, `Store.transaction(sync_later=True)`, is synced by `Store.sync()` before
-    anything acts on it."""
+    anything acts on it.
+
+    The WAL is copied back into the database file every WAL_CHECKPOINT_PAGES pages rather than
+    SQLite's 1,000: a pass rewrites the same index and table pages in commit after commit
+    (every reply's status, every mail's), and each checkpoint copies each such page once, in
+    the commit that triggers it. Every 1,000 pages (about 40 decisions) that was a fifth of a
+    commit's time here; the WAL grows to about 32 MB at most instead of 4."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     cursor.close()
+
+
+WAL_CHECKPOINT_PAGES = 8000  # of 4 KB: see _sqlite_pragmas
