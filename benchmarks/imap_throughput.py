@@ -878,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
               f"together), {b['sql_statements']} SQL statements "
               f"({b['sql_seconds']:.2f} s in the driver)")
         courier_sent = e2e["messages_sent"] - b["calls"]["smtp_send"]
-        say(f"    replies sent by the courier process while the next batch was decided: "
+        say(f"    replies sent by the courier process while the next mails were decided: "
             f"{courier_sent} of {e2e['messages_sent']} (the rest by the pass itself: "
             f"smtp_send above)")
         who = "mailbot, and the SMTP server's thread" if args.smtp_in_process else "mailbot"
