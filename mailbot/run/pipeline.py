@@ -119,8 +119,9 @@ def process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
     A store or mailbox fault on one mail leaves it for the next run and the others go on.
     With `readahead`, worker processes read the mails that will need reading while this
     process records and decides the ones before them (see mailbot.run.readahead).
-    With `deliveries`, the batch's replies go out from the courier process while the next
-    batch is decided, and it is filed once they are all out (see mailbot.run.courier).
+    With `deliveries` (any sink but reply files), the batch's replies go out in groups of
+    mails as they are decided, while the next ones are decided, and it is filed once they are
+    all out (see mailbot.run.courier).
     """
     claimed: list[int] = []  # the mails this run holds, let go whatever happens
     batch = None
