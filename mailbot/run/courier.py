@@ -299,6 +299,12 @@ class Batch:
 
     GROUP = 20
 
+    def add(self, rec: MailRecord) -> None:
+        """One more of its mails handled: its replies may go out (the pass's next poll)."""
+        if self.reference is None:
+            self.reference = rec.reference
+        self.decided.append(rec.id)
+
     def next_group(self) -> list[int]:
         """The next mails whose replies may go: GROUP of them, or the rest once it is closed."""
         left = len(self.decided) - self.handed
@@ -318,7 +324,7 @@ class Deliveries:
     once its replies are out.
 
     A pass opens each batch (`open`) with the claims on its mails, says of each mail once it
-    is handled (`decided`) and closes the batch once all are (`close`); between two mails it
+    is handled (`Batch.add`) and closes the batch once all are (`close`); between two mails it
     looks in (`poll`): the courier's answer is handed to the steps, the next reply handed
     out, the next group of decided mails begun; a closed batch whose replies are all out is
     filed, its claims let go, and the next batch's replies start. A batch whose replies are
@@ -363,12 +369,6 @@ class Deliveries:
         if more_to_come:
             self.courier.warm_up()
         return batch
-
-    def decided(self, batch: Batch, rec: MailRecord) -> None:
-        """One more mail of `batch` handled: its replies may go out."""
-        if batch.reference is None:
-            batch.reference = rec.reference
-        batch.decided.append(rec.id)
 
     def close(self, batch: Batch) -> None:
         """Every mail of `batch` is handled: the rest of its replies go, then it is filed."""
@@ -418,8 +418,7 @@ class Deliveries:
     def _start(self, batch: Batch, group: list[int]) -> None:
         """The group's replies due, claimed again, handed to the courier's steps."""
         if not self._guard(batch, lambda: self.courier.start(delivery_steps(
-                self.app, self.report, *claim_due(self.app, mail_ids=group),
-                copies=batch.copies))):
+                self.app, self.report, *claim_due(self.app, mail_ids=group), batch.copies))):
             batch.faulted = True
 
     def _file_oldest(self) -> None:

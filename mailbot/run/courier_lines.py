@@ -1,10 +1,11 @@
 """The courier's helper process: the SMTP connections that send a pass's replies while the
-pass decides the next batch (mailbot.run.courier is the pass's side, and says why).
+pass decides the next mails (mailbot.run.courier is the pass's side, and says why).
 
 Started by the pass as `python -m mailbot.run.courier_lines`, once a pass has more than one
-batch. It imports what sending needs and nothing of the store, the rules or the templates
-(the sink, rebuilt from its settings; the WAL's path, to fsync it): about a fifth of what the
-pass's side would import, so it is up and connected before the first batch is decided.
+batch. It imports what sending needs: the sink, rebuilt from its settings, and of the store
+only `mailbot.store.wal`, to fsync the WAL (no SQLAlchemy, no rules, no templates; about a
+fifth of what the pass's side would import), so it is up and connected before the first
+mails are decided (tests/test_courier.py checks what it imports).
 """
 
 from __future__ import annotations

@@ -64,7 +64,10 @@ def claim_due(app: App, *, mail: int | None = None, mail_ids: Sequence[int] | No
 def send_due(app: App, report: RunReport, due: Sequence[Any], held: set[int]) -> None:
     """Send `due` (messages of the mails in `held`, which this run holds, and operator alerts,
     each claimed just before it goes out), one after the other."""
-    send_each(app, delivery_steps(app, report, due, held))
+    copies: list[tuple[int, bytes]] = []
+    send_each(app, delivery_steps(app, report, due, held, copies))
+    if copies:
+        make_copies(app, copies)
 
 
 def send_each(app: App, steps: Generator[Send, Outcome, None], job: Send | None = None
@@ -94,14 +97,12 @@ def next_send(steps: Generator[Send, Outcome, None], outcome: Outcome) -> Send |
         return None
 
 
-def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[int], *,
-                   copies: list[tuple[int, bytes]] | None = None
-                   ) -> Generator[Send, Outcome, None]:
+def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[int],
+                   copies: list[tuple[int, bytes]]) -> Generator[Send, Outcome, None]:
     """Everything a delivery does in the store and the log, one message at a time: yields each
     message to send and is handed back what came of it (`send_each`, or a Courier).
-    `copies`: the copies for Sent are added to it, for the caller to make later, all at once
-    (`make_copies`; until then they are pending in the store); without it they are made at
-    the end.
+    `copies`: each sent reply's copy for Sent is added to it, for the caller to make later,
+    all at once (`make_copies`; until then it is pending in the store).
 
     Why a generator: the steps (claims, marks, the copies for Sent) stay on the thread that
     owns the store and the mailbox, in this order, whoever does the sending; every reply is
@@ -109,9 +110,6 @@ def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[in
     unmarked (the one window pipeline.py's docstring names)."""
     smtp = app.config.smtp
     copy_many = app.after_send_many if app.after_send is not None else None
-    made_later = copies is not None
-    if copies is None:
-        copies = []  # sent, copy for the Sent folder still to make
     renew_at = app.now() + claims.CLAIM_LEASE / 2
     # What the next send syncs first: the decisions these replies come from
     # (Store.transaction), then each time the last reply's "sent" mark.
@@ -195,8 +193,6 @@ def delivery_steps(app: App, report: RunReport, due: Sequence[Any], held: set[in
                  msg.template, ",".join(recipients))
     if unsynced:
         app.store.sync()
-    if copies and not made_later:
-        make_copies(app, copies)
 
 
 

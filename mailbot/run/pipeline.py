@@ -160,15 +160,15 @@ def _process_batch(app: App, raws: Sequence[RawMail], report: RunReport,
                    deliveries: Deliveries | None = None,
                    batch: Batch | None = None) -> list[MailRecord]:
     """Record, claim and decide the batch's mails (process_batch); the records decided.
-    With `batch`, each mail handled is told to `deliveries`, whose replies may go out while
-    the next ones are decided."""
+    With `batch` (open in `deliveries`), each mail handled is added to it, so that its replies
+    may go out while the next ones are decided."""
     store = app.store
     handled: list[MailRecord] = []
 
     def handle(rec: MailRecord) -> None:
         handled.append(rec)
         if batch is not None:
-            deliveries.decided(batch, rec)  # type: ignore[union-attr]
+            batch.add(rec)
 
     with store.transaction() as conn:  # the look-ups of the whole batch, in a few queries
         known: dict[tuple[str, str], MailRecord] = {}

@@ -1,9 +1,9 @@
 """One message for the sink, and what sending it can come to: what the delivery steps
 (mailbot.run.deliver) hand out and are handed back, whoever sends.
 
-A module of its own, importing nothing of the store, because the courier's helper process
-(mailbot.run.courier_lines) unpickles these values: it starts while the pass is deciding and
-must be ready to send by the end of the first batch, so it imports only what sending needs.
+A module of its own, importing nothing of the store or SQLAlchemy, because the courier's
+helper process (mailbot.run.courier_lines) unpickles these values: it starts while the pass
+is deciding and must be ready to send soon after, so it imports only what sending needs.
 """
 
 from __future__ import annotations

@@ -366,9 +366,12 @@ class SmtpSink:
             connection, unchecked = self._reusable_connection()
             try:
                 refused = self._sendmail(connection, sender, recipients, data, message_id, hold)
+            except Abandoned:  # dropped by `hold` on purpose: not a failure of the server
+                self._discard()
+                raise
             except Exception as exc:
                 self._discard()
-                if isinstance(exc, Abandoned) or not (unchecked and _dead_at_mail(connection, exc)):
+                if not (unchecked and _dead_at_mail(connection, exc)):
                     raise self._delivery_failure(exc, message_id) from exc
                 # The connection died while idle: nothing of this message reached the server.
                 log.debug("smtp connection to %s went away; sending %s on a new one",
@@ -377,6 +380,9 @@ class SmtpSink:
                 try:
                     refused = self._sendmail(connection, sender, recipients, data, message_id,
                                              hold)
+                except Abandoned:
+                    self._discard()
+                    raise
                 except Exception as exc2:
                     self._discard()
                     raise self._delivery_failure(exc2, message_id) from exc2
@@ -414,8 +420,6 @@ class SmtpSink:
         where = f"SMTP {self.where}, message {message_id}"
         if isinstance(exc, DeliveryError):
             return exc
-        if isinstance(exc, Abandoned):
-            raise exc
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             listed = "; ".join(f"{address}: {code} {_text(text)}"
                                for address, (code, text) in exc.recipients.items())
