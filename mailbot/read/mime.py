@@ -1,11 +1,14 @@
 """Bytes of a mail -> `ParsedMail`, for any bytes at all.
 
-mail-parser builds the message and reports its defects; the body and the attachments are then
-chosen here by walking the MIME tree, because mail-parser's own lists do not fit a request mail:
-its ``text_plain`` holds every text part, forwarded messages' included; it decodes a mis-declared
-charset with replacement characters; it names attachments without a filename at random. What a
-customer sent must always reach the field parser, so nothing here raises: mail-parser failing
-falls back to the stdlib ``email`` package, and that failing to a raw reading of the headers.
+The email package builds the message and reports its defects; the body and the attachments are
+then chosen here by walking the MIME tree. mail-parser reads the From mailboxes
+(`mailparser.utils.get_addresses`), but its `MailParser` is not used: its message is the email
+package's own, and what it adds to it does not fit a request mail (its ``text_plain`` holds
+every text part, forwarded messages' included; it decodes a mis-declared charset with
+replacement characters; it names attachments without a filename at random), so all of it was
+thrown away, at a third of what reading a mail cost (benchmarks/reading_cpu.py). What a
+customer sent must always reach the field parser, so nothing here raises: the email package
+failing falls back to a raw reading of the headers.
 
 Reading is bounded whatever the mail holds ([limits] in the config): the header block and each
 header field are cut to size before any parser sees them (a Subject of 100,000 encoded-words
@@ -28,7 +31,6 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-import mailparser
 from mailparser.utils import get_addresses
 
 from mailbot.config import LimitsConfig
@@ -43,7 +45,7 @@ from mailbot.read.bounds import (
 )
 from mailbot.read.text import html_to_text
 
-# mail-parser logs a warning for every multipart container it walks; our defects say what matters.
+# mail-parser's address parser logs what it recovers; our defects say what matters.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 log = logging.getLogger(__name__)
 
@@ -96,17 +98,10 @@ def _parse(data: bytes, cuts: Cuts) -> ParsedMail:
         defects.append("empty message")
     message: Message | None = None
     try:
-        parser = mailparser.MailParser.from_bytes(data)
-        message = parser.message
-        defects.extend(_mailparser_defects(parser.defects))
-        del parser  # its own decoded copies of every body and file: not ours to keep
-    except Exception as exc:  # mail-parser gave up: the stdlib parser is more forgiving
-        defects.append(f"mail-parser failed ({type(exc).__name__}); read with the email package")
-        try:
-            message = email.message_from_bytes(data)
-            defects.extend(_stdlib_defects(message))
-        except Exception as exc2:
-            defects.append(f"email package failed ({type(exc2).__name__}); headers read raw")
+        message = email.message_from_bytes(data)
+        defects.extend(_stdlib_defects(message))
+    except Exception as exc:  # a RecursionError on a crafted nesting, a bug of the parser
+        defects.append(f"email package failed ({type(exc).__name__}); headers read raw")
     if message is not None:
         try:
             return _from_message(message, data, defects, cuts)
@@ -641,25 +636,12 @@ def _decode_word(encoding: str, payload: str) -> bytes | None:
 # --- Defects and the last resort ------------------------------------------------------------
 
 
-def _mailparser_defects(found: Any) -> list[str]:
-    out: list[str] = []
-    for item in found or []:
-        if isinstance(item, dict):
-            for where, details in item.items():
-                for detail in details if isinstance(details, list) else [details]:
-                    out.append(f"{where}: {detail}")
-        else:
-            out.append(str(item))
-    # Body text is decoded here, not by mail-parser: its charset notes describe text we discard.
-    return [d for d in out if "CharsetDecodeDefect" not in d]
-
-
 def _stdlib_defects(message: Message) -> list[str]:
     out = []
     try:
         for part in message.walk():
-            for defect in getattr(part, "defects", []):
-                out.append(f"{_content_type(part)}: {type(defect).__name__}")
+            for defect in getattr(part, "defects", []):  # the class names what, its doc how
+                out.append(f"{_content_type(part)}: {type(defect).__name__}: {defect.__doc__}")
     except Exception:
         pass
     return out
