@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from mailbot.addresses import ascii_address
 from mailbot.errors import ConfigError
 from mailbot.store.faults import storage_fault, store_faults
+from mailbot.store.prepared import Prepared
 from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_recipients, requests
 from mailbot.store.schema_version import is_current as schema_is_current
 from mailbot.store.throttle_counts import BOTH_COUNTS as _BOTH_COUNTS
@@ -242,24 +243,23 @@ class Store:
         can see it before the commit, so no conditional claim is needed). With
         `deferred_references`, the UPDATE is appended there instead, for `set_references` to
         run for a group of mails as one executemany in the same transaction."""
-        result = conn.execute(_INSERT_MAIL, dict(
+        new_id = _INSERT_MAIL.scalar(conn, dict(
             source=source, mail_id=mail_id, fingerprint=fp, size=size, status=status,
             duplicate_of=duplicate_of, folder=folder, filed=False, attempts=attempts,
             outcome=outcome,
             notes=json.dumps(list(notes), ensure_ascii=False) if notes is not None else None,
             received_at=utcnow(), claimed_by=claimed_by, claim_expires_at=claim_expires_at))
-        new_id = result.inserted_primary_key[0]
         reference = new_reference(prefix, new_id)
         if deferred_references is not None:
             deferred_references.append({"_id": new_id, "reference": reference})
         else:
-            conn.execute(_SET_REFERENCE, {"_id": new_id, "reference": reference})
+            _SET_REFERENCE.run(conn, {"_id": new_id, "reference": reference})
         return MailRecord(new_id, source, mail_id, fp, status, folder, False, attempts, reference)
 
     def set_references(self, conn: Connection, deferred: Sequence[dict[str, Any]]) -> None:
         """The references `add_mail` deferred, in one executemany."""
         if deferred:
-            conn.execute(_SET_REFERENCE, list(deferred))
+            _SET_REFERENCE.run_many(conn, deferred)
 
     def update_mail(self, conn: Connection, mail: int, *, claimed_by: str | None = None,
                     **values: Any) -> bool:
@@ -269,16 +269,15 @@ class Store:
             if key in values and not isinstance(values[key], (str, type(None))):
                 values[key] = json.dumps(values[key], ensure_ascii=False, default=str)
         if claimed_by is None:
-            conn.execute(_UPDATE_MAIL, {"_id": mail, **values})
+            _UPDATE_MAIL.run(conn, {"_id": mail, **values})
             return True
-        done = conn.execute(_UPDATE_CLAIMED_MAIL, {"_id": mail, "_run": claimed_by, **values})
-        return done.rowcount == 1
+        return _UPDATE_CLAIMED_MAIL.rowcount(conn, {"_id": mail, "_run": claimed_by,
+                                                    **values}) == 1
 
     def count_attempt(self, conn: Connection, mail: int, *, claimed_by: str) -> bool:
         """One more attempt for a mail still waiting for its decision and held by `claimed_by`
         (the pipeline counts it before the mail is read); False when it was not."""
-        done = conn.execute(_COUNT_ATTEMPT, {"_id": mail, "_run": claimed_by})
-        return done.rowcount == 1
+        return _COUNT_ATTEMPT.rowcount(conn, {"_id": mail, "_run": claimed_by}) == 1
 
     def mark_filed(self, conn: Connection, mail_ids: Sequence[int], when: dt.datetime) -> None:
         """Filed, and "decided" becomes "done" (duplicates and quarantined mails keep theirs)."""
@@ -324,7 +323,7 @@ class Store:
 
     def log_event(self, conn: Connection, event: str, *, mail: int | None = None,
                   **detail: Any) -> None:
-        conn.execute(_INSERT_EVENT, dict(
+        _INSERT_EVENT.run(conn, dict(
             at=utcnow(), mail=mail, event=event,
             detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None))
 
@@ -334,13 +333,12 @@ class Store:
                     request: Any, outcome: str, hits: Sequence[Any], recipient: str | None,
                     key_id: int | None) -> int:
         now = utcnow()
-        result = conn.execute(_INSERT_REQUEST, dict(
+        return _INSERT_REQUEST.scalar(conn, dict(
             mail=mail, position=position, kind=kind, company=request.company,
             contact_name=request.contact_name, contact_email=request.contact_email,
             system=request.system, serial=request.serial, source=request.source,
             outcome=outcome, hits=_hits_json(hits), recipient=recipient, key=key_id,
             created_at=now, updated_at=now))
-        return result.inserted_primary_key[0]
 
     def update_request(self, conn: Connection, request_id: int, *, outcome: str,
                        hits: Sequence[Any], key_id: int | None) -> None:
@@ -372,7 +370,7 @@ class Store:
     # -- licence registry -----------------------------------------------------------------
 
     def licence(self, conn: Connection, serial: str) -> Any | None:
-        return conn.execute(_LICENCE, {"_serial": serial}).first()
+        return _LICENCE.first(conn, {"_serial": serial})
 
     def licences_for(self, conn: Connection, serials: Sequence[str]) -> dict[str, Any]:
         """The registry rows of those of `serials` that are registered, by serial."""
@@ -392,7 +390,7 @@ class Store:
         it, in one statement: (row, {serial: key row} or {}); (None, None) when it is not
         registered (its key, if any, is looked up when asked: `key_for_serial`). One look-up
         instead of two for the usual one-request mail."""
-        row = conn.execute(_LICENCE_AND_KEY, {"_serial": serial}).first()
+        row = _LICENCE_AND_KEY.first(conn, {"_serial": serial})
         if row is None:
             return None, None
         if row.bound_key_id is None:
@@ -437,7 +435,7 @@ class Store:
         return sorted(known)
 
     def key_for_serial(self, conn: Connection, serial: str) -> Any | None:
-        return conn.execute(_KEY_FOR_SERIAL, {"_serial": serial}).first()
+        return _KEY_FOR_SERIAL.first(conn, {"_serial": serial})
 
     def keys_for_serials(self, conn: Connection, serials: Sequence[str]) -> dict[str, Any]:
         """The keys already bound to those of `serials` that have one, by serial."""
@@ -465,11 +463,11 @@ class Store:
             # took that key first: look again.
             statement = _ASSIGN_KEY_PG if postgresql else _ASSIGN_KEY
             for _ in range(5):
-                row = conn.execute(statement, {"_system": system, "_serial": serial,
-                                               "_now": utcnow()}).first()
+                row = statement.first(conn, {"_system": system, "_serial": serial,
+                                             "_now": utcnow()})
                 if row is not None:
                     return row
-                if conn.execute(_FREE_KEY, {"_system": system}).first() is None:
+                if _FREE_KEY.first(conn, {"_system": system}) is None:
                     return None
             return None
         for _ in range(5):
@@ -488,13 +486,14 @@ class Store:
         return None
 
     def bind_key_to_request(self, conn: Connection, key_id: int, request_id: int) -> None:
-        conn.execute(_BIND_KEY, {"_id": key_id, "_request": request_id})
+        _BIND_KEY.run(conn, {"_id": key_id, "_request": request_id})
 
     def bind_keys_to_requests(self, conn: Connection, binds: Sequence[tuple[int, int]]) -> None:
         """`bind_key_to_request` for the (key id, request id) pairs of one mail, in one
         executemany: a spreadsheet's rows cost one statement, not one each."""
         if binds:
-            conn.execute(_BIND_KEY, [{"_id": key, "_request": request} for key, request in binds])
+            _BIND_KEY.run_many(conn, [{"_id": key, "_request": request}
+                                      for key, request in binds])
 
     def pool_counts(self, conn: Connection) -> dict[str, tuple[int, int]]:
         """system -> (free, assigned)."""
@@ -513,15 +512,14 @@ class Store:
         """Queue a message; `versions`: the rules_version and templates_version columns, the
         versions it was rendered with (mailbot.run.versions)."""
         now = utcnow()
-        result = conn.execute(_INSERT_OUTBOX, dict(
+        message = _INSERT_OUTBOX.scalar(conn, dict(
             mail=mail, purpose=purpose, template=template, message_id=message_id,
             envelope_from=envelope_from, recipients=json.dumps(list(recipients)), data=data,
             status="queued", attempts=0, created_at=now, **(versions or {})))
-        message = result.inserted_primary_key[0]
         rows = [{"message": message, "address": address, "purpose": purpose, "created_at": now}
                 for address in dict.fromkeys(recipient_key(r) for r in recipients if r)]
         if rows:
-            conn.execute(_INSERT_RECIPIENT, rows)
+            _INSERT_RECIPIENT.run_many(conn, rows)
         return message
 
     def due_messages(self, conn: Connection, *, now: dt.datetime,
@@ -568,8 +566,8 @@ class Store:
     def mark_sent(self, conn: Connection, message: int, *, error: str | None = None,
                   copy_pending: bool = False) -> None:
         """Sent; `copy_pending`: a copy for the Sent folder is still to be made."""
-        conn.execute(_MARK_SENT, {"_id": message, "_now": utcnow(), "_error": error,
-                                  "_copy": copy_pending})
+        _MARK_SENT.run(conn, {"_id": message, "_now": utcnow(), "_error": error,
+                              "_copy": copy_pending})
 
     def pending_copies(self, conn: Connection) -> list[Any]:
         """Sent messages whose copy for the Sent folder is still to be made (id, mail, data)."""
@@ -632,8 +630,8 @@ class Store:
         Addresses compare in lower case; an index range scan on outbox_recipients, so the cost
         does not grow with the history.
         """
-        return conn.execute(_REPLIES_TO_SINCE, {"address": recipient_key(address),
-                                                "since": since}).scalar_one()
+        return _REPLIES_TO_SINCE.scalar(conn, {"address": recipient_key(address),
+                                              "since": since})
 
 
 def recipient_key(address: str) -> str:
@@ -643,55 +641,57 @@ def recipient_key(address: str) -> str:
 
 
 # Statements of the per-mail path, built once: building a Core statement costs more than
-# SQLite takes to run it. (Bind names start with "_": SQLAlchemy reserves column names.)
+# SQLite takes to run it, and each is run on the driver's cursor (mailbot.store.prepared).
+# (Bind names start with "_": SQLAlchemy reserves column names.)
 _GET_MAIL = sa.select(*_RECORD_COLUMNS).where(mails.c.id == sa.bindparam("_id"))
-_UPDATE_MAIL = mails.update().where(mails.c.id == sa.bindparam("_id"))
-_UPDATE_CLAIMED_MAIL = mails.update().where(mails.c.id == sa.bindparam("_id"),
-                                            mails.c.status == "received",
-                                            mails.c.claimed_by == sa.bindparam("_run"))
-_INSERT_MAIL = mails.insert()
-_COUNT_ATTEMPT = mails.update().where(
+_UPDATE_MAIL = Prepared(mails.update().where(mails.c.id == sa.bindparam("_id")))
+_UPDATE_CLAIMED_MAIL = Prepared(mails.update().where(
     mails.c.id == sa.bindparam("_id"), mails.c.status == "received",
-    mails.c.claimed_by == sa.bindparam("_run")).values(attempts=mails.c.attempts + 1)
-_INSERT_REQUEST = requests.insert()
-_INSERT_OUTBOX = outbox.insert()
-_INSERT_EVENT = events.insert()
-_SET_REFERENCE = mails.update().where(mails.c.id == sa.bindparam("_id")).values(
-    reference=sa.bindparam("reference"))
-_LICENCE = sa.select(licences).where(licences.c.serial == sa.bindparam("_serial"))
-_LICENCE_AND_KEY = (
+    mails.c.claimed_by == sa.bindparam("_run")))
+_INSERT_MAIL = Prepared(mails.insert().returning(mails.c.id))
+_COUNT_ATTEMPT = Prepared(mails.update().where(
+    mails.c.id == sa.bindparam("_id"), mails.c.status == "received",
+    mails.c.claimed_by == sa.bindparam("_run")).values(attempts=mails.c.attempts + 1))
+_INSERT_REQUEST = Prepared(requests.insert().returning(requests.c.id))
+_INSERT_OUTBOX = Prepared(outbox.insert().returning(outbox.c.id))
+_INSERT_EVENT = Prepared(events.insert())
+_SET_REFERENCE = Prepared(mails.update().where(mails.c.id == sa.bindparam("_id")).values(
+    reference=sa.bindparam("reference")))
+_LICENCE = Prepared(sa.select(licences).where(licences.c.serial == sa.bindparam("_serial")))
+_LICENCE_AND_KEY = Prepared(
     sa.select(licences, keys.c.id.label("bound_key_id"), keys.c.system.label("bound_key_system"),
               keys.c.key.label("bound_key"), keys.c.request.label("bound_key_request"),
               keys.c.imported_at.label("bound_key_imported_at"),
               keys.c.assigned_at.label("bound_key_assigned_at"))
     .select_from(licences.outerjoin(keys, keys.c.serial == licences.c.serial))
     .where(licences.c.serial == sa.bindparam("_serial")))
-_KEY_FOR_SERIAL = sa.select(keys).where(keys.c.serial == sa.bindparam("_serial"))
-_FREE_KEY = (sa.select(keys.c.id).where(keys.c.system == sa.bindparam("_system"),
-                                        keys.c.serial.is_(None)).limit(1))
+_KEY_FOR_SERIAL = Prepared(sa.select(keys).where(keys.c.serial == sa.bindparam("_serial")))
+_FREE_KEY = Prepared(sa.select(keys.c.id).where(keys.c.system == sa.bindparam("_system"),
+                                                keys.c.serial.is_(None)).limit(1))
 
 
-def _assign_key_statement(skip_locked: bool) -> Any:
+def _assign_key_statement(skip_locked: bool) -> Prepared:
     candidate = (sa.select(keys.c.id).where(keys.c.system == sa.bindparam("_system"),
                                             keys.c.serial.is_(None))
                  .order_by(keys.c.id).limit(1))
     if skip_locked:  # PostgreSQL: concurrent runs take different keys
         candidate = candidate.with_for_update(skip_locked=True)
-    return (keys.update()
-            .where(keys.c.id == candidate.scalar_subquery(), keys.c.serial.is_(None))
-            .values(serial=sa.bindparam("_serial"), assigned_at=sa.bindparam("_now"))
-            .returning(*keys.c))
+    return Prepared(keys.update()
+                    .where(keys.c.id == candidate.scalar_subquery(), keys.c.serial.is_(None))
+                    .values(serial=sa.bindparam("_serial"), assigned_at=sa.bindparam("_now"))
+                    .returning(*keys.c))
 
 
 _ASSIGN_KEY = _assign_key_statement(False)
 _ASSIGN_KEY_PG = _assign_key_statement(True)
-_BIND_KEY = keys.update().where(keys.c.id == sa.bindparam("_id"),
-                                keys.c.request.is_(None)).values(request=sa.bindparam("_request"))
-_MARK_SENT = outbox.update().where(outbox.c.id == sa.bindparam("_id")).values(
+_BIND_KEY = Prepared(keys.update().where(keys.c.id == sa.bindparam("_id"),
+                                         keys.c.request.is_(None))
+                     .values(request=sa.bindparam("_request")))
+_MARK_SENT = Prepared(outbox.update().where(outbox.c.id == sa.bindparam("_id")).values(
     status="sent", sent_at=sa.bindparam("_now"), attempts=outbox.c.attempts + 1,
-    last_error=sa.bindparam("_error"), copy_pending=sa.bindparam("_copy"))
-_INSERT_RECIPIENT = outbox_recipients.insert()
-_REPLIES_TO_SINCE = (
+    last_error=sa.bindparam("_error"), copy_pending=sa.bindparam("_copy")))
+_INSERT_RECIPIENT = Prepared(outbox_recipients.insert())
+_REPLIES_TO_SINCE = Prepared(
     sa.select(sa.func.count(sa.distinct(outbox_recipients.c.message)))
     .where(outbox_recipients.c.address == sa.bindparam("address"),
            outbox_recipients.c.created_at >= sa.bindparam("since"),
