@@ -52,9 +52,12 @@ def stop_child(proc: subprocess.Popen) -> None:
             proc.stdout.close()
 
 
-def send_frame(stream: BinaryIO, payload: bytes) -> None:
-    """One frame, whole (an unbuffered pipe may take part of a write)."""
-    view = memoryview(_LENGTH.pack(len(payload)) + payload)
+def send_frame(stream: BinaryIO, payload: bytes, *more: bytes) -> None:
+    """One frame, whole (an unbuffered pipe may take part of a write); with `more`, those
+    frames after it in the same write: each write wakes the helper, and on a busy machine the
+    writer may then wait for a core."""
+    view = memoryview(b"".join(part for frame in (payload, *more)
+                               for part in (_LENGTH.pack(len(frame)), frame)))
     while view:
         view = view[stream.write(view) or 0:]
     stream.flush()

@@ -167,21 +167,21 @@ class Courier:
             self._advance(self._record(self._send_here(job)))
             return
         held, self._held = self._held, None
+        if held is not None and held.message_id == job.message_id:
+            frames = [("go", None)]  # prepared already: the dot is all that is left
+        else:
+            frames = [("drop", None)] if held is not None else []
+            frames += [("job", dataclasses.replace(job, then=None)), ("go", None)]
+        if job.then is not None:  # the next one, to prepare meanwhile: in the same write
+            frames.append(("job", job.then))
         try:
-            if held is not None and held.message_id == job.message_id:
-                self._write(("go", None))  # prepared already: the dot is all that is left
-            else:
-                if held is not None:
-                    self._write(("drop", None))
-                self._write(("job", dataclasses.replace(job, then=None)))
-                self._write(("go", None))
+            self._write(*frames)
         except OSError as exc:  # it died before taking the go: nothing of it went out
             self._give_up(exc)
             self._advance(self._record(self._send_here(job)))
             return
         self._out = job
-        if job.then is not None and self._tell(("job", job.then)):
-            self._held = job.then
+        self._held = job.then
 
     def _tell(self, frame: tuple[str, Any]) -> bool:
         """A frame the helper may miss: if it has died, the next answer says so."""
@@ -193,9 +193,9 @@ class Courier:
             return False
         return True
 
-    def _write(self, frame: tuple[str, Any]) -> None:
+    def _write(self, *frames: tuple[str, Any]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
-        send_frame(self._proc.stdin, pickle.dumps(frame, protocol=_PICKLE))
+        send_frame(self._proc.stdin, *(pickle.dumps(f, protocol=_PICKLE) for f in frames))
 
     def _answered(self) -> bool:
         """Whether the answer about the message out has come (answers about messages dropped
