@@ -28,6 +28,7 @@ from mailbot.store.schema import events, keys, licences, mails, outbox, outbox_r
 from mailbot.store.schema_version import is_current as schema_is_current
 from mailbot.store.throttle_counts import BOTH_COUNTS as _BOTH_COUNTS
 from mailbot.store.throttle_counts import COMPANY_COUNTS as _COMPANY_COUNTS
+from mailbot.store.throttle_counts import ONE_EACH_COUNTS as _ONE_EACH_COUNTS
 from mailbot.store.throttle_counts import SERIAL_COUNTS as _SERIAL_COUNTS
 from mailbot.store.wal import fsync_wal, synced_later, wal_path
 
@@ -607,6 +608,11 @@ class Store:
         by_company: dict[str, int] = {}
         wanted_serials, wanted_companies = list(dict.fromkeys(serials)), list(
             dict.fromkeys(companies))
+        if len(wanted_serials) == 1 and len(wanted_companies) == 1:  # the usual mail
+            for value, count, kind in _ONE_EACH_COUNTS.all(conn, {
+                    **params, "_serial": wanted_serials[0], "_company": wanted_companies[0]}):
+                (by_serial if kind == "s" else by_company)[value] = count
+            return by_serial, by_company
         if len(wanted_serials) <= _IN_CHUNK and len(wanted_companies) <= _IN_CHUNK:
             # The usual mail: both counts in one statement (a UNION ALL tagged by kind).
             for value, count, kind in conn.execute(_BOTH_COUNTS, {

@@ -57,6 +57,12 @@ class Prepared:
         rows = plan.execute(conn, plan.parameters(params), many=False).fetchall()
         return plan.row(rows[0]) if rows else None
 
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Every row (named tuples, as `first`)."""
+        plan = self._plan(conn.dialect, params)
+        return [plan.row(r) for r in plan.execute(conn, plan.parameters(params),
+                                                  many=False).fetchall()]
+
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any | None:
         row = self.first(conn, params)
         return None if row is None else row[0]

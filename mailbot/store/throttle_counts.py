@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mailbot.store.prepared import Prepared
 from mailbot.store.schema import licences, mails, requests
 
 
@@ -45,13 +46,23 @@ def _request_count_statements(values: Any = None) -> tuple[Any, Any]:
 SERIAL_COUNTS, COMPANY_COUNTS = _request_count_statements()
 
 
-def _both_counts_statement() -> Any:
+def _both_counts_statement(*, one_each: bool = False) -> Any:
     """The two counts in one statement, each row tagged "s" (serial) or "c" (company): one
-    round trip through SQLAlchemy and the driver per mail instead of two, the same plans."""
-    by_serial, _ = _request_count_statements(sa.bindparam("_serials", expanding=True))
-    _, by_company = _request_count_statements(sa.bindparam("_companies", expanding=True))
+    round trip through SQLAlchemy and the driver per mail instead of two, the same plans.
+
+    `one_each`: for the usual mail, with one serial and one company (`_serial`, `_company`):
+    the same statement with a list of one value each, which needs no expanding at run time
+    and so runs on the driver's cursor (mailbot.store.prepared)."""
+    if one_each:
+        serials, companies = [sa.bindparam("_serial")], [sa.bindparam("_company")]
+    else:
+        serials = sa.bindparam("_serials", expanding=True)
+        companies = sa.bindparam("_companies", expanding=True)
+    by_serial, _ = _request_count_statements(serials)
+    _, by_company = _request_count_statements(companies)
     return sa.union_all(*(statement.add_columns(sa.literal_column(f"'{tag}'").label("kind"))
                           for statement, tag in ((by_serial, "s"), (by_company, "c"))))
 
 
 BOTH_COUNTS = _both_counts_statement()
+ONE_EACH_COUNTS = Prepared(_both_counts_statement(one_each=True))
