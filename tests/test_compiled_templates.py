@@ -87,3 +87,15 @@ def test_a_folder_that_cannot_be_written_only_means_compiling(tmp_path, cache_ho
     rendered = Renderer(_templates(tmp_path)).render("x", {"v": "a"})
     assert rendered.text == "[a]\n"
     assert not any(cache_home.glob("_jinja2-cache-*/__jinja2_*.cache"))
+
+
+def test_a_templates_copy_in_the_temporary_folder_keeps_nothing(tmp_path, cache_home, compiles):
+    """An edit being checked, a preview or a version kept aside: a new path every time."""
+    copy = cache_home / "mailbot-templates-edit-x"
+    copy.mkdir()
+    for file in _templates(tmp_path).iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    Renderer(copy).render("x", {"v": "a"})
+    Renderer(copy).render("x", {"v": "a"})
+    assert compiles["n"] == 8
+    assert not any(cache_home.glob("_jinja2-cache-*/__jinja2_*.cache"))

@@ -19,6 +19,7 @@ import hashlib
 import operator
 import re
 import string
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -465,7 +466,7 @@ def make_environment(templates_dir: Path, filters: Mapping[str, Callable[..., An
     hardened.update({name: _undefined_fails(func) for name, func in filters.items()})
     env.filters = {name: _size_checked(func) for name, func in hardened.items()}
     env.filters.update(_mailbot_iter=_guarded_iter, _mailbot_concat=_guarded_concat)
-    env.bytecode_cache = _CompiledOnDisk.of(env, html=html)
+    env.bytecode_cache = _CompiledOnDisk.of(env, templates_dir, html=html)
     return env
 
 
@@ -480,14 +481,23 @@ class _CompiledOnDisk(jinja2.FileSystemBytecodeCache):
     part compiles the same file escaping, so it must never load the text part's code), this
     module's source, jinja's version and the filter and test names, so new mailbot code never
     runs code an older one compiled. A folder that cannot be used, or a file that cannot be
-    written, only means compiling as before."""
+    written, only means compiling as before; so does a templates folder inside the temporary
+    folder (an edit being checked, a preview, a version kept aside): its path is new each
+    time, so what it compiled would never be loaded again."""
 
     def __init__(self, salt: str) -> None:
         super().__init__()
         self.salt = salt
 
     @classmethod
-    def of(cls, env: jinja2.Environment, *, html: bool) -> _CompiledOnDisk | None:
+    def of(cls, env: jinja2.Environment, templates_dir: Path, *,
+           html: bool) -> _CompiledOnDisk | None:
+        try:
+            if Path(templates_dir).resolve().is_relative_to(
+                    Path(tempfile.gettempdir()).resolve()):
+                return None
+        except OSError:
+            return None
         salt = hashlib.sha256()
         for part in ("html" if html else "text", jinja2.__version__, _OWN_SOURCE,
                      *sorted(env.filters), "|", *sorted(env.tests)):
