@@ -21,3 +21,14 @@ def test_every_body_is_encoded_as_quoprimime_encodes_it(width):
     for _ in range(5000):
         body = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 30)))
         assert _body_encode(body, width) == quoprimime.body_encode(body, width), repr(body)
+
+
+@pytest.mark.parametrize("width", [4, 10, 76, 78])
+def test_bodies_with_only_line_feeds_are_encoded_as_quoprimime_encodes_them(width):
+    """The usual reply (its lines end in LF only): only the lines that are too long or end in
+    whitespace go through the line loop, the others are kept as they are."""
+    rng = random.Random(100 + width)
+    pieces = [p for p in PIECES if "\r" not in p] + ["y" * (width - 1), "z" * (width + 1)]
+    for _ in range(5000):
+        body = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert _body_encode(body, width) == quoprimime.body_encode(body, width), repr(body)
