@@ -115,3 +115,28 @@ def test_what_it_cannot_run_as_sqlalchemy_would_is_refused_at_once(store):
             Prepared(computed.insert()).run(conn, {"id": 1})
         with pytest.raises(TypeError, match="no value for _id"):
             database._MARK_SENT.run(conn, {"_now": WHEN, "_error": None, "_copy": False})
+
+
+def test_a_lost_server_connection_is_dropped_and_the_next_transaction_gets_a_new_one(
+        postgres_url):
+    """As SQLAlchemy does: the statement fails as a DBAPIError saying so, and the pool does not
+    hand the dead connection out again."""
+    from mailbot.store.database import Store
+
+    store = Store(postgres_url)
+    store.migrate()
+    killer = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with store.engine.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with killer.connect() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            with pytest.raises(sa.exc.DBAPIError) as failed:
+                database._FREE_KEY.first(conn, {"_system": "x"})
+            assert failed.value.connection_invalidated and conn.invalidated
+        with store.transaction() as conn:
+            assert database._FREE_KEY.first(conn, {"_system": "x"}) is None
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        killer.dispose()
+        store.close()

@@ -13,8 +13,9 @@ SQLite's text, say), the cursor, and the rows back through SQLAlchemy's result p
 what reaches the database and what comes back are what `Connection.execute` gives. It runs in
 the connection's transaction (the same driver connection). Errors come out as SQLAlchemy's
 (`DBAPIError.instance`: IntegrityError, OperationalError...), so `store_faults` and the callers
-see no difference, and the engine's cursor events (the tests' and the benchmarks' statement
-counters) still see every statement.
+see no difference; a lost server connection is invalidated, as SQLAlchemy does; and the
+engine's cursor events (the tests' and the benchmarks' statement counters) still see every
+statement (with no execution context: None).
 
 What it does not do, it refuses when the statement is first compiled (a TypeError, which the
 tests meet at once): lists expanded into IN (...), and column defaults computed in Python.
@@ -38,7 +39,7 @@ class Prepared:
         self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        """Execute with `params`; the driver's cursor (its rows are read with `rows`)."""
+        """Execute with `params`; the driver's cursor (for its rowcount)."""
         plan = self._plan(conn.dialect, params)
         return plan.execute(conn, plan.parameters(params), many=False)
 
@@ -133,9 +134,13 @@ class _Plan:
             else:
                 cursor.execute(self.sql, parameters)
         except self.dialect.loaded_dbapi.Error as exc:
+            # A lost server connection is dropped from the pool, as SQLAlchemy drops it.
+            gone = self.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+            if gone:
+                conn.invalidate(exc)
             raise sa.exc.DBAPIError.instance(
                 self.sql, parameters, exc, self.dialect.loaded_dbapi.Error,
-                dialect=self.dialect) from exc
+                connection_invalidated=gone, dialect=self.dialect) from exc
         if dispatch.after_cursor_execute:
             dispatch.after_cursor_execute(conn, cursor, self.sql, parameters, None, many)
         return cursor
