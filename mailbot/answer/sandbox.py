@@ -498,6 +498,8 @@ class _CompiledOnDisk(jinja2.FileSystemBytecodeCache):
                 return None
         except OSError:
             return None
+        if _OWN_SOURCE is None:
+            return None
         salt = hashlib.sha256()
         for part in ("html" if html else "text", jinja2.__version__, _OWN_SOURCE,
                      *sorted(env.filters), "|", *sorted(env.tests)):
@@ -517,4 +519,13 @@ class _CompiledOnDisk(jinja2.FileSystemBytecodeCache):
             pass
 
 
-_OWN_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+def _own_source() -> str | None:
+    """This module's source, hashed; None when it cannot be read (nothing is kept then: code
+    compiled by another version could not be told apart)."""
+    try:
+        return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+_OWN_SOURCE = _own_source()
