@@ -65,8 +65,10 @@ class Prepared:
                                                   many=False).fetchall()]
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any | None:
-        row = self.first(conn, params)
-        return None if row is None else row[0]
+        """The first column of the first row (an INSERT's RETURNING id, a count), or None."""
+        plan = self._plan(conn.dialect, params)
+        found = plan.execute(conn, plan.parameters(params), many=False).fetchall()
+        return plan.value(found[0][0], 0) if found else None
 
     def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
         key = (dialect.name, frozenset(params))
@@ -110,6 +112,9 @@ class _Plan:
         self.result_processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in columns]
+        self.converted = [(position, processor)  # the columns whose values are converted
+                          for position, processor in enumerate(self.result_processors)
+                          if processor is not None]
         self.Row = (collections.namedtuple("Row", [c.key for c in columns], rename=True)
                     if columns else None)
 
@@ -147,6 +152,16 @@ class _Plan:
 
     def row(self, values: Sequence[Any]) -> Any:
         assert self.Row is not None, self.sql
-        return self.Row(*(value if processor is None or value is None else processor(value)
-                          for processor, value in zip(self.result_processors, values,
-                                                      strict=True)))
+        if len(values) != len(self.result_processors):
+            raise TypeError(f"{self.sql}: {len(values)} columns back, "
+                            f"{len(self.result_processors)} expected")
+        if self.converted:
+            values = list(values)
+            for position, processor in self.converted:
+                if values[position] is not None:
+                    values[position] = processor(values[position])
+        return self.Row._make(values)
+
+    def value(self, value: Any, position: int) -> Any:
+        processor = self.result_processors[position] if self.result_processors else None
+        return value if processor is None or value is None else processor(value)
