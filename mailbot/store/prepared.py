@@ -38,10 +38,10 @@ class Prepared:
         self.statement = statement
         self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
 
-    def run(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        """Execute with `params`; the driver's cursor (for its rowcount)."""
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
+        """Execute with `params`."""
         plan = self._plan(conn.dialect, params)
-        return plan.execute(conn, plan.parameters(params), many=False)
+        plan.execute(conn, plan.parameters(params), many=False)
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """One executemany of `rows` (each with the same names)."""
@@ -50,25 +50,29 @@ class Prepared:
             plan.execute(conn, [plan.parameters(row) for row in rows], many=True)
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
-        return self.run(conn, params).rowcount
+        """Execute with `params`; how many rows it changed."""
+        plan = self._plan(conn.dialect, params)
+        return plan.execute(conn, plan.parameters(params), many=False).rowcount
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any | None:
         """The first row (a named tuple, its values as SQLAlchemy would give them), or None."""
-        plan = self._plan(conn.dialect, params)
-        rows = plan.execute(conn, plan.parameters(params), many=False).fetchall()
+        plan, rows = self._fetch(conn, params)
         return plan.row(rows[0]) if rows else None
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row (named tuples, as `first`)."""
-        plan = self._plan(conn.dialect, params)
-        return [plan.row(r) for r in plan.execute(conn, plan.parameters(params),
-                                                  many=False).fetchall()]
+        plan, rows = self._fetch(conn, params)
+        return [plan.row(r) for r in rows]
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any | None:
         """The first column of the first row (an INSERT's RETURNING id, a count), or None."""
+        plan, rows = self._fetch(conn, params)
+        return plan.value(rows[0][0], 0) if rows else None
+
+    def _fetch(self, conn: Connection, params: Mapping[str, Any]) -> tuple[_Plan, list[Any]]:
+        """The plan for `params` and the driver's rows, unconverted."""
         plan = self._plan(conn.dialect, params)
-        found = plan.execute(conn, plan.parameters(params), many=False).fetchall()
-        return plan.value(found[0][0], 0) if found else None
+        return plan, plan.execute(conn, plan.parameters(params), many=False).fetchall()
 
     def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
         key = (dialect.name, frozenset(params))
